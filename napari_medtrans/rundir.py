@@ -1,0 +1,232 @@
+"""The run directory: the one contract between a trainer and whoever watches it.
+
+A trainer (``python -m training``, possibly on a cluster node) writes a run
+directory; the napari Train widget, the CLI and anyone on a shared file system
+read it. Nothing else passes between them. Layout (see DESIGN.md)::
+
+    runs/<name>/
+      config.json          resolved training config
+      status.json          state, iteration, ETA, last error (atomic)
+      metrics.jsonl        one JSON object per logged step (append-only)
+      previews/            itNNNNNNN.npz validation slices + latest.json
+      checkpoints/         last/best safetensors (written by the trainer)
+      translator.safetensors
+      log.txt              human-readable log
+      STOP                 present = a graceful stop was requested
+
+Every write that replaces a file is atomic (temp file in the same folder,
+fsync, rename), so a reader never sees half a file and a killed writer leaves
+the previous version intact.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+STATES = ("queued", "running", "stopping", "finished", "failed", "stopped")
+"""Possible values of ``status.json["state"]``."""
+
+FINAL_STATES = ("finished", "failed", "stopped")
+"""States after which the trainer process no longer writes."""
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file + fsync + rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make a rename durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class RunDir:
+    """Reads and writes one run directory following the contract above.
+
+    Args:
+        path: the run directory (created on the first write).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.config_path = self.path / "config.json"
+        self.status_path = self.path / "status.json"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.previews_dir = self.path / "previews"
+        self.checkpoints_dir = self.path / "checkpoints"
+        self.translator_path = self.path / "translator.safetensors"
+        self.log_path = self.path / "log.txt"
+        self.stop_path = self.path / "STOP"
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def exists(self) -> bool:
+        """True when the folder holds a run (its config has been written)."""
+        return self.config_path.is_file()
+
+    # config -------------------------------------------------------------
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Save the resolved training config."""
+        atomic_write_json(self.config_path, config)
+
+    def read_config(self) -> dict[str, Any]:
+        """Load the resolved training config."""
+        return _read_json(self.config_path)
+
+    # status -------------------------------------------------------------
+    def write_status(self, **fields: Any) -> dict[str, Any]:
+        """Merge ``fields`` into status.json (atomically) and return the new status.
+
+        ``updated_at`` (Unix time) is set on every write.
+        """
+        state = fields.get("state")
+        if state is not None and state not in STATES:
+            raise ValueError(f"unknown run state {state!r}; expected one of {STATES}")
+        status = self.read_status() if self.status_path.is_file() else {}
+        status.update(fields)
+        status["updated_at"] = time.time()
+        atomic_write_json(self.status_path, status)
+        return status
+
+    def read_status(self) -> dict[str, Any]:
+        """Load status.json; ``{"state": "queued"}`` if the trainer has not written it yet."""
+        if not self.status_path.is_file():
+            return {"state": "queued"}
+        return _read_json(self.status_path)
+
+    # metrics ------------------------------------------------------------
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """Append one JSON line to metrics.jsonl (flushed and fsynced)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(record, sort_keys=True) + "\n"
+        with open(self.metrics_path, "a", encoding="utf-8") as handle:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def read_metrics(self, start_line: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Read complete metric lines from ``start_line`` on.
+
+        Returns the records and the line number to pass next time, so a follower
+        reads the file incrementally. A partly written last line is left for the
+        next call.
+        """
+        if not self.metrics_path.is_file():
+            return [], start_line
+        records: list[dict[str, Any]] = []
+        next_line = start_line
+        with open(self.metrics_path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle):
+                if number < start_line:
+                    continue
+                if not line.endswith("\n"):
+                    break
+                records.append(json.loads(line))
+                next_line = number + 1
+        return records, next_line
+
+    def truncate_metrics(self, last_iteration: int) -> None:
+        """Drop metric records past ``last_iteration`` (used when resuming from a checkpoint)."""
+        records, _ = self.read_metrics()
+        kept = [r for r in records if int(r.get("iteration", 0)) <= last_iteration]
+        data = "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept)
+        atomic_write_bytes(self.metrics_path, data.encode())
+
+    # previews -----------------------------------------------------------
+    def write_preview(self, iteration: int, arrays: dict[str, np.ndarray]) -> Path:
+        """Save named 2-D/3-D arrays (input, output, target, scale, field…) for ``iteration``.
+
+        The file is ``previews/it<iteration:07d>.npz``; ``previews/latest.json``
+        then points to it.
+        """
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: np.asarray(a) for name, a in arrays.items()})
+        target = self.previews_dir / f"it{iteration:07d}.npz"
+        atomic_write_bytes(target, buffer.getvalue())
+        atomic_write_json(
+            self.previews_dir / "latest.json",
+            {"iteration": iteration, "file": target.name, "arrays": sorted(arrays)},
+        )
+        return target
+
+    def latest_preview(self) -> dict[str, Any] | None:
+        """Return ``{"iteration": int, "arrays": {name: ndarray}}`` of the newest preview, or None."""
+        pointer = self.previews_dir / "latest.json"
+        if not pointer.is_file():
+            return None
+        info = _read_json(pointer)
+        with np.load(self.previews_dir / info["file"], allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+        return {"iteration": int(info["iteration"]), "arrays": arrays}
+
+    # stop request -------------------------------------------------------
+    def request_stop(self) -> None:
+        """Ask the trainer to checkpoint and exit (works across machines on a shared FS)."""
+        atomic_write_bytes(self.stop_path, f"{time.time()}\n".encode())
+
+    def stop_requested(self) -> bool:
+        """True when a stop was requested and not yet cleared."""
+        return self.stop_path.exists()
+
+    def clear_stop(self) -> None:
+        """Remove a stop request (done by the trainer when it starts or resumes)."""
+        self.stop_path.unlink(missing_ok=True)
+
+    # log ----------------------------------------------------------------
+    def log(self, line: str) -> None:
+        """Append a timestamped line to log.txt."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.log_path, "a", encoding="utf-8") as handle:
+            handle.write(f"{stamp} {line.rstrip()}\n")
+            handle.flush()
+
+    def tail_log(self, lines: int = 20) -> list[str]:
+        """Return the last ``lines`` lines of log.txt (empty if there is none)."""
+        if not self.log_path.is_file():
+            return []
+        with open(self.log_path, encoding="utf-8", errors="replace") as handle:
+            return [line.rstrip("\n") for line in handle.readlines()[-lines:]]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON object, naming the file when it is not valid JSON."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from exc
