@@ -1,0 +1,83 @@
+"""napari reader contribution: medical volumes as layers placed in physical space.
+
+``get_reader`` accepts NIfTI, MetaImage, NRRD and DICOM files and folders that
+hold DICOM files. Each volume becomes one layer (each DICOM series of a folder
+its own layer, named after its SeriesDescription) with ``scale``, ``translate``
+and ``affine`` from :func:`napari_medtrans.io.layer_geometry`. Integer volumes
+whose name ends with ``_labels`` or ``_seg`` open as Labels layers.
+
+A file that cannot be read raises :class:`napari_medtrans.io.VolumeReadError`;
+napari reports it (``viewer.open`` raises a ``ReaderPluginError`` that quotes
+the message, the GUI shows it in a dialog) and the viewer stays up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from napari.types import LayerDataTuple
+
+from napari_medtrans.io import READ_SUFFIXES, Volume, layer_geometry, read_volumes
+
+LABEL_ENDINGS = ("_labels", "_seg")
+_DICOM_SUFFIXES = (".dcm", ".ima")
+_FOLDER_PROBE = 32
+
+
+def _accepts(path: str) -> bool:
+    candidate = Path(path)
+    if candidate.is_dir():
+        return _looks_like_dicom_folder(candidate)
+    return candidate.name.lower().endswith(READ_SUFFIXES)
+
+
+def _looks_like_dicom_folder(folder: Path) -> bool:
+    """True when one of the first files of ``folder`` is DICOM (by suffix or preamble)."""
+    files = [p for p in sorted(folder.iterdir())[:_FOLDER_PROBE] if p.is_file()]
+    return any(p.suffix.lower() in _DICOM_SUFFIXES or _has_dicom_preamble(p) for p in files)
+
+
+def _has_dicom_preamble(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def get_reader(path: str | Sequence[str]) -> Callable[[str | Sequence[str]], list[LayerDataTuple]] | None:
+    """Return :func:`read_layers` when every path is a volume this plugin reads, else None."""
+    paths = [path] if isinstance(path, str) else list(path)
+    if paths and all(_accepts(str(p)) for p in paths):
+        return read_layers
+    return None
+
+
+def layer_name(volume: Volume) -> str:
+    """The series description for DICOM, else the file name without its extension."""
+    description = volume.metadata.get("SeriesDescription")
+    if description:
+        return description
+    name = Path(volume.path or "volume").name
+    for suffix in sorted(READ_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def layer_data(volume: Volume) -> LayerDataTuple:
+    """A napari layer data tuple for ``volume`` (labels or image)."""
+    name = layer_name(volume)
+    kwargs = {"name": name, **layer_geometry(volume)}
+    if volume.array.dtype.kind in "iu" and name.lower().endswith(LABEL_ENDINGS):
+        return (volume.array, kwargs, "labels")
+    kwargs["colormap"] = "gray"
+    return (volume.array, kwargs, "image")
+
+
+def read_layers(path: str | Sequence[str]) -> list[LayerDataTuple]:
+    """Read every volume at ``path`` (one path or several) as layer data tuples."""
+    paths = [path] if isinstance(path, str) else list(path)
+    return [layer_data(volume) for p in paths for volume in read_volumes(p)]

@@ -1,0 +1,240 @@
+"""Sub-panels of the Translate widget: uncertainty, deformation field, comparison.
+
+Each panel works on the host widget's current session (``host.session``) and
+reference layer (``host.reference_array()``); computations that take long run
+in napari workers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.qt.threading import create_worker
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox, QLabel, QPushButton, QSlider, QSpinBox
+
+from napari_medtrans import comparison
+
+from . import overlays
+
+if TYPE_CHECKING:
+    from .translate import Session, TranslateWidget
+
+DIFFERENCE_LIMIT_HU = 250.0
+
+
+def _slider(value: int) -> QSlider:
+    slider = QSlider(Qt.Horizontal)
+    slider.setRange(0, 100)
+    slider.setValue(value)
+    return slider
+
+
+class UncertaintyPanel(QGroupBox):
+    """Display controls of the σ overlay and its agreement with the real error."""
+
+    def __init__(self, host: TranslateWidget) -> None:
+        super().__init__("Uncertainty overlay")
+        self.host = host
+        self.opacity = _slider(60)
+        self.blending = QComboBox()
+        self.blending.addItems(["additive", "translucent"])
+        self.colormap = QComboBox()
+        self.colormap.addItems(list(overlays.UNCERTAINTY_COLORMAPS))
+        self.legend = QLabel("No uncertainty yet.")
+        self.legend.setWordWrap(True)
+        form = QFormLayout(self)
+        form.addRow("Opacity", self.opacity)
+        form.addRow("Blending", self.blending)
+        form.addRow("Colormap", self.colormap)
+        form.addRow(self.legend)
+        self.opacity.valueChanged.connect(lambda v: self._style(opacity=v / 100))
+        self.blending.currentTextChanged.connect(lambda v: self._style(blending=v))
+        self.colormap.currentTextChanged.connect(lambda v: self._style(colormap=v))
+
+    def bind(self, session: Session) -> None:
+        """Apply the panel's settings to the session's σ layer."""
+        if session.uncertainty is not None:
+            self._style(opacity=self.opacity.value() / 100, blending=self.blending.currentText(), colormap=self.colormap.currentText())
+        self.update_correlation()
+
+    def _style(self, **style: Any) -> None:
+        session = self.host.session
+        if session is not None and session.uncertainty is not None:
+            for name, value in style.items():
+                setattr(session.uncertainty, name, value)
+
+    def correlation(self) -> float | None:
+        """Pearson r of σ vs |translation − reference| on the current slice."""
+        session, reference = self.host.session, self.host.reference_array()
+        index = self.host.current_index()
+        if session is None or session.uncertainty is None or reference is None or index is None:
+            return None
+        where = [slice(None)] * 3
+        where[session.axis] = slice(index, index + 1)
+        where = tuple(where)
+        sigma = np.moveaxis(session.uncertainty.data[where], session.axis, 0)
+        error = np.abs(np.moveaxis(session.output.data[where] - reference[where], session.axis, 0))
+        return float(comparison.slice_pearson(sigma, error)[0])
+
+    def update_correlation(self) -> None:
+        """Refresh the legend (units, r on the current slice) and the canvas text."""
+        session = self.host.session
+        if session is None or session.uncertainty is None:
+            return
+        text = f"σ in {session.units} (colorbar, top right)"
+        r = self.correlation()
+        if r is not None:
+            text += f"; r(σ, |error|) on slice {self.host.current_index()} = {r:.2f}" if np.isfinite(r) else "; r undefined"
+        self.legend.setText(text)
+        overlay = self.host.viewer.text_overlay
+        overlay.text, overlay.visible = text.replace(" (colorbar, top right)", ""), True
+
+
+class FieldPanel(QGroupBox):
+    """Registration of the translation to the reference, shown as a field."""
+
+    def __init__(self, host: TranslateWidget) -> None:
+        super().__init__("Deformation field")
+        self.host = host
+        self.step = QSpinBox()
+        self.step.setRange(1, 64)
+        self.step.setValue(8)
+        self.step.setSuffix(" px")
+        self.button = QPushButton("Register translation to reference")
+        self.label = QLabel("Needs a translator with a registration network and a reference layer.")
+        self.label.setWordWrap(True)
+        self.layers: dict[str, Any] = {}
+        self._field: np.ndarray | None = None
+        form = QFormLayout(self)
+        form.addRow("Vector grid", self.step)
+        form.addRow(self.button)
+        form.addRow(self.label)
+        self.button.clicked.connect(self.register)
+        self.step.valueChanged.connect(self._regrid)
+
+    def register(self) -> None:
+        """Translate the whole volume if needed, then compute the field in a worker."""
+        host, session = self.host, self.host.session
+        if session is None or "field" not in session.translator.metadata.outputs or host.reference_layer() is None:
+            self.label.setText("Load a registration-aware translator and choose a reference layer first.")
+            return
+        if not session.complete:
+            host.volume_finished.connect(self._after_volume)
+            host.translate_volume()
+            return
+        if session.axis != 0:
+            self.label.setText("Field overlays support translators that slice along axis 0 (z) only.")
+            return
+        self.label.setText("Registering …")
+        worker = create_worker(
+            session.translator.register,
+            session.output.data,
+            host.reference_array(),
+            spacing=session.volume.spacing,
+            _ignore_errors=True,
+            _start_thread=False,
+        )
+        worker.returned.connect(lambda result, s=session: self._show(s, result))
+        worker.errored.connect(lambda exc: self.label.setText(f"Error: {exc}"))
+        worker.start()
+
+    def _after_volume(self, finished: bool) -> None:
+        self.host.volume_finished.disconnect(self._after_volume)
+        if finished:
+            self.register()
+
+    def _show(self, session: Session, result: Any) -> None:
+        self._field = np.asarray(result.field, np.float32)
+        prefix = session.output.name
+        self.layers = overlays.add_field_layers(self.host.viewer, prefix, self._field, result.warped, session.volume, self.step.value())
+        magnitude = comparison.field_magnitude(self._field)
+        self.label.setText(f"|field|: median {np.median(magnitude):.2f} mm, max {magnitude.max():.2f} mm")
+        self.host.viewer.layers.selection.active = self.layers["vectors"]
+
+    def _regrid(self, step: int) -> None:
+        session = self.host.session
+        if self._field is not None and session is not None and "vectors" in self.layers:
+            overlays.upsert_vectors(self.host.viewer, self.layers["vectors"].name, self._field, session.volume, step)
+
+
+class ComparePanel(QGroupBox):
+    """Translation vs reference: side by side, checkerboard or curtain, difference."""
+
+    def __init__(self, host: TranslateWidget) -> None:
+        super().__init__("Compare with reference")
+        self.host = host
+        self.side_by_side = QCheckBox("Side by side (grid)")
+        self.mode = QComboBox()
+        self.mode.addItems(["checkerboard", "curtain"])
+        self.tile = QSpinBox()
+        self.tile.setRange(2, 128)
+        self.tile.setValue(16)
+        self.tile.setSuffix(" px")
+        self.position = _slider(50)
+        self.show_button = QPushButton("Show overlay")
+        self.difference_button = QPushButton("Difference layer")
+        form = QFormLayout(self)
+        form.addRow(self.side_by_side)
+        form.addRow("Overlay", self.mode)
+        form.addRow("Tile", self.tile)
+        form.addRow("Curtain", self.position)
+        form.addRow(self.show_button)
+        form.addRow(self.difference_button)
+        self.side_by_side.toggled.connect(self._grid)
+        self.show_button.clicked.connect(self.show_composite)
+        self.difference_button.clicked.connect(self.show_difference)
+        self.tile.valueChanged.connect(self._update_if_shown)
+        self.position.valueChanged.connect(self._update_if_shown)
+        self.mode.currentTextChanged.connect(self._update_if_shown)
+
+    def _grid(self, on: bool) -> None:
+        grid = self.host.viewer.grid
+        grid.stride, grid.enabled = 1, on
+
+    def _pair(self) -> tuple[Session, np.ndarray] | None:
+        session, reference = self.host.session, self.host.reference_array()
+        if session is None or reference is None:
+            self.host.status_label.setText("Translate first and choose a reference layer.")
+            return None
+        return session, reference
+
+    def composite_name(self, session: Session) -> str:
+        """Name of the comparison layer of a session."""
+        return f"{session.output.name} vs {self.host.reference_layer().name}"
+
+    def show_composite(self) -> None:
+        """Checkerboard or curtain of translation and reference in one layer."""
+        pair = self._pair()
+        if pair is None:
+            return
+        session, reference = pair
+        a, b = session.output.data, reference
+        if self.mode.currentText() == "checkerboard":
+            mixed = comparison.checkerboard(a, b, self.tile.value())
+        else:
+            mixed = comparison.curtain(a, b, self.position.value() / 100)
+        overlays.upsert_image(
+            self.host.viewer, self.composite_name(session), mixed, session.volume,
+            colormap="gray", contrast_limits=session.output.contrast_limits,
+        ).metadata["medtrans_role"] = "comparison"
+
+    def _update_if_shown(self, *args: Any) -> None:
+        session = self.host.session
+        if session is not None and self.host.reference_layer() is not None and self.composite_name(session) in self.host.viewer.layers:
+            self.show_composite()
+
+    def show_difference(self) -> None:
+        """Translation − reference, in the target's units, with a diverging colormap."""
+        pair = self._pair()
+        if pair is None:
+            return
+        session, reference = pair
+        name = f"{session.output.name} − {self.host.reference_layer().name} ({session.units})"
+        layer = overlays.upsert_image(
+            self.host.viewer, name, session.output.data - reference, session.volume,
+            colormap="PiYG", contrast_limits=(-DIFFERENCE_LIMIT_HU, DIFFERENCE_LIMIT_HU),
+        )
+        layer.metadata.update(medtrans_role="difference", units=session.units)
+        layer.colorbar.visible = True

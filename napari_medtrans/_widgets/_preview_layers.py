@@ -1,0 +1,189 @@
+"""Preview layers of the Train widget: the latest validation translation of a run.
+
+Input, output and target are laid side by side (in that order, then the
+misaligned target of registration methods and the uncertainty), so all are
+visible at once; the displacement field that registers the output to the
+misaligned target is drawn as vectors over the output.
+
+Keeping the viewer responsive while a run is followed: creating a napari layer
+costs a few hundred milliseconds (vispy visuals, layer controls), updating one
+a few. So :meth:`PreviewLayers.prepare` creates the layers a run will need,
+hidden, when the user starts or opens it; a new preview is then applied one
+layer per :meth:`PreviewLayers.step` (the widget calls it once per poll), so
+no poll blocks the event loop for more than one small update.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable
+
+import numpy as np
+from napari.layers import Image, Layer, Vectors
+from napari.viewer import Viewer
+
+from napari_medtrans.runwatch import Preview
+
+PREFIX = "preview: "
+"""Start of the names of the preview layers."""
+
+IMAGE_ROLES = {"input": "gray", "output": "gray", "target": "gray", "registration_target": "gray",
+               "scale": "magma"}
+"""Preview arrays shown as images, left to right, with their colormaps."""
+
+OUTPUT_ROLES = {"scale": ("scale",), "field": ("registration_target", "field")}
+"""Preview arrays that come with each optional translator output."""
+
+LABELS = {"scale": "uncertainty", "registration_target": "misaligned target"}
+GAP = 4  # pixels between neighbouring previews
+VECTORS_PER_SIDE = 16
+
+
+def as_slices(array: np.ndarray) -> np.ndarray:
+    """A preview image as (H, W) or a stack (N, H, W).
+
+    (N, C, H, W) keeps the centre channel (2.5D inputs carry neighbouring slices).
+    """
+    array = np.asarray(array, dtype=np.float32)
+    if array.ndim == 4:
+        array = array[:, array.shape[1] // 2]
+    while array.ndim > 2 and array.shape[0] == 1:
+        array = array[0]
+    return array
+
+
+def field_vectors(field: np.ndarray) -> np.ndarray:
+    """napari vectors (M, 2, D) of a displacement field on a coarse grid.
+
+    Parameters
+    ----------
+    field : numpy.ndarray
+        (2, H, W) or (N, 2, H, W): Δrow, Δcol in pixels.
+    """
+    field = np.asarray(field, dtype=np.float32)
+    stack = field.ndim == 4 and field.shape[0] > 1
+    field = field.reshape((-1,) + field.shape[-3:])
+    height, width = field.shape[-2:]
+    step = max(1, max(height, width) // VECTORS_PER_SIDE)
+    rows, cols = np.mgrid[step // 2:height:step, step // 2:width:step]
+    vectors = []
+    for index, slice_field in enumerate(field):
+        d_row = slice_field[0, rows, cols].ravel()
+        d_col = slice_field[1, rows, cols].ravel()
+        position = [rows.ravel(), cols.ravel()]
+        direction = [d_row, d_col]
+        if stack:
+            position.insert(0, np.full(d_row.shape, index))
+            direction.insert(0, np.zeros_like(d_row))
+        vectors.append(np.stack([np.stack(position, -1), np.stack(direction, -1)], 1))
+    return np.concatenate(vectors).astype(np.float32)
+
+
+def layer_name(role: str) -> str:
+    """Name of the preview layer showing ``role``."""
+    return PREFIX + LABELS.get(role, role)
+
+
+class PreviewLayers:
+    """Keeps the preview layers of one viewer in step with a run's latest preview.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        Where the layers live.
+
+    Attributes
+    ----------
+    iteration : int or None
+        Iteration of the latest preview (shown once :attr:`pending` is 0).
+    """
+
+    def __init__(self, viewer: Viewer) -> None:
+        self.viewer = viewer
+        self.iteration: int | None = None
+        self._pending: deque[Callable[[], None]] = deque()
+        self._filled: set[str] = set()
+
+    @property
+    def pending(self) -> int:
+        """Layer updates still to apply."""
+        return len(self._pending)
+
+    def prepare(self, outputs: Iterable[str], size: int) -> None:
+        """Create (hidden) the layers a run with these translator ``outputs`` will fill."""
+        roles = ["input", "output", "target"]
+        for output in outputs:
+            roles += OUTPUT_ROLES.get(output, ())
+        placeholder = np.zeros((size, size), np.float32)
+        for role in roles:
+            name = layer_name(role)
+            if name in self.viewer.layers:
+                continue
+            if role == "field":
+                layer = Vectors(np.zeros((0, 2, 2), np.float32), name=name, edge_color="yellow",
+                                edge_width=0.4, visible=False)
+            else:
+                layer = Image(placeholder, name=name, colormap=IMAGE_ROLES[role], visible=False)
+            self.viewer.add_layer(layer)
+        self._filled.clear()
+
+    def show(self, preview: Preview) -> None:
+        """Queue the layer updates of ``preview`` (replacing those of an older one not yet applied)."""
+        self._pending.clear()
+        offset = 0.0
+        for role, colormap in IMAGE_ROLES.items():
+            if role not in preview.arrays:
+                continue
+            data = as_slices(preview.arrays[role])
+            translate = (0.0,) * (data.ndim - 1) + (offset,)
+            self._pending.append(lambda r=role, d=data, t=translate, c=colormap:
+                                 self._set(Image, r, d, translate=t, colormap=c))
+            if role == "output" and "field" in preview.arrays:
+                vectors = field_vectors(preview.arrays["field"])
+                vectors[:, 0, -1] += offset
+                self._pending.append(lambda v=vectors: self._set(
+                    Vectors, "field", v, edge_color="yellow", edge_width=0.4))
+            offset += data.shape[-1] + GAP
+        first = self.iteration is None
+        self.iteration = preview.iteration
+        if first:
+            self._pending.append(self.viewer.reset_view)
+
+    def step(self) -> None:
+        """Apply one queued layer update."""
+        if self._pending:
+            self._pending.popleft()()
+
+    def flush(self) -> None:
+        """Apply every queued update."""
+        while self._pending:
+            self.step()
+
+    def discard_unfilled(self) -> None:
+        """Remove prepared layers that no preview filled (the run ended without them)."""
+        for role in list(IMAGE_ROLES) + ["field"]:
+            name = layer_name(role)
+            if role not in self._filled and name in self.viewer.layers \
+                    and not self.viewer.layers[name].visible:
+                self.viewer.layers.remove(name)
+
+    def _set(self, kind: type[Layer], role: str, data: np.ndarray, *,
+             translate: tuple[float, ...] | None = None, **options) -> None:
+        """Put ``data`` into the layer for ``role`` (created if missing or of another shape)."""
+        name = layer_name(role)
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        ndim = data.shape[-1] if kind is Vectors else data.ndim
+        if layer is not None and (not isinstance(layer, kind) or layer.ndim != ndim):
+            self.viewer.layers.remove(name)
+            layer = None
+        if layer is None:
+            layer = kind(data, name=name, **options)
+            self.viewer.add_layer(layer)
+        else:
+            layer.data = data
+        if translate is not None:
+            layer.translate = translate
+        if isinstance(layer, Image):
+            layer.reset_contrast_limits()
+        layer.visible = True
+        self._filled.add(role)

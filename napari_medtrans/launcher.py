@@ -1,0 +1,438 @@
+"""Start, stop and resume a trainer in a separate process, free of Qt and napari.
+
+The GUI never imports :mod:`training`: it asks the trainer what it offers by
+running ``python -m training --list-methods --json`` (:func:`query_methods`),
+starts it as ``python -m training ...`` (:meth:`TrainerProcess.start`) and
+follows the run only through its run directory
+(:class:`napari_medtrans.runwatch.RunWatcher`).
+
+Stopping is graceful first: the stop file of the run directory plus SIGTERM,
+upon which the trainer checkpoints and exits; asking again kills the process.
+A run that this process did not start (from the CLI, from a napari session that
+was closed, from a cluster node on a shared file system) is stopped through its
+stop file, and killed by the pid in ``status.json`` only when that process runs
+on this host and is a trainer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from napari_medtrans.rundir import FINAL_STATES, RunDir
+
+PHANTOM_REGIMES = ("paired", "unpaired", "misaligned")
+"""Data regimes the trainer can generate from the phantom."""
+
+CONSOLE_FILE = "console.txt"
+"""Name of the file in the run directory that receives the launched trainer's stdout/stderr."""
+
+MIN_SIZE, MAX_SIZE, SIZE_MULTIPLE = 32, 1024, 4
+"""Bounds on the training slice size checked before a launch."""
+
+StopAction = Literal["stopping", "killed", "not running"]
+
+
+class LaunchError(RuntimeError):
+    """The trainer could not be queried or started; the message is meant for users."""
+
+
+# --------------------------------------------------------------------------- methods
+@dataclass(frozen=True)
+class OptionSpec:
+    """One method-specific option, as listed by the trainer.
+
+    Attributes
+    ----------
+    name : str
+        Key under ``model.`` in the training config.
+    kind : str
+        ``"float"``, ``"int"``, ``"bool"``, ``"str"`` or ``"choice"``.
+    default : Any
+        The method's default value (may be None for optional values).
+    choices : tuple
+        Allowed values for ``kind == "choice"``.
+    help : str
+        One line for a tooltip.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    choices: tuple[Any, ...] = ()
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A translation method the trainer offers.
+
+    Attributes
+    ----------
+    name : str
+        Registry name passed as ``--method``.
+    description : str
+        One line shown next to the method selector.
+    paired : bool
+        True when the method needs paired (or misaligned paired) data.
+    outputs : tuple of str
+        What its translator provides (``"image"``, ``"scale"``, ``"field"``).
+    options : tuple of OptionSpec
+        Its method-specific options (config section ``model``).
+    """
+
+    name: str
+    description: str = ""
+    paired: bool = False
+    outputs: tuple[str, ...] = ("image",)
+    options: tuple[OptionSpec, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MethodSpec":
+        """Build from one entry of ``python -m training --list-methods --json``."""
+        options = tuple(
+            OptionSpec(
+                name=str(o["name"]),
+                kind=str(o.get("type", "str")),
+                default=o.get("default"),
+                choices=tuple(o.get("choices") or ()),
+                help=str(o.get("help", "")),
+            )
+            for o in data.get("options", ())
+        )
+        return cls(
+            name=str(data["name"]),
+            description=str(data.get("description", "")),
+            paired=bool(data.get("paired", False)),
+            outputs=tuple(data.get("outputs", ("image",))),
+            options=options,
+        )
+
+
+@lru_cache(maxsize=4)
+def query_methods(python: str = sys.executable, timeout: float = 180.0) -> tuple[MethodSpec, ...]:
+    """Ask the trainer (in a subprocess) which methods it offers, with their options.
+
+    The answer is cached per interpreter: starting Python with torch costs seconds.
+
+    Parameters
+    ----------
+    python : str
+        Interpreter that has :mod:`training` installed.
+    timeout : float
+        Seconds to wait for the answer.
+
+    Returns
+    -------
+    tuple of MethodSpec
+
+    Raises
+    ------
+    LaunchError
+        When the trainer cannot be run or answers something that is not the
+        expected JSON.
+    """
+    command = [python, "-m", "training", "--list-methods", "--json"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LaunchError(f"cannot ask the trainer for its methods: {exc}") from exc
+    if done.returncode != 0:
+        raise LaunchError(f"`{' '.join(command[1:])}` failed:\n{done.stderr.strip()[-2000:]}")
+    try:
+        return tuple(MethodSpec.from_dict(entry) for entry in json.loads(done.stdout)["methods"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LaunchError(f"unexpected answer from `{' '.join(command[1:])}`: {exc}") from exc
+
+
+# --------------------------------------------------------------------------- requests
+@dataclass
+class TrainRequest:
+    """What the Train form asks for: one new run.
+
+    Attributes
+    ----------
+    method : str
+        Registry name of the method.
+    run_dir : Path
+        The run directory to create (must not hold a run yet).
+    phantom : str or None
+        Phantom regime (``"paired"``, ``"unpaired"``, ``"misaligned"``); None
+        to train on ``source``/``target`` folders.
+    source, target : Path or None
+        Folders of volumes (used when ``phantom`` is None).
+    paired : bool
+        Match ``source`` and ``target`` volumes by file name.
+    iterations, size : int
+        Length of the run and side of the square training slices.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``...
+    settings : dict
+        Further config values as dotted keys (``"batch_size"``, ``"lr"``,
+        ``"model.lambda_cycle"``), passed as ``--set key=value``.
+    """
+
+    method: str
+    run_dir: Path
+    phantom: str | None = "paired"
+    source: Path | None = None
+    target: Path | None = None
+    paired: bool = False
+    iterations: int = 2000
+    size: int = 128
+    device: str = "auto"
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, *, check_volumes: bool = True) -> list[str]:
+        """Return the problems that would make the trainer fail at once (empty = launchable).
+
+        Parameters
+        ----------
+        check_volumes : bool
+            Read the first volume of each folder with :func:`napari_medtrans.io.read_volume`.
+        """
+        problems: list[str] = []
+        if not self.method:
+            problems.append("choose a method")
+        if self.iterations < 1:
+            problems.append("iterations must be at least 1")
+        if not MIN_SIZE <= self.size <= MAX_SIZE or self.size % SIZE_MULTIPLE:
+            problems.append(
+                f"size must be a multiple of {SIZE_MULTIPLE} between {MIN_SIZE} and {MAX_SIZE}"
+            )
+        if RunDir(self.run_dir).exists():
+            problems.append(f"{self.run_dir} already holds a run: choose another name, or Resume it")
+        elif self.run_dir.exists() and not self.run_dir.is_dir():
+            problems.append(f"{self.run_dir} exists and is not a folder")
+        if self.phantom is not None:
+            if self.phantom not in PHANTOM_REGIMES:
+                problems.append(f"phantom regime must be one of {', '.join(PHANTOM_REGIMES)}")
+            return problems
+        for role, folder in (("source", self.source), ("target", self.target)):
+            problems.extend(_folder_problems(role, folder, check_volumes=check_volumes))
+        if self.paired and not problems:
+            problems.extend(_pairing_problems(self.source, self.target))
+        return problems
+
+    def command(self, python: str = sys.executable) -> list[str]:
+        """The trainer command line for this request."""
+        command = [python, "-m", "training", "--method", self.method, "--run-dir", str(self.run_dir)]
+        if self.phantom is not None:
+            command += ["--phantom", self.phantom]
+        else:
+            command += ["--source", str(self.source), "--target", str(self.target)]
+            if self.paired:
+                command.append("--paired")
+        command += ["--iterations", str(self.iterations), "--size", str(self.size)]
+        command += ["--device", self.device]
+        for key, value in self.settings.items():
+            command += ["--set", f"{key}={_yaml_scalar(value)}"]
+        return command
+
+
+def _yaml_scalar(value: Any) -> str:
+    """Format a value for ``--set key=value`` (parsed as YAML by the trainer)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)  # 0.0002 -> '0.0002', 2e-05 -> '2e-05': both YAML floats
+    return str(value)
+
+
+def volume_files(folder: Path) -> dict[str, Path]:
+    """Volumes in ``folder`` by name without suffix, as the trainer pairs them.
+
+    NIfTI, MetaImage and NRRD files, and sub-folders (DICOM series); single
+    DICOM files are slices, not volumes.
+    """
+    from napari_medtrans.io import READ_SUFFIXES
+
+    found: dict[str, Path] = {}
+    for entry in sorted(folder.iterdir()):
+        suffix = next((s for s in READ_SUFFIXES if entry.name.lower().endswith(s)), None)
+        if entry.is_dir():
+            found[entry.name] = entry
+        elif suffix and suffix not in (".dcm", ".ima"):
+            found[entry.name[: -len(suffix)]] = entry
+    return found
+
+
+def _folder_problems(role: str, folder: Path | None, *, check_volumes: bool) -> list[str]:
+    """Check that ``folder`` exists and its first volume can be read."""
+    if folder is None or not str(folder):
+        return [f"choose a {role} folder"]
+    if not folder.is_dir():
+        return [f"{role} folder {folder} does not exist"]
+    files = volume_files(folder)
+    if not files:
+        return [f"{role} folder {folder} holds no volumes (.nii, .nii.gz, .mha, .nrrd or DICOM folders)"]
+    if check_volumes:
+        from napari_medtrans.io import read_volume
+
+        try:
+            read_volume(next(iter(files.values())))
+        except ValueError as exc:  # VolumeReadError names the file
+            return [f"{role}: {exc}"]
+    return []
+
+
+def _pairing_problems(source: Path, target: Path) -> list[str]:
+    """Paired data is matched by name: report names present in one folder only."""
+    unmatched = sorted(set(volume_files(source)) ^ set(volume_files(target)))
+    if unmatched:
+        return [f"paired data: not in both folders: {', '.join(unmatched[:5])}"
+                + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")]
+    return []
+
+
+# --------------------------------------------------------------------------- processes
+class TrainerProcess:
+    """A trainer started by this process, with its console output in the run directory.
+
+    Parameters
+    ----------
+    popen : subprocess.Popen
+        The running trainer.
+    run : RunDir
+        Its run directory.
+    """
+
+    def __init__(self, popen: subprocess.Popen, run: RunDir) -> None:
+        self.popen = popen
+        self.run = run
+        self._stop_requested = False
+
+    @classmethod
+    def launch(cls, command: Sequence[str], run_dir: str | os.PathLike[str],
+               env: Mapping[str, str] | None = None) -> "TrainerProcess":
+        """Start ``command`` writing ``run_dir``; stdout/stderr go to ``run_dir/console.txt``."""
+        run = RunDir(run_dir)
+        run.path.mkdir(parents=True, exist_ok=True)
+        with open(run.path / CONSOLE_FILE, "ab") as console:
+            try:
+                popen = subprocess.Popen(
+                    list(command), stdout=console, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, env=None if env is None else dict(env),
+                )
+            except OSError as exc:
+                raise LaunchError(f"cannot start the trainer: {exc}") from exc
+        return cls(popen, run)
+
+    @classmethod
+    def start(cls, request: TrainRequest, python: str = sys.executable,
+              env: Mapping[str, str] | None = None) -> "TrainerProcess":
+        """Start a new run for ``request`` (validate it first)."""
+        return cls.launch(request.command(python), request.run_dir, env)
+
+    @classmethod
+    def resume(cls, run_dir: str | os.PathLike[str], *, iterations: int | None = None,
+               python: str = sys.executable, env: Mapping[str, str] | None = None) -> "TrainerProcess":
+        """Continue the run in ``run_dir`` from its last checkpoint.
+
+        Parameters
+        ----------
+        iterations : int, optional
+            New total length, to extend a run that has finished.
+        """
+        run = RunDir(run_dir)
+        if not run.exists():
+            raise LaunchError(f"{run.path} holds no run to resume (no config.json)")
+        command = [python, "-m", "training", "--resume", "--run-dir", str(run.path)]
+        if iterations is not None:
+            command += ["--iterations", str(iterations)]
+        return cls.launch(command, run.path, env)
+
+    @property
+    def pid(self) -> int:
+        """Process id of the trainer."""
+        return self.popen.pid
+
+    def returncode(self) -> int | None:
+        """Exit code, or None while the trainer runs (never blocks)."""
+        return self.popen.poll()
+
+    def stop(self) -> StopAction:
+        """First call: request a graceful stop (stop file + SIGTERM). Second call: kill."""
+        if self.popen.poll() is not None:
+            return "not running"
+        if not self._stop_requested:
+            self._stop_requested = True
+            self.run.request_stop()
+            self.popen.send_signal(signal.SIGTERM)
+            return "stopping"
+        self.popen.kill()
+        return "killed"
+
+    def console_tail(self, lines: int = 20) -> list[str]:
+        """Last lines the trainer printed (tracebacks of early failures end up here)."""
+        return tail_lines(self.run.path / CONSOLE_FILE, lines)
+
+
+def tail_lines(path: Path, lines: int = 20, max_bytes: int = 64_000) -> list[str]:
+    """Last ``lines`` lines of a text file, reading at most ``max_bytes`` from its end."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]
+
+
+def local_trainer_pid(status: Mapping[str, Any]) -> int | None:
+    """The pid in ``status`` when it is a live trainer process on this host, else None."""
+    pid, host = status.get("pid"), status.get("host")
+    if not isinstance(pid, int) or (host is not None and host != socket.gethostname()):
+        return None
+    if Path("/proc/self").exists():  # Linux: make sure the pid was not reused by another program
+        try:
+            return pid if b"training" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
+        except OSError:
+            return None
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return None
+    return pid
+
+
+def trainer_gone(status: Mapping[str, Any]) -> bool:
+    """True when ``status`` (not final) names a trainer on this host that no longer runs.
+
+    A run on another host (a cluster node) is never declared gone: only its
+    files tell, and a final state will arrive or not.
+    """
+    pid, host = status.get("pid"), status.get("host")
+    return (status.get("state") not in FINAL_STATES and isinstance(pid, int)
+            and host in (None, socket.gethostname()) and local_trainer_pid(status) is None)
+
+
+def stop_attached(run: RunDir, *, force: bool) -> StopAction:
+    """Stop a run this process did not start.
+
+    A graceful stop writes the stop file (works across machines on a shared file
+    system); ``force`` kills the trainer when it runs on this host, and falls
+    back to the stop file otherwise.
+    """
+    status = run.read_status()
+    if status.get("state") in FINAL_STATES:
+        return "not running"
+    pid = local_trainer_pid(status) if force else None
+    if pid is None:
+        run.request_stop()
+        return "stopping"
+    os.kill(pid, signal.SIGKILL)
+    return "killed"

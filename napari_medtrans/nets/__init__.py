@@ -1,0 +1,54 @@
+"""Networks shared by training and inference, built from a spec dict.
+
+``build_network({"arch": "resnet", "ngf": 64, "n_blocks": 9})``: the spec is
+what checkpoints store, so a translator is rebuilt without unpickling.
+Every generator ends in tanh and has ``provides_scale`` and ``size_multiple``;
+``in_channels = k`` gives 2.5D input (k neighbouring slices, centre translated).
+The displacement-field convention is documented in
+:mod:`napari_medtrans.nets.registration`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from napari_medtrans.nets.discriminators import PatchGANDiscriminator, WGANCritic
+from napari_medtrans.nets.registration import RegistrationNet, warp
+from napari_medtrans.nets.resnet import ResnetGenerator
+from napari_medtrans.nets.unet import SegUNet, UNetGenerator
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "resnet": ResnetGenerator,
+    "unet": UNetGenerator,
+    "patchgan": PatchGANDiscriminator,
+    "wgan_critic": WGANCritic,
+    "registration": RegistrationNet,
+    "seg_unet": SegUNet,
+}
+
+
+def build_network(spec: dict[str, Any]) -> nn.Module:
+    """Build the network ``spec["arch"]`` with the remaining keys as hyperparameters."""
+    params = dict(spec)
+    arch = params.pop("arch", None)
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    try:
+        return ARCHITECTURES[arch](**params)
+    except TypeError as exc:
+        raise ValueError(f"bad hyperparameters for {arch!r} {params}: {exc}") from exc
+
+
+__all__ = [
+    "ARCHITECTURES",
+    "PatchGANDiscriminator",
+    "RegistrationNet",
+    "ResnetGenerator",
+    "SegUNet",
+    "UNetGenerator",
+    "WGANCritic",
+    "build_network",
+    "warp",
+]

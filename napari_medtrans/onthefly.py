@@ -1,0 +1,196 @@
+"""Scheduling of on-the-fly slice translation, free of Qt and napari.
+
+The viewer asks for the slice the user looks at (:meth:`SliceScheduler.request`);
+one worker thread runs :meth:`SliceScheduler.run`, which always computes the
+most useful job *now*: a fast preview of the current slice (when the translator
+is slow), then its exact result, then neighbouring slices in the scroll
+direction. Jobs are planned from the current index each time the worker is
+free, so requests the user scrolled past are dropped without ever being queued.
+Results are kept in a small LRU cache keyed by ``(index, precision)``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
+
+R = TypeVar("R")
+PreviewMode = Literal["auto", "always", "never"]
+
+
+@dataclass(frozen=True)
+class SliceJob:
+    """One unit of work: translate slice ``index`` at ``precision``."""
+
+    index: int
+    precision: str
+    prefetch: bool
+
+
+@dataclass(frozen=True)
+class SliceOutcome(Generic[R]):
+    """A finished job with its result and the time the computation took."""
+
+    job: SliceJob
+    result: R
+    seconds: float
+    final: bool
+
+
+class SliceScheduler(Generic[R]):
+    """Plan and run slice translations for a viewer that scrolls.
+
+    Parameters
+    ----------
+    compute
+        ``compute(index, precision) -> result``; called from the worker thread.
+    n_slices
+        Number of slices along the translated axis.
+    final_precision, preview_precision
+        Precision of the exact result and of the fast preview.
+    preview
+        ``"always"``/``"never"`` show a preview first, or ``"auto"``: only when
+        the exact computation takes longer than ``preview_threshold_s``
+        (exponential moving average of measured times).
+    prefetch
+        How many slices ahead of the scroll direction (and behind it) to
+        translate once the current slice is done.
+    cache_size
+        Number of results kept (least recently used are evicted).
+    """
+
+    def __init__(
+        self,
+        compute: Callable[[int, str], R],
+        n_slices: int,
+        *,
+        final_precision: str = "fp32",
+        preview_precision: str = "bf16",
+        preview: PreviewMode = "auto",
+        preview_threshold_s: float = 0.12,
+        prefetch: int = 2,
+        cache_size: int = 64,
+    ) -> None:
+        self._compute = compute
+        self.n_slices = int(n_slices)
+        self.final_precision = final_precision
+        self.preview_precision = preview_precision
+        self.preview = preview
+        self.preview_threshold_s = preview_threshold_s
+        self.prefetch = prefetch
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[int, str], R] = OrderedDict()
+        self._cond = threading.Condition()
+        self._current: int | None = None
+        self._direction = 1
+        self._paused = False
+        self._stopped = False
+        self._final_seconds: float | None = None
+        self.computed: list[SliceJob] = []
+
+    # -- requests (any thread; normally the GUI thread) ---------------------
+    @property
+    def current(self) -> int | None:
+        """The slice the viewer shows now (``None`` before the first request)."""
+        return self._current
+
+    def request(self, index: int) -> R | None:
+        """Make ``index`` the current slice; return its exact result if cached."""
+        if not 0 <= index < self.n_slices:
+            raise IndexError(f"slice {index} outside 0..{self.n_slices - 1}")
+        with self._cond:
+            if self._current is not None and index != self._current:
+                self._direction = 1 if index > self._current else -1
+            self._current = index
+            self._cond.notify_all()
+            return self._lookup(index, self.final_precision)
+
+    def cached(self, index: int, precision: str | None = None) -> R | None:
+        """Return the cached result for ``index`` (exact one unless ``precision``)."""
+        with self._cond:
+            return self._lookup(index, precision or self.final_precision)
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause or resume the worker (e.g. while a whole volume is translated)."""
+        with self._cond:
+            self._paused = paused
+            self._cond.notify_all()
+
+    def stop(self) -> None:
+        """Make :meth:`run` return after the job in flight (for good)."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+
+    @property
+    def uses_preview(self) -> bool:
+        """Whether the current slice gets a preview before its exact result."""
+        if self.preview == "auto":
+            return self._final_seconds is not None and self._final_seconds > self.preview_threshold_s
+        return self.preview == "always"
+
+    # -- planning and work (worker thread) -----------------------------------
+    def prefetch_order(self, index: int) -> list[int]:
+        """Neighbours of ``index`` to prefetch: ahead in the scroll direction first."""
+        d = self._direction
+        ahead = [index + d * k for k in range(1, self.prefetch + 1)]
+        behind = [index - d * k for k in range(1, self.prefetch + 1)]
+        return [i for i in ahead + behind if 0 <= i < self.n_slices]
+
+    def next_job(self) -> SliceJob | None:
+        """The most useful job now, or ``None`` when there is nothing to do."""
+        with self._cond:
+            if self._paused or self._stopped or self._current is None:
+                return None
+            index, final = self._current, self.final_precision
+            if (index, final) not in self._cache:
+                if self.uses_preview and (index, self.preview_precision) not in self._cache:
+                    return SliceJob(index, self.preview_precision, prefetch=False)
+                return SliceJob(index, final, prefetch=False)
+            for neighbour in self.prefetch_order(index):
+                if (neighbour, final) not in self._cache:
+                    return SliceJob(neighbour, final, prefetch=True)
+            return None
+
+    def step(self) -> SliceOutcome[R] | None:
+        """Run the next job in the calling thread; ``None`` when idle."""
+        job = self.next_job()
+        if job is None:
+            return None
+        start = time.perf_counter()
+        result = self._compute(job.index, job.precision)
+        seconds = time.perf_counter() - start
+        final = job.precision == self.final_precision
+        with self._cond:
+            self.computed.append(job)
+            if final:
+                self._cache.pop((job.index, self.preview_precision), None)
+                previous = self._final_seconds
+                self._final_seconds = seconds if previous is None else 0.7 * previous + 0.3 * seconds
+            self._cache[(job.index, job.precision)] = result
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return SliceOutcome(job, result, seconds, final)
+
+    def run(self) -> Iterator[SliceOutcome[R]]:
+        """Work until :meth:`stop`, yielding each outcome; sleeps when idle."""
+        while True:
+            outcome = self.step()
+            if outcome is not None:
+                yield outcome
+                continue
+            with self._cond:
+                if self._stopped:
+                    return
+                if self.next_job() is None:
+                    self._cond.wait()
+
+    def _lookup(self, index: int, precision: str) -> R | None:
+        result = self._cache.get((index, precision))
+        if result is not None:
+            self._cache.move_to_end((index, precision))
+        return result

@@ -1,0 +1,159 @@
+"""Follow a run directory incrementally, free of Qt and napari.
+
+:class:`RunWatcher` is polled by whoever displays a run (the Train widget polls
+it from a Qt timer). Each :meth:`RunWatcher.poll` costs a few ``stat`` calls
+when nothing changed; it reads ``status.json`` only when that file was
+replaced, only the lines appended to ``metrics.jsonl`` since the last poll, and
+a preview ``.npz`` only when ``previews/latest.json`` points to a new one. The
+watcher works for any run directory: one being written by a trainer this
+process started, by the command line, or by a cluster node on a shared file
+system, and one that has long finished.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_medtrans.rundir import FINAL_STATES, RunDir
+
+_Stamp = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """One validation preview written by the trainer.
+
+    Attributes
+    ----------
+    iteration : int
+        Training iteration the preview was made at.
+    arrays : dict of str to numpy.ndarray
+        ``input``, ``output``, ``target`` and, when the method has them,
+        ``scale`` (uncertainty) and ``field`` (displacement, channels first).
+    """
+
+    iteration: int
+    arrays: dict[str, np.ndarray]
+
+
+@dataclass
+class RunUpdate:
+    """What changed in a run directory since the previous poll.
+
+    Attributes
+    ----------
+    status : dict or None
+        The new content of ``status.json`` when it changed.
+    metrics : list of dict
+        Records appended to ``metrics.jsonl``.
+    reset_metrics : bool
+        ``metrics.jsonl`` was rewritten (a resumed run drops the records after
+        its checkpoint): discard the records seen before, ``metrics`` holds the
+        whole file.
+    preview : Preview or None
+        The newest preview when a new one appeared.
+    """
+
+    status: dict[str, Any] | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    reset_metrics: bool = False
+    preview: Preview | None = None
+
+    def __bool__(self) -> bool:
+        return self.status is not None or bool(self.metrics) or self.reset_metrics \
+            or self.preview is not None
+
+
+def _stamp(path: Path) -> _Stamp | None:
+    """Identity of a file version: (inode, mtime in ns, size); None if it is missing."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
+
+
+class RunWatcher:
+    """Incremental reader of one run directory.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The run directory (it may not exist yet: a just-launched trainer
+        creates its files a moment later).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.run = RunDir(path)
+        self.status: dict[str, Any] = {"state": "queued"}
+        self._status_stamp: _Stamp | None = None
+        self._metrics_stamp: _Stamp | None = None
+        self._metrics_line = 0
+        self._preview_stamp: _Stamp | None = None
+        self._preview_iteration: int | None = None
+
+    @property
+    def path(self) -> Path:
+        """The run directory."""
+        return self.run.path
+
+    @property
+    def state(self) -> str:
+        """Last seen state (``queued`` until the trainer writes status.json)."""
+        return str(self.status.get("state", "queued"))
+
+    @property
+    def finished(self) -> bool:
+        """True once the run reached a final state (finished, failed or stopped)."""
+        return self.state in FINAL_STATES
+
+    def poll(self) -> RunUpdate:
+        """Read what changed since the previous call (the first call reads everything)."""
+        update = RunUpdate()
+        self._poll_status(update)
+        self._poll_metrics(update)
+        self._poll_preview(update)
+        return update
+
+    def _poll_status(self, update: RunUpdate) -> None:
+        stamp = _stamp(self.run.status_path)
+        if stamp is None or stamp == self._status_stamp:
+            return
+        self.status = self.run.read_status()
+        self._status_stamp = stamp
+        update.status = self.status
+
+    def _poll_metrics(self, update: RunUpdate) -> None:
+        stamp = _stamp(self.run.metrics_path)
+        if stamp is None or stamp == self._metrics_stamp:
+            return
+        previous = self._metrics_stamp
+        if previous is not None and (stamp[0] != previous[0] or stamp[2] < previous[2]):
+            self._metrics_line = 0  # replaced or truncated: start over
+            update.reset_metrics = True
+        records, self._metrics_line = self.run.read_metrics(self._metrics_line)
+        self._metrics_stamp = stamp
+        update.metrics = records
+
+    def _poll_preview(self, update: RunUpdate) -> None:
+        stamp = _stamp(self.run.previews_dir / "latest.json")
+        if stamp is None or stamp == self._preview_stamp:
+            return
+        try:
+            preview = self.run.latest_preview()
+        except OSError:  # the npz was replaced between reading latest.json and opening it
+            return
+        self._preview_stamp = stamp
+        if preview is None or preview["iteration"] == self._preview_iteration:
+            return
+        self._preview_iteration = preview["iteration"]
+        update.preview = Preview(preview["iteration"], preview["arrays"])
+
+    def log_tail(self, lines: int = 20) -> list[str]:
+        """Last lines of the run's log.txt."""
+        return self.run.tail_log(lines)

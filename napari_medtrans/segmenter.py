@@ -1,0 +1,162 @@
+"""Segmenters: a ``seg_unet`` in a safetensors file with JSON metadata, applied slice by slice.
+
+The file layout is the translator's (see :mod:`napari_medtrans.checkpoint`):
+tensors named ``"segmenter.<parameter>"`` and a JSON :class:`SegmenterMetadata`
+under the ``"medtrans"`` header key, with ``"kind": "segmenter"``. Loading builds
+the network from its spec and checks names and shapes; nothing is unpickled.
+Training lives in :mod:`training.segmenter` (``medtrans train-segmenter``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+from safetensors.torch import save as save_tensors
+from torch import nn
+
+from napari_medtrans.checkpoint import METADATA_KEY, CheckpointError
+from napari_medtrans.intensity import IntensityModel
+from napari_medtrans.io import Volume
+from napari_medtrans.nets import build_network
+from napari_medtrans.rundir import atomic_write_bytes
+
+KIND = "segmenter"
+ROLE = "segmenter"
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "models"
+
+
+@dataclass
+class SegmenterMetadata:
+    """What a segmenter file needs to be rebuilt and applied (JSON-serialisable)."""
+
+    name: str
+    modality: str                      # the image domain it segments: "CT", "T1", "T2", …
+    labels: dict[int, str]             # label value → tissue name (0 = background)
+    network: dict[str, Any]            # build_network spec, arch "seg_unet"
+    intensity: dict[str, Any]          # IntensityModel.to_dict()
+    slice_axis: int = 0
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": KIND, **asdict(self), "labels": {str(k): v for k, v in self.labels.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegmenterMetadata:
+        """Parse and check; the message names the first problem."""
+        if data.get("kind") != KIND:
+            raise CheckpointError(f"metadata kind is {data.get('kind')!r}, not {KIND!r}")
+        try:
+            metadata = cls(
+                name=str(data["name"]),
+                modality=str(data["modality"]),
+                labels={int(k): str(v) for k, v in data["labels"].items()},
+                network=dict(data["network"]),
+                intensity=dict(data["intensity"]),
+                slice_axis=int(data.get("slice_axis", 0)),
+                provenance=dict(data.get("provenance", {})),
+            )
+            IntensityModel.from_dict(metadata.intensity)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"bad segmenter metadata: {exc!r}") from exc
+        if metadata.network.get("arch") != "seg_unet":
+            raise CheckpointError(f"segmenter network must be 'seg_unet', got {metadata.network.get('arch')!r}")
+        if metadata.network.get("n_classes") != max(metadata.labels) + 1:
+            raise CheckpointError("segmenter n_classes does not match its labels")
+        return metadata
+
+
+@dataclass
+class SegmentationResult:
+    """Labels (uint8, like the input) and per-class probabilities (C, *input shape)."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+
+
+class Segmenter:
+    """A loaded segmenter; :meth:`segment` labels a volume slice by slice."""
+
+    def __init__(self, model: nn.Module, metadata: SegmenterMetadata, device: str | torch.device = "cpu") -> None:
+        self.model = model.eval().to(device)
+        self.metadata = metadata
+        self.device = torch.device(device)
+
+    @torch.no_grad()
+    def segment(self, image: Volume | np.ndarray, *, batch_size: int = 8) -> SegmentationResult:
+        """Segment a (z, y, x) volume in image units (a 2D image counts as one slice)."""
+        array = np.asarray(image.array if isinstance(image, Volume) else image)
+        squeeze = array.ndim == 2
+        volume = array[None] if squeeze else np.moveaxis(array, self.metadata.slice_axis, 0)
+        mapping = IntensityModel.from_dict(self.metadata.intensity).fit(volume)
+        slices = torch.from_numpy(mapping.to_network(volume))[:, None]
+        probabilities = torch.cat(
+            [self.probabilities(slices[i : i + batch_size]) for i in range(0, len(slices), batch_size)]
+        ).numpy()
+        probabilities = np.moveaxis(probabilities, 0, 1)  # (C, z, y, x)
+        if squeeze:
+            probabilities = probabilities[:, 0]
+        else:
+            probabilities = np.moveaxis(probabilities, 1, 1 + self.metadata.slice_axis)
+        return SegmentationResult(probabilities.argmax(0).astype(np.uint8), probabilities)
+
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """Softmax of a (B, 1, H, W) batch in network units, padded to the size multiple."""
+        multiple = self.model.size_multiple
+        h, w = batch.shape[-2:]
+        pad = (0, -w % multiple, 0, -h % multiple)
+        logits = self.model(F.pad(batch.to(self.device), pad, value=-1.0))[..., :h, :w]
+        return torch.softmax(logits, dim=1).float().cpu()
+
+
+def save_segmenter(
+    path: str | os.PathLike[str], model: nn.Module, metadata: SegmenterMetadata, *, overwrite: bool = False
+) -> Path:
+    """Write the segmenter atomically (same safetensors + JSON layout as translators)."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    SegmenterMetadata.from_dict(metadata.to_dict())
+    tensors = {f"{ROLE}.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, save_tensors(tensors, metadata={METADATA_KEY: json.dumps(metadata.to_dict())}))
+    return path
+
+
+def read_segmenter_metadata(path: str | os.PathLike[str]) -> SegmenterMetadata:
+    """The metadata of a segmenter file (header only)."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        return SegmenterMetadata.from_dict(json.loads(header[METADATA_KEY]))
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"{path}: no such segmenter file") from exc
+    except (SafetensorError, OSError, KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not a medtrans segmenter file ({exc!r})") from exc
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from exc
+
+
+def load_segmenter(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Segmenter:
+    """Rebuild a segmenter from ``path``, checking every tensor name and shape."""
+    metadata = read_segmenter_metadata(path)
+    state = {k.partition(".")[2]: v for k, v in load_file(str(path)).items() if k.startswith(f"{ROLE}.")}
+    model = build_network(metadata.network)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not match the {metadata.network} spec: {exc}") from exc
+    return Segmenter(model, metadata, device)
+
+
+def shipped_segmenter(modality: str) -> Path | None:
+    """The segmenter shipped in ``sample_data/models`` for ``modality`` (e.g. ``"CT"``), if any."""
+    path = SHIPPED_DIR / f"segmenter-{modality.lower()}.safetensors"
+    return path if path.is_file() else None

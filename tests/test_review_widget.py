@@ -1,0 +1,112 @@
+"""Review widget under Xvfb: queue order, key presses, edits, autosave, resume, export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from napari_medtrans.io import read_volume
+from napari_medtrans.review import sidecar_paths
+from tests.test_review import make_case
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def case(tmp_path):
+    paths = make_case(tmp_path)
+    summary = {
+        "cases": [
+            {"name": "case", "image": paths["image"].name, "labels": paths["labels"].name,
+             "confidence": paths["confidence"].name, "mean_confidence": 0.5}
+        ]
+    }
+    paths["summary"] = tmp_path / "summary.json"
+    paths["summary"].write_text(json.dumps(summary))
+    return paths
+
+
+def open_widget(make_napari_viewer, case):
+    from napari_medtrans._widgets.review import ReviewWidget
+
+    viewer = make_napari_viewer(show=True)
+    widget = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.reviewer.setText("carol")
+    widget.open_summary(case["summary"])
+    return viewer, widget
+
+
+def press(qtbot, viewer, key, modifier=Qt.NoModifier):
+    canvas = viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+    qtbot.keyClick(canvas, key, modifier)
+
+
+def current_slice(viewer, widget):
+    layer = widget.layers["labels"]
+    return int(round(layer.world_to_data(viewer.dims.point)[0]))
+
+
+def test_layers_queue_and_overlay(make_napari_viewer, case):
+    viewer, widget = open_widget(make_napari_viewer, case)
+    assert widget.session.queue == [3, 1, 4, 2, 5, 0]
+    assert widget.queue_list.count() == 6 and "slice    3" in widget.queue_list.item(0).text()
+    assert current_slice(viewer, widget) == 3
+    labels = widget.layers["labels"]
+    assert labels.editable and viewer.layers.selection.active is labels
+    image = read_volume(case["image"])
+    np.testing.assert_allclose(labels.scale, image.spacing[::-1])
+    widget.show_uncertainty.setChecked(False)
+    assert not widget.layers["uncertainty"].visible
+    widget.show_uncertainty.setChecked(True)
+    assert widget.layers["uncertainty"].visible
+
+
+def test_key_presses_edit_autosave_resume_export(make_napari_viewer, case, qtbot, tmp_path):
+    viewer, widget = open_widget(make_napari_viewer, case)
+    state_path, _ = sidecar_paths(case["labels"])
+    labels = widget.layers["labels"]
+
+    labels.paint((3, 1, 1), 2, refresh=True)  # edit the current slice
+    qtbot.waitUntil(lambda: state_path.exists() and json.loads(state_path.read_text())["slices"][3]["edited"])
+    assert "(edited)" in widget.queue_list.item(0).text()
+
+    press(qtbot, viewer, Qt.Key_A)
+    saved = json.loads(state_path.read_text())
+    assert saved["slices"][3]["status"] == "accepted" and saved["slices"][3]["reviewer"] == "carol"
+    assert current_slice(viewer, widget) == 1
+
+    press(qtbot, viewer, Qt.Key_R)
+    assert json.loads(state_path.read_text())["slices"][1]["status"] == "rejected"
+    assert current_slice(viewer, widget) == 4
+
+    press(qtbot, viewer, Qt.Key_N)
+    assert json.loads(state_path.read_text())["position"] == 3
+    press(qtbot, viewer, Qt.Key_N, Qt.ShiftModifier)
+    assert json.loads(state_path.read_text())["position"] == 2
+    assert current_slice(viewer, widget) == 4
+
+    # re-open in a fresh widget: state and edits come back
+    from napari_medtrans._widgets.review import ReviewWidget
+
+    viewer.window.remove_dock_widget(widget)
+    for layer in list(viewer.layers):
+        viewer.layers.remove(layer)
+    widget2 = ReviewWidget(viewer)
+    widget2.open_summary(case["summary"])
+    assert widget2.session.current == 4
+    assert widget2.session.state(3).status == "accepted" and widget2.session.state(3).edited
+    assert widget2.layers["labels"].data[3, 1, 1] == 2
+    assert "accepted" in widget2.queue_list.item(0).text()
+
+    paths = widget2.export(tmp_path / "out")
+    exported = read_volume(paths["labels"])
+    image = read_volume(case["image"])
+    for attr in ("spacing", "origin", "direction"):
+        np.testing.assert_allclose(getattr(exported, attr), getattr(image, attr))
+    assert exported.array[3, 1, 1] == 2 and not exported.array[1].any()
+    assert widget2.export(tmp_path / "out") is None and "exists" in widget2.message.text()

@@ -1,0 +1,219 @@
+"""The Train widget with the real trainer in a separate process (run under Xvfb).
+
+Tiny runs: 64² phantom slices, 3 subjects, networks 8 channels wide, one
+thread per trainer so that the GUI process keeps a core.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from qtpy.QtCore import QTimer
+
+from napari_medtrans import registry
+from napari_medtrans.rundir import RunDir
+
+pytestmark = pytest.mark.gui
+
+TINY = {"ngf": 8, "ndf": 8, "n_blocks": 1}
+"""Method options that make the networks tiny (set through the form's option fields)."""
+
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(autouse=True)
+def _environment(monkeypatch, tmp_path):
+    """Trainers inherit one thread and a private translator registry."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("MEDTRANS_MODELS_DIR", str(tmp_path / "models"))
+
+
+def train_widget(viewer, qtbot):
+    """The Train widget of ``viewer``, once its method list has arrived."""
+    _, widget = viewer.window.add_plugin_dock_widget("napari-medtrans", "Train")
+    qtbot.waitUntil(lambda: bool(widget.form.methods), timeout=TIMEOUT_MS)
+    return widget
+
+
+def configure(widget, runs, name, *, method="pix2pix", iterations=20, data="paired"):
+    """Fill the form for a tiny phantom run."""
+    form = widget.form
+    form.select_method(method)
+    form.select_data(data)
+    form.subjects.setValue(3)
+    form.iterations.setValue(iterations)
+    form.size.setValue(64)
+    form.log_every.setValue(2)
+    form.preview_every.setValue(10)
+    form.device.setCurrentText("cpu")
+    form.runs_folder.setText(str(runs))
+    form.run_name.setText(name)
+    for option in form.option_box(method).fields:
+        if option.spec.name in TINY:
+            option.widget.setValue(TINY[option.spec.name])
+
+
+class StallProbe:
+    """Largest gap between ticks of a 10 ms Qt timer: how long the event loop was blocked."""
+
+    def __init__(self) -> None:
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self._tick)
+        self.gaps: list[float] = []
+        self._last = 0.0
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self._last)
+        self._last = now
+
+    def __enter__(self) -> "StallProbe":
+        self._last = time.perf_counter()
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.timer.stop()
+
+    @property
+    def worst(self) -> float:
+        return max(self.gaps)
+
+
+def iteration(widget) -> int:
+    return int(widget.run.watcher.status.get("iteration") or 0)
+
+
+def test_form_validates_and_shows_only_the_chosen_methods_options(make_napari_viewer, qtbot, tmp_path):
+    widget = train_widget(make_napari_viewer(), qtbot)
+    form = widget.form
+    assert {"pix2pix", "cyclegan", "reggan", "uapi"} <= set(form.methods)
+    form.select_method("cyclegan")
+    assert form.option_box("cyclegan").isVisibleTo(widget) is True
+    assert not form.option_box("pix2pix").isVisibleTo(widget)
+    assert any(f.spec.name == "lambda_cycle" for f in form.option_box("cyclegan").fields)
+
+    form.lr.setText("2e-4")
+    request, problems = form.request()
+    assert not problems and request.settings["lr"] == 2e-4
+
+    form.select_method("pix2pix")
+    form.select_data("unpaired")
+    assert "pix2pix trains on paired data" in "\n".join(form.request()[1])
+
+    form.select_data("folders")
+    assert form.source.isVisibleTo(widget) and not form.subjects.isVisibleTo(widget)
+    form.source.setText(str(tmp_path / "nowhere"))
+    form.size.setValue(50)
+    widget.start_button.click()
+    assert widget.run is None
+    text = widget.message.text()
+    assert "nowhere does not exist" in text and "choose a target folder" in text
+    assert "multiple of 4" in text
+
+
+def test_train_from_the_widget_until_finished(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    widget = train_widget(viewer, qtbot)
+    configure(widget, tmp_path / "runs", "p2p")
+    with StallProbe() as probe:
+        widget.start_button.click()
+        assert widget.run.process is not None and widget.stop_button.isEnabled()
+        qtbot.waitUntil(lambda: widget.run.ended, timeout=TIMEOUT_MS)
+    print(f"event-loop stall while training: worst {probe.worst * 1000:.1f} ms "
+          f"over {len(probe.gaps)} ticks")
+    assert widget.run.watcher.state == "finished", widget.view.problem.toPlainText()
+    assert widget.view.progress.value() == widget.view.progress.maximum() == 20
+    plot = widget.view.plot
+    assert "G_L1" in plot.names and plot.points("G_L1") == 10
+    for role in ("input", "output", "target"):
+        assert viewer.layers[f"preview: {role}"].data.shape == (64, 64)
+    assert widget.previews.iteration == 20
+    assert registry.resolve("p2p") == RunDir(tmp_path / "runs" / "p2p").translator_path.resolve()
+    assert widget.start_button.isEnabled() and not widget.stop_button.isEnabled()
+    assert probe.worst < 0.1
+
+
+def test_stop_resume_and_reattach_after_a_restart(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    widget = train_widget(viewer, qtbot)
+    configure(widget, tmp_path / "runs", "long", iterations=100_000)
+    widget.start_button.click()
+    qtbot.waitUntil(lambda: iteration(widget) >= 4, timeout=TIMEOUT_MS)
+    widget.stop_button.click()
+    assert widget.stop_button.text() == "Kill"
+    qtbot.waitUntil(lambda: widget.run.ended, timeout=TIMEOUT_MS)
+    assert widget.run.watcher.state == "stopped" and widget.run.process.returncode() == 0
+    stopped_at = iteration(widget)
+    assert widget.resume_button.isEnabled()
+
+    widget.resume_button.click()
+    qtbot.waitUntil(lambda: widget.run.watcher.state == "running"
+                    and iteration(widget) > stopped_at + 2, timeout=TIMEOUT_MS)
+    pid = widget.run.process.pid
+    viewer.close()  # napari goes away; the trainer keeps running
+
+    viewer = make_napari_viewer()
+    widget = train_widget(viewer, qtbot)
+    widget.open_run(tmp_path / "runs" / "long")
+    assert widget.run.process is None and widget.stop_button.isEnabled()
+    seen = iteration(widget)
+    qtbot.waitUntil(lambda: iteration(widget) > seen, timeout=TIMEOUT_MS)
+    assert widget.view.plot.points("G_L1") >= iteration(widget) // 2 - 1  # both sessions' points
+
+    os.kill(pid, signal.SIGSTOP)  # a hung trainer: the graceful stop cannot happen
+    widget.stop_button.click()
+    assert RunDir(tmp_path / "runs" / "long").stop_requested()
+    widget.stop_button.click()  # Kill
+    qtbot.waitUntil(lambda: widget.run.ended, timeout=TIMEOUT_MS)
+    assert "no longer running" in widget.view.problem.toPlainText()
+    assert widget.resume_button.isEnabled()
+
+
+def test_attach_to_a_run_finished_on_the_command_line(make_napari_viewer, qtbot, tmp_path):
+    run_dir = tmp_path / "cli-run"
+    command = [sys.executable, "-m", "training", "--method", "uapi", "--phantom", "paired",
+               "--run-dir", str(run_dir), "--iterations", "6", "--size", "64", "--log-every", "2",
+               "--preview-every", "6", "--device", "cpu", "--set", "data.phantom_subjects=3",
+               "--set", "model.ngf=8", "--set", "model.n_blocks=1", "--set", "model.n_critic=1"]
+    subprocess.run(command, check=True, capture_output=True, timeout=TIMEOUT_MS / 1000)
+    viewer = make_napari_viewer()
+    widget = train_widget(viewer, qtbot)
+    widget.open_run(run_dir)
+    assert widget.run.ended and widget.run.watcher.state == "finished"
+    assert not widget.stop_button.isEnabled() and not widget.resume_button.isEnabled()
+    assert widget.view.plot.names and widget.view.progress.value() == 6
+    assert viewer.layers["preview: uncertainty"].data.shape == (64, 64)
+    assert registry.resolve("cli-run") == (run_dir / "translator.safetensors").resolve()
+
+
+def test_a_failing_run_shows_its_error_and_the_viewer_stays(make_napari_viewer, qtbot, tmp_path,
+                                                             small_subject):
+    from napari_medtrans.io import write_volume
+
+    source, target = tmp_path / "t1", tmp_path / "ct"
+    source.mkdir(), target.mkdir()
+    for name in ("a", "b"):
+        write_volume(small_subject.volume("ct"), target / f"{name}.nii.gz")
+    write_volume(small_subject.volume("t1"), source / "a.nii.gz")
+    (source / "b.nii.gz").write_bytes(b"a broken file, found only by the trainer")
+    viewer = make_napari_viewer()
+    widget = train_widget(viewer, qtbot)
+    configure(widget, tmp_path / "runs", "broken", data="folders")
+    widget.form.source.setText(str(source))
+    widget.form.target.setText(str(target))
+    widget.form.paired.setChecked(True)
+    widget.start_button.click()
+    assert widget.run is not None, widget.message.text()  # the form's check reads a.nii.gz only
+    qtbot.waitUntil(lambda: widget.run.ended, timeout=TIMEOUT_MS)
+    assert widget.run.watcher.state == "failed"
+    problem = widget.view.problem.toPlainText()
+    assert problem.startswith("Training failed:") and "b.nii.gz" in problem
+    assert "log.txt:" in problem and widget.view.problem.isVisibleTo(widget)
+    assert viewer.window._qt_window is not None and widget.start_button.isEnabled()

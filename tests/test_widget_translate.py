@@ -1,0 +1,214 @@
+"""The Translate dock widget in a real napari window (run under Xvfb).
+
+Tiny random-weight translators (a UAPI-style U-Net with a scale head and a
+RegGAN-style generator + registration network) are written to a temporary
+models folder that the registry reads through ``$MEDTRANS_MODELS_DIR``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
+from napari_medtrans.intensity import ct_window, mr_percentile
+from napari_medtrans.io import Volume, layer_geometry
+from napari_medtrans.nets import build_network
+from napari_medtrans.phantom import misalign
+
+pytestmark = pytest.mark.gui
+
+UAPI = "tiny-uapi"
+REGGAN = "tiny-reggan"
+GENERATOR = {"arch": "unet", "in_channels": 1, "out_channels": 1, "ngf": 8, "depth": 2}
+
+
+def _save(folder, name: str, method: str, networks: dict, outputs: list[str]) -> None:
+    modules = {role: build_network(spec) for role, spec in networks.items()}
+    metadata = TranslatorMetadata(
+        name=name, method=method, source="T1", target="CT", networks=networks,
+        source_intensity=mr_percentile().to_dict(), target_intensity=ct_window().to_dict(),
+        size=64, outputs=outputs,
+    )
+    save_translator(folder / f"{name}.safetensors", modules, metadata)
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    import torch
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("models")
+    _save(folder, UAPI, "uapi", {"generator": {**GENERATOR, "scale_head": True}}, ["image", "scale"])
+    registration = {"arch": "registration", "nf": 4, "depth": 2}
+    _save(folder, REGGAN, "reggan", {"generator": GENERATOR, "registration": registration}, ["image", "field"])
+    return folder
+
+
+@pytest.fixture
+def demo(make_napari_viewer, qtbot, models_dir, monkeypatch, small_subject):
+    """Open the demo set-up (phantom T1 + CT reference + Translate widget) for a model."""
+    monkeypatch.setenv("MEDTRANS_MODELS_DIR", str(models_dir))
+    from napari_medtrans._widgets.demo import open_demo
+
+    def make(model: str, reference=None, onthefly: bool = True):
+        viewer = make_napari_viewer(show=True)
+        widget = open_demo(viewer, model, subject=small_subject, device="cpu", reference=reference)
+        if not onthefly:
+            widget.onthefly_check.setChecked(False)
+        qtbot.waitUntil(lambda: widget.session is not None, timeout=30000)
+        return viewer, widget
+
+    return make
+
+
+def _slice(layer, index: int) -> np.ndarray:
+    return np.asarray(layer.data[index])
+
+
+def test_widget_comes_from_the_manifest(make_napari_viewer, models_dir, monkeypatch):
+    monkeypatch.setenv("MEDTRANS_MODELS_DIR", str(models_dir))
+    from napari_medtrans._widgets.translate import TranslateWidget
+
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-medtrans", "Translate")
+    assert isinstance(widget, TranslateWidget)
+    names = [widget.translator_combo.itemText(i) for i in range(widget.translator_combo.count())]
+    assert {UAPI, REGGAN} <= set(names)
+    widget.select(translator=UAPI)
+    assert "uapi: T1 → CT" in widget.info_label.text()
+
+
+def test_current_slice_is_translated_after_a_dims_change(demo, qtbot):
+    viewer, widget = demo(UAPI)
+    session = widget.session
+    fill = _slice(session.output, 2).copy()
+    shown = []
+    widget.slice_shown.connect(lambda index, precision, seconds: shown.append((index, precision, seconds)))
+    viewer.dims.set_current_step(0, 2)
+    qtbot.waitUntil(lambda: (2, "fp32") in [s[:2] for s in shown], timeout=20000)
+    exact = session.translator.translate_slice(session.prepared, 2, precision="fp32")
+    np.testing.assert_allclose(_slice(session.output, 2), exact.image, atol=1e-3)
+    np.testing.assert_allclose(_slice(session.uncertainty, 2), exact.scale, atol=1e-3)
+    assert not np.array_equal(_slice(session.output, 2), fill)
+    # prefetch: the neighbours get translated without being asked for
+    qtbot.waitUntil(lambda: session.scheduler.cached(3) is not None and session.scheduler.cached(1) is not None, timeout=20000)
+    assert session.output.name == f"phantom T1 → CT ({UAPI})"
+    assert session.uncertainty.colormap.name == "inferno" and session.uncertainty.colorbar.visible
+    assert "HU" in widget.uncertainty_panel.legend.text() and "r(σ, |error|)" in widget.uncertainty_panel.legend.text()
+
+
+def test_whole_volume_can_be_cancelled_then_completes(demo, qtbot):
+    _, widget = demo(UAPI, onthefly=False)
+    with qtbot.waitSignal(widget.volume_finished, timeout=30000) as blocker:
+        widget.volume_button.click()
+        widget.cancel_button.click()
+    assert blocker.args == [False]
+    assert "cancelled" in widget.status_label.text()
+    assert not widget.session.complete and widget.volume_button.isEnabled()
+    with qtbot.waitSignal(widget.volume_finished, timeout=60000) as blocker:
+        widget.volume_button.click()
+    assert blocker.args == [True]
+    session = widget.session
+    assert session.complete and widget.progress.value() == widget.progress.maximum()
+    assert np.isfinite(session.output.data).all() and session.output.data.std() > 0
+    assert session.uncertainty.data.max() > 0
+
+
+def _oblique(volume: Volume) -> Volume:
+    """The same voxels with a rotated direction and a shifted origin."""
+    angle = np.deg2rad(20)
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]])
+    return Volume(volume.array, volume.spacing, (-40.0, 25.0, 12.5), tuple(rotation.ravel()), volume.modality)
+
+
+def test_layers_agree_in_world_coordinates(make_napari_viewer, qtbot, models_dir, monkeypatch, small_subject):
+    monkeypatch.setenv("MEDTRANS_MODELS_DIR", str(models_dir))
+    viewer = make_napari_viewer(show=True)
+    t1 = _oblique(small_subject.volume("t1"))
+    ct = _oblique(misalign(small_subject, 2, seed=1).volume("ct"))
+    viewer.add_image(t1.array, name="T1", **layer_geometry(t1))
+    viewer.add_image(ct.array, name="CT", **layer_geometry(ct))
+    _, widget = viewer.window.add_plugin_dock_widget("napari-medtrans", "Translate")
+    widget.select(input="T1", translator=REGGAN, reference="CT")
+    widget.start_session()
+    qtbot.waitUntil(lambda: widget.session is not None, timeout=30000)
+    widget.field_panel.register()
+    qtbot.waitUntil(lambda: "vectors" in widget.field_panel.layers, timeout=60000)
+    layers = widget.field_panel.layers
+    landmark = np.array([5.0, 20.0, 40.0])  # a voxel index (z, y, x)
+    world = viewer.layers["T1"].data_to_world(landmark)
+    expected = np.asarray(t1.to_sitk().TransformContinuousIndexToPhysicalPoint(landmark[::-1].tolist()))[::-1]
+    np.testing.assert_allclose(world, expected, atol=1e-6)
+    for layer in (widget.session.output, layers["magnitude"], layers["grid"], layers["warped"], layers["vectors"]):
+        np.testing.assert_allclose(layer.data_to_world(landmark), world, atol=1e-6)
+        np.testing.assert_allclose(layer.world_to_data(world), landmark, atol=1e-6)
+    # a vector's length in the world is its displacement in mm
+    vectors = layers["vectors"]
+    k = int(np.argmax(vectors.features["magnitude_mm"]))
+    start, projection = vectors.data[k]
+    length = np.linalg.norm(np.subtract(vectors.data_to_world(start + projection), vectors.data_to_world(start)))
+    assert length == pytest.approx(vectors.features["magnitude_mm"][k], rel=1e-4)
+    widget.field_panel.step.setValue(4)
+    assert len(vectors.data) == t1.array.shape[0] * (64 // 4) ** 2
+
+
+def test_uncertainty_layer_shares_the_input_geometry(demo, qtbot):
+    viewer, widget = demo(UAPI)
+    landmark = np.array([8.0, 10.0, 50.0])
+    world = viewer.layers["phantom T1"].data_to_world(landmark)
+    for layer in (widget.session.output, widget.session.uncertainty):
+        np.testing.assert_allclose(layer.world_to_data(world), landmark, atol=1e-6)
+
+
+def test_comparison_layers(demo, qtbot):
+    viewer, widget = demo(UAPI, onthefly=False)
+    with qtbot.waitSignal(widget.volume_finished, timeout=60000):
+        widget.volume_button.click()
+    panel = widget.compare_panel
+    panel.show_difference()
+    difference = viewer.layers[f"phantom T1 → CT ({UAPI}) − phantom CT (reference) (HU)"]
+    np.testing.assert_allclose(
+        difference.data, widget.session.output.data - viewer.layers["phantom CT (reference)"].data, atol=1e-3
+    )
+    panel.show_composite()
+    name = panel.composite_name(widget.session)
+    assert viewer.layers[name].data.shape == widget.session.output.data.shape
+    panel.mode.setCurrentText("curtain")
+    panel.position.setValue(25)
+    board = viewer.layers[name].data
+    np.testing.assert_allclose(board[:, :, :16], widget.session.output.data[:, :, :16])
+    panel.side_by_side.setChecked(True)
+    assert viewer.grid.enabled
+
+
+def test_event_loop_never_stalls_during_translation(demo, qtbot):
+    from qtpy.QtCore import QTimer
+
+    viewer, widget = demo(UAPI)
+    gaps: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        gaps.append(now - last[0])
+        last[0] = now
+
+    timer = QTimer()
+    timer.timeout.connect(tick)
+    timer.start(10)
+    shown = []
+    widget.slice_shown.connect(lambda index, precision, seconds: shown.append(index))
+    n = widget.session.scheduler.n_slices
+    for index in list(range(n)) + list(range(n - 1, -1, -3)):
+        viewer.dims.set_current_step(0, index)
+        qtbot.wait(15)
+    qtbot.waitUntil(lambda: 0 in shown, timeout=20000)
+    with qtbot.waitSignal(widget.volume_finished, timeout=60000):
+        widget.volume_button.click()
+    timer.stop()
+    longest = max(gaps[1:])
+    print(f"longest event-loop stall: {longest * 1000:.1f} ms over {len(gaps)} ticks")
+    assert longest < 0.1

@@ -1,0 +1,176 @@
+"""Training checkpoints: safetensors tensors + JSON metadata, never pickle.
+
+One file holds everything needed to resume bit-for-bit in the same setting:
+
+- ``net.<network>.<parameter>``: every network's state dict;
+- ``optim.<optimiser>.<param index>.<key>``: optimiser state tensors (Adam's
+  moments and step), with the param groups and any scalar state as JSON;
+- ``extra.<name>``: method state such as CycleGAN's image pools;
+- ``rng.torch`` / ``rng.cuda.<i>`` / ``rng.numpy`` / ``rng.method``: RNG states as
+  tensors; Python's ``random`` state, the data sampler's state, the grad scaler
+  state, the iteration, the best validation score and the resolved config as
+  JSON under the ``medtrans_training`` header key.
+
+Files are written atomically (:func:`napari_medtrans.rundir.atomic_write_bytes`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
+
+from napari_medtrans.rundir import atomic_write_bytes
+
+HEADER_KEY = "medtrans_training"
+FORMAT_VERSION = 1
+
+
+class TrainingCheckpointError(ValueError):
+    """A training checkpoint that cannot be read or does not fit the run."""
+
+
+def _optimizer_state(name: str, optimizer: torch.optim.Optimizer,
+                     tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    sd = optimizer.state_dict()
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, state in sd["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{name}.{index}.{key}"] = value.detach().to("cpu").contiguous().clone()
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    return {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _load_optimizer(name: str, optimizer: torch.optim.Optimizer, meta: dict[str, Any],
+                    tensors: dict[str, torch.Tensor]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    prefix = f"optim.{name}."
+    for key, value in tensors.items():
+        if key.startswith(prefix):
+            index, field = key[len(prefix):].split(".", 1)
+            state.setdefault(int(index), {})[field] = value
+    for index, values in meta.get("scalars", {}).items():
+        state.setdefault(int(index), {}).update(values)
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (ValueError, KeyError) as exc:
+        raise TrainingCheckpointError(f"optimiser {name!r} does not fit this run: {exc}") from exc
+
+
+def rng_state(method_generator: torch.Generator | None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Global RNG states (torch, CUDA, numpy, Python) + the method generator's."""
+    tensors = {"rng.torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = state
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    tensors["rng.numpy"] = torch.from_numpy(keys.astype(np.int64))
+    if method_generator is not None:
+        tensors["rng.method"] = method_generator.get_state()
+    version, internal, gauss = random.getstate()
+    meta = {"numpy": [kind, int(pos), int(has_gauss), float(cached)],
+            "python": [version, list(internal), gauss]}
+    return tensors, meta
+
+
+def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any],
+                  method_generator: torch.Generator | None) -> None:
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted(t for t in tensors if t.startswith("rng.cuda."))]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda[: torch.cuda.device_count()])
+    kind, pos, has_gauss, cached = meta["numpy"]
+    np.random.set_state((kind, tensors["rng.numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = meta["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if method_generator is not None and "rng.method" in tensors:
+        method_generator.set_state(tensors["rng.method"])
+
+
+def checkpoint_bytes(*, method: Any, scaler: torch.amp.GradScaler, sampler_state: dict[str, Any],
+                     iteration: int, config: dict[str, Any], best: float | None,
+                     method_generator: torch.Generator | None, elapsed: float) -> bytes:
+    """Serialise the full training state to safetensors bytes."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, net in method.nets.items():
+        for key, value in net.state_dict().items():
+            tensors[f"net.{name}.{key}"] = value.detach().to("cpu").contiguous().clone()
+    optim_meta = {name: _optimizer_state(name, opt, tensors) for name, opt in method.optimizers.items()}
+    for key, value in method.extra_state().items():
+        tensors[f"extra.{key}"] = value.detach().to("cpu").contiguous()
+    rng_tensors, rng_meta = rng_state(method_generator)
+    tensors.update(rng_tensors)
+    meta = {
+        "format": FORMAT_VERSION,
+        "method": method.name,
+        "iteration": int(iteration),
+        "best": best,
+        "elapsed": float(elapsed),
+        "saved_at": time.time(),
+        "config": config,
+        "optimizers": optim_meta,
+        "scaler": scaler.state_dict(),
+        "rng": {**rng_meta, "sampler": sampler_state},
+    }
+    return save_tensors(tensors, metadata={HEADER_KEY: json.dumps(meta)})
+
+
+def save_checkpoint(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write checkpoint bytes atomically."""
+    atomic_write_bytes(path, data)
+
+
+def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON metadata of a training checkpoint (header only)."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        raise TrainingCheckpointError(f"{path}: not a readable training checkpoint ({exc})") from exc
+    if HEADER_KEY not in header:
+        raise TrainingCheckpointError(f"{path}: no {HEADER_KEY!r} metadata; not a training checkpoint")
+    meta = json.loads(header[HEADER_KEY])
+    if meta.get("format", 0) > FORMAT_VERSION:
+        raise TrainingCheckpointError(f"{path}: checkpoint format {meta['format']} is newer than this version")
+    return meta
+
+
+def load_checkpoint(path: str | os.PathLike[str], *, method: Any, scaler: torch.amp.GradScaler,
+                    method_generator: torch.Generator | None, restore_rng: bool = True) -> dict[str, Any]:
+    """Restore networks, optimisers, scaler, method state and RNGs; return the metadata."""
+    path = Path(path)
+    meta = read_checkpoint_metadata(path)
+    if meta["method"] != method.name:
+        raise TrainingCheckpointError(f"{path} was written by method {meta['method']!r}, not {method.name!r}")
+    try:
+        tensors = load_tensors(path.read_bytes())
+    except (SafetensorError, OSError) as exc:
+        raise TrainingCheckpointError(f"{path}: cannot read tensors ({exc})") from exc
+    for name, net in method.nets.items():
+        prefix = f"net.{name}."
+        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise TrainingCheckpointError(f"{path}: network {name!r} does not match: {exc}") from exc
+    for name, optimizer in method.optimizers.items():
+        if name not in meta["optimizers"]:
+            raise TrainingCheckpointError(f"{path}: no state for optimiser {name!r}")
+        _load_optimizer(name, optimizer, meta["optimizers"][name], tensors)
+    method.load_extra_state({k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")})
+    if meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
+    if restore_rng:
+        set_rng_state(tensors, meta["rng"], method_generator)
+    return meta

@@ -1,0 +1,311 @@
+"""Training data: volumes → normalised slices → batches.
+
+Volumes come from two folders (any format :func:`napari_medtrans.io.read_volume`
+reads; ``paired`` matches files by name) or from the in-memory phantom cohort.
+Each volume is normalised with the intensity model of its modality exactly as
+inference does (:mod:`napari_medtrans.intensity`), the slice axis is moved to
+the front, and only slices whose source foreground covers at least
+``min_foreground`` of the slice are sampled. Training crops are random
+``size``×``size`` windows (padded with −1 where the slice is smaller) with
+optional left–right flips; validation uses centred windows. Validation
+subjects are split off by subject, never by slice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_medtrans.intensity import IntensityModel, default_for
+from training.config import ConfigError, DataConfig
+
+log = logging.getLogger(__name__)
+
+#: A voxel counts as foreground when its normalised source value exceeds this.
+FOREGROUND_LEVEL = -0.9
+
+
+@dataclass
+class Subject:
+    """One subject's normalised volumes, slice axis first (network units).
+
+    ``target`` is what training sees (possibly misaligned or another subject's);
+    ``truth`` is the aligned ground truth used for validation metrics, if known.
+    """
+
+    name: str
+    source: np.ndarray | None
+    target: np.ndarray | None
+    truth: np.ndarray | None = None
+
+
+@dataclass
+class Cohort:
+    """Train/validation subjects plus the intensity models to store in the translator."""
+
+    train: list[Subject]
+    val: list[Subject]
+    source_intensity: IntensityModel
+    target_intensity: IntensityModel
+    aligned: bool          # batches pair a source with the same anatomy's target
+    description: dict[str, Any]
+
+
+def _to_slices(array: np.ndarray, axis: int) -> np.ndarray:
+    return np.ascontiguousarray(np.moveaxis(np.asarray(array, dtype=np.float32), axis, 0))
+
+
+def _split(names: list[str], fraction: float, seed: int) -> tuple[set[str], set[str]]:
+    """Split subject names into (train, val) deterministically."""
+    order = sorted(names)
+    np.random.default_rng(seed).shuffle(order)
+    n_val = 0 if len(order) < 2 or fraction <= 0 else max(1, int(round(fraction * len(order))))
+    return set(order[n_val:]), set(order[:n_val])
+
+
+# --- sources of volumes ---------------------------------------------------------
+def load_cohort(cfg: DataConfig, seed: int = 0) -> Cohort:
+    """Build the cohort described by ``cfg`` (phantom or folders)."""
+    if cfg.phantom is not None:
+        if cfg.source or cfg.target:
+            raise ConfigError("give either a phantom regime or source/target folders, not both")
+        return _phantom_cohort(cfg, seed)
+    if not cfg.source or not cfg.target:
+        raise ConfigError("training data needs --source and --target folders, or --phantom REGIME")
+    return _folder_cohort(cfg, seed)
+
+
+def _normalise(arrays: dict[str, np.ndarray], model: IntensityModel, axis: int) -> dict[str, np.ndarray]:
+    return {name: _to_slices(model.fit(a).to_network(a), axis) for name, a in arrays.items()}
+
+
+def _target_model(modality: str, arrays: list[np.ndarray]) -> IntensityModel:
+    model = default_for(modality)
+    return model.with_reference(arrays) if model.kind == "percentile" else model
+
+
+def _phantom_cohort(cfg: DataConfig, seed: int) -> Cohort:
+    from napari_medtrans.phantom import generate_subject, misalign
+
+    src_key, tgt_key = cfg.source_modality.lower(), cfg.target_modality.lower()
+    for key in (src_key, tgt_key):
+        if key not in ("t1", "t2", "ct"):
+            raise ConfigError(f"the phantom renders T1, T2 and CT, not {key!r}")
+    shape = (cfg.phantom_depth, cfg.size, cfg.size)
+    n = cfg.phantom_subjects
+    base = cfg.phantom_seed
+    subjects = [generate_subject(base + i, shape=shape) for i in range(n)]
+    src_raw = {s.name: getattr(s, src_key) for s in subjects}
+    truth_raw = {s.name: getattr(s, tgt_key) for s in subjects}
+    if cfg.phantom == "paired":
+        tgt_raw = dict(truth_raw)
+    elif cfg.phantom == "misaligned":
+        tgt_raw = {s.name: getattr(misalign(s, cfg.phantom_level, seed=base + 10_000 + i), tgt_key)
+                   for i, s in enumerate(subjects)}
+    else:  # unpaired: targets from a disjoint set of subjects
+        others = [generate_subject(base + n + i, shape=shape) for i in range(n)]
+        tgt_raw = {s.name: getattr(o, tgt_key) for s, o in zip(subjects, others)}
+    src_model = default_for(cfg.source_modality)
+    tgt_model = _target_model(cfg.target_modality, list(tgt_raw.values()))
+    src = _normalise(src_raw, src_model, cfg.slice_axis)
+    tgt = _normalise(tgt_raw, default_for(cfg.target_modality), cfg.slice_axis)
+    truth = _normalise(truth_raw, default_for(cfg.target_modality), cfg.slice_axis)
+    train_names, val_names = _split(list(src), cfg.val_fraction, seed)
+    make = lambda name: Subject(name, src[name], tgt[name], truth[name])  # noqa: E731
+    return Cohort(
+        train=[make(s.name) for s in subjects if s.name in train_names],
+        val=[make(s.name) for s in subjects if s.name in val_names],
+        source_intensity=src_model,
+        target_intensity=tgt_model,
+        aligned=cfg.phantom != "unpaired",
+        description={"phantom": cfg.phantom, "subjects": n, "seed": base, "level": cfg.phantom_level,
+                     "shape": list(shape)},
+    )
+
+
+def _volume_files(folder: Path) -> dict[str, Path]:
+    from napari_medtrans.io import READ_SUFFIXES
+
+    if not folder.is_dir():
+        raise ConfigError(f"data folder {folder} does not exist")
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        name = path.name
+        suffix = next((s for s in READ_SUFFIXES if name.lower().endswith(s)), None)
+        if path.is_dir():
+            found[name] = path  # a DICOM series folder
+        elif suffix and suffix not in (".dcm", ".ima"):
+            found[name[: -len(suffix)]] = path
+    if not found:
+        raise ConfigError(f"no volumes found in {folder}")
+    return found
+
+
+def _folder_cohort(cfg: DataConfig, seed: int) -> Cohort:
+    from napari_medtrans.io import read_volume
+
+    src_files = _volume_files(Path(cfg.source))
+    tgt_files = _volume_files(Path(cfg.target))
+    if cfg.paired:
+        missing = sorted(set(src_files) ^ set(tgt_files))
+        if missing:
+            raise ConfigError(f"--paired: these names are not in both folders: {', '.join(missing[:10])}")
+    src_raw = {k: read_volume(p, modality=cfg.source_modality).array for k, p in src_files.items()}
+    tgt_raw = {k: read_volume(p, modality=cfg.target_modality).array for k, p in tgt_files.items()}
+    if cfg.paired:
+        for name in src_raw:
+            if src_raw[name].shape != tgt_raw[name].shape:
+                raise ConfigError(f"--paired: {name} has shape {src_raw[name].shape} in the source folder "
+                                  f"but {tgt_raw[name].shape} in the target folder")
+    src_model = default_for(cfg.source_modality)
+    tgt_model = _target_model(cfg.target_modality, list(tgt_raw.values()))
+    src = _normalise(src_raw, src_model, cfg.slice_axis)
+    tgt = _normalise(tgt_raw, default_for(cfg.target_modality), cfg.slice_axis)
+    if cfg.paired:
+        train_names, val_names = _split(list(src), cfg.val_fraction, seed)
+        train = [Subject(n, src[n], tgt[n], tgt[n]) for n in sorted(train_names)]
+        val = [Subject(n, src[n], tgt[n], tgt[n]) for n in sorted(val_names)]
+    else:
+        s_train, s_val = _split(list(src), cfg.val_fraction, seed)
+        t_train, _ = _split(list(tgt), cfg.val_fraction, seed)
+        train = [Subject(n, src[n], None) for n in sorted(s_train)]
+        train += [Subject(n, None, tgt[n]) for n in sorted(t_train)]
+        val = [Subject(n, src[n], None) for n in sorted(s_val)]
+    return Cohort(train, val, src_model, tgt_model, aligned=cfg.paired,
+                  description={"source": str(cfg.source), "target": str(cfg.target), "paired": cfg.paired,
+                               "source_subjects": len(src), "target_subjects": len(tgt)})
+
+
+# --- slices and batches ---------------------------------------------------------
+def foreground_slices(volume: np.ndarray, min_fraction: float) -> np.ndarray:
+    """Indices of slices whose foreground (value > −0.9) covers ≥ ``min_fraction``."""
+    frac = (volume > FOREGROUND_LEVEL).mean(axis=(1, 2))
+    keep = np.flatnonzero(frac >= min_fraction)
+    return keep if keep.size else np.arange(volume.shape[0])
+
+
+def context_stack(volume: np.ndarray, index: int, k: int) -> np.ndarray:
+    """The ``k`` slices centred on ``index`` (clamped at the ends), shape (k, H, W)."""
+    half = k // 2
+    ids = np.clip(np.arange(index - half, index + half + 1), 0, volume.shape[0] - 1)
+    return volume[ids]
+
+
+def window(image: np.ndarray, size: int, top: int, left: int) -> np.ndarray:
+    """A (C, size, size) window of (C, H, W) ``image`` at (top, left), padded with −1 outside."""
+    c, h, w = image.shape
+    out = np.full((c, size, size), -1.0, dtype=np.float32)
+    r0, c0 = max(top, 0), max(left, 0)
+    r1, c1 = min(top + size, h), min(left + size, w)
+    if r1 > r0 and c1 > c0:
+        out[:, r0 - top:r1 - top, c0 - left:c1 - left] = image[:, r0:r1, c0:c1]
+    return out
+
+
+def centre_offsets(h: int, w: int, size: int) -> tuple[int, int]:
+    return (h - size) // 2, (w - size) // 2
+
+
+class SliceSampler:
+    """Draws training batches; its RNG state is part of the checkpoints.
+
+    Args:
+        cohort: the data.
+        cfg: data options (size, context slices, flips, foreground threshold).
+        seed: RNG seed (the loop adds the rank, so ranks draw different slices).
+    """
+
+    def __init__(self, cohort: Cohort, cfg: DataConfig, seed: int) -> None:
+        self.cfg = cfg
+        self.aligned = cohort.aligned
+        self.rng = np.random.default_rng(seed)
+        self.sources = [s for s in cohort.train if s.source is not None]
+        self.targets = [s for s in cohort.train if s.target is not None]
+        if not self.sources or not self.targets:
+            raise ConfigError("no training subjects left after the validation split; add data or "
+                              "lower data.val_fraction")
+        self.source_index = [(i, z) for i, s in enumerate(self.sources)
+                             for z in foreground_slices(s.source, cfg.min_foreground)]
+        self.target_index = [(i, z) for i, s in enumerate(self.targets)
+                             for z in foreground_slices(s.target, cfg.min_foreground)]
+
+    def sample(self, batch_size: int) -> dict[str, np.ndarray]:
+        """A batch: ``source`` (B, k, S, S), ``target`` (B, 1, S, S) float32 arrays."""
+        cfg, size, k = self.cfg, self.cfg.size, self.cfg.context_slices
+        sources, targets = [], []
+        for _ in range(batch_size):
+            i, z = self.source_index[self.rng.integers(len(self.source_index))]
+            src = context_stack(self.sources[i].source, z, k)
+            top, left = self._offset(src.shape[1:])
+            flip = cfg.flip and self.rng.random() < 0.5
+            sources.append(self._augment(window(src, size, top, left), flip))
+            if self.aligned:
+                tgt = self.sources[i].target[z:z + 1]
+            else:
+                j, zt = self.target_index[self.rng.integers(len(self.target_index))]
+                tgt = self.targets[j].target[zt:zt + 1]
+                top, left = self._offset(tgt.shape[1:])
+                flip = cfg.flip and self.rng.random() < 0.5
+            targets.append(self._augment(window(tgt, size, top, left), flip))
+        return {"source": np.stack(sources), "target": np.stack(targets)}
+
+    def _offset(self, shape: tuple[int, ...]) -> tuple[int, int]:
+        h, w = shape
+        size = self.cfg.size
+        top = int(self.rng.integers(0, h - size + 1)) if h > size else (h - size) // 2
+        left = int(self.rng.integers(0, w - size + 1)) if w > size else (w - size) // 2
+        return top, left
+
+    @staticmethod
+    def _augment(image: np.ndarray, flip: bool) -> np.ndarray:
+        return np.ascontiguousarray(image[..., ::-1]) if flip else image
+
+    def state(self) -> dict[str, Any]:
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state
+
+
+@dataclass
+class ValidationSet:
+    """Fixed validation slices: ``source`` (N, k, S, S), ``truth`` (N, 1, S, S) or None,
+    ``target`` (N, 1, S, S) (what the registration preview registers to) or None."""
+
+    source: np.ndarray
+    truth: np.ndarray | None
+    target: np.ndarray | None
+    names: list[str]
+
+
+def validation_set(cohort: Cohort, cfg: DataConfig) -> ValidationSet:
+    """Evenly spaced foreground slices of the validation subjects (of the training
+    subjects when there are none, e.g. a one-subject cohort)."""
+    subjects = [s for s in cohort.val if s.source is not None] or \
+        [s for s in cohort.train if s.source is not None]
+    per_subject = max(1, -(-cfg.val_slices // len(subjects)))
+    src, truth, tgt, names = [], [], [], []
+    for s in subjects:
+        ids = foreground_slices(s.source, cfg.min_foreground)
+        picks = ids[np.linspace(0, len(ids) - 1, per_subject + 2).round().astype(int)[1:-1]]
+        for z in picks:
+            stack = context_stack(s.source, int(z), cfg.context_slices)
+            top, left = centre_offsets(*stack.shape[1:], cfg.size)
+            src.append(window(stack, cfg.size, top, left))
+            if s.truth is not None:
+                truth.append(window(s.truth[z:z + 1], cfg.size, top, left))
+            if s.target is not None:
+                tgt.append(window(s.target[z:z + 1], cfg.size, top, left))
+            names.append(f"{s.name}:{int(z)}")
+    n = cfg.val_slices
+    return ValidationSet(np.stack(src)[:n], np.stack(truth)[:n] if len(truth) == len(src) else None,
+                         np.stack(tgt)[:n] if len(tgt) == len(src) else None, names[:n])
+
+
+def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in batch.items()}

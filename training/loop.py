@@ -1,0 +1,397 @@
+"""The training loop shared by every method.
+
+:class:`Trainer` owns data, device, mixed precision, logging, validation,
+previews, checkpoints, cancellation (stop file, SIGTERM/SIGINT), resume and
+distributed training; a :class:`~training.methods.base.Method` only declares
+networks, optimisers and one step. Everything a watcher needs is written to the
+run directory (see :mod:`napari_medtrans.rundir`); only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import signal
+import socket
+import time
+import traceback
+from datetime import datetime, timezone
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import torch
+
+import napari_medtrans
+from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
+from napari_medtrans.rundir import RunDir
+from training import distributed as dist_utils
+from training.checkpointing import checkpoint_bytes, load_checkpoint, save_checkpoint
+from training.config import ConfigError, TrainConfig, options_from_dict
+from training.data import FOREGROUND_LEVEL, SliceSampler, ValidationSet, load_cohort, to_device, validation_set
+from training.methods import Method, StepContext, get_method
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; the run stops without overwriting the last checkpoint."""
+
+
+class StopTraining(Exception):
+    """Raised inside the loop when a stop was requested (file or signal)."""
+
+
+def resolve_method(cfg: TrainConfig) -> tuple[type[Method], Any]:
+    """The method class and its options dataclass (defaults ← ``cfg.model``)."""
+    cls = get_method(cfg.method)
+    return cls, options_from_dict(cls.Options, cfg.model, cfg.method)
+
+
+class Trainer:
+    """Runs one training job described by ``cfg`` in ``cfg.run_dir``.
+
+    Args:
+        cfg: the resolved config (``cfg.model`` holds every method option).
+        resume: continue from ``checkpoints/last.safetensors`` when it exists.
+    """
+
+    last_name = "last.safetensors"
+    best_name = "best.safetensors"
+
+    def __init__(self, cfg: TrainConfig, *, resume: bool = False) -> None:
+        self.cfg = cfg
+        self.resume = resume
+        if cfg.num_threads > 0:  # CPU intra-op threads (0: PyTorch's default)
+            torch.set_num_threads(cfg.num_threads)
+        self.dist = dist_utils.init_distributed(cfg.device)
+        self.device = dist_utils.select_device(cfg.device, self.dist)
+        self.run = RunDir(cfg.run_dir)
+        self.is_main = self.dist.is_main
+        self._signal: int | None = None
+        self.iteration = 0
+        self.best: float | None = None
+        self.last_checkpoint_iteration: int | None = None
+        self.elapsed_before = 0.0
+        self._best_pending = False
+
+    # --- small helpers ------------------------------------------------------
+    def log(self, message: str) -> None:
+        if self.is_main:
+            self.run.log(message)
+            print(message, flush=True)
+
+    def status(self, **fields: Any) -> None:
+        if self.is_main:
+            self.run.write_status(**fields)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signal = signum
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                previous[signum] = signal.signal(signum, self._on_signal)
+            except ValueError:  # not the main thread (e.g. embedded use)
+                pass
+        return previous
+
+    # --- main entry ---------------------------------------------------------
+    def run_training(self) -> int:
+        """Train; returns the exit code (0 finished or stopped, 1 failed)."""
+        previous = self._install_signal_handlers()
+        started = time.time()
+        try:
+            if self.is_main:
+                self.run.path.mkdir(parents=True, exist_ok=True)
+                self.run.clear_stop()
+                if not self.resume or not self.run.config_path.exists():
+                    self.run.write_config(self.cfg.to_dict())
+                self.status(state="running", iteration=0, total_iterations=self.cfg.iterations,
+                            eta_seconds=None, it_per_s=None, pid=os.getpid(), host=socket.gethostname(),
+                            started_at=started, last_error=None, method=self.cfg.method,
+                            world_size=self.dist.world_size, message="preparing data")
+            self._setup()
+            state = self._loop()
+            return 0 if state in ("finished", "stopped") else 1
+        except Exception as exc:  # noqa: BLE001 - every failure must reach status.json
+            message = f"{type(exc).__name__}: {exc}"
+            if self.last_checkpoint_iteration is not None:
+                message += f" (last good checkpoint: iteration {self.last_checkpoint_iteration})"
+            self.log(f"training failed: {message}")
+            if self.is_main:
+                self.run.log(traceback.format_exc())
+            self.status(state="failed", last_error=message, message="failed", eta_seconds=None)
+            return 1
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            dist_utils.shutdown(self.dist)
+
+    # --- setup ----------------------------------------------------------------
+    def _setup(self) -> None:
+        cfg = self.cfg
+        seed = cfg.seed + self.dist.rank
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+        cls, options = resolve_method(cfg)
+        data = cfg.data
+        if data.context_slices < 1 or data.context_slices % 2 == 0:
+            raise ConfigError(f"data.context_slices must be odd and ≥ 1, got {data.context_slices}")
+        if data.context_slices > 1 and not cls.supports_context:
+            raise ConfigError(f"method {cfg.method!r} maps both ways and needs data.context_slices 1")
+        t0 = time.time()
+        self.cohort = load_cohort(data, seed=cfg.seed)
+        self.sampler = SliceSampler(self.cohort, data, seed=cfg.seed * 7919 + self.dist.rank)
+        self.valset: ValidationSet = validation_set(self.cohort, data)
+        self.log(f"data: {len(self.cohort.train)} training / {len(self.cohort.val)} validation subjects, "
+                 f"{len(self.sampler.source_index)} source slices ({time.time() - t0:.1f} s)")
+        lr = cfg.lr if cfg.lr is not None else cls.default_lr
+        self.method = cls(options, in_channels=data.context_slices, out_channels=1, lr=lr, device=self.device)
+        if self.method.pairs_required and not self.cohort.aligned:
+            raise ConfigError(f"method {cfg.method!r} needs paired (or misaligned) data; "
+                              "use --paired or --phantom paired|misaligned")
+        for opt in self.method.optimizers.values():
+            for group in opt.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        amp = cfg.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp)
+        self.method_rng = torch.Generator().manual_seed(seed)
+        self.ctx = StepContext(self.device, self.scaler, amp,
+                               lambda params: dist_utils.average_gradients(params, self.dist),
+                               self.method_rng)
+        dist_utils.broadcast_modules(list(self.method.nets.values()), self.dist)
+        n_params = sum(p.numel() for p in self.method.parameters())
+        self.log(f"method {cfg.method} on {self.device} (world size {self.dist.world_size}, AMP {amp}): "
+                 f"{', '.join(self.method.nets)} — {n_params / 1e6:.2f} M parameters")
+        last = self.run.checkpoints_dir / self.last_name
+        if self.resume and last.exists():
+            meta = load_checkpoint(last, method=self.method, scaler=self.scaler, method_generator=self.method_rng,
+                                   restore_rng=self.dist.rank == 0)
+            self.iteration = int(meta["iteration"])
+            self.best = meta.get("best")
+            self.elapsed_before = float(meta.get("elapsed", 0.0))
+            self.last_checkpoint_iteration = self.iteration
+            if self.dist.rank == 0:
+                self.sampler.set_state(meta["rng"]["sampler"])
+            else:  # other ranks: fresh, rank-specific streams that differ from the first run's
+                self.sampler.rng = np.random.default_rng([cfg.seed, self.dist.rank, self.iteration])
+            if self.is_main:
+                self.run.truncate_metrics(self.iteration)
+            self.log(f"resumed from {last} at iteration {self.iteration}")
+        elif self.resume:
+            self.log("--resume: no checkpoint yet, starting from iteration 0")
+
+    # --- the loop -------------------------------------------------------------
+    def _lr_factor(self, iteration: int) -> float:
+        start = getattr(self.method.options, "lr_decay_start", 1.0)
+        total = self.cfg.iterations
+        begin = start * total
+        if iteration <= begin or start >= 1.0:
+            return 1.0
+        return max(0.0, 1.0 - (iteration - begin) / (total - begin + 1))
+
+    def _set_lr(self, iteration: int) -> float:
+        factor = self._lr_factor(iteration)
+        for opt in self.method.optimizers.values():
+            for group in opt.param_groups:
+                group["lr"] = group["initial_lr"] * factor
+        return factor
+
+    def _loop(self) -> str:
+        cfg = self.cfg
+        total = cfg.iterations
+        val_every = cfg.val_every or cfg.checkpoint_every
+        sums: dict[str, torch.Tensor] = {}
+        counts: dict[str, int] = {}
+        start_iter = self.iteration
+        t_start = time.time()
+        t_mark, it_mark, it_per_s = t_start, self.iteration, None
+        last_status = 0.0
+        self.status(state="running", iteration=self.iteration, message="training")
+        self.method.train()
+        state = "finished"
+        while self.iteration < total:
+            if self._stop_requested():
+                state = "stopped"
+                break
+            it = self.iteration + 1
+            factor = self._set_lr(it)
+            batch = to_device(self.sampler.sample(cfg.batch_size), self.device)
+            self.ctx.iteration = it
+            losses = self.method.train_step(batch, self.ctx)
+            self.scaler.update()
+            for key, value in losses.items():
+                sums[key] = sums[key] + value.float() if key in sums else value.float()
+                counts[key] = counts.get(key, 0) + 1
+            self.iteration = it
+            now = time.time()
+            due_log = it % cfg.log_every == 0 or it == total
+            due_ckpt = it % cfg.checkpoint_every == 0 or it == total
+            if due_log or due_ckpt:
+                means = self._flush_losses(sums, counts, it)
+                sums, counts = {}, {}
+                if now > t_mark and it > it_mark:
+                    it_per_s = (it - it_mark) / (now - t_mark)
+                    t_mark, it_mark = now, it
+                record = {"iteration": it, "time": now, "lr": self.method.lr * factor,
+                          "it_per_s": it_per_s, **means}
+                if self.is_main:
+                    self.run.append_metrics(record)
+                eta = (total - it) / it_per_s if it_per_s else None
+                self.status(iteration=it, it_per_s=it_per_s, eta_seconds=eta, losses=means)
+                last_status = now
+                if due_log:
+                    shown = ", ".join(f"{k} {v:.4g}" for k, v in means.items())
+                    self.log(f"it {it}/{total} ({it_per_s or 0:.2f} it/s): {shown}")
+            elif now - last_status > 5.0:
+                rate = (it - start_iter) / (now - t_start)
+                self.status(iteration=it, it_per_s=rate, eta_seconds=(total - it) / rate if rate else None)
+                last_status = now
+            if cfg.preview_every and (it % cfg.preview_every == 0 or it == total):
+                self._preview(it)
+            if val_every and (it % val_every == 0 or it == total):
+                self._validate(it)
+            if due_ckpt:
+                self._checkpoint(it, time.time() - t_start)
+        if state == "stopped":
+            self.status(state="stopping", message="saving checkpoint")
+            self._flush_losses(sums, counts, self.iteration)
+            self._checkpoint(self.iteration, time.time() - t_start)
+            self._write_translator()
+            reason = f"signal {signal.Signals(self._signal).name}" if self._signal else "stop file"
+            self.log(f"stopped at iteration {self.iteration} ({reason}); resume with --resume")
+            if self.is_main:
+                self.run.clear_stop()
+            self.status(state="stopped", iteration=self.iteration, eta_seconds=None,
+                        message=f"stopped at iteration {self.iteration} ({reason})")
+            return state
+        path = self._write_translator()
+        self.log(f"finished {total} iterations; translator written to {path}")
+        self.status(state="finished", iteration=self.iteration, eta_seconds=0.0, message="finished",
+                    translator=str(path))
+        return state
+
+    def _stop_requested(self) -> bool:
+        local = self._signal is not None or (self.is_main and self.run.stop_requested())
+        return dist_utils.any_rank(local, self.dist, self.device)
+
+    def _flush_losses(self, sums: dict[str, torch.Tensor], counts: dict[str, int], it: int) -> dict[str, float]:
+        """Mean losses since the last flush (one device sync), checked for NaN/inf."""
+        if not sums:
+            return {}
+        keys = sorted(sums)
+        stacked = torch.stack([sums[k] / counts[k] for k in keys])
+        values = dist_utils.mean_across_ranks(stacked, self.dist).tolist()
+        means = dict(zip(keys, values))
+        bad = {k: v for k, v in means.items() if not math.isfinite(v)}
+        if bad:
+            names = ", ".join(f"{k}={v}" for k, v in bad.items())
+            raise NonFiniteLossError(f"non-finite loss at iteration {it}: {names}; training stopped "
+                                     "(lower the learning rate or check the data)")
+        return means
+
+    # --- validation and previews --------------------------------------------------
+    @torch.no_grad()
+    def _translate_val(self, source: np.ndarray, target: np.ndarray | None) -> dict[str, np.ndarray]:
+        self.method.train(False)
+        try:
+            src = torch.from_numpy(source).to(self.device)
+            if target is not None and self.method.registration_net is not None:
+                out = self.method.preview(src, torch.from_numpy(target).to(self.device))
+            else:
+                out = self.method.translate(src)
+            return {k: v.float().cpu().numpy() for k, v in out.items()}
+        finally:
+            self.method.train(True)
+
+    def _validate(self, it: int) -> None:
+        val = self.valset
+        if val.truth is None:
+            return
+        out = self._translate_val(val.source, None)
+        centre = val.source[:, val.source.shape[1] // 2]
+        mask = centre > FOREGROUND_LEVEL
+        err = np.abs(out["image"][:, 0] - val.truth[:, 0])
+        mae = float(err[mask].mean()) if mask.any() else float(err.mean())
+        mapping = self.cohort.target_intensity.output_mapping()
+        mae_units = float(mapping.scale_from_network(mae))
+        improved = self.best is None or mae < self.best
+        if improved:
+            self.best = mae
+        if self.is_main:
+            self.run.append_metrics({"iteration": it, "time": time.time(), "val_mae": mae,
+                                     "val_mae_units": mae_units})
+        self.status(val_mae=mae, val_mae_units=mae_units, best_val_mae=self.best)
+        self._best_pending = improved
+
+    def _preview(self, it: int) -> None:
+        if not self.is_main:
+            return
+        val = self.valset
+        target = val.target[:1] if val.target is not None else None
+        out = self._translate_val(val.source[:1], target)
+        mapping = self.cohort.target_intensity.output_mapping()
+        arrays: dict[str, np.ndarray] = {
+            "input": val.source[0, val.source.shape[1] // 2],
+            "output": mapping.from_network(out["image"][0, 0]),
+        }
+        reference = val.truth if val.truth is not None else val.target
+        if reference is not None:
+            arrays["target"] = mapping.from_network(reference[0, 0])
+        if "scale" in out:
+            arrays["scale"] = mapping.scale_from_network(out["scale"][0, 0])
+        if "field" in out:
+            arrays["field"] = out["field"][0]
+            arrays["registration_target"] = mapping.from_network(val.target[0, 0])
+        self.run.write_preview(it, arrays)
+
+    # --- checkpoints and the translator ---------------------------------------------
+    def _checkpoint(self, it: int, elapsed: float) -> None:
+        if not self.is_main:
+            return
+        data = checkpoint_bytes(method=self.method, scaler=self.scaler, sampler_state=self.sampler.state(),
+                                iteration=it, config=self.cfg.to_dict(), best=self.best,
+                                method_generator=self.method_rng, elapsed=self.elapsed_before + elapsed)
+        save_checkpoint(self.run.checkpoints_dir / self.last_name, data)
+        if getattr(self, "_best_pending", False):
+            save_checkpoint(self.run.checkpoints_dir / self.best_name, data)
+            self._best_pending = False
+        self.last_checkpoint_iteration = it
+        self.status(last_checkpoint_iteration=it)
+
+    def translator_metadata(self) -> TranslatorMetadata:
+        cfg, method = self.cfg, self.method
+        return TranslatorMetadata(
+            name=cfg.name or self.run.path.name,
+            method=cfg.method,
+            source=cfg.data.source_modality,
+            target=cfg.data.target_modality,
+            networks={role: dict(spec) for role, spec in method.translator_specs().items()},
+            source_intensity=self.cohort.source_intensity.to_dict(),
+            target_intensity=self.cohort.target_intensity.to_dict(),
+            slice_axis=cfg.data.slice_axis,
+            size=cfg.data.size,
+            context_slices=cfg.data.context_slices,
+            outputs=list(method.outputs),
+            provenance={"run": str(self.run.path.resolve()), "iterations": self.iteration,
+                        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "data": self.cohort.description, "version": napari_medtrans.__version__,
+                        "best_val_mae": self.best, "config": cfg.to_dict()},
+        )
+
+    def _write_translator(self):
+        if not self.is_main:
+            return None
+        return save_translator(self.run.translator_path, self.method.translator_modules(),
+                               self.translator_metadata(), overwrite=True)
+
+
+def train(cfg: TrainConfig, *, resume: bool = False) -> int:
+    """Run training for ``cfg``; returns the process exit code."""
+    return Trainer(cfg, resume=resume).run_training()
+
+
+__all__ = ["NonFiniteLossError", "Trainer", "resolve_method", "train"]
+

@@ -1,0 +1,120 @@
+"""Losses and small training helpers shared by the methods."""
+
+from __future__ import annotations
+
+import random
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def gan_loss(prediction: Tensor, real: bool, mode: Literal["lsgan", "vanilla", "wgan"]) -> Tensor:
+    """Adversarial loss of a discriminator output against the real/fake label.
+
+    ``lsgan``: least squares (Mao et al., ICCV 2017), the CycleGAN default;
+    ``vanilla``: binary cross-entropy on logits (Goodfellow et al. 2014), the
+    pix2pix default; ``wgan``: the critic score, negated for "real"
+    (Arjovsky et al. 2017).
+    """
+    if mode == "lsgan":
+        target = 1.0 if real else 0.0
+        return F.mse_loss(prediction, torch.full_like(prediction, target))
+    if mode == "vanilla":
+        target = torch.ones_like(prediction) if real else torch.zeros_like(prediction)
+        return F.binary_cross_entropy_with_logits(prediction, target)
+    if mode == "wgan":
+        return -prediction.mean() if real else prediction.mean()
+    raise ValueError(f"unknown GAN loss mode {mode!r}")
+
+
+def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+    """WGAN-GP penalty (‖∇D(x̂)‖₂ − 1)² on random interpolates (Gulrajani et al., NeurIPS 2017).
+
+    Computed in float32 outside autocast so the double backward is exact.
+    """
+    with torch.autocast(real.device.type, enabled=False):
+        alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+        mixed = (alpha * real.float() + (1 - alpha) * fake.float()).requires_grad_(True)
+        score = critic(mixed)
+        (grad,) = torch.autograd.grad(score.sum(), mixed, create_graph=True)
+        return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def smoothness_loss(field: Tensor) -> Tensor:
+    """Mean squared forward differences of a displacement field (RegGAN, Kong et al. 2021)."""
+    d_row = field[:, :, 1:, :] - field[:, :, :-1, :]
+    d_col = field[:, :, :, 1:] - field[:, :, :, :-1]
+    return (d_row * d_row).mean() + (d_col * d_col).mean()
+
+
+def laplace_nll(prediction: Tensor, target: Tensor, scale: Tensor, eps: float = 1e-6) -> Tensor:
+    """Negative log-likelihood of ``target`` under Laplace(prediction, scale), up to log 2.
+
+    ``|target − prediction| / σ + log σ`` averaged over pixels (Kendall & Gal,
+    NeurIPS 2017, heteroscedastic aleatoric uncertainty with a Laplace likelihood).
+    """
+    scale = scale + eps
+    return ((target - prediction).abs() / scale + torch.log(scale)).mean()
+
+
+class ImagePool:
+    """History of generated images for the discriminator (Shrivastava et al., CVPR 2017).
+
+    With probability 0.5 a query returns a stored image and stores the new one
+    in its place, as in CycleGAN's ``ImagePool`` (size 50). Uses Python's
+    ``random`` (whose state the checkpoints save).
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.images: list[Tensor] = []
+
+    def query(self, images: Tensor) -> Tensor:
+        if self.size <= 0:
+            return images
+        out = []
+        for image in images.detach():
+            image = image.unsqueeze(0)
+            if len(self.images) < self.size:
+                self.images.append(image)
+                out.append(image)
+            elif random.random() > 0.5:
+                index = random.randrange(self.size)
+                out.append(self.images[index].clone())
+                self.images[index] = image
+            else:
+                out.append(image)
+        return torch.cat(out, 0)
+
+    def state_tensors(self, prefix: str) -> dict[str, Tensor]:
+        """Stored images as named tensors for a checkpoint."""
+        if not self.images:
+            return {}
+        return {f"{prefix}": torch.cat(self.images, 0).contiguous().cpu()}
+
+    def load_state_tensors(self, tensors: dict[str, Tensor], prefix: str, device: torch.device) -> None:
+        """Restore from :meth:`state_tensors` output."""
+        stacked = tensors.get(prefix)
+        self.images = [] if stacked is None else [t.unsqueeze(0).to(device) for t in stacked]
+
+
+def sample_crop_box(height: int, width: int, min_scale: float, max_scale: float,
+                    generator: torch.Generator | None = None) -> tuple[int, int, int, int]:
+    """Patch operator of PI/UAPI: a random square-ish box (top, left, h, w) whose side
+    is ``min_scale..max_scale`` of the image side (drawn from ``generator``)."""
+    frac = min_scale + (max_scale - min_scale) * float(torch.rand((), generator=generator))
+    side_h = max(1, int(round(height * frac)))
+    side_w = max(1, int(round(width * frac)))
+    top = int(torch.randint(0, height - side_h + 1, (), generator=generator))
+    left = int(torch.randint(0, width - side_w + 1, (), generator=generator))
+    return top, left, side_h, side_w
+
+
+def crop_resize(image: Tensor, box: tuple[int, int, int, int]) -> Tensor:
+    """Crop ``box`` out of (B, C, H, W) ``image`` and resize it back to (H, W), bilinear.
+    Differentiable, so it can sit inside a loss."""
+    top, left, side_h, side_w = box
+    crop = image[..., top:top + side_h, left:left + side_w]
+    return F.interpolate(crop, size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)

@@ -1,0 +1,159 @@
+"""CUT and FastCUT: one-sided translation with patchwise contrastive learning.
+
+Park et al., "Contrastive Learning for Unpaired Image-to-Image Translation",
+ECCV 2020. Defaults from the paper / public code: ResNet generator, LSGAN
+PatchGAN, PatchNCE over the generator's encoder layers 0, 4, 8, 12, 16 with a
+two-layer MLP head (256 features), 256 patches per layer, temperature 0.07,
+negatives from the same image; CUT: λ_NCE 1 with the identity NCE loss on
+target images; FastCUT: λ_NCE 10, no identity loss, flip equivariance.
+Adam lr 2e-4, β = (0.5, 0.999).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from training.losses import gan_loss
+from training.methods.base import GeneratorOptions, Method, StepContext, register, set_requires_grad
+
+
+@dataclass
+class CUTOptions(GeneratorOptions):
+    ndf: int = 64
+    n_layers_d: int = 3
+    nce_layers: list[int] = field(default_factory=lambda: [0, 4, 8, 12, 16])
+    nce_features: int = 256
+    num_patches: int = 256
+    nce_temperature: float = 0.07
+    lambda_gan: float = 1.0
+    lambda_nce: float = 1.0
+    nce_idt: bool = True
+    flip_equivariance: bool = False
+
+
+@dataclass
+class FastCUTOptions(CUTOptions):
+    lambda_nce: float = 10.0
+    nce_idt: bool = False
+    flip_equivariance: bool = True
+
+
+class PatchSampleMLP(nn.Module):
+    """Per-layer two-layer MLP projecting sampled feature vectors (CUT's ``PatchSampleF``)."""
+
+    def __init__(self, channels: list[int], features: int) -> None:
+        super().__init__()
+        self.mlps = nn.ModuleList(
+            nn.Sequential(nn.Linear(c, features), nn.ReLU(), nn.Linear(features, features)) for c in channels
+        )
+
+    def forward(self, feats: list[Tensor], num_patches: int,
+                patch_ids: list[Tensor] | None = None,
+                generator: torch.Generator | None = None) -> tuple[list[Tensor], list[Tensor]]:
+        out, ids = [], []
+        for i, feat in enumerate(feats):
+            b, c, h, w = feat.shape
+            flat = feat.permute(0, 2, 3, 1).reshape(b, h * w, c)
+            if patch_ids is not None:
+                idx = patch_ids[i]
+            else:
+                idx = torch.randperm(h * w, generator=generator)[: min(num_patches, h * w)].to(feat.device)
+            sample = flat[:, idx, :].reshape(-1, c)
+            out.append(F.normalize(self.mlps[i](sample), dim=1).view(b, -1, self.mlps[i][-1].out_features))
+            ids.append(idx)
+        return out, ids
+
+
+def patch_nce(query: Tensor, key: Tensor, temperature: float) -> Tensor:
+    """PatchNCE loss for (B, N, C) normalised features: positives are the same location,
+    negatives the other sampled locations of the same image."""
+    key = key.detach()
+    b, n, _ = query.shape
+    logits = torch.bmm(query, key.transpose(1, 2)) / temperature  # (B, N, N); diagonal = positives
+    target = torch.arange(n, device=query.device).repeat(b)
+    return F.cross_entropy(logits.reshape(b * n, n), target)
+
+
+@register("cut")
+class CUT(Method):
+    """Generator G, PatchGAN D, MLP head F."""
+
+    Options = CUTOptions
+    supports_context = False
+
+    def network_specs(self) -> dict[str, dict[str, Any]]:
+        o = self.options
+        if o.generator != "resnet":
+            raise ValueError("CUT needs the ResNet generator (it samples its encoder layers)")
+        return {
+            "G": self.generator_spec(self.in_channels, self.out_channels),
+            "D": {"arch": "patchgan", "in_channels": self.out_channels, "ndf": o.ndf, "n_layers": o.n_layers_d},
+        }
+
+    def extra_networks(self) -> dict[str, nn.Module]:
+        with torch.no_grad():
+            probe = torch.zeros(1, self.in_channels, 32, 32, device=self.device)
+            channels = [f.shape[1] for f in self.nets["G"].features(probe, self.options.nce_layers)]
+        return {"F": PatchSampleMLP(channels, self.options.nce_features)}
+
+    def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"G": self.adam("G"), "F": self.adam("F"), "D": self.adam("D")}
+
+    def _nce(self, source: Tensor, output: Tensor, flipped: bool, ctx: StepContext) -> Tensor:
+        o, G, head = self.options, self.nets["G"], self.nets["F"]
+        feat_q = G.features(output, o.nce_layers)
+        if flipped:
+            feat_q = [torch.flip(f, [3]) for f in feat_q]
+        feat_k = G.features(source, o.nce_layers)
+        k_pool, ids = head(feat_k, o.num_patches, generator=ctx.generator)
+        q_pool, _ = head(feat_q, o.num_patches, ids)
+        return sum(patch_nce(q, k, o.nce_temperature) for q, k in zip(q_pool, k_pool)) / len(q_pool)
+
+    def train_step(self, batch: dict[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:
+        o = self.options
+        G, D = self.nets["G"], self.nets["D"]
+        real_a, real_b = batch["source"], batch["target"]
+        n = real_a.shape[0]
+        flipped = o.flip_equivariance and bool(torch.rand((), generator=ctx.generator) < 0.5)
+        inputs = torch.cat([real_a, real_b], 0) if o.nce_idt else real_a
+        if flipped:
+            inputs = torch.flip(inputs, [3])
+        with ctx.autocast():
+            out = G(inputs)
+            fake_b = out[:n]
+            set_requires_grad(D, False)
+            loss_gan = gan_loss(D(fake_b), True, "lsgan")
+            loss_nce = self._nce(real_a, fake_b, flipped, ctx)
+            losses = {"G_GAN": loss_gan, "NCE": loss_nce}
+            nce_total = loss_nce
+            if o.nce_idt:
+                loss_nce_y = self._nce(real_b, out[n:], flipped, ctx)
+                nce_total = 0.5 * (loss_nce + loss_nce_y)
+                losses["NCE_Y"] = loss_nce_y
+            loss_g = o.lambda_gan * loss_gan + o.lambda_nce * nce_total
+        ctx.zero_grad(self.optimizers["G"], self.optimizers["F"])
+        ctx.backward(loss_g)
+        ctx.step(self.optimizers["G"])
+        ctx.step(self.optimizers["F"])
+        set_requires_grad(D, True)
+        with ctx.autocast():
+            fake = torch.flip(fake_b, [3]) if flipped else fake_b
+            pred_real, pred_fake = D(torch.cat([real_b, fake.detach()], 0)).chunk(2, 0)
+            loss_d = 0.5 * (gan_loss(pred_real, True, "lsgan") + gan_loss(pred_fake, False, "lsgan"))
+        ctx.zero_grad(self.optimizers["D"])
+        ctx.backward(loss_d)
+        ctx.step(self.optimizers["D"])
+        losses["D"] = loss_d
+        return {k: v.detach() for k, v in losses.items()}
+
+
+@register("fastcut")
+class FastCUT(CUT):
+    """FastCUT: λ_NCE 10, no identity NCE, flip equivariance."""
+
+    Options = FastCUTOptions

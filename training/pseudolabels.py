@@ -1,0 +1,304 @@
+"""Pseudo labels through translation: tutorship and adaptation.
+
+Labels exist for images of a *source* modality; the *target* modality has none.
+
+- **tutorship**: translate the labelled source images into the target modality
+  (translator source→target), train a segmenter on (translated image, source
+  label) and apply it to the real target images;
+- **adaptation**: train a segmenter on the real source images and apply it to
+  the target images translated into the source modality (translator
+  target→source).
+
+Both give, per target volume, a label map, a per-voxel confidence (segmenter
+probability of the chosen class, times the translator's reliability
+``exp(-σ/σ_ref)`` where the translated image carries a scale map, i.e. in
+adaptation with an uncertainty-aware translator) and a per-slice confidence
+(:mod:`napari_medtrans.confidence`). :func:`write_results` writes
+``<name>_labels.nii.gz``, ``<name>_confidence.nii.gz`` (and the target image
+when it has no file) plus ``summary.json`` with Dice where ground truth exists;
+the Review widget opens that summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from skimage.filters import threshold_otsu
+
+from napari_medtrans.confidence import slice_confidence, voxel_confidence
+from napari_medtrans.inference import Translator
+from napari_medtrans.io import Volume, read_volume, write_volume
+from napari_medtrans.metrics import dice_per_label, mean_dice
+from napari_medtrans.phantom import TISSUES, generate_subject
+from napari_medtrans.rundir import atomic_write_json
+from napari_medtrans.segmenter import Segmenter
+from training.data import _volume_files as volume_files
+from training.segmenter import train_segmenter
+
+#: σ_ref as a fraction of the translator's output intensity range (network range 2).
+SIGMA_REF_FRACTION = 0.1
+
+
+class PseudoLabelError(ValueError):
+    """Inputs that do not fit the chosen strategy (direction, modalities, files)."""
+
+
+@dataclass
+class LabelledImage:
+    """A source-modality image with its labels."""
+
+    name: str
+    image: Volume
+    labels: np.ndarray
+
+
+@dataclass
+class TargetImage:
+    """A target-modality image to label; ``truth`` is its ground truth when known."""
+
+    name: str
+    image: Volume
+    truth: np.ndarray | None = None
+
+
+@dataclass
+class SegmenterSettings:
+    """How the segmenter of either strategy is trained (passed to ``train_segmenter``)."""
+
+    iterations: int = 400
+    batch_size: int = 8
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass
+class PseudoLabels:
+    """The result for one target volume."""
+
+    name: str
+    image: Volume
+    labels: np.ndarray
+    confidence: np.ndarray
+    slice_confidence: np.ndarray = field(init=False)
+    dice: dict[str, float | None] | None = None
+
+    def __post_init__(self) -> None:
+        self.slice_confidence = slice_confidence(self.confidence, self.labels)
+
+    @property
+    def mean_dice(self) -> float | None:
+        """Mean Dice over the tissues present (``None`` without ground truth)."""
+        return None if self.dice is None else mean_dice(self.dice)
+
+
+
+# --- strategies -------------------------------------------------------------------
+def _translate(translator: Translator, volume: Volume, modality: str) -> tuple[Volume, np.ndarray | None]:
+    """Translated image (same geometry, tagged ``modality``) and its scale map, if any."""
+    result = translator.translate_volume(volume)
+    return volume.with_array(result.image.astype(np.float32), modality=modality), result.scale
+
+
+def _sigma_ref(translator: Translator) -> float:
+    mapping = translator.output_mapping
+    return SIGMA_REF_FRACTION * (mapping.hi - mapping.lo)
+
+
+def _train(sources: list[LabelledImage], modality: str, names: dict[int, str], settings: SegmenterSettings) -> Segmenter:
+    return train_segmenter(
+        [s.image for s in sources], [s.labels for s in sources], modality=modality, label_names=names,
+        name=f"pseudolabel-{modality.lower()}", **asdict(settings),
+    )
+
+
+def _label(
+    segmenter: Segmenter,
+    target: TargetImage,
+    seen: Volume,
+    names: dict[int, str],
+    sigma: np.ndarray | None = None,
+    sigma_ref: float | None = None,
+) -> PseudoLabels:
+    """Segment ``seen`` (the target image or its translation) into pseudo labels for ``target``."""
+    result = segmenter.segment(seen.array)
+    labels = result.labels.astype(np.uint8)
+    tissues = {k: v for k, v in names.items() if k != 0}
+    dice = None if target.truth is None else dice_per_label(labels, target.truth, tissues)
+    return PseudoLabels(target.name, target.image, labels, voxel_confidence(result.probabilities, sigma, sigma_ref), dice)
+
+
+def tutorship(
+    translator: Translator,
+    sources: list[LabelledImage],
+    targets: list[TargetImage],
+    names: dict[int, str],
+    settings: SegmenterSettings,
+) -> list[PseudoLabels]:
+    """Train on translated source images, segment the real target images."""
+    modality = translator.metadata.target
+    translated = [LabelledImage(s.name, _translate(translator, s.image, modality)[0], s.labels) for s in sources]
+    segmenter = _train(translated, modality, names, settings)
+    return [_label(segmenter, t, t.image, names) for t in targets]
+
+
+def adaptation(
+    translator: Translator,
+    sources: list[LabelledImage],
+    targets: list[TargetImage],
+    names: dict[int, str],
+    settings: SegmenterSettings,
+) -> list[PseudoLabels]:
+    """Train on real source images, segment the target images translated into the source modality."""
+    modality = translator.metadata.target
+    segmenter = _train(sources, modality, names, settings)
+    sigma_ref = _sigma_ref(translator)
+    results = []
+    for target in targets:
+        seen, sigma = _translate(translator, target.image, modality)
+        results.append(_label(segmenter, target, seen, names, sigma, sigma_ref if sigma is not None else None))
+    return results
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A strategy and which way its translator must point."""
+
+    run: Callable[..., list[PseudoLabels]]
+    reverse: bool  # the translator maps target → source
+
+    def modalities(self, translator: Translator) -> tuple[str, str]:
+        """(source, target) modality of the labelled and the unlabelled images."""
+        md = translator.metadata
+        return (md.target, md.source) if self.reverse else (md.source, md.target)
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "tutorship": Strategy(tutorship, reverse=False),
+    "adaptation": Strategy(adaptation, reverse=True),
+}
+
+
+# --- inputs -------------------------------------------------------------------------
+def phantom_inputs(
+    source_modality: str, target_modality: str, *, n_source: int = 4, n_target: int = 2,
+    shape: tuple[int, int, int] = (16, 64, 64), seed: int = 100,
+) -> tuple[list[LabelledImage], list[TargetImage], dict[int, str]]:
+    """Labelled source and unlabelled target phantoms (disjoint subjects, truth kept for Dice).
+
+    ``seed`` should differ from the seeds the translator was trained on (the
+    trainer's phantom uses 0, 1, …).
+    """
+    keys = (source_modality.lower(), target_modality.lower())
+    subjects = [generate_subject(seed + i, shape=shape) for i in range(n_source + n_target)]
+    sources = [LabelledImage(s.name, s.volume(keys[0]), s.labels) for s in subjects[:n_source]]
+    targets = [TargetImage(s.name, s.volume(keys[1]), s.labels) for s in subjects[n_source:]]
+    return sources, targets, dict(TISSUES)
+
+
+def folder_inputs(
+    source_images: Path, source_labels: Path, target_images: Path, target_labels: Path | None = None,
+    *, source_modality: str, target_modality: str,
+) -> tuple[list[LabelledImage], list[TargetImage], dict[int, str]]:
+    """Volumes from folders; labels are matched to images by file name."""
+    src, src_lab, tgt = (volume_files(Path(p)) for p in (source_images, source_labels, target_images))
+    tgt_lab = volume_files(Path(target_labels)) if target_labels else {}
+    missing = sorted(set(src) ^ set(src_lab))
+    if missing:
+        raise PseudoLabelError(f"source images and labels do not match by name: {', '.join(missing[:10])}")
+    sources = [
+        LabelledImage(n, read_volume(src[n], modality=source_modality), _labels(read_volume(src_lab[n]).array))
+        for n in sorted(src)
+    ]
+    targets = [
+        TargetImage(n, read_volume(p, modality=target_modality),
+                    _labels(read_volume(tgt_lab[n]).array) if n in tgt_lab else None)
+        for n, p in sorted(tgt.items())
+    ]
+    values = sorted(set().union(*(np.unique(s.labels).tolist() for s in sources)) - {0})
+    return sources, targets, {0: "background"} | {v: f"label {v}" for v in values}
+
+
+def _labels(array: np.ndarray) -> np.ndarray:
+    if not np.array_equal(array, np.round(array)) or array.min() < 0 or array.max() > 255:
+        raise PseudoLabelError("label volumes must hold integers 0–255")
+    return array.astype(np.uint8)
+
+
+# --- baseline, run, output ----------------------------------------------------------
+def threshold_baseline(image: np.ndarray, sources: list[LabelledImage]) -> np.ndarray:
+    """Otsu foreground of ``image`` labelled with the most frequent non-zero source label."""
+    counts = np.bincount(np.concatenate([s.labels.ravel() for s in sources]), minlength=2)
+    counts[0] = 0
+    return np.where(image > threshold_otsu(image), int(counts.argmax()), 0).astype(np.uint8)
+
+
+def run(
+    strategy: str,
+    translator: Translator,
+    sources: list[LabelledImage],
+    targets: list[TargetImage],
+    names: dict[int, str],
+    settings: SegmenterSettings | None = None,
+) -> list[PseudoLabels]:
+    """Check the translator's direction against the images, then run ``strategy``."""
+    if strategy not in STRATEGIES:
+        raise PseudoLabelError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    chosen = STRATEGIES[strategy]
+    source_modality, target_modality = chosen.modalities(translator)
+    for item, expected in [*((s, source_modality) for s in sources), *((t, target_modality) for t in targets)]:
+        if item.image.modality not in (None, expected):
+            raise PseudoLabelError(
+                f"{strategy} with translator {translator.metadata.source}→{translator.metadata.target} needs "
+                f"{source_modality} labelled images and {target_modality} targets, but {item.name} is "
+                f"{item.image.modality}"
+            )
+    if not sources or not targets:
+        raise PseudoLabelError("need at least one labelled source image and one target image")
+    return chosen.run(translator, sources, targets, names, settings or SegmenterSettings())
+
+
+def describe(strategy: str, translator: Translator, settings: SegmenterSettings) -> dict:
+    """The run description stored at the top of ``summary.json``."""
+    source_modality, target_modality = STRATEGIES[strategy].modalities(translator)
+    md = translator.metadata
+    return {
+        "strategy": strategy,
+        "translator": {"name": md.name, "method": md.method, "source": md.source, "target": md.target},
+        "source_modality": source_modality,
+        "target_modality": target_modality,
+        "segmenter": asdict(settings),
+    }
+
+
+def write_results(
+    results: list[PseudoLabels], out_dir: Path, info: dict, *, overwrite: bool = False
+) -> dict:
+    """Write labels, confidence (and file-less target images) per volume plus ``summary.json``."""
+    out_dir = Path(out_dir)
+    summary_path = out_dir / "summary.json"
+    if summary_path.exists() and not overwrite:
+        raise FileExistsError(f"{summary_path} exists; pass overwrite=True to replace the results")
+    cases = []
+    for r in results:
+        files = {"labels": f"{r.name}_labels.nii.gz", "confidence": f"{r.name}_confidence.nii.gz"}
+        write_volume(r.image.with_array(r.labels, modality=None), out_dir / files["labels"], overwrite=overwrite)
+        write_volume(r.image.with_array(r.confidence, modality=None), out_dir / files["confidence"],
+                     overwrite=overwrite)
+        if r.image.path:
+            files["image"] = str(Path(r.image.path).resolve())
+        else:
+            files["image"] = f"{r.name}_image.nii.gz"
+            write_volume(r.image, out_dir / files["image"], overwrite=overwrite)
+        cases.append({
+            "name": r.name, **files,
+            "mean_confidence": round(float(r.confidence[r.labels > 0].mean() if r.labels.any() else 0.0), 6),
+            "slice_confidence": [round(float(c), 6) for c in r.slice_confidence],
+            "dice": r.dice, "mean_dice": r.mean_dice,
+        })
+    dices = [c["mean_dice"] for c in cases if c["mean_dice"] is not None]
+    summary = {**info, "cases": cases, "mean_dice": float(np.mean(dices)) if dices else None}
+    atomic_write_json(summary_path, summary)
+    return summary
