@@ -345,16 +345,39 @@ def _read_series(folder: Path, series: DicomSeries, modality: str | None) -> Vol
     _check_memory(folder, (size[0], size[1], slices), first.GetPixelID())
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(list(series.files))
+    reader.MetaDataDictionaryArrayUpdateOn()
     try:
         image = reader.Execute()
     except RuntimeError as exc:
         raise VolumeReadError(f"{folder}: could not read DICOM series {series.uid} ({_reason(exc)})") from exc
-    if image.GetDimension() != 3 or image.GetSize()[2] < 1:
+    if image.GetDimension() != 3:
         raise VolumeReadError(
             f"{folder}: DICOM series {series.uid} is not a 3-D volume (size {image.GetSize()})"
         )
+    _warn_uneven_slices(folder, series, reader, image)
     tags = {name: value for name, key in _DICOM_TAGS.items() if (value := _tag(first, key))}
     return _to_volume(folder, image, modality or series.modality, tags)
+
+
+def _warn_uneven_slices(
+    folder: Path, series: DicomSeries, reader: sitk.ImageSeriesReader, image: sitk.Image
+) -> None:
+    """Warn when slice positions are not evenly spaced (missing or unreadable slices)."""
+    key = "0020|0032"  # ImagePositionPatient
+    n = image.GetSize()[2]
+    if n < 3 or not all(reader.HasMetaDataKey(i, key) for i in range(n)):
+        return
+    positions = np.array([[float(v) for v in reader.GetMetaData(i, key).split("\\")] for i in range(n)])
+    normal = np.asarray(image.GetDirection()).reshape(3, 3)[:, 2]
+    gaps = np.diff(positions @ normal)
+    spacing = image.GetSpacing()[2]
+    if np.max(np.abs(np.abs(gaps) - spacing)) > 1e-3 * spacing + 1e-4:
+        warnings.warn(
+            f"{folder}: DICOM series {series.uid} has uneven slice gaps ({np.abs(gaps).min():g} to "
+            f"{np.abs(gaps).max():g} mm; missing or unreadable slices?); the volume assumes {spacing:g} mm",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _dicom_folder_series(folder: Path) -> list[DicomSeries]:

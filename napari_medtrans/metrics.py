@@ -164,11 +164,17 @@ def uncertainty_pcc(
     count = mask.sum(axis=(1, 2))[keep]
     mean_scale = (scale * mask).sum(axis=(1, 2))[keep] / count
     mean_error = (residual * mask).sum(axis=(1, 2))[keep] / count
-    if mean_scale.size < 3:
-        raise MetricUnavailable(f"needs at least 3 images with foreground, got {mean_scale.size}")
-    if np.ptp(mean_scale) == 0 or np.ptp(mean_error) == 0:
+    return UncertaintyAgreement(pearson(mean_scale, mean_error), mean_scale, mean_error)
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson correlation of two equally long samples (at least 3, neither constant)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if x.size < 3:
+        raise MetricUnavailable(f"needs at least 3 images with foreground, got {x.size}")
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
         raise MetricUnavailable("σ or error is constant across images; correlation undefined")
-    return UncertaintyAgreement(float(stats.pearsonr(mean_scale, mean_error)[0]), mean_scale, mean_error)
+    return float(stats.pearsonr(x, y)[0])
 
 
 # ----------------------------------------------------------------------------- distribution

@@ -38,12 +38,21 @@ FINAL_STATES = ("finished", "failed", "stopped")
 """States after which the trainer process no longer writes."""
 
 
+DEFAULT_FILE_MODE = 0o644
+"""Permissions of a new file (mkstemp's 0600 would hide runs on shared file systems)."""
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file + fsync + rename."""
+    """Write ``data`` to ``path`` atomically: temp file + fsync + rename.
+
+    A replaced file keeps its permissions; a new one gets ``DEFAULT_FILE_MODE``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else DEFAULT_FILE_MODE
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

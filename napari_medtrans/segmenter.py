@@ -28,10 +28,10 @@ from napari_medtrans.intensity import IntensityModel
 from napari_medtrans.io import Volume
 from napari_medtrans.nets import build_network
 from napari_medtrans.rundir import atomic_write_bytes
+from napari_medtrans.shipped import shipped_dir
 
 KIND = "segmenter"
 ROLE = "segmenter"
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "sample_data" / "models"
 
 
 @dataclass
@@ -158,5 +158,5 @@ def load_segmenter(path: str | os.PathLike[str], device: str | torch.device = "c
 
 def shipped_segmenter(modality: str) -> Path | None:
     """The segmenter shipped in ``sample_data/models`` for ``modality`` (e.g. ``"CT"``), if any."""
-    path = SHIPPED_DIR / f"segmenter-{modality.lower()}.safetensors"
+    path = shipped_dir() / "models" / f"segmenter-{modality.lower()}.safetensors"
     return path if path.is_file() else None

@@ -145,6 +145,14 @@ def test_dicom_series_choice(dicom_folder):
         read_volume(dicom_folder, series_uid="1.2.3")
 
 
+def test_dicom_series_with_unreadable_slice_warns(dicom_folder):
+    slice_file = dicom_folder / "head_ct_003.dcm"
+    slice_file.write_bytes(slice_file.read_bytes()[:-100])
+    with pytest.warns(UserWarning, match=r"study: DICOM series .* has uneven slice gaps \(2\.5 to 5 mm"):
+        volume = read_volume(dicom_folder, series_uid=CT_UID)
+    assert volume.array.shape == (5, 7, 8)
+
+
 def _good_gz(folder: Path) -> bytes:
     return write_volume(
         oblique_volume(dtype=np.float32, shape=(8, 32, 32)), folder / "good.nii.gz"

@@ -43,7 +43,9 @@ print(json.dumps({
 
 
 def test_npe2_validate_passes():
-    result = subprocess.run([str(NPE2), "validate", PLUGIN], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(NPE2), "validate", PLUGIN], capture_output=True, encoding="utf-8", errors="replace", timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "valid" in result.stdout
 

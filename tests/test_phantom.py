@@ -53,6 +53,11 @@ def test_other_shapes_keep_the_field_of_view(small_subject: PhantomSubject) -> N
     assert small_subject.spacing == pytest.approx((2.4, 2.4, 8.0))
     with pytest.raises(ValueError, match="shape"):
         generate_subject(0, shape=(2, 64, 64))
+    with pytest.raises(ValueError, match="non-negative integer"):
+        generate_subject(-1)
+    odd = generate_subject(2, shape=(5, 33, 47))
+    assert odd.t1.shape == odd.labels.shape == (5, 33, 47)
+    assert odd.spacing == pytest.approx((153.6 / 47, 153.6 / 33, 128 / 5))
 
 
 def test_every_tissue_present_and_head_inside_field_of_view(subject: PhantomSubject) -> None:
@@ -165,7 +170,9 @@ def test_cohort_regimes(small_cohort) -> None:
     assert misaligned.aligned_target is misaligned.source
     assert not np.array_equal(misaligned.target.ct, misaligned.source.ct)
     # the same seed gives the same cohort
-    np.testing.assert_array_equal(small_cohort[0].source.ct, generate_cohort(1, "paired", shape=(16, 64, 64))[0].source.ct)
+    np.testing.assert_array_equal(
+        small_cohort[0].source.ct, generate_cohort(1, "paired", shape=(16, 64, 64))[0].source.ct
+    )
 
     with pytest.raises(ValueError, match="regime"):
         generate_cohort(1, "semi-paired")

@@ -101,3 +101,12 @@ def test_invalid_json_names_the_file(tmp_path):
     run.config_path.write_text("{not json")
     with pytest.raises(ValueError, match="config.json"):
         run.read_config()
+
+
+def test_atomic_write_gives_readable_permissions_and_keeps_existing(tmp_path):
+    new = tmp_path / "new.json"
+    atomic_write_json(new, {})
+    assert new.stat().st_mode & 0o777 == 0o644
+    os.chmod(new, 0o600)
+    atomic_write_json(new, {"x": 1})
+    assert new.stat().st_mode & 0o777 == 0o600

@@ -44,7 +44,10 @@ def test_paired_cohort_files_round_trip(tmp_path: Path) -> None:
 
 def test_same_seed_same_bytes(tmp_path: Path) -> None:
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-        assert main(["sample-data", "--out", str(tmp_path / name), "--regime", "misaligned", "--seed", str(seed), *ARGS]) == 0
+        assert (
+            main(["sample-data", "--out", str(tmp_path / name), "--regime", "misaligned", "--seed", str(seed), *ARGS])
+            == 0
+        )
     first, second, other = (_files(tmp_path / n) for n in "abc")
     assert first == second
     assert first.keys() == other.keys()
@@ -90,6 +93,7 @@ def test_cli_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[
     [
         (["--subjects", "0"], "--subjects must be at least 1"),
         (["--level", "6"], "--level must be between 0 and 5"),
+        (["--seed", "-1"], "--seed must be a non-negative integer"),
         (["--shape", "2", "32", "32"], "--shape sizes must be at least 4"),
     ],
 )
@@ -114,7 +118,7 @@ def test_napari_phantom_head(make_napari_viewer) -> None:
     viewer = make_napari_viewer()
     layers = viewer.open_sample("napari-medtrans", "phantom_head")
     assert [layer.name for layer in layers] == ["phantom T1", "phantom T2", "phantom CT", "phantom labels"]
-    t1, t2, ct, labels = layers
+    t1, _, ct, labels = layers
     assert type(labels).__name__ == "Labels" and labels.data.dtype == np.uint8
     for layer in layers:
         assert layer.data.shape == (32, 128, 128)

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
 from napari_medtrans.intensity import ct_window, mr_percentile
@@ -27,6 +28,8 @@ GENERATOR = {"arch": "unet", "in_channels": 1, "out_channels": 1, "ngf": 8, "dep
 
 def _save(folder, name: str, method: str, networks: dict, outputs: list[str]) -> None:
     modules = {role: build_network(spec) for role, spec in networks.items()}
+    if "registration" in modules:  # a clearly visible field: (1.5, -2) pixels everywhere
+        modules["registration"].field.bias.data = torch.tensor([1.5, -2.0])
     metadata = TranslatorMetadata(
         name=name, method=method, source="T1", target="CT", networks=networks,
         source_intensity=mr_percentile().to_dict(), target_intensity=ct_window().to_dict(),
@@ -37,8 +40,6 @@ def _save(folder, name: str, method: str, networks: dict, outputs: list[str]) ->
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory):
-    import torch
-
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("models")
     _save(folder, UAPI, "uapi", {"generator": {**GENERATOR, "scale_head": True}}, ["image", "scale"])
@@ -151,6 +152,8 @@ def test_layers_agree_in_world_coordinates(make_napari_viewer, qtbot, models_dir
     start, projection = vectors.data[k]
     length = np.linalg.norm(np.subtract(vectors.data_to_world(start + projection), vectors.data_to_world(start)))
     assert length == pytest.approx(vectors.features["magnitude_mm"][k], rel=1e-4)
+    expected_mm = np.hypot(1.5 * t1.spacing[1], 2.0 * t1.spacing[0])  # the bias of the tiny network, in mm
+    assert np.median(vectors.features["magnitude_mm"]) == pytest.approx(expected_mm, rel=0.05)
     widget.field_panel.step.setValue(4)
     assert len(vectors.data) == t1.array.shape[0] * (64 // 4) ** 2
 

@@ -105,8 +105,7 @@ class Trainer:
             if self.is_main:
                 self.run.path.mkdir(parents=True, exist_ok=True)
                 self.run.clear_stop()
-                if not self.resume or not self.run.config_path.exists():
-                    self.run.write_config(self.cfg.to_dict())
+                self._write_config()
                 self.status(state="running", iteration=0, total_iterations=self.cfg.iterations,
                             eta_seconds=None, it_per_s=None, pid=os.getpid(), host=socket.gethostname(),
                             started_at=started, last_error=None, method=self.cfg.method,
@@ -127,6 +126,19 @@ class Trainer:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             dist_utils.shutdown(self.dist)
+
+    def _write_config(self) -> None:
+        """Save the resolved config; on resume, rewrite it only when it was changed
+        (e.g. ``--iterations``), logging what changed."""
+        new = self.cfg.to_dict()
+        if self.resume and self.run.config_path.exists():
+            old = self.run.read_config()
+            if old == new:
+                return
+            changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+            self.log("config changed on resume: " + ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}"
+                                                              for k in changed))
+        self.run.write_config(new)
 
     # --- setup ----------------------------------------------------------------
     def _setup(self) -> None:

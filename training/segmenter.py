@@ -18,16 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_medtrans.inference import resolve_device
 from napari_medtrans.intensity import default_for
 from napari_medtrans.io import Volume
 from napari_medtrans.nets import build_network
 from napari_medtrans.segmenter import Segmenter, SegmenterMetadata, save_segmenter
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _slices(
@@ -118,7 +113,7 @@ def train_segmenter(
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    dev = _device(device)
+    dev = resolve_device(device)
     xs, ys = _slices(images, labels, modality)
     n_classes = max(label_names) + 1
     spec = {"arch": "seg_unet", "in_channels": 1, "n_classes": n_classes, "features": features, "depth": depth}

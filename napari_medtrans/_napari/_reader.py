@@ -34,7 +34,10 @@ def _accepts(path: str) -> bool:
 
 def _looks_like_dicom_folder(folder: Path) -> bool:
     """True when one of the first files of ``folder`` is DICOM (by suffix or preamble)."""
-    files = [p for p in sorted(folder.iterdir())[:_FOLDER_PROBE] if p.is_file()]
+    try:
+        files = [p for p in sorted(folder.iterdir())[:_FOLDER_PROBE] if p.is_file()]
+    except OSError:
+        return False
     return any(p.suffix.lower() in _DICOM_SUFFIXES or _has_dicom_preamble(p) for p in files)
 
 

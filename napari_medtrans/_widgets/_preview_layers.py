@@ -7,10 +7,11 @@ misaligned target is drawn as vectors over the output.
 
 Keeping the viewer responsive while a run is followed: creating a napari layer
 costs a few hundred milliseconds (vispy visuals, layer controls), updating one
-a few. So :meth:`PreviewLayers.prepare` creates the layers a run will need,
-hidden, when the user starts or opens it; a new preview is then applied one
-layer per :meth:`PreviewLayers.step` (the widget calls it once per poll), so
-no poll blocks the event loop for more than one small update.
+a few (and showing, moving or resizing one makes napari recompute the scene).
+So :meth:`PreviewLayers.prepare` creates the layers a run will need, blank and
+in place, when the user starts it; a new preview is then applied one layer per
+:meth:`PreviewLayers.step` (the widget calls it once per poll), so no poll
+blocks the event loop for more than one small update.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ class PreviewLayers:
         self.viewer = viewer
         self.iteration: int | None = None
         self._pending: deque[Callable[[], None]] = deque()
+        self._prepared: set[str] = set()
         self._filled: set[str] = set()
 
     @property
@@ -110,21 +112,25 @@ class PreviewLayers:
         return len(self._pending)
 
     def prepare(self, outputs: Iterable[str], size: int) -> None:
-        """Create (hidden) the layers a run with these translator ``outputs`` will fill."""
+        """Create, in place and blank, the layers a run with these translator ``outputs`` will fill."""
         roles = ["input", "output", "target"]
         for output in outputs:
             roles += OUTPUT_ROLES.get(output, ())
         placeholder = np.zeros((size, size), np.float32)
+        offsets = dict(zip([r for r in IMAGE_ROLES if r in roles], np.arange(len(roles)) * (size + GAP)))
         for role in roles:
             name = layer_name(role)
             if name in self.viewer.layers:
                 continue
             if role == "field":
                 layer = Vectors(np.zeros((0, 2, 2), np.float32), name=name, edge_color="yellow",
-                                edge_width=0.4, visible=False)
+                                edge_width=0.4)
             else:
-                layer = Image(placeholder, name=name, colormap=IMAGE_ROLES[role], visible=False)
+                layer = Image(placeholder, name=name, colormap=IMAGE_ROLES[role],
+                              translate=(0.0, float(offsets[role])))
             self.viewer.add_layer(layer)
+            self._prepared.add(role)
+        self.viewer.reset_view()
         self._filled.clear()
 
     def show(self, preview: Preview) -> None:
@@ -144,10 +150,7 @@ class PreviewLayers:
                 self._pending.append(lambda v=vectors: self._set(
                     Vectors, "field", v, edge_color="yellow", edge_width=0.4))
             offset += data.shape[-1] + GAP
-        first = self.iteration is None
         self.iteration = preview.iteration
-        if first:
-            self._pending.append(self.viewer.reset_view)
 
     def step(self) -> None:
         """Apply one queued layer update."""
@@ -161,11 +164,10 @@ class PreviewLayers:
 
     def discard_unfilled(self) -> None:
         """Remove prepared layers that no preview filled (the run ended without them)."""
-        for role in list(IMAGE_ROLES) + ["field"]:
-            name = layer_name(role)
-            if role not in self._filled and name in self.viewer.layers \
-                    and not self.viewer.layers[name].visible:
-                self.viewer.layers.remove(name)
+        for role in self._prepared - self._filled:
+            if layer_name(role) in self.viewer.layers:
+                self.viewer.layers.remove(layer_name(role))
+        self._prepared.clear()
 
     def _set(self, kind: type[Layer], role: str, data: np.ndarray, *,
              translate: tuple[float, ...] | None = None, **options) -> None:
@@ -179,11 +181,15 @@ class PreviewLayers:
         if layer is None:
             layer = kind(data, name=name, **options)
             self.viewer.add_layer(layer)
+            self.viewer.reset_view()
+        elif isinstance(layer, Image) and layer.data.shape == data.shape \
+                and layer.data.dtype == data.dtype and layer.data.flags.writeable:
+            layer.data[...] = data  # in place + refresh: napari need not recompute the scene
+            layer.refresh()
         else:
             layer.data = data
-        if translate is not None:
+        if translate is not None and not np.array_equal(layer.translate, translate):
             layer.translate = translate
         if isinstance(layer, Image):
             layer.reset_contrast_limits()
-        layer.visible = True
         self._filled.add(role)

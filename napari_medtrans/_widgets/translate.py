@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QThreadPool, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -103,6 +103,10 @@ class TranslateWidget(QWidget):
         self._cancel = threading.Event()
         self._requested: tuple[int, float] | None = None
         self._reference_cache: dict[tuple, np.ndarray] = {}
+        # on-the-fly workers live as long as their session: their own pool keeps
+        # the global one (loading, whole volumes, registration) free
+        self._onthefly_pool = QThreadPool(self)
+        self._onthefly_pool.setMaxThreadCount(1)
 
         self.input_combo = QComboBox()
         self.reference_combo = QComboBox()
@@ -335,7 +339,8 @@ class TranslateWidget(QWidget):
             session.worker = create_worker(session.scheduler.run, _ignore_errors=True, _start_thread=False)
             session.worker.yielded.connect(lambda outcome, s=session: self._on_outcome(s, outcome))
             session.worker.errored.connect(self._on_worker_error)
-            session.worker.start()
+            self.destroyed.connect(session.scheduler.stop)
+            self._onthefly_pool.start(session.worker)
         self._on_step()
 
     def current_index(self) -> int | None:

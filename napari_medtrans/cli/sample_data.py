@@ -23,10 +23,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--regime", choices=REGIMES, default="paired", help="data regime; default paired")
     parser.add_argument("--seed", type=int, default=0, help="random seed; default 0")
     parser.add_argument(
-        "--level", type=int, default=3, metavar="L", help=f"misalignment level 0..{MAX_LEVEL} (misaligned only); default 3"
+        "--level",
+        type=int,
+        default=3,
+        metavar="L",
+        help=f"misalignment level 0..{MAX_LEVEL} (misaligned only); default 3",
     )
     parser.add_argument(
-        "--shape", type=int, nargs=3, default=list(DEFAULT_SHAPE), metavar=("Z", "Y", "X"),
+        "--shape",
+        type=int,
+        nargs=3,
+        default=list(DEFAULT_SHAPE),
+        metavar=("Z", "Y", "X"),
         help="array shape; the field of view is fixed (default 32 128 128 = 1.2×1.2×4 mm voxels)",
     )
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty folder, replacing files")
@@ -37,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     """Validate the arguments, write the cohort and say what was written."""
     if args.subjects < 1:
         raise CommandError(f"--subjects must be at least 1, got {args.subjects}")
+    if args.seed < 0:
+        raise CommandError(f"--seed must be a non-negative integer, got {args.seed}")
     if not 0 <= args.level <= MAX_LEVEL:
         raise CommandError(f"--level must be between 0 and {MAX_LEVEL}, got {args.level}")
     if min(args.shape) < 4:

@@ -85,7 +85,7 @@ class Anatomy:
             egg=u(0.0, 0.08),
             skin=u(1.2, 1.8),
             scalp=u(4.0, 7.0),
-            temporalis=u(4.0, 8.0),
+            temporalis=u(3.0, 6.0),
             outer_table=u(1.5, 2.5),
             diploe=u(2.5, 4.5),
             inner_table=u(1.2, 2.0),
@@ -99,7 +99,7 @@ class Anatomy:
             eye_radius=u(10.5, 12.0),
             eye_offset=u(28, 32),
             eye_height=u(-30, -26),
-            thickness=FourierField.sample(rng, 40.0),
+            thickness=FourierField.sample(rng, 60.0),
             gyri=FourierField.sample(rng, 30.0),
             sulci=FourierField.sample(rng, SULCUS_WAVELENGTH_MM, terms=8),
         )
@@ -137,7 +137,7 @@ class Anatomy:
         rho = np.sqrt((dx / rx_eff) ** 2 + (dy / ry) ** 2 + (dz / rz) ** 2)
         depth = (1 - rho) * np.sqrt(dx**2 + dy**2 + dz**2) / np.maximum(rho, 1e-3)
 
-        modulation = 1 + 0.3 * np.clip(thickness, -2, 2)
+        modulation = 1 + 0.2 * np.clip(thickness, -2, 2)
         lateral = _smoothstep((np.abs(dx) / rx_eff - 0.5) / 0.4) * np.exp(-(((z - cz) / 30) ** 2))
         scalp_end = self.scalp * modulation
         bone_start = scalp_end + self.temporalis * lateral

@@ -9,7 +9,8 @@ On disk (``write_cohort``) every subject gets ``<name>_t1``, ``_t2``, ``_ct`` an
 labels, while T2, CT and ``_labels_moved`` are moved, with ``_t2_aligned`` and
 ``_ct_aligned`` the ground truth in the source frame. ``manifest.json`` lists
 subjects, files (with modality, frame and SHA-256) and pairs. The same
-arguments give byte-identical files.
+arguments give byte-identical files (same platform and numpy version: float
+rounding of vectorised math may differ between CPUs).
 """
 
 from __future__ import annotations
@@ -70,9 +71,7 @@ def _check(n: int, regime: str) -> None:
         raise ValueError(f"a cohort needs at least 1 subject, got {n}")
 
 
-def generate_cohort(
-    n: int, regime: Regime, seed: int = 0, level: int = 3, shape=DEFAULT_SHAPE
-) -> list[PhantomPair]:
+def generate_cohort(n: int, regime: Regime, seed: int = 0, level: int = 3, shape=DEFAULT_SHAPE) -> list[PhantomPair]:
     """``n`` phantom pairs of ``regime`` (``level`` is used by ``misaligned`` only)."""
     _check(n, regime)
 

@@ -53,6 +53,7 @@ class Affine:
 
     @classmethod
     def identity(cls) -> Affine:
+        """The map that leaves every point where it is."""
         return cls(np.eye(3), np.zeros(3))
 
     def then(self, other: Affine) -> Affine:
@@ -90,9 +91,7 @@ class Warp:
         moved = self.affine(points)
         if self.displacement is None:
             return moved
-        return tuple(
-            c + np.float32(a) * f(*moved) for c, a, f in zip(moved, self.amplitude, self.displacement)
-        )
+        return tuple(c + np.float32(a) * f(*moved) for c, a, f in zip(moved, self.amplitude, self.displacement))
 
 
 def compose(points: Coords, stages: list[Warp]) -> Coords:

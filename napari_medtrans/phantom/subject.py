@@ -52,6 +52,7 @@ class PhantomSubject:
 
     @property
     def shape(self) -> tuple[int, int, int]:
+        """Array shape (z, y, x)."""
         return self.labels.shape
 
     def volume(self, kind: Kind) -> Volume:
@@ -75,6 +76,12 @@ def _check_shape(shape) -> tuple[int, int, int]:
     return shape
 
 
+def _check_seed(seed) -> int:
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"a phantom seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
 def _subject_stages(rng: np.random.Generator) -> tuple[Anatomy, list[Warp]]:
     """A subject's anatomy and the map from scanner space to its canonical frame."""
     anatomy = Anatomy.sample(rng)
@@ -82,9 +89,7 @@ def _subject_stages(rng: np.random.Generator) -> tuple[Anatomy, list[Warp]]:
     shift = np.array([rng.uniform(-5, 5), rng.uniform(-5, 5), rng.uniform(-4, 4)])
     inverse_rotation = rotation(angles).T
     pose = Warp(Affine(inverse_rotation, -inverse_rotation @ shift))
-    elastic = Warp(
-        Affine.identity(), tuple(FourierField.sample(rng, 80.0) for _ in range(3)), (1.5, 1.5, 1.5)
-    )
+    elastic = Warp(Affine.identity(), tuple(FourierField.sample(rng, 80.0) for _ in range(3)), (1.5, 1.5, 1.5))
     return anatomy, [pose, elastic]
 
 
@@ -92,18 +97,36 @@ def _misalignment(level: int, seed: int) -> tuple[dict, Warp]:
     """Random misalignment parameters for ``level`` and the warp they define."""
     if not (isinstance(level, (int, np.integer)) and 0 <= level <= MAX_LEVEL):
         raise ValueError(f"misalignment level must be an integer 0..{MAX_LEVEL}, got {level!r}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(_check_seed(seed))
     limits = {k: np.asarray(v, float) * level for k, v in _MISALIGN_PER_LEVEL.items()}
     params = {
         "level": int(level),
         "seed": int(seed),
-        **{k: np.asarray(rng.uniform(-limits[k], limits[k])).tolist() for k in ("rotation_deg", "translation_mm", "scale")},
+        **{
+            k: np.asarray(rng.uniform(-limits[k], limits[k])).tolist()
+            for k in ("rotation_deg", "translation_mm", "scale")
+        },
         "elastic_mm": limits["elastic_mm"].tolist(),
     }
     matrix = rotation(params["rotation_deg"]) * (1 + params["scale"])
     fields = tuple(FourierField.sample(rng, MISALIGN_ELASTIC_WAVELENGTH_MM) for _ in range(3))
     warp = Warp(Affine(matrix, np.asarray(params["translation_mm"])), fields, params["elastic_mm"])
     return params, warp
+
+
+def _canonical_points(grid: Grid, stages: list[Warp]):
+    """Canonical coordinates of the full grid's voxels and of the coarse grid's points.
+
+    The smooth part of the map is evaluated exactly on the coarse grid and
+    upsampled; only its affine part is applied at full resolution.
+    """
+    affine = Affine.identity()
+    for stage in stages:
+        affine = affine.then(stage.affine)
+    coarse = grid.points(coarse=True)
+    canonical = compose(coarse, stages)
+    residual = [grid.upsample(c - a) for c, a in zip(canonical, affine(coarse))]
+    return tuple(a + r for a, r in zip(affine(grid.points()), residual)), canonical
 
 
 def _synthesize(seed: int, shape, name: str, misalignment: tuple[dict, Warp] | None) -> PhantomSubject:
@@ -113,17 +136,7 @@ def _synthesize(seed: int, shape, name: str, misalignment: tuple[dict, Warp] | N
     appearance = Appearance.sample(appearance_rng)
     if misalignment is not None:
         stages = [misalignment[1], *stages]
-
-    # Smooth maps are evaluated exactly on a coarse grid and upsampled; only the
-    # affine part of the chain is applied at full resolution.
-    affine = Affine.identity()
-    for stage in stages:
-        affine = affine.then(stage.affine)
-    coarse = grid.points(coarse=True)
-    canonical = compose(coarse, stages)
-    residual = [grid.upsample(c - a) for c, a in zip(canonical, affine(coarse))]
-    points = tuple(a + r for a, r in zip(affine(grid.points()), residual))
-
+    points, canonical = _canonical_points(grid, stages)
     smooth = {
         "thickness": anatomy.thickness,
         "gyri": anatomy.gyri,
@@ -132,7 +145,7 @@ def _synthesize(seed: int, shape, name: str, misalignment: tuple[dict, Warp] | N
         **{f"own_{k}": f for k, f in appearance.own.items()},
     }
     fields = {key: grid.upsample(field(*canonical)) for key, field in smooth.items()}
-    scanner = grid.points(coarse=True)
+    scanner = grid.points(coarse=True)  # the bias field stays with the scanner
     bias = {
         k: grid.upsample(np.exp(appearance.bias_strength * np.clip(f(*scanner), -2.5, 2.5)))
         for k, f in appearance.bias.items()
@@ -149,7 +162,7 @@ def _synthesize(seed: int, shape, name: str, misalignment: tuple[dict, Warp] | N
         spacing=grid.spacing,
         origin=grid.origin,
         direction=IDENTITY_DIRECTION,
-        seed=int(seed),
+        seed=seed,
         misalignment=None if misalignment is None else misalignment[0],
     )
 
@@ -161,7 +174,8 @@ def generate_subject(seed: int, shape=DEFAULT_SHAPE, name: str | None = None) ->
     default shape (32, 128, 128) has a spacing of (1.2, 1.2, 4.0) mm. The same
     seed and shape give the same arrays.
     """
-    return _synthesize(int(seed), shape, name or f"phantom-{int(seed)}", None)
+    seed = _check_seed(seed)
+    return _synthesize(seed, shape, name or f"phantom-{seed}", None)
 
 
 def misalign(subject: PhantomSubject, level: int, seed: int) -> PhantomSubject:

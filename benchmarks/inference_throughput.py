@@ -1,0 +1,262 @@
+"""Inference throughput, precision and memory benchmark (issue 3).
+
+Measures, on this machine, in one run:
+
+1. ResNet-9 ngf-64 generator at 256²: raw network throughput (batched tensors,
+   ``inference_mode``, fp32) and end to end (read NIfTI → ``translate_volume``
+   → write NIfTI) in fp32; goal: end to end ≥ 90 % of raw.
+2. For that generator and every shipped demo translator: a naive reference loop
+   written like the public test scripts (one slice at a time, fp32, eager,
+   ``no_grad`` but no ``inference_mode``, per-slice numpy↔torch conversion and
+   intensity mapping) against ``translate_volume`` in fp32 and bf16; goal: bf16
+   ≥ 1.8× the naive loop.
+3. bf16 vs fp32 output differences in target units (mean/max abs, SSIM).
+4. Peak RSS of a subprocess translating a 300×512×512 int16 volume.
+
+Run: ``python benchmarks/inference_throughput.py [--slices N] [--rss-shape Z Y X]``.
+Writes ``benchmarks/results/inference_throughput.{json,md}``. The ResNet-9
+weights are random (seeded): speed does not depend on them, and precision
+differences are reported for the trained demo translators as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from skimage.metrics import structural_similarity
+
+from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
+from napari_medtrans.inference import Translator, load_translator
+from napari_medtrans.intensity import ct_window, mr_percentile
+from napari_medtrans.io import Volume, read_volume, write_volume
+from napari_medtrans.nets import build_network
+from napari_medtrans.phantom import generate_subject
+from napari_medtrans.shipped import shipped_dir
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RESNET9 = {"arch": "resnet", "ngf": 64, "n_blocks": 9}
+RSS_GENERATOR = {"arch": "resnet", "ngf": 8, "n_blocks": 9}
+BATCH = 4
+
+
+def make_translator(path: Path, spec: dict[str, Any], name: str) -> Path:
+    """A T1→CT translator with seeded random weights."""
+    torch.manual_seed(0)
+    metadata = TranslatorMetadata(
+        name=name, method="benchmark", source="T1", target="CT", networks={"generator": spec},
+        source_intensity=mr_percentile().to_dict(), target_intensity=ct_window().to_dict(),
+    )
+    return save_translator(path, {"generator": build_network(spec)}, metadata, overwrite=True)
+
+
+def phantom_t1(seed: int, slices: int, size: int) -> Volume:
+    """The central ``slices`` slices of a phantom T1 head at ``size``²."""
+    t1 = generate_subject(seed, shape=(max(slices, 8), size, size)).volume("t1")
+    start = (t1.array.shape[0] - slices) // 2
+    return t1.with_array(np.ascontiguousarray(t1.array[start : start + slices]))
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - start, out
+
+
+def raw_network(translator: Translator, volume: np.ndarray) -> float:
+    """Slices/s of the bare generator on ready, normalised, batched tensors (fp32)."""
+    x = translator.prepare(volume).network_input(0, volume.shape[0]).contiguous()
+    with torch.inference_mode():
+        translator.generator(x[:1])  # warm-up
+        start = time.perf_counter()
+        for i in range(0, len(x), BATCH):
+            translator.generator(x[i : i + BATCH])
+    return len(x) / (time.perf_counter() - start)
+
+
+def naive_loop(translator: Translator, volume: np.ndarray) -> np.ndarray:
+    """One slice at a time, fp32, eager, no_grad, per-slice conversion (public test scripts)."""
+    source = translator.source_model.fit(volume)
+    target = translator.output_mapping
+    out = np.empty(volume.shape, np.float32)
+    with torch.no_grad():
+        for index in range(volume.shape[0]):
+            x = torch.from_numpy(source.to_network(volume[index]))[None, None]
+            y = translator.generator(x)
+            out[index] = target.from_network(y[0, 0].cpu().numpy())
+    return out
+
+
+def compare(translator: Translator, volume: np.ndarray) -> dict[str, Any]:
+    """Naive loop vs translate_volume fp32 and bf16, plus the bf16–fp32 difference."""
+    n = volume.shape[0]
+    translator.translate_volume(volume[:1])  # warm-up
+    naive_s, naive = timed(naive_loop, translator, volume)
+    fp32_s, fp32 = timed(translator.translate_volume, volume, batch_size=BATCH)
+    translator.translate_volume(volume[:1], precision="bf16")  # warm-up
+    bf16_s, bf16 = timed(translator.translate_volume, volume, batch_size=BATCH, precision="bf16")
+    diff = np.abs(bf16.image - fp32.image)
+    window = translator.output_mapping
+    return {
+        "slices": n,
+        "naive_slices_per_s": n / naive_s,
+        "fp32_slices_per_s": n / fp32_s,
+        "bf16_slices_per_s": n / bf16_s,
+        "fp32_vs_naive": naive_s / fp32_s,
+        "bf16_vs_naive": naive_s / bf16_s,
+        "naive_equals_fp32_max_abs": float(np.abs(naive - fp32.image).max()),
+        "bf16_vs_fp32_mean_abs": float(diff.mean()),
+        "bf16_vs_fp32_p99_abs": float(np.percentile(diff, 99)),
+        "bf16_vs_fp32_max_abs": float(diff.max()),
+        "bf16_vs_fp32_ssim": float(np.mean([
+            structural_similarity(a, b, data_range=window.hi - window.lo) for a, b in zip(fp32.image, bf16.image)
+        ])),
+    }
+
+
+def end_to_end(translator: Translator, source: Path, out: Path) -> float:
+    """Slices/s of read → translate (fp32) → write."""
+    start = time.perf_counter()
+    volume = read_volume(source)
+    result = translator.translate_volume(volume, batch_size=BATCH)
+    write_volume(volume.with_array(result.image, modality="CT"), out, overwrite=True)
+    return volume.array.shape[0] / (time.perf_counter() - start)
+
+
+def rss_child(model: str, shape: tuple[int, int, int]) -> None:
+    """(Subprocess) translate a random int16 volume; print RSS figures as JSON."""
+    import psutil
+
+    translator = load_translator(model, device="cpu")
+    volume = np.random.default_rng(0).integers(0, 1200, size=shape, dtype=np.int16)
+    before = psutil.Process().memory_info().rss
+    seconds, _ = timed(translator.translate_volume, volume, batch_size=BATCH)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"rss_before_bytes": before, "peak_rss_bytes": peak, "seconds": seconds,
+                      "input_bytes": volume.nbytes, "output_bytes": volume.size * 4}))
+
+
+def peak_rss(model: Path, shape: tuple[int, int, int]) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--rss-child", str(model), "--rss-shape", *map(str, shape)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    data = json.loads(done.stdout.strip().splitlines()[-1])
+    return {"shape": list(shape), "generator": RSS_GENERATOR, **data}
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "load_average_at_start": os.getloadavg()}
+
+
+def run(slices: int, rss_shape: tuple[int, int, int]) -> dict[str, Any]:
+    report: dict[str, Any] = {"machine": machine(), "batch_size": BATCH}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        volume = phantom_t1(7, slices, 256)
+        source = write_volume(volume, tmp / "t1.nii.gz")
+        resnet = load_translator(make_translator(tmp / "resnet9.safetensors", RESNET9, "resnet9-ngf64"), device="cpu")
+        raw = raw_network(resnet, volume.array)
+        e2e = end_to_end(resnet, source, tmp / "ct.nii.gz")
+        report["resnet9_ngf64_256"] = {
+            "raw_network_slices_per_s": raw,
+            "end_to_end_fp32_slices_per_s": e2e,
+            "end_to_end_over_raw": e2e / raw,
+            **compare(resnet, volume.array),
+        }
+        for path in sorted((shipped_dir() / "models").glob("*.safetensors")):
+            demo = load_translator(path, device="cpu")
+            demo_volume = phantom_t1(11, slices, demo.metadata.size).array
+            report[f"demo:{demo.metadata.name}"] = compare(demo, demo_volume)
+        report["peak_rss"] = peak_rss(make_translator(tmp / "rss.safetensors", RSS_GENERATOR, "rss"), rss_shape)
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    return report
+
+
+def markdown(report: dict[str, Any], command: str) -> str:
+    r9 = report["resnet9_ngf64_256"]
+    rss = report["peak_rss"]
+    m = report["machine"]
+    lines = [
+        "# Inference throughput (issue 3)",
+        "",
+        f"Command: `{command}`  ",
+        f"Machine: {m['cpu']}, {m['cores']} cores ({m['threads']} torch threads), torch {m['torch']}; "
+        f"load average {m['load_average_at_start'][0]:.1f} at start, {m['load_average_at_end'][0]:.1f} at end "
+        "(the cores are shared, so absolute numbers are noisy; ratios were measured back to back). "
+        f"Batch size {report['batch_size']}; {r9['slices']} slices per measurement.",
+        "",
+        "## ResNet-9 ngf 64, 256² (random seeded weights)",
+        "",
+        "| measurement | slices/s | ratio | goal |",
+        "|---|---|---|---|",
+        f"| raw network (fp32, batched tensors) | {r9['raw_network_slices_per_s']:.2f} | 1 | |",
+        f"| end to end read→translate→write, fp32 | {r9['end_to_end_fp32_slices_per_s']:.2f} | "
+        f"{r9['end_to_end_over_raw']:.1%} of raw | ≥ 90 % |",
+        f"| naive reference loop (fp32) | {r9['naive_slices_per_s']:.2f} | 1 | |",
+        f"| translate_volume fp32 | {r9['fp32_slices_per_s']:.2f} | {r9['fp32_vs_naive']:.2f}× naive | |",
+        f"| translate_volume bf16 | {r9['bf16_slices_per_s']:.2f} | {r9['bf16_vs_naive']:.2f}× naive | ≥ 1.8× |",
+        "",
+        "## Demo translators and precision (target units, HU for CT)",
+        "",
+        "| model | naive | fp32 | bf16 | bf16/naive | bf16−fp32 mean abs | p99 | max | SSIM |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, row in report.items():
+        if key == "resnet9_ngf64_256" or key.startswith("demo:"):
+            lines.append(
+                f"| {key} | {row['naive_slices_per_s']:.2f} | {row['fp32_slices_per_s']:.2f} | "
+                f"{row['bf16_slices_per_s']:.2f} | {row['bf16_vs_naive']:.2f}× | "
+                f"{row['bf16_vs_fp32_mean_abs']:.1f} | {row['bf16_vs_fp32_p99_abs']:.1f} | "
+                f"{row['bf16_vs_fp32_max_abs']:.1f} | {row['bf16_vs_fp32_ssim']:.4f} |"
+            )
+    if not any(k.startswith("demo:") for k in report):
+        lines.append("\n(no demo translators were in sample_data/models when this ran)")
+    lines += [
+        "",
+        "Throughput columns in slices/s. The naive loop and fp32 agree to "
+        f"{r9['naive_equals_fp32_max_abs']:.3g} HU (ResNet-9).",
+        "",
+        f"## Peak RSS, {'×'.join(map(str, rss['shape']))} int16 volume",
+        "",
+        f"Generator {rss['generator']} (a small ResNet so that the whole volume runs in "
+        f"{rss['seconds']:.0f} s here; the RSS is dominated by the volume buffers, not the network). "
+        f"Input {rss['input_bytes'] / 2**20:.0f} MiB, float32 output {rss['output_bytes'] / 2**20:.0f} MiB; "
+        f"RSS after loading model and input {rss['rss_before_bytes'] / 2**20:.0f} MiB; "
+        f"**peak RSS {rss['peak_rss_bytes'] / 2**20:.0f} MiB**.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=12, help="slices per throughput measurement")
+    parser.add_argument("--rss-shape", type=int, nargs=3, default=(300, 512, 512), metavar=("Z", "Y", "X"))
+    parser.add_argument("--rss-child", metavar="MODEL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args.rss_child, tuple(args.rss_shape))
+        return
+    report = run(args.slices, tuple(args.rss_shape))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "inference_throughput.json").write_text(json.dumps(report, indent=2) + "\n")
+    command = "python benchmarks/inference_throughput.py " + " ".join(sys.argv[1:])
+    (RESULTS / "inference_throughput.md").write_text(markdown(report, command.strip()))
+    print(markdown(report, command.strip()))
+
+
+if __name__ == "__main__":
+    main()
