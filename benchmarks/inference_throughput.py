@@ -193,18 +193,18 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "# Inference throughput (issue 3)",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {m['cpu']}, {m['cores']} cores ({m['threads']} torch threads), torch {m['torch']}; "
-        f"load average {m['load_average_at_start'][0]:.1f} at start, {m['load_average_at_end'][0]:.1f} at end "
-        "(the cores are shared, so absolute numbers are noisy; ratios were measured back to back). "
-        f"Batch size {report['batch_size']}; {r9['slices']} slices per measurement.",
+        (f"Machine: {m['cpu']}, {m['cores']} cores ({m['threads']} torch threads), torch {m['torch']}; "
+         f"load average {m['load_average_at_start'][0]:.1f} at start, {m['load_average_at_end'][0]:.1f} at end "
+         "(the cores are shared, so absolute numbers are noisy; ratios were measured back to back). "
+         f"Batch size {report['batch_size']}; {r9['slices']} slices per measurement."),
         "",
         "## ResNet-9 ngf 64, 256² (random seeded weights)",
         "",
         "| measurement | slices/s | ratio | goal |",
         "|---|---|---|---|",
         f"| raw network (fp32, batched tensors) | {r9['raw_network_slices_per_s']:.2f} | 1 | |",
-        f"| end to end read→translate→write, fp32 | {r9['end_to_end_fp32_slices_per_s']:.2f} | "
-        f"{r9['end_to_end_over_raw']:.1%} of raw | ≥ 90 % |",
+        (f"| end to end read→translate→write, fp32 | {r9['end_to_end_fp32_slices_per_s']:.2f} | "
+         f"{r9['end_to_end_over_raw']:.1%} of raw | ≥ 90 % |"),
         f"| naive reference loop (fp32) | {r9['naive_slices_per_s']:.2f} | 1 | |",
         f"| translate_volume fp32 | {r9['fp32_slices_per_s']:.2f} | {r9['fp32_vs_naive']:.2f}× naive | |",
         f"| translate_volume bf16 | {r9['bf16_slices_per_s']:.2f} | {r9['bf16_vs_naive']:.2f}× naive | ≥ 1.8× |",
@@ -226,16 +226,16 @@ def markdown(report: dict[str, Any], command: str) -> str:
         lines.append("\n(no demo translators were in sample_data/models when this ran)")
     lines += [
         "",
-        "Throughput columns in slices/s. The naive loop and fp32 agree to "
-        f"{r9['naive_equals_fp32_max_abs']:.3g} HU (ResNet-9).",
+        ("Throughput columns in slices/s. The naive loop and fp32 agree to "
+         f"{r9['naive_equals_fp32_max_abs']:.3g} HU (ResNet-9)."),
         "",
         f"## Peak RSS, {'×'.join(map(str, rss['shape']))} int16 volume",
         "",
-        f"Generator {rss['generator']} (a small ResNet so that the whole volume runs in "
-        f"{rss['seconds']:.0f} s here; the RSS is dominated by the volume buffers, not the network). "
-        f"Input {rss['input_bytes'] / 2**20:.0f} MiB, float32 output {rss['output_bytes'] / 2**20:.0f} MiB; "
-        f"RSS after loading model and input {rss['rss_before_bytes'] / 2**20:.0f} MiB; "
-        f"**peak RSS {rss['peak_rss_bytes'] / 2**20:.0f} MiB**.",
+        (f"Generator {rss['generator']} (a small ResNet so that the whole volume runs in "
+         f"{rss['seconds']:.0f} s here; the RSS is dominated by the volume buffers, not the network). "
+         f"Input {rss['input_bytes'] / 2**20:.0f} MiB, float32 output {rss['output_bytes'] / 2**20:.0f} MiB; "
+         f"RSS after loading model and input {rss['rss_before_bytes'] / 2**20:.0f} MiB; "
+         f"**peak RSS {rss['peak_rss_bytes'] / 2**20:.0f} MiB**."),
         "",
     ]
     return "\n".join(lines)

@@ -31,7 +31,8 @@ from napari_medtrans.inference import Translator
 from napari_medtrans.io import READ_SUFFIXES, Volume, read_volume
 from napari_medtrans.segmenter import Segmenter
 
-#: First phantom seed of held-out evaluation subjects (training uses seeds from 0, segmenters from 1000).
+#: First phantom seed of held-out evaluation subjects
+#: (translators train from seed 0, demo checks use 1000…, segmenters 2000…).
 HELD_OUT_SEED = 5000
 #: Slices drawn per set for FRD (radiomics extraction is the slow part).
 FRD_MAX_SLICES = 32
@@ -130,15 +131,22 @@ def folder_cases(data: str | Path, source: str, target: str) -> list[EvalCase]:
 # ----------------------------------------------------------------------------- helpers
 
 
-def case_mask(case: EvalCase) -> np.ndarray | None:
-    """Body mask: labels > 0 where labels exist, else a threshold of the target image."""
-    if case.labels is not None:
-        return case.labels > 0
-    if case.target is None:
+def foreground_mask(reference: np.ndarray | None, modality: str | None,
+                    labels: np.ndarray | None = None) -> np.ndarray | None:
+    """Body mask: labels > 0 where labels exist, else a threshold of the reference (CT: -500 HU, else Otsu)."""
+    if labels is not None:
+        return np.asarray(labels) > 0
+    if reference is None:
         return None
-    array = case.target.array
-    threshold = -500.0 if case.target.modality == "CT" else float(threshold_otsu(array))
-    return metrics.body_mask(array, threshold)
+    threshold = -500.0 if modality == "CT" else float(threshold_otsu(reference))
+    return metrics.body_mask(reference, threshold)
+
+
+def case_mask(case: EvalCase) -> np.ndarray | None:
+    """The body mask of a case (see :func:`foreground_mask`)."""
+    target = case.target
+    return foreground_mask(None if target is None else target.array, None if target is None else target.modality,
+                           case.labels)
 
 
 def data_range(modality: str | None, reference: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
@@ -234,7 +242,7 @@ def _dice(out: dict, reasons: dict, where: str, translated: list[np.ndarray], ca
                                     if settings.segmenter is None else "no source labels")
         return
     predicted = np.concatenate([settings.segmenter.segment(t).labels.ravel() for t, _ in labelled])
-    truth = np.concatenate([np.asarray(l).ravel() for _, l in labelled])
+    truth = np.concatenate([np.asarray(labels).ravel() for _, labels in labelled])
     out["dice"] = metrics.dice_per_label(predicted, truth, settings.label_names)
     out["dice_mean"] = metrics.mean_dice(out["dice"])
 
@@ -250,8 +258,9 @@ def evaluate(translators: dict[str, Translator], cases: Sequence[EvalCase], sett
                                         "fid_weights": str(settings.fid_weights) if settings.fid_weights else None})
     _reference_dice(result, cases, settings)
     for s_index, scenario in enumerate(settings.scenarios):
-        inputs = [c.source.with_array(metrics.apply_scenario(scenario, c.source.array, settings.seed + 1000 * s_index + i))
-                  for i, c in enumerate(cases)]
+        seeds = [settings.seed + 1000 * s_index + i for i in range(len(cases))]
+        inputs = [c.source.with_array(metrics.apply_scenario(scenario, c.source.array, seed))
+                  for c, seed in zip(cases, seeds)]
         for name, translator in translators.items():
             say(f"{name} {scenario}: translating {len(cases)} volume(s)")
             outputs = [translator.translate_volume(v) for v in inputs]
@@ -295,3 +304,30 @@ def _reference_dice(result: EvaluationResult, cases: Sequence[EvalCase], setting
         return
     cases_l = [c for c in cases if c.target is not None and c.labels is not None]
     _dice(result.reference, result.reasons, "reference", real, cases_l, settings)
+
+
+# ----------------------------------------------------------------------------- one volume (the widget)
+
+
+@dataclass
+class VolumeComparison:
+    """Paired metrics of one translated volume against its reference, and Dice where possible."""
+
+    paired: metrics.PairedMetrics
+    dice: dict[str, float | None] | None = None
+    reasons: dict[str, str] = field(default_factory=dict)
+
+
+def compare_volume(translated: np.ndarray, reference: np.ndarray, *, modality: str | None,
+                   labels: np.ndarray | None = None, segmenter: Segmenter | None = None) -> VolumeComparison:
+    """Paired metrics in the body mask (labels > 0, else a threshold of ``reference``) and segmenter Dice."""
+    reference = np.asarray(reference)
+    mask = foreground_mask(reference, modality, labels)
+    paired = metrics.paired_metrics(translated, reference, mask, data_range(modality, reference, mask))
+    comparison = VolumeComparison(paired)
+    if labels is None or segmenter is None:
+        comparison.reasons["dice"] = "choose a labels layer" if labels is None else f"no segmenter for {modality}"
+        return comparison
+    names = {k: v for k, v in segmenter.metadata.labels.items() if k}
+    comparison.dice = metrics.dice_per_label(segmenter.segment(translated).labels, labels, names)
+    return comparison

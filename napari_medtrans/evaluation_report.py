@@ -74,7 +74,8 @@ def _dice_table(result: EvaluationResult) -> list[str]:
     tissues = next((list(d) for _, d in rows if d), [])
     if not tissues:
         return []
-    lines = [f"## Dice per tissue ({scenario})", "", "| | " + " | ".join(tissues) + " |", "|---" * (len(tissues) + 1) + "|"]
+    lines = [f"## Dice per tissue ({scenario})", "", "| | " + " | ".join(tissues) + " |",
+             "|---" * (len(tissues) + 1) + "|"]
     lines += [f"| {name} | " + " | ".join(_fmt((d or {}).get(t)) for t in tissues) + " |" for name, d in rows]
     return lines + [""]
 

@@ -13,9 +13,10 @@ for any model a per-voxel std over test-time flips (``"tta"``) or over
 MC-dropout samples (``"mc_dropout"``, for generators with dropout); with either,
 the returned image is the mean over the samples.
 
-Precision: ``"fp32"`` is the default for results. On a CPU, bf16 autocast is
-faster but differs from fp32 by about ten HU on average (tens of HU at worst);
-use it for previews.
+Precision: ``"fp32"`` is the default for results. bf16/fp16 autocast differs
+from fp32 by about ten HU on average (over a hundred at worst) and pays off on
+GPUs and on CPUs with native bf16 (AVX512-BF16/AMX); on an AVX-512 CPU without
+it, bf16 is slower than fp32 (see ``benchmarks/results/inference_throughput.md``).
 """
 
 from __future__ import annotations

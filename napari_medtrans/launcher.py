@@ -17,6 +17,7 @@ on this host and is a trainer.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -246,7 +247,12 @@ def _yaml_scalar(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return repr(value)  # 0.0002 -> '0.0002', 2e-05 -> '2e-05': both YAML floats
+        if not math.isfinite(value):
+            return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
+        mantissa, e, exponent = repr(value).partition("e")
+        if e and "." not in mantissa:  # YAML 1.1 reads 2e-05 as a string, 2.0e-05 as a float
+            mantissa += ".0"
+        return mantissa + e + exponent
     return str(value)
 
 

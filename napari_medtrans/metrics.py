@@ -293,7 +293,8 @@ def _write_slices(folder: Path, images: Sequence[np.ndarray]) -> list[str]:
     for i, image in enumerate(images):
         path = folder / f"{i:05d}.nii.gz"
         array = np.asarray(image)
-        sitk.WriteImage(sitk.GetImageFromArray(array.astype(np.uint8 if array.dtype == bool else np.float32)), str(path))
+        array = array.astype(np.uint8 if array.dtype == bool else np.float32)
+        sitk.WriteImage(sitk.GetImageFromArray(array), str(path))
         paths.append(str(path))
     return paths
 
@@ -364,7 +365,9 @@ def fid_kid(
 # ----------------------------------------------------------------------------- robustness
 
 
-def apply_scenario(name: str, image: np.ndarray, seed: int, value_range: tuple[float, float] | None = None) -> np.ndarray:
+def apply_scenario(
+    name: str, image: np.ndarray, seed: int, value_range: tuple[float, float] | None = None
+) -> np.ndarray:
     """Corrupt ``image`` as scenario ``name`` (a key of :data:`SCENARIOS`), reproducibly.
 
     Gaussian: std = level × (high − low); impulse: that fraction of pixels set to

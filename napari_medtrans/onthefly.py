@@ -1,12 +1,14 @@
 """Scheduling of on-the-fly slice translation, free of Qt and napari.
 
-The viewer asks for the slice the user looks at (:meth:`SliceScheduler.request`);
-one worker thread runs :meth:`SliceScheduler.run`, which always computes the
-most useful job *now*: a fast preview of the current slice (when the translator
-is slow), then its exact result, then neighbouring slices in the scroll
-direction. Jobs are planned from the current index each time the worker is
-free, so requests the user scrolled past are dropped without ever being queued.
-Results are kept in a small LRU cache keyed by ``(index, precision)``.
+The viewer asks for the slice the user looks at (:meth:`SliceScheduler.request`)
+and, when :meth:`SliceScheduler.claim` says so, starts one worker running
+:meth:`SliceScheduler.run`. The worker always computes the most useful job
+*now*: a fast preview of the current slice (when the translator is slow), then
+its exact result, then neighbouring slices in the scroll direction, and ends
+when nothing is left (no thread waits idle). Jobs are planned from the current
+index each time the worker is free, so requests the user scrolled past are
+dropped without ever being queued. Results are kept in a small LRU cache keyed
+by ``(index, precision)``.
 """
 
 from __future__ import annotations
@@ -84,11 +86,12 @@ class SliceScheduler(Generic[R]):
         self.prefetch = prefetch
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[int, str], R] = OrderedDict()
-        self._cond = threading.Condition()
+        self._lock = threading.RLock()
         self._current: int | None = None
         self._direction = 1
         self._paused = False
         self._stopped = False
+        self._running = False
         self._final_seconds: float | None = None
         self.computed: list[SliceJob] = []
 
@@ -102,29 +105,37 @@ class SliceScheduler(Generic[R]):
         """Make ``index`` the current slice; return its exact result if cached."""
         if not 0 <= index < self.n_slices:
             raise IndexError(f"slice {index} outside 0..{self.n_slices - 1}")
-        with self._cond:
+        with self._lock:
             if self._current is not None and index != self._current:
                 self._direction = 1 if index > self._current else -1
             self._current = index
-            self._cond.notify_all()
             return self._lookup(index, self.final_precision)
 
     def cached(self, index: int, precision: str | None = None) -> R | None:
         """Return the cached result for ``index`` (exact one unless ``precision``)."""
-        with self._cond:
+        with self._lock:
             return self._lookup(index, precision or self.final_precision)
 
     def set_paused(self, paused: bool) -> None:
-        """Pause or resume the worker (e.g. while a whole volume is translated)."""
-        with self._cond:
+        """Pause or resume planning (e.g. while a whole volume is translated)."""
+        with self._lock:
             self._paused = paused
-            self._cond.notify_all()
 
     def stop(self) -> None:
-        """Make :meth:`run` return after the job in flight (for good)."""
-        with self._cond:
+        """Plan nothing any more: :meth:`run` returns after the job in flight."""
+        with self._lock:
             self._stopped = True
-            self._cond.notify_all()
+
+    def claim(self) -> bool:
+        """Reserve the single runner: True when there is work and none runs.
+
+        The caller must then start :meth:`run` (in a worker thread).
+        """
+        with self._lock:
+            if self._running or self.next_job() is None:
+                return False
+            self._running = True
+            return True
 
     @property
     def uses_preview(self) -> bool:
@@ -143,7 +154,7 @@ class SliceScheduler(Generic[R]):
 
     def next_job(self) -> SliceJob | None:
         """The most useful job now, or ``None`` when there is nothing to do."""
-        with self._cond:
+        with self._lock:
             if self._paused or self._stopped or self._current is None:
                 return None
             index, final = self._current, self.final_precision
@@ -159,13 +170,33 @@ class SliceScheduler(Generic[R]):
     def step(self) -> SliceOutcome[R] | None:
         """Run the next job in the calling thread; ``None`` when idle."""
         job = self.next_job()
-        if job is None:
-            return None
+        return None if job is None else self._execute(job)
+
+    def run(self) -> Iterator[SliceOutcome[R]]:
+        """Work until nothing is left to do, yielding each outcome.
+
+        Releases the runner reserved by :meth:`claim` in the same locked step
+        that finds no job, so a request made meanwhile is never lost.
+        """
+        try:
+            while True:
+                with self._lock:
+                    job = self.next_job()
+                    if job is None:
+                        self._running = False
+                        return
+                yield self._execute(job)
+        except BaseException:
+            with self._lock:
+                self._running = False
+            raise
+
+    def _execute(self, job: SliceJob) -> SliceOutcome[R]:
         start = time.perf_counter()
         result = self._compute(job.index, job.precision)
         seconds = time.perf_counter() - start
         final = job.precision == self.final_precision
-        with self._cond:
+        with self._lock:
             self.computed.append(job)
             if final:
                 self._cache.pop((job.index, self.preview_precision), None)
@@ -175,19 +206,6 @@ class SliceScheduler(Generic[R]):
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
         return SliceOutcome(job, result, seconds, final)
-
-    def run(self) -> Iterator[SliceOutcome[R]]:
-        """Work until :meth:`stop`, yielding each outcome; sleeps when idle."""
-        while True:
-            outcome = self.step()
-            if outcome is not None:
-                yield outcome
-                continue
-            with self._cond:
-                if self._stopped:
-                    return
-                if self.next_job() is None:
-                    self._cond.wait()
 
     def _lookup(self, index: int, precision: str) -> R | None:
         result = self._cache.get((index, precision))

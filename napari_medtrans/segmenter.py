@@ -24,6 +24,7 @@ from safetensors.torch import save as save_tensors
 from torch import nn
 
 from napari_medtrans.checkpoint import METADATA_KEY, CheckpointError
+from napari_medtrans.inference import resolve_device
 from napari_medtrans.intensity import IntensityModel
 from napari_medtrans.io import Volume
 from napari_medtrans.nets import build_network
@@ -86,9 +87,9 @@ class Segmenter:
     """A loaded segmenter; :meth:`segment` labels a volume slice by slice."""
 
     def __init__(self, model: nn.Module, metadata: SegmenterMetadata, device: str | torch.device = "cpu") -> None:
-        self.model = model.eval().to(device)
+        self.device = resolve_device(device)
+        self.model = model.eval().to(self.device)
         self.metadata = metadata
-        self.device = torch.device(device)
 
     @torch.no_grad()
     def segment(self, image: Volume | np.ndarray, *, batch_size: int = 8) -> SegmentationResult:
@@ -145,7 +146,7 @@ def read_segmenter_metadata(path: str | os.PathLike[str]) -> SegmenterMetadata:
 
 
 def load_segmenter(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Segmenter:
-    """Rebuild a segmenter from ``path``, checking every tensor name and shape."""
+    """Rebuild a segmenter from ``path`` on ``device`` (auto|cpu|cuda|mps), checking names and shapes."""
     metadata = read_segmenter_metadata(path)
     state = {k.partition(".")[2]: v for k, v in load_file(str(path)).items() if k.startswith(f"{ROLE}.")}
     model = build_network(metadata.network)
@@ -157,6 +158,6 @@ def load_segmenter(path: str | os.PathLike[str], device: str | torch.device = "c
 
 
 def shipped_segmenter(modality: str) -> Path | None:
-    """The segmenter shipped in ``sample_data/models`` for ``modality`` (e.g. ``"CT"``), if any."""
-    path = shipped_dir() / "models" / f"segmenter-{modality.lower()}.safetensors"
+    """The segmenter shipped in ``sample_data/segmenters`` for ``modality`` (e.g. ``"CT"``), if any."""
+    path = shipped_dir() / "segmenters" / f"segmenter-{modality.lower()}.safetensors"
     return path if path.is_file() else None

@@ -21,11 +21,11 @@ RESNET = {"arch": "resnet", "ngf": 8, "n_blocks": 3}
 
 
 def metadata(**overrides):
-    fields = dict(
-        name="tiny", method="cyclegan", source="T1", target="CT", networks={"generator": RESNET},
-        source_intensity=mr_percentile().to_dict(), target_intensity=ct_window().to_dict(),
-        provenance={"run": "test"},
-    )
+    fields = {
+        "name": "tiny", "method": "cyclegan", "source": "T1", "target": "CT", "networks": {"generator": RESNET},
+        "source_intensity": mr_percentile().to_dict(), "target_intensity": ct_window().to_dict(),
+        "provenance": {"run": "test"},
+    }
     return TranslatorMetadata(**{**fields, **overrides})
 
 
@@ -52,7 +52,7 @@ def test_mismatch_names_tensor_and_shape(tmp_path):
 
     with safe_open(str(path), "pt") as handle:
         header = handle.metadata()
-        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118 (safe_open is not a dict)
     tensors["generator.model.1.weight"] = torch.zeros(8, 1, 5, 5)
     save_file(tensors, str(path), metadata=header)
     with pytest.raises(CheckpointError, match=r"generator\.model\.1\.weight has shape \(8, 1, 5, 5\).*\(8, 1, 7, 7\)"):
@@ -119,39 +119,68 @@ def test_pickle_payload_is_refused_and_never_runs(tmp_path, writer):
     assert not (tmp_path / "out.safetensors").exists()
 
 
-def _as_foreign(state, layout, n_blocks):
-    """Rename our state dict to the public CycleGAN / RegGAN layouts."""
-    if layout == "cyclegan":
-        return {f"module.{k}": v for k, v in state.items()}  # DataParallel prefix, as often saved
-    out = {}
-    for key, value in state.items():
-        _, index, rest = key.split(".", 2)
-        i = int(index)
-        if i < 10:
-            out[f"model_head.{i}.{rest}"] = value
-        elif i < 10 + n_blocks:
-            out[f"model_body.{i - 10}.{rest}"] = value
+class _Block(torch.nn.Module):
+    def __init__(self, dim):
+        super().__init__()
+        nn = torch.nn
+        self.conv_block = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim),
+                                        nn.ReLU(), nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3),
+                                        nn.InstanceNorm2d(dim))
+
+    def forward(self, x):
+        return x + self.conv_block(x)
+
+
+class _PublicGenerator(torch.nn.Module):
+    """The public generators' structure, written independently of ours.
+
+    ``cyclegan``: one flat ``model`` Sequential (junyanz / aitorzip);
+    ``reggan``: ``model_head`` (stem + downs), ``model_body`` (blocks), ``model_tail`` (ups + head).
+    """
+
+    def __init__(self, layout, ngf=8, n_blocks=3):
+        super().__init__()
+        nn = torch.nn
+        head = [nn.ReflectionPad2d(3), nn.Conv2d(1, ngf, 7), nn.InstanceNorm2d(ngf), nn.ReLU()]
+        for m in (1, 2):
+            head += [nn.Conv2d(ngf * m, ngf * m * 2, 3, stride=2, padding=1), nn.InstanceNorm2d(ngf * m * 2), nn.ReLU()]
+        body = [_Block(ngf * 4) for _ in range(n_blocks)]
+        tail = []
+        for m in (4, 2):
+            tail += [nn.ConvTranspose2d(ngf * m, ngf * m // 2, 3, stride=2, padding=1, output_padding=1),
+                     nn.InstanceNorm2d(ngf * m // 2), nn.ReLU()]
+        tail += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 1, 7), nn.Tanh()]
+        if layout == "cyclegan":
+            self.parts = ["model"]
+            self.model = nn.Sequential(*head, *body, *tail)
         else:
-            out[f"model_tail.{i - 10 - n_blocks}.{rest}"] = value
-    return out
+            self.parts = ["model_head", "model_body", "model_tail"]
+            self.model_head, self.model_body, self.model_tail = (nn.Sequential(*p) for p in (head, body, tail))
+
+    def forward(self, x):
+        for part in self.parts:
+            x = getattr(self, part)(x)
+        return x
 
 
 @pytest.mark.parametrize("layout", ["cyclegan", "reggan"])
 def test_conversion_gives_identical_outputs(tmp_path, layout):
     torch.manual_seed(0)
-    original = build_network(RESNET).eval()
-    foreign = _as_foreign(original.state_dict(), layout, RESNET["n_blocks"])
+    public = _PublicGenerator(layout).eval()
+    state = public.state_dict()
     if layout == "reggan":
-        assert "model_tail.7.weight" in foreign and "model_body.2.conv_block.5.weight" in foreign
+        assert "model_tail.7.weight" in state and "model_body.2.conv_block.5.weight" in state
+    else:
+        state = {f"module.{k}": v for k, v in state.items()}  # DataParallel prefix, as often saved
     src = tmp_path / "netG_A2B.pth"
-    torch.save(foreign, src)
+    torch.save(state, src)
     dst = convert_pth(src, tmp_path / "conv.safetensors", layout=layout, metadata={"source": "T1", "target": "CT"})
     modules, md = load_modules(dst)
     assert md.networks["generator"] == {**RESNET, "arch": "resnet", "in_channels": 1, "out_channels": 1,
                                         "dropout": 0.0}
     assert md.method == layout and md.provenance["converted_from"] == "netG_A2B.pth"
     x = torch.randn(2, 1, 32, 32)
-    assert torch.equal(modules["generator"](x), original(x))
+    assert torch.equal(modules["generator"](x), public(x))
 
 
 def test_conversion_rejects_other_layouts(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
-from napari_medtrans.inference import Cancelled, Translator, _pad, load_translator, resolve_device
+from napari_medtrans.inference import Cancelled, _pad, load_translator, resolve_device
 from napari_medtrans.intensity import ct_window, mr_percentile
 from napari_medtrans.nets import build_network
 

@@ -33,7 +33,7 @@ def test_percentile_fit_ignores_background():
 
 
 def test_percentile_fit_subsamples_large_arrays(monkeypatch):
-    import napari_medtrans.intensity as intensity
+    from napari_medtrans import intensity
 
     monkeypatch.setattr(intensity, "MAX_SAMPLES", 1000)
     volume = np.linspace(1, 100, 100_000, dtype=np.float32)

@@ -56,27 +56,33 @@ def test_prefetch_order_clipped_at_volume_ends():
     assert scheduler.prefetch_order(3) == [2, 1, 0]
 
 
+def _start(scheduler: SliceScheduler, outcomes: list) -> threading.Thread:
+    assert scheduler.claim()
+    thread = threading.Thread(target=lambda: outcomes.extend(scheduler.run()))
+    thread.start()
+    return thread
+
+
 def test_stale_requests_are_dropped_while_worker_is_busy():
     gate = threading.Event()
     compute, calls = _recorder(gate=gate)
     scheduler = SliceScheduler(compute, 40, prefetch=1, preview="never")
     scheduler.request(0)
-    results = []
-    thread = threading.Thread(target=lambda: results.extend(scheduler.run()))
-    thread.start()
+    results: list = []
+    thread = _start(scheduler, results)
     while not calls:  # slice 0 is in flight
         time.sleep(0.001)
     for index in range(1, 20):  # the user scrolls past 1..18 while 0 computes
         scheduler.request(index)
+        assert not scheduler.claim()  # one runner at a time
     gate.set()
-    deadline = time.time() + 5
-    while len(calls) < 4 and time.time() < deadline:
-        time.sleep(0.005)
-    scheduler.stop()
     thread.join(5)
-    assert not thread.is_alive()
+    assert not thread.is_alive()  # the worker ends when nothing is left
     assert [i for i, _ in calls] == [0, 19, 20, 18]
     assert [o.job.index for o in results] == [0, 19, 20, 18]
+    assert not scheduler.claim()  # nothing to do: no worker needed
+    scheduler.request(30)
+    assert scheduler.claim()
 
 
 def test_preview_then_final_and_preview_evicted():
@@ -119,24 +125,31 @@ def test_lru_cache_evicts_oldest():
     assert calls.count((0, "fp32")) == 2
 
 
-def test_pause_and_stop_end_the_run_loop():
+def test_pause_and_stop_hold_back_work():
     compute, calls = _recorder()
     scheduler = SliceScheduler(compute, 10, prefetch=0, preview="never")
     scheduler.set_paused(True)
     scheduler.request(3)
-    outcomes = []
-    thread = threading.Thread(target=lambda: outcomes.extend(scheduler.run()))
-    thread.start()
-    time.sleep(0.05)
-    assert calls == []
+    assert not scheduler.claim() and scheduler.step() is None
     scheduler.set_paused(False)
-    deadline = time.time() + 5
-    while not calls and time.time() < deadline:
-        time.sleep(0.005)
-    scheduler.stop()
-    thread.join(5)
-    assert not thread.is_alive()
+    outcomes: list = []
+    _start(scheduler, outcomes).join(5)
     assert [o.job.index for o in outcomes] == [3]
+    scheduler.stop()
+    scheduler.request(5)
+    assert not scheduler.claim() and calls == [(3, "fp32")]
+
+
+def test_runner_is_released_when_compute_fails():
+    def compute(index: int, precision: str) -> int:
+        raise RuntimeError("boom")
+
+    scheduler = SliceScheduler(compute, 4, preview="never")
+    scheduler.request(1)
+    assert scheduler.claim()
+    with pytest.raises(RuntimeError):
+        list(scheduler.run())
+    assert scheduler.claim()
 
 
 def test_request_outside_volume_is_an_error():

@@ -94,14 +94,22 @@ def test_request_validation_reads_volumes_and_pairs(tmp_path, small_subject):
 def test_request_refuses_an_existing_run_and_builds_the_command(tmp_path):
     _fake_run(tmp_path / "run")
     request = TrainRequest("uapi", tmp_path / "run", phantom="misaligned", iterations=20, size=64,
-                           settings={"lr": 2e-5, "model.flag": True, "model.name": None})
+                           settings={"lr": 2e-5, "model.flag": True, "model.name": None,
+                                     "model.w": 0.5})
     assert "already holds a run" in request.validate()[0]
     command = request.command("python")
     assert command[:3] == ["python", "-m", "training"]
     joined = " ".join(command)
     assert "--phantom misaligned" in joined and "--iterations 20 --size 64" in joined
-    assert "--set lr=2e-05" in joined and "--set model.flag=true" in joined
+    assert "--set lr=2.0e-05" in joined and "--set model.flag=true" in joined
     assert "--set model.name=null" in joined and "--device auto" in joined
+    assert "--set model.w=0.5" in joined
+    import yaml  # the trainer parses --set values as YAML: floats must stay floats
+
+    for text in command[command.index("--set") + 1::2]:
+        key, value = text.split("=", 1)
+        if key in ("lr", "model.w"):
+            assert isinstance(yaml.safe_load(value), float)
 
 
 def _sleeper(run_dir, seconds: float = 30.0) -> TrainerProcess:

@@ -62,7 +62,8 @@ def test_train_refuses_mismatched_inputs(small_subject):
     with pytest.raises(ValueError, match="as many label maps"):
         train_segmenter([small_subject.ct], [], modality="CT", label_names=TISSUES, iterations=1)
     with pytest.raises(ValueError, match="differ in shape"):
-        train_segmenter([small_subject.ct], [small_subject.labels[:2]], modality="CT", label_names=TISSUES, iterations=1)
+        train_segmenter([small_subject.ct], [small_subject.labels[:2]], modality="CT", label_names=TISSUES,
+                        iterations=1)
 
 
 def test_cli_train_segmenter_from_files(tmp_path, small_subject, capsys):

@@ -51,30 +51,30 @@ def _assert_checkpoints_load(run: RunDir) -> list[int]:
 def test_sigkill_then_resume_continues(tmp_path):
     run = RunDir(tmp_path / "run")
     args = tiny_args("pix2pix", run.path, iterations=400,
-                     extra=["--checkpoint-every", "4", "--preview-every", "0"])
+                     extra=["--checkpoint-every", "2", "--preview-every", "0"])
     proc = start_training(args, tmp_path / "first.log")
     try:
-        _wait(lambda: (_status(run).get("last_checkpoint_iteration") or 0) >= 8, 120, proc)
+        _wait(lambda: (_status(run).get("last_checkpoint_iteration") or 0) >= 4, 120, proc)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     killed_at = _status(run)["iteration"]
     saved = _assert_checkpoints_load(run)
     resume_from = max(saved)
-    assert resume_from >= 8 and resume_from <= killed_at
+    assert 4 <= resume_from <= killed_at
 
-    proc = start_training(["--run-dir", str(run.path), "--resume", "--iterations", str(resume_from + 6)],
+    proc = start_training(["--run-dir", str(run.path), "--resume", "--iterations", str(resume_from + 4)],
                           tmp_path / "second.log")
     assert proc.wait(180) == 0, (tmp_path / "second.log").read_text()
     status = run.read_status()
-    assert status["state"] == "finished" and status["iteration"] == resume_from + 6
+    assert status["state"] == "finished" and status["iteration"] == resume_from + 4
     assert f"resumed from {run.checkpoints_dir / 'last.safetensors'} at iteration {resume_from}" in \
         run.log_path.read_text()
     records, _ = run.read_metrics()
     iterations = [r["iteration"] for r in records if "it_per_s" in r]
-    assert iterations == sorted(iterations) and iterations[-1] == resume_from + 6  # no duplicates after resume
+    assert iterations == sorted(iterations) and iterations[-1] == resume_from + 4  # no duplicates after resume
     assert _assert_checkpoints_load(run)
-    assert json.loads(run.config_path.read_text())["iterations"] == resume_from + 6
+    assert json.loads(run.config_path.read_text())["iterations"] == resume_from + 4
 
 
 def test_sigterm_checkpoints_and_stops(tmp_path):
@@ -138,15 +138,18 @@ def test_nan_loss_fails_and_keeps_last_good_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("method", ["cyclegan", "uapi"])
 def test_resume_is_exact(tmp_path, method):
-    """4 iterations straight == 2 iterations, checkpoint, resume, 2 more (same weights)."""
+    """4 iterations straight == 2 iterations, stop, resume, 2 more (bit-identical weights and
+    optimiser state: RNGs, sampler, image pools and optimiser moments are restored)."""
     from training.cli import build_config, build_parser
-    from training.loop import train
+    from training.loop import Trainer, train
 
     straight = tmp_path / "straight"
-    assert train(tiny_config(method, straight, iterations=4, extra=["--checkpoint-every", "2"])) == 0
+    assert train(tiny_config(method, straight, iterations=4)) == 0
     split = tmp_path / "split"
-    assert train(tiny_config(method, split, iterations=2, extra=["--checkpoint-every", "2"])) == 0
-    args = build_parser().parse_args(["--run-dir", str(split), "--resume", "--iterations", "4"])
+    trainer = Trainer(tiny_config(method, split, iterations=4))
+    trainer._stop_requested = lambda: trainer.iteration == 2
+    assert trainer.run_training() == 0 and trainer.run.read_status()["state"] == "stopped"
+    args = build_parser().parse_args(["--run-dir", str(split), "--resume"])
     assert train(build_config(args), resume=True) == 0
     a = load_file(straight / "checkpoints" / "last.safetensors")
     b = load_file(split / "checkpoints" / "last.safetensors")

@@ -14,8 +14,10 @@ import time
 
 import pytest
 from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QApplication
 
 from napari_medtrans import registry
+from napari_medtrans.launcher import local_trainer_pid
 from napari_medtrans.rundir import RunDir
 
 pytestmark = pytest.mark.gui
@@ -28,9 +30,14 @@ TIMEOUT_MS = 120_000
 
 @pytest.fixture(autouse=True)
 def _environment(monkeypatch, tmp_path):
-    """Trainers inherit one thread and a private translator registry."""
+    """Trainers inherit one thread and a private translator registry; none outlives its test."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("MEDTRANS_MODELS_DIR", str(tmp_path / "models"))
+    yield
+    for status in tmp_path.rglob("status.json"):
+        pid = local_trainer_pid(RunDir(status.parent).read_status())
+        if pid is not None:
+            os.kill(pid, signal.SIGKILL)
 
 
 def train_widget(viewer, qtbot):
@@ -130,7 +137,8 @@ def test_train_from_the_widget_until_finished(make_napari_viewer, qtbot, tmp_pat
     widget = train_widget(viewer, qtbot)
     configure(widget, tmp_path / "runs", "p2p")
     clicked = time.perf_counter()
-    widget.start_button.click()  # launches the trainer and prepares the preview layers
+    widget.start_button.click()  # launches the trainer and prepares the preview layers,
+    QApplication.processEvents()  # which the viewer then draws: the click's own cost
     clicked = time.perf_counter() - clicked
     assert widget.run.process is not None and widget.stop_button.isEnabled()
     with StallProbe() as probe:
@@ -144,6 +152,8 @@ def test_train_from_the_widget_until_finished(make_napari_viewer, qtbot, tmp_pat
         assert viewer.layers[f"preview: {role}"].data.shape == (64, 64)
     assert widget.previews.iteration == 20
     assert registry.resolve("p2p") == RunDir(tmp_path / "runs" / "p2p").translator_path.resolve()
+    _, translate = viewer.window.add_plugin_dock_widget("napari-medtrans", "Translate")
+    assert translate.translator_combo.findText("p2p") >= 0
     assert widget.start_button.isEnabled() and not widget.stop_button.isEnabled()
     assert max(probe.cpu) < 0.1
 

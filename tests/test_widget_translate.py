@@ -191,17 +191,18 @@ def test_event_loop_never_stalls_during_translation(demo, qtbot):
     from qtpy.QtCore import QTimer
 
     viewer, widget = demo(UAPI)
-    gaps: list[float] = []
-    last = [time.perf_counter()]
+    gaps: list[tuple[float, str]] = []
+    state = {"last": time.perf_counter(), "phase": "scroll"}
 
     def tick() -> None:
         now = time.perf_counter()
-        gaps.append(now - last[0])
-        last[0] = now
+        gaps.append((now - state["last"], state["phase"]))
+        state["last"] = now
 
     timer = QTimer()
     timer.timeout.connect(tick)
     timer.start(10)
+    qtbot.wait(50)
     shown = []
     widget.slice_shown.connect(lambda index, precision, seconds: shown.append(index))
     n = widget.session.scheduler.n_slices
@@ -209,9 +210,11 @@ def test_event_loop_never_stalls_during_translation(demo, qtbot):
         viewer.dims.set_current_step(0, index)
         qtbot.wait(15)
     qtbot.waitUntil(lambda: 0 in shown, timeout=20000)
+    state["phase"] = "volume"
     with qtbot.waitSignal(widget.volume_finished, timeout=60000):
         widget.volume_button.click()
     timer.stop()
     longest = max(gaps[1:])
-    print(f"longest event-loop stall: {longest * 1000:.1f} ms over {len(gaps)} ticks")
-    assert longest < 0.1
+    worst = sorted(gaps[1:], reverse=True)[:5]
+    print(f"longest event-loop stalls (s, phase): {worst} over {len(gaps)} ticks")
+    assert longest[0] < 0.1, worst

@@ -90,41 +90,39 @@ def _target_model(modality: str, arrays: list[np.ndarray]) -> IntensityModel:
 
 
 def _phantom_cohort(cfg: DataConfig, seed: int) -> Cohort:
-    from napari_medtrans.phantom import generate_subject, misalign
+    """The in-memory phantom cohort (:func:`napari_medtrans.phantom.generate_cohort`).
+
+    Validation uses each source subject's own rendering of the target modality
+    as ground truth (the phantom knows it, even in the unpaired regime).
+    """
+    from napari_medtrans.phantom import generate_cohort
 
     src_key, tgt_key = cfg.source_modality.lower(), cfg.target_modality.lower()
     for key in (src_key, tgt_key):
         if key not in ("t1", "t2", "ct"):
             raise ConfigError(f"the phantom renders T1, T2 and CT, not {key!r}")
     shape = (cfg.phantom_depth, cfg.size, cfg.size)
-    n = cfg.phantom_subjects
-    base = cfg.phantom_seed
-    subjects = [generate_subject(base + i, shape=shape) for i in range(n)]
-    src_raw = {s.name: getattr(s, src_key) for s in subjects}
-    truth_raw = {s.name: getattr(s, tgt_key) for s in subjects}
-    if cfg.phantom == "paired":
-        tgt_raw = dict(truth_raw)
-    elif cfg.phantom == "misaligned":
-        tgt_raw = {s.name: getattr(misalign(s, cfg.phantom_level, seed=base + 10_000 + i), tgt_key)
-                   for i, s in enumerate(subjects)}
-    else:  # unpaired: targets from a disjoint set of subjects
-        others = [generate_subject(base + n + i, shape=shape) for i in range(n)]
-        tgt_raw = {s.name: getattr(o, tgt_key) for s, o in zip(subjects, others)}
+    pairs = generate_cohort(cfg.phantom_subjects, cfg.phantom, seed=cfg.phantom_seed, level=cfg.phantom_level,
+                            shape=shape)
+    names = [p.source.name for p in pairs]
+    src_raw = {p.source.name: getattr(p.source, src_key) for p in pairs}
+    tgt_raw = {p.source.name: getattr(p.target, tgt_key) for p in pairs}
+    truth_raw = {p.source.name: getattr(p.aligned_target or p.source, tgt_key) for p in pairs}
     src_model = default_for(cfg.source_modality)
     tgt_model = _target_model(cfg.target_modality, list(tgt_raw.values()))
     src = _normalise(src_raw, src_model, cfg.slice_axis)
     tgt = _normalise(tgt_raw, default_for(cfg.target_modality), cfg.slice_axis)
     truth = _normalise(truth_raw, default_for(cfg.target_modality), cfg.slice_axis)
-    train_names, val_names = _split(list(src), cfg.val_fraction, seed)
+    train_names, val_names = _split(names, cfg.val_fraction, seed)
     make = lambda name: Subject(name, src[name], tgt[name], truth[name])  # noqa: E731
     return Cohort(
-        train=[make(s.name) for s in subjects if s.name in train_names],
-        val=[make(s.name) for s in subjects if s.name in val_names],
+        train=[make(n) for n in names if n in train_names],
+        val=[make(n) for n in names if n in val_names],
         source_intensity=src_model,
         target_intensity=tgt_model,
         aligned=cfg.phantom != "unpaired",
-        description={"phantom": cfg.phantom, "subjects": n, "seed": base, "level": cfg.phantom_level,
-                     "shape": list(shape)},
+        description={"phantom": cfg.phantom, "subjects": cfg.phantom_subjects, "seed": cfg.phantom_seed,
+                     "level": cfg.phantom_level, "shape": list(shape)},
     )
 
 

@@ -107,7 +107,10 @@ def _sigma_ref(translator: Translator) -> float:
     return SIGMA_REF_FRACTION * (mapping.hi - mapping.lo)
 
 
-def _train(sources: list[LabelledImage], modality: str, names: dict[int, str], settings: SegmenterSettings) -> Segmenter:
+def train_segmenter_on(
+    sources: list[LabelledImage], modality: str, names: dict[int, str], settings: SegmenterSettings
+) -> Segmenter:
+    """Train a segmenter for ``modality`` on labelled images (:func:`training.segmenter.train_segmenter`)."""
     return train_segmenter(
         [s.image for s in sources], [s.labels for s in sources], modality=modality, label_names=names,
         name=f"pseudolabel-{modality.lower()}", **asdict(settings),
@@ -140,7 +143,7 @@ def tutorship(
     """Train on translated source images, segment the real target images."""
     modality = translator.metadata.target
     translated = [LabelledImage(s.name, _translate(translator, s.image, modality)[0], s.labels) for s in sources]
-    segmenter = _train(translated, modality, names, settings)
+    segmenter = train_segmenter_on(translated, modality, names, settings)
     return [_label(segmenter, t, t.image, names) for t in targets]
 
 
@@ -153,12 +156,12 @@ def adaptation(
 ) -> list[PseudoLabels]:
     """Train on real source images, segment the target images translated into the source modality."""
     modality = translator.metadata.target
-    segmenter = _train(sources, modality, names, settings)
+    segmenter = train_segmenter_on(sources, modality, names, settings)
     sigma_ref = _sigma_ref(translator)
     results = []
     for target in targets:
         seen, sigma = _translate(translator, target.image, modality)
-        results.append(_label(segmenter, target, seen, names, sigma, sigma_ref if sigma is not None else None))
+        results.append(_label(segmenter, target, seen, names, sigma, sigma_ref))
     return results
 
 
@@ -243,7 +246,11 @@ def run(
     names: dict[int, str],
     settings: SegmenterSettings | None = None,
 ) -> list[PseudoLabels]:
-    """Check the translator's direction against the images, then run ``strategy``."""
+    """Check the translator's direction against the images, then run ``strategy``.
+
+    ``names`` maps every label value (0 = background) to its name; Dice is
+    reported for the non-zero labels.
+    """
     if strategy not in STRATEGIES:
         raise PseudoLabelError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
     chosen = STRATEGIES[strategy]

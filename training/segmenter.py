@@ -49,12 +49,21 @@ def _slices(
 
 
 def _crop(x: torch.Tensor, y: torch.Tensor, size: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """One random ``size``² window per sample (the full slice when it is not larger)."""
+    """One ``size``² window per sample, centred near a random labelled voxel (full slice if not larger)."""
     h, w = x.shape[-2:]
     if size >= min(h, w):
         return x, y
-    rows = torch.randint(h - size + 1, (len(x),), generator=gen).tolist()
-    cols = torch.randint(w - size + 1, (len(x),), generator=gen).tolist()
+    rows, cols = [], []
+    for label in y:
+        inside = torch.nonzero(label > 0)
+        if len(inside):
+            centre = inside[torch.randint(len(inside), (1,), generator=gen)][0]
+        else:
+            centre = torch.tensor([h // 2, w // 2])
+        jitter = torch.randint(-size // 4, size // 4 + 1, (2,), generator=gen)
+        top_left = centre + jitter - size // 2
+        rows.append(int(top_left[0].clamp(0, h - size)))
+        cols.append(int(top_left[1].clamp(0, w - size)))
     return (
         torch.stack([xi[..., r : r + size, c : c + size] for xi, r, c in zip(x, rows, cols)]),
         torch.stack([yi[r : r + size, c : c + size] for yi, r, c in zip(y, rows, cols)]),

@@ -107,6 +107,7 @@ class FieldPanel(QGroupBox):
         self.label.setWordWrap(True)
         self.layers: dict[str, Any] = {}
         self._field: np.ndarray | None = None
+        self._session: Session | None = None
         form = QFormLayout(self)
         form.addRow("Vector grid", self.step)
         form.addRow(self.button)
@@ -136,8 +137,9 @@ class FieldPanel(QGroupBox):
             _ignore_errors=True,
             _start_thread=False,
         )
-        worker.returned.connect(lambda result, s=session: self._show(s, result))
-        worker.errored.connect(lambda exc: self.label.setText(f"Error: {exc}"))
+        self._session = session
+        worker.returned.connect(self._show)
+        worker.errored.connect(self._error)
         worker.start()
 
     def _after_volume(self, finished: bool) -> None:
@@ -145,7 +147,11 @@ class FieldPanel(QGroupBox):
         if finished:
             self.register()
 
-    def _show(self, session: Session, result: Any) -> None:
+    def _error(self, exc: Exception) -> None:
+        self.label.setText(f"Error: {exc}")
+
+    def _show(self, result: Any) -> None:
+        session = self._session
         self._field = np.asarray(result.field, np.float32)
         prefix = session.output.name
         self.layers = overlays.add_field_layers(self.host.viewer, prefix, self._field, result.warped, session.volume, self.step.value())

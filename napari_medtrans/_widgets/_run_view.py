@@ -86,7 +86,7 @@ class LossPlot(pg.PlotWidget):
 
     def add_records(self, records: Iterable[Mapping[str, Any]]) -> None:
         """Append metric records (each with an ``iteration``) and redraw the curves they touch."""
-        touched: set[str] = set()
+        touched: dict[str, None] = {}  # curves in first-seen order: stable colours
         for record in records:
             if "iteration" not in record:
                 continue
@@ -95,7 +95,7 @@ class LossPlot(pg.PlotWidget):
                 xs, ys = self._points.setdefault(name, ([], []))
                 xs.append(x)
                 ys.append(value)
-                touched.add(name)
+                touched[name] = None
         for name in touched:
             if name not in self._curves:
                 self._curves[name] = self.plot(pen=pg.mkPen(next(self._colors), width=1.5), name=name)

@@ -75,7 +75,7 @@ class FollowedRun:
     ended: bool = False
 
     @property
-    def run(self) -> RunDir:
+    def rundir(self) -> RunDir:
         """Its run directory."""
         return self.watcher.run
 
@@ -169,7 +169,7 @@ class TrainWidget(QWidget):
         if self.run.process is not None:
             action = self.run.process.stop()
         else:
-            action = stop_attached(self.run.run, force=force)
+            action = stop_attached(self.run.rundir, force=force)
         self.run.stop_presses += 1
         self._say({"stopping": "stop requested: the trainer saves a checkpoint and exits"
                                " (press Kill to end it now)",
@@ -182,12 +182,12 @@ class TrainWidget(QWidget):
         if self.run is None or not self.run.ended:
             return
         try:
-            process = TrainerProcess.resume(self.run.run.path)
+            process = TrainerProcess.resume(self.run.rundir.path)
         except LaunchError as exc:
             self._say(str(exc), error=True)
             return
         self._say(f"resumed (pid {process.pid})")
-        self._follow(self.run.run.path, process)
+        self._follow(self.run.rundir.path, process)
 
     def open_run(self, path: str | os.PathLike[str] | None = None) -> None:
         """Follow an existing run directory (asks for it when ``path`` is None)."""
@@ -254,7 +254,7 @@ class TrainWidget(QWidget):
         log = run.watcher.log_tail(LOG_LINES)
         if state == "finished":
             self.view.show_status(status)
-            self._register(run.run)
+            self._register(run.rundir)
         elif state == "failed":
             error = status.get("last_error") or "the trainer reported a failure"
             self.view.show_problem(f"Training failed: {error}", ["", "log.txt:", *log])
@@ -286,15 +286,10 @@ class TrainWidget(QWidget):
         self.stop_button.setEnabled(active)
         self.stop_button.setText("Kill" if active and self.run.stop_presses else "Stop")
         self.resume_button.setEnabled(self.run is not None and self.run.ended
-                                      and state not in ("finished",))
+                                      and state != "finished")
         self.open_button.setEnabled(not active)
 
     def _say(self, text: str, *, error: bool = False) -> None:
         self.message.setStyleSheet("color: #f0716c;" if error else "")
         self.message.setText(text)
-
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt name)
-        """Stop polling; a running trainer keeps running and can be re-attached."""
-        self.timer.stop()
-        super().closeEvent(event)
 

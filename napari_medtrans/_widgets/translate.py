@@ -2,9 +2,10 @@
 
 Inference never runs on the GUI thread. A *session* (translator + prepared input
 + output layers) is loaded in a worker; on-the-fly translation runs
-:meth:`napari_medtrans.onthefly.SliceScheduler.run` in one napari worker thread
-whose yielded results are written into the output layers on the GUI thread;
-whole-volume translation and registration run in their own workers.
+:meth:`napari_medtrans.onthefly.SliceScheduler.run` in a napari worker started
+whenever the scheduler has work (at most one at a time); its yielded results
+are written into the output layers on the GUI thread. Whole-volume translation
+and registration run in their own workers.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import napari
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QObject, QThreadPool, Signal
+from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -56,7 +58,6 @@ class Session:
     output: napari.layers.Image
     uncertainty: napari.layers.Image | None
     scheduler: SliceScheduler
-    worker: Any = None
     complete: bool = False
     uncertainty_fitted: bool = False
     key: tuple = field(default_factory=tuple)
@@ -100,13 +101,10 @@ class TranslateWidget(QWidget):
         self.session: Session | None = None
         self._loading: Any = None
         self._volume_worker: Any = None
+        self._volume_session: Session | None = None
         self._cancel = threading.Event()
         self._requested: tuple[int, float] | None = None
         self._reference_cache: dict[tuple, np.ndarray] = {}
-        # on-the-fly workers live as long as their session: their own pool keeps
-        # the global one (loading, whole volumes, registration) free
-        self._onthefly_pool = QThreadPool(self)
-        self._onthefly_pool.setMaxThreadCount(1)
 
         self.input_combo = QComboBox()
         self.reference_combo = QComboBox()
@@ -141,8 +139,15 @@ class TranslateWidget(QWidget):
         self._refresh_layer_choices()
         self._show_metadata()
         layers = viewer.layers.events
-        for event in (layers.inserted, layers.removed, layers.reordered):
-            event.connect(self._refresh_layer_choices)
+        self._viewer_connections = [
+            (layers.inserted, self._refresh_layer_choices),
+            (layers.removed, self._refresh_layer_choices),
+            (layers.reordered, self._refresh_layer_choices),
+            (viewer.dims.events.current_step, self._on_step),
+        ]
+        for emitter, callback in self._viewer_connections:
+            emitter.connect(callback)
+        self.destroyed.connect(partial(TranslateWidget._teardown, self))
         self.translator_combo.currentTextChanged.connect(self._on_choice_changed)
         self.input_combo.currentTextChanged.connect(self._on_choice_changed)
         self.device_combo.currentTextChanged.connect(self._on_choice_changed)
@@ -153,7 +158,6 @@ class TranslateWidget(QWidget):
         self.onthefly_check.toggled.connect(self._on_onthefly_toggled)
         self.volume_button.clicked.connect(self.translate_volume)
         self.cancel_button.clicked.connect(self.cancel_volume)
-        viewer.dims.events.current_step.connect(self._on_step)
 
     # -- layout ----------------------------------------------------------------
     def _build_layout(self) -> None:
@@ -265,8 +269,8 @@ class TranslateWidget(QWidget):
         volume = volume_from_layer(layer.data, layer.metadata, scale=layer.scale, translate=layer.translate, affine=layer.affine.affine_matrix)
         device = self.device_combo.currentText()
         self.status_label.setText(f"Loading {name} …")
-        self._loading = create_worker(_load, name, device, volume.array, _ignore_errors=True, _start_thread=False)
-        self._loading.returned.connect(lambda loaded: self._on_loaded(loaded, layer, volume))
+        self._loading = create_worker(_load, name, device, layer, volume, _ignore_errors=True, _start_thread=False)
+        self._loading.returned.connect(self._on_loaded)
         self._loading.errored.connect(self._on_worker_error)
         self._loading.finished.connect(self._loading_finished)
         self._loading.start()
@@ -274,8 +278,8 @@ class TranslateWidget(QWidget):
     def _loading_finished(self) -> None:
         self._loading = None
 
-    def _on_loaded(self, loaded: tuple[Translator, Any], layer: napari.layers.Image, volume: Volume) -> None:
-        translator, prepared = loaded
+    def _on_loaded(self, loaded: tuple[Translator, Any, napari.layers.Image, Volume]) -> None:
+        translator, prepared, layer, volume = loaded
         if layer.name not in self.viewer.layers or layer.name != self.input_combo.currentText():
             return  # the choice changed while loading
         meta = translator.metadata
@@ -333,15 +337,17 @@ class TranslateWidget(QWidget):
             self._start_onthefly()
 
     def _start_onthefly(self) -> None:
-        session = self.session
-        session.scheduler.set_paused(False)
-        if session.worker is None:
-            session.worker = create_worker(session.scheduler.run, _ignore_errors=True, _start_thread=False)
-            session.worker.yielded.connect(lambda outcome, s=session: self._on_outcome(s, outcome))
-            session.worker.errored.connect(self._on_worker_error)
-            self.destroyed.connect(session.scheduler.stop)
-            self._onthefly_pool.start(session.worker)
+        self.session.scheduler.set_paused(False)
         self._on_step()
+
+    def _kick(self, session: Session) -> None:
+        """Start a worker for the scheduler if it has work and none is running."""
+        if not session.scheduler.claim():
+            return
+        worker = create_worker(_tagged, session.scheduler, _ignore_errors=True, _start_thread=False)
+        worker.yielded.connect(self._on_outcome)
+        worker.errored.connect(self._on_worker_error)
+        worker.start()
 
     def current_index(self) -> int | None:
         """Slice index of the session's input shown in the viewer now."""
@@ -360,9 +366,12 @@ class TranslateWidget(QWidget):
         cached = session.scheduler.request(index)
         if cached is not None:
             self._show(session, index, cached, session.scheduler.final_precision)
+        self._kick(session)
 
-    def _on_outcome(self, session: Session, outcome: SliceOutcome) -> None:
-        if session is not self.session or session.complete:
+    def _on_outcome(self, tagged: tuple[SliceScheduler, SliceOutcome]) -> None:
+        scheduler, outcome = tagged
+        session = self.session
+        if session is None or session.scheduler is not scheduler or session.complete:
             return
         self._show(session, outcome.job.index, outcome.result, outcome.job.precision)
 
@@ -420,8 +429,9 @@ class TranslateWidget(QWidget):
             _ignore_errors=True,
             _start_thread=False,
         )
-        self._volume_worker.returned.connect(lambda result, s=session: self._on_volume_done(s, result))
-        self._volume_worker.errored.connect(lambda exc, s=session: self._on_volume_error(s, exc))
+        self._volume_session = session
+        self._volume_worker.returned.connect(self._on_volume_done)
+        self._volume_worker.errored.connect(self._on_volume_error)
         self.volume_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
@@ -441,11 +451,12 @@ class TranslateWidget(QWidget):
         self.volume_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.status_label.setText(message)
-        if not finished and session is self.session:
-            session.scheduler.set_paused(not self.onthefly_check.isChecked())
+        if not finished and session is self.session and self.onthefly_check.isChecked():
+            self._start_onthefly()
         self.volume_finished.emit(finished)
 
-    def _on_volume_done(self, session: Session, result: Any) -> None:
+    def _on_volume_done(self, result: Any) -> None:
+        session = self._volume_session
         if session is not self.session:
             self._volume_ended(session, False, "Input or translator changed; result dropped.")
             return
@@ -462,22 +473,34 @@ class TranslateWidget(QWidget):
             self.uncertainty_panel.bind(session)
         self._volume_ended(session, True, f"Whole volume translated ({session.output.name}).")
 
-    def _on_volume_error(self, session: Session, exc: Exception) -> None:
+    def _on_volume_error(self, exc: Exception) -> None:
+        session = self._volume_session
         if isinstance(exc, Cancelled):
             self._volume_ended(session, False, "Whole-volume translation cancelled.")
             return
         self._volume_ended(session, False, f"Error: {exc}")
         show_error(f"napari-medtrans: {exc}")
 
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt name)
-        """Stop workers when the dock closes."""
-        self.close_session()
-        super().closeEvent(event)
+    def _teardown(self) -> None:
+        """When the widget is destroyed: leave the viewer's events, stop the workers."""
+        for emitter, callback in self._viewer_connections:
+            emitter.disconnect(callback)
+        self._cancel.set()
+        if self.session is not None:
+            self.session.scheduler.stop()
 
 
-def _load(name: str, device: str, array: np.ndarray) -> tuple[Translator, Any]:
+def _load(
+    name: str, device: str, layer: napari.layers.Image, volume: Volume
+) -> tuple[Translator, Any, napari.layers.Image, Volume]:
     translator = load_translator(name, device=device)
-    return translator, translator.prepare(array, axis=translator.metadata.slice_axis)
+    return translator, translator.prepare(volume.array, axis=translator.metadata.slice_axis), layer, volume
+
+
+def _tagged(scheduler: SliceScheduler) -> Any:
+    """Run ``scheduler`` and tag each outcome with it (results of old sessions are dropped)."""
+    for outcome in scheduler.run():
+        yield scheduler, outcome
 
 
 def _devices() -> list[str]:

@@ -1,0 +1,196 @@
+"""CycleGAN training throughput: the project's step vs a naive reference step.
+
+The reference step is written the way the public CycleGAN code
+(junyanz/pytorch-CycleGAN-and-pix2pix, ``CycleGANModel.optimize_parameters``)
+does it: six separate generator calls (translation, reconstruction and identity
+for each direction), separate discriminator calls on real and fake images, and
+Adam with PyTorch's default implementation on CPU. Both steps use the same
+networks (``build_network``: ResNet generators, 70×70 PatchGANs), the same
+losses and the same weights, at 128² batch 1.
+
+The project step (:class:`training.methods.cyclegan.CycleGAN`) computes the same
+losses with batched generator calls (3 instead of 6), one discriminator call on
+[real, fake], foreach Adam, ``zero_grad(set_to_none=True)`` and no per-step
+host syncs. Variants (``--variants``) add options of the trainer measured here:
+flushing denormals on CPU and channels_last.
+
+Timing: after warm-up, the variants are run in alternating rounds (to share any
+background load evenly) and the median of the per-round rates is reported.
+
+    python benchmarks/training_throughput.py                # ngf 64, 9 blocks (the paper's)
+    python benchmarks/training_throughput.py --ngf 32 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from training.config import options_from_dict  # noqa: E402
+from training.losses import ImagePool  # noqa: E402
+from training.methods import get_method  # noqa: E402
+from training.methods.base import StepContext, set_requires_grad  # noqa: E402
+
+
+class NaiveCycleGAN:
+    """The reference repository's optimisation step, on our networks."""
+
+    def __init__(self, nets: dict[str, torch.nn.Module], lr: float = 2e-4) -> None:
+        self.g_a, self.g_b, self.d_a, self.d_b = nets["G_AB"], nets["G_BA"], nets["D_B"], nets["D_A"]
+        self.opt_g = torch.optim.Adam(itertools.chain(self.g_a.parameters(), self.g_b.parameters()),
+                                      lr=lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(itertools.chain(self.d_a.parameters(), self.d_b.parameters()),
+                                      lr=lr, betas=(0.5, 0.999))
+        self.pool_a, self.pool_b = ImagePool(50), ImagePool(50)
+        self.real_label, self.fake_label = torch.tensor(1.0), torch.tensor(0.0)
+
+    def crit(self, pred: torch.Tensor, real: bool) -> torch.Tensor:
+        target = (self.real_label if real else self.fake_label).expand_as(pred)
+        return F.mse_loss(pred, target)
+
+    def backward_d_basic(self, net, real, fake) -> torch.Tensor:
+        loss_real = self.crit(net(real), True)
+        loss_fake = self.crit(net(fake.detach()), False)
+        loss = (loss_real + loss_fake) * 0.5
+        loss.backward()
+        return loss
+
+    def step(self, real_a: torch.Tensor, real_b: torch.Tensor) -> None:
+        lam_a = lam_b = 10.0
+        lam_idt = 0.5
+        fake_b = self.g_a(real_a)
+        rec_a = self.g_b(fake_b)
+        fake_a = self.g_b(real_b)
+        rec_b = self.g_a(fake_a)
+        set_requires_grad([self.d_a, self.d_b], False)
+        self.opt_g.zero_grad()
+        idt_a = self.g_a(real_b)
+        loss_idt_a = F.l1_loss(idt_a, real_b) * lam_b * lam_idt
+        idt_b = self.g_b(real_a)
+        loss_idt_b = F.l1_loss(idt_b, real_a) * lam_a * lam_idt
+        loss_g_a = self.crit(self.d_a(fake_b), True)
+        loss_g_b = self.crit(self.d_b(fake_a), True)
+        loss_cycle_a = F.l1_loss(rec_a, real_a) * lam_a
+        loss_cycle_b = F.l1_loss(rec_b, real_b) * lam_b
+        loss_g = loss_g_a + loss_g_b + loss_cycle_a + loss_cycle_b + loss_idt_a + loss_idt_b
+        loss_g.backward()
+        self.opt_g.step()
+        set_requires_grad([self.d_a, self.d_b], True)
+        self.opt_d.zero_grad()
+        self.backward_d_basic(self.d_a, real_b, self.pool_b.query(fake_b))
+        self.backward_d_basic(self.d_b, real_a, self.pool_a.query(fake_a))
+        self.opt_d.step()
+
+
+def make_project(ngf: int, blocks: int, channels_last: bool) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    cls = get_method("cyclegan")
+    options = options_from_dict(cls.Options, {"ngf": ngf, "n_blocks": blocks}, "cyclegan")
+    method = cls(options, in_channels=1, out_channels=1, lr=2e-4, device=torch.device("cpu"))
+    if channels_last:
+        for net in method.nets.values():
+            net.to(memory_format=torch.channels_last)
+    ctx = StepContext(torch.device("cpu"), torch.amp.GradScaler("cpu", enabled=False), False, lambda p: None,
+                      torch.Generator().manual_seed(0))
+
+    def step(a: torch.Tensor, b: torch.Tensor) -> None:
+        if channels_last:
+            a, b = a.contiguous(memory_format=torch.channels_last), b.contiguous(memory_format=torch.channels_last)
+        method.train_step({"source": a, "target": b}, ctx)
+
+    step.method = method  # type: ignore[attr-defined]
+    return step
+
+
+def make_naive(ngf: int, blocks: int) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    torch.manual_seed(0)
+    project = make_project(ngf, blocks, False).method  # type: ignore[attr-defined]
+    return NaiveCycleGAN(project.nets).step
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ngf", type=int, default=64)
+    parser.add_argument("--blocks", type=int, default=9)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--iters", type=int, default=3, help="iterations per round and variant")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--variants", default="naive,project,project+denormal",
+                        help="naive, project, project+denormal, project+channels_last")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "training_throughput.md")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    a = torch.rand(1, 1, args.size, args.size) * 2 - 1
+    b = torch.rand(1, 1, args.size, args.size) * 2 - 1
+    variants = [v.strip() for v in args.variants.split(",")]
+    steps = {}
+    for name in variants:
+        torch.manual_seed(0)
+        if name == "naive":
+            steps[name] = (make_naive(args.ngf, args.blocks), False)
+        elif name == "project":
+            steps[name] = (make_project(args.ngf, args.blocks, False), False)
+        elif name == "project+denormal":
+            steps[name] = (make_project(args.ngf, args.blocks, False), True)
+        elif name == "project+channels_last":
+            steps[name] = (make_project(args.ngf, args.blocks, True), False)
+        else:
+            parser.error(f"unknown variant {name!r}")
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for name, (step, denormal) in steps.items():  # warm-up (allocator, oneDNN primitives, pools)
+        torch.set_flush_denormal(denormal)
+        for _ in range(2):
+            step(a, b)
+    for _ in range(args.rounds):
+        for name, (step, denormal) in steps.items():
+            torch.set_flush_denormal(denormal)
+            start = time.perf_counter()
+            for _ in range(args.iters):
+                step(a, b)
+            rates[name].append(args.iters / (time.perf_counter() - start))
+        print({k: round(v[-1], 3) for k, v in rates.items()}, flush=True)
+    torch.set_flush_denormal(False)
+    median = {k: statistics.median(v) for k, v in rates.items()}
+    base = median.get("naive")
+    lines = [
+        "# CycleGAN training throughput (CPU)",
+        "",
+        f"Command: `python benchmarks/training_throughput.py --ngf {args.ngf} --blocks {args.blocks} "
+        f"--size {args.size} --iters {args.iters} --rounds {args.rounds} --threads {args.threads} "
+        f"--variants {args.variants}`",
+        "",
+        f"Networks: ResNet generators (ngf {args.ngf}, {args.blocks} blocks) and 70×70 PatchGANs (ndf 64), "
+        f"{args.size}² batch 1, LSGAN, cycle 10, identity 0.5, pool 50; "
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s). "
+        "Median of per-round rates; rounds alternate between variants.",
+        "",
+        "| variant | it/s (median) | per-round it/s | speed-up vs naive |",
+        "|---|---|---|---|",
+    ]
+    for name in variants:
+        speed = f"{median[name] / base:.2f}×" if base else "—"
+        lines.append(f"| {name} | {median[name]:.3f} | {', '.join(f'{r:.3f}' for r in rates[name])} | {speed} |")
+    lines.append("")
+    text = "\n".join(lines)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text, encoding="utf-8")
+    (args.out.with_suffix(".json")).write_text(json.dumps({"args": vars(args) | {"out": str(args.out)},
+                                                           "rates": rates, "median": median}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""The Evaluate dock widget: metrics of a translated layer against a reference layer.
+
+Pick the translated and reference image layers (and, for Dice, a labels layer
+with the source labels); *Compute* fills a table (MAE, PSNR, SSIM, NMAE inside
+the body mask, Dice per tissue of the shipped segmenter of the reference's
+modality) and a per-slice curve. Clicking the curve moves the viewer to that slice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyqtgraph as pg
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_medtrans.evaluation import VolumeComparison, compare_volume
+from napari_medtrans.metrics import MetricUnavailable
+from napari_medtrans.segmenter import Segmenter, load_segmenter, shipped_segmenter
+
+if TYPE_CHECKING:
+    import napari
+
+NONE = "(none)"
+SLICE_METRICS = ("mae", "psnr", "ssim", "nmae")
+
+
+def layer_modality(layer: Any) -> str | None:
+    """The modality tag a reader stored in ``layer.metadata["medtrans"]``, if any."""
+    return (layer.metadata.get("medtrans") or {}).get("modality")
+
+
+class EvaluateWidget(QWidget):
+    """Dock widget: paired metrics, Dice and a clickable per-slice metric curve."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = napari_viewer
+        self.comparison: VolumeComparison | None = None
+        self._segmenters: dict[str, Segmenter | None] = {}
+
+        self.translated_combo, self.reference_combo, self.labels_combo = QComboBox(), QComboBox(), QComboBox()
+        self.modality_combo = QComboBox()
+        self.modality_combo.addItems(["CT", "T1", "T2", "MR"])
+        self.reference_combo.currentTextChanged.connect(self._guess_modality)
+        self.metric_combo = QComboBox()
+        self.metric_combo.addItems([m.upper() for m in SLICE_METRICS])
+        self.metric_combo.currentTextChanged.connect(lambda _: self._plot())
+        self.compute_button = QPushButton("Compute")
+        self.compute_button.clicked.connect(self.compute)
+        self.message = QLabel("Pick a translated and a reference layer.")
+        self.message.setWordWrap(True)
+        self.table = QTableWidget(0, 2)
+        self.table.setHorizontalHeaderLabels(["metric", "value"])
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.plot = pg.PlotWidget()
+        self.plot.setLabel("bottom", "slice")
+        self.plot.setMinimumHeight(160)
+        self.plot.scene().sigMouseClicked.connect(self._on_plot_click)
+
+        form = QFormLayout()
+        form.addRow("Translated", self.translated_combo)
+        form.addRow("Reference", self.reference_combo)
+        form.addRow("Labels (Dice)", self.labels_combo)
+        form.addRow("Modality", self.modality_combo)
+        form.addRow("Curve", self.metric_combo)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.compute_button)
+        layout.addWidget(self.message)
+        layout.addWidget(self.table)
+        layout.addWidget(self.plot)
+
+        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+            event.connect(lambda _: self.refresh_layers())
+        self.refresh_layers()
+
+    # ----------------------------------------------------------------- layers
+    def refresh_layers(self) -> None:
+        """Refill the layer pickers, keeping the current choices where they still exist."""
+        import napari
+
+        images = [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
+        labels = [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Labels)]
+        for combo, names in ((self.translated_combo, images), (self.reference_combo, images),
+                             (self.labels_combo, [NONE, *labels])):
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+            combo.blockSignals(False)
+        if self.reference_combo.currentText() == self.translated_combo.currentText() and len(images) > 1:
+            self.reference_combo.setCurrentIndex(1)
+        self._guess_modality(self.reference_combo.currentText())
+
+    def _guess_modality(self, name: str) -> None:
+        modality = layer_modality(self.viewer.layers[name]) if name in self.viewer.layers else None
+        if modality and self.modality_combo.findText(modality) >= 0:
+            self.modality_combo.setCurrentText(modality)
+
+    def _segmenter(self, modality: str) -> Segmenter | None:
+        if modality not in self._segmenters:
+            path = shipped_segmenter(modality)
+            self._segmenters[modality] = load_segmenter(path) if path else None
+        return self._segmenters[modality]
+
+    # ----------------------------------------------------------------- compute
+    def compute(self) -> VolumeComparison | None:
+        """Compute the metrics of the chosen layers and show them."""
+        names = self.translated_combo.currentText(), self.reference_combo.currentText()
+        if not all(names) or names[0] == names[1]:
+            self.message.setText("Pick two different image layers: translated and reference.")
+            return None
+        translated, reference = (np.asarray(self.viewer.layers[n].data, np.float32) for n in names)
+        labels_name = self.labels_combo.currentText()
+        labels = None if labels_name in ("", NONE) else np.asarray(self.viewer.layers[labels_name].data)
+        shapes = {translated.shape, reference.shape} | ({labels.shape} if labels is not None else set())
+        if len(shapes) != 1:
+            self.message.setText(f"Layers differ in shape: {sorted(shapes)}; resample them first.")
+            return None
+        modality = self.modality_combo.currentText()
+        try:
+            segmenter = self._segmenter(modality) if labels is not None else None
+            self.comparison = compare_volume(translated, reference, modality=modality, labels=labels,
+                                             segmenter=segmenter)
+        except MetricUnavailable as exc:
+            self.message.setText(f"Cannot compute: {exc}")
+            return None
+        self.message.setText("; ".join(f"{k}: {v}" for k, v in self.comparison.reasons.items()) or "Done.")
+        self._fill_table()
+        self._plot()
+        return self.comparison
+
+    def _fill_table(self) -> None:
+        assert self.comparison is not None
+        rows = [(k.upper(), v) for k, v in self.comparison.paired.as_dict().items()]
+        if self.comparison.dice is not None:
+            values = [v for v in self.comparison.dice.values() if v is not None]
+            rows.append(("Dice (mean)", float(np.mean(values)) if values else None))
+            rows += [(f"Dice {tissue}", value) for tissue, value in self.comparison.dice.items()]
+        self.table.setRowCount(len(rows))
+        for row, (name, value) in enumerate(rows):
+            self.table.setItem(row, 0, QTableWidgetItem(name))
+            self.table.setItem(row, 1, QTableWidgetItem("n/a" if value is None else f"{value:.4g}"))
+
+    def _plot(self) -> None:
+        self.plot.clear()
+        if self.comparison is None:
+            return
+        metric = self.metric_combo.currentText().lower()
+        values = self.comparison.paired.per_slice[metric]
+        keep = np.isfinite(values)
+        self.plot.plot(np.flatnonzero(keep), values[keep], pen="y", symbol="o", symbolSize=5)
+        self.plot.setLabel("left", metric.upper())
+
+    # ----------------------------------------------------------------- navigation
+    def _on_plot_click(self, event: Any) -> None:
+        if self.comparison is None:
+            return
+        x = self.plot.getPlotItem().vb.mapSceneToView(event.scenePos()).x()
+        self.go_to_slice(int(round(x)))
+
+    def go_to_slice(self, index: int) -> None:
+        """Show slice ``index`` (array axis 0) of the translated layer in the viewer."""
+        name = self.translated_combo.currentText()
+        if name not in self.viewer.layers:
+            return
+        layer = self.viewer.layers[name]
+        index = int(np.clip(index, 0, layer.data.shape[0] - 1))
+        world = layer.data_to_world([index] + [0] * (layer.ndim - 1))[0]
+        axis = self.viewer.dims.ndim - layer.ndim
+        start, _, step = self.viewer.dims.range[axis]
+        self.viewer.dims.set_current_step(axis, int(round((world - start) / step)))

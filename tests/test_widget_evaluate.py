@@ -1,0 +1,90 @@
+"""The Evaluate widget: layer pickers, metric table, per-slice curve, click-to-slice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QPointF
+
+from napari_medtrans.io import layer_geometry
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def widget(make_napari_viewer, small_subject):
+    from napari_medtrans._widgets.evaluate import EvaluateWidget
+
+    viewer = make_napari_viewer()
+    geometry = layer_geometry(small_subject.volume("ct"))
+    translated = small_subject.ct.copy()
+    translated[5] += 200  # one bad slice
+    viewer.add_image(small_subject.ct, name="ct", **geometry)
+    viewer.add_image(translated, name="synthetic ct", **geometry)
+    viewer.add_labels(small_subject.labels, name="labels", **{k: geometry[k] for k in ("scale", "translate")})
+    w = EvaluateWidget(viewer)
+    w.translated_combo.setCurrentText("synthetic ct")
+    w.reference_combo.setCurrentText("ct")
+    return w
+
+
+def _table(w) -> dict[str, str]:
+    return {w.table.item(r, 0).text(): w.table.item(r, 1).text() for r in range(w.table.rowCount())}
+
+
+def test_pickers_follow_layers_and_modality(widget):
+    assert widget.labels_combo.currentText() == "(none)"
+    assert {widget.labels_combo.itemText(i) for i in range(widget.labels_combo.count())} == {"(none)", "labels"}
+    assert widget.modality_combo.currentText() == "CT"
+    widget.viewer.add_image(np.zeros((2, 4, 4)), name="extra")
+    assert widget.translated_combo.findText("extra") >= 0 and widget.translated_combo.currentText() == "synthetic ct"
+
+
+def test_table_and_curve_show_the_bad_slice(widget):
+    comparison = widget.compute()
+    assert comparison is not None
+    mae = comparison.paired.per_slice["mae"]
+    assert np.nanargmax(mae) == 5 and mae[0] == pytest.approx(0)
+    table = _table(widget)
+    assert float(table["MAE"]) == pytest.approx(comparison.paired.mae, rel=1e-3)
+    assert "Dice (mean)" not in table and "labels layer" in widget.message.text()
+    x, y = widget.plot.getPlotItem().listDataItems()[0].getData()
+    assert list(x) == list(np.flatnonzero(np.isfinite(mae))) and y[list(x).index(5)] == pytest.approx(mae[5])
+    widget.metric_combo.setCurrentText("SSIM")
+    assert widget.plot.getPlotItem().listDataItems()[0].getData()[1].max() == pytest.approx(1.0)
+
+
+def test_dice_with_labels_layer(widget, monkeypatch):
+    from napari_medtrans._widgets import evaluate
+
+    class Perfect:  # a stand-in segmenter that returns the true labels
+        metadata = type("M", (), {"labels": {1: "fat", 2: "bone"}})()
+
+        def segment(self, image):
+            return type("R", (), {"labels": widget.viewer.layers["labels"].data})()
+
+    monkeypatch.setattr(widget, "_segmenter", lambda modality: Perfect())
+    widget.labels_combo.setCurrentText("labels")
+    widget.compute()
+    table = _table(widget)
+    assert table["Dice (mean)"] == "1" and table["Dice bone"] == "1"
+    assert evaluate.layer_modality(widget.viewer.layers["ct"]) in ("CT", None)
+
+
+def test_click_on_curve_jumps_to_slice(widget, qtbot):
+    widget.compute()
+    widget.go_to_slice(7)
+    assert widget.viewer.dims.current_step[0] == 7
+    view_box = widget.plot.getPlotItem().vb
+    scene_pos = view_box.mapViewToScene(QPointF(3.0, 10.0))
+    event = type("Click", (), {"scenePos": lambda self: scene_pos})()
+    widget._on_plot_click(event)
+    assert widget.viewer.dims.current_step[0] == 3
+
+
+def test_refuses_same_layer_and_shape_mismatch(widget):
+    widget.reference_combo.setCurrentText("synthetic ct")
+    assert widget.compute() is None and "two different" in widget.message.text()
+    widget.viewer.add_image(np.zeros((3, 8, 8)), name="small")
+    widget.reference_combo.setCurrentText("small")
+    assert widget.compute() is None and "differ in shape" in widget.message.text()
