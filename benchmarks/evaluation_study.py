@@ -19,9 +19,11 @@ Writes ``benchmarks/results/evaluation_study.md`` and, under
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +34,8 @@ from napari_medtrans import evaluation
 from napari_medtrans.evaluation_report import markdown, ranking, write_report
 from napari_medtrans.inference import load_translator
 from napari_medtrans.registry import list_translators
-from napari_medtrans.rundir import atomic_write_bytes
+from napari_medtrans.registry import resolve as translator_path
+from napari_medtrans.rundir import atomic_write_bytes, atomic_write_json
 from napari_medtrans.segmenter import load_segmenter, shipped_segmenter
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -88,10 +91,38 @@ def findings(result: evaluation.EvaluationResult, methods: dict[str, str]) -> li
     return lines + [""]
 
 
+def evaluate_cached(translators: dict, specs: dict[str, str], cases: list, settings: evaluation.EvalSettings,
+                    cache: Path, segmenter_file: Path) -> evaluation.EvaluationResult:
+    """Evaluate one model at a time, reusing ``cache/<model>.json`` computed with the same settings.
+
+    Noise is seeded per case and scenario, so models evaluated in separate runs see identical inputs.
+    """
+    merged = evaluation.EvaluationResult()
+    for name, translator in translators.items():
+        key = {"scenarios": list(settings.scenarios), "cases": [c.name for c in cases], "seed": settings.seed,
+               "frd_image_types": list(settings.frd_image_types or []),
+               "model_mtime": translator_path(specs[name]).stat().st_mtime,
+               "segmenter_mtime": segmenter_file.stat().st_mtime}
+        path = cache / f"{name}.json"
+        part = json.loads(path.read_text()) if path.is_file() else None
+        if part is None or part["key"] != key:
+            result = evaluation.evaluate({name: translator}, cases, settings,
+                                         progress=lambda m: print(m, file=sys.stderr, flush=True))
+            part = {"key": key, "result": asdict(result)}
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(path, part)
+        loaded = evaluation.EvaluationResult(**part["result"])
+        for attribute in ("models", "reasons", "per_slice", "uncertainty"):
+            getattr(merged, attribute).update(getattr(loaded, attribute))
+        merged.reference, merged.settings = loaded.reference, loaded.settings
+    return merged
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=3, help="held-out phantom subjects (seeds 5000…)")
-    parser.add_argument("--models", nargs="+", help="translator names (default: every shipped T1→CT translator)")
+    parser.add_argument("--models", nargs="+",
+                        help="translator names or run folders (default: every shipped T1→CT translator)")
     parser.add_argument("--frd-image-types", nargs="+", default=["Original"],
                         help="PyRadiomics filters for FRD (default Original: LoG+Wavelet triple the time)")
     parser.add_argument("--scenarios", nargs="+", default=list(evaluation.metrics.SCENARIOS), help="GN0 first")
@@ -101,17 +132,19 @@ def main() -> int:
     torch.set_num_threads(1)
     names = args.models or [i.name for i in list_translators()
                             if i.origin == "shipped" and (i.metadata.source, i.metadata.target) == ("T1", "CT")]
-    translators = {n: load_translator(n, device="cpu") for n in names}
+    specs = {Path(n).name.split(".")[0]: n for n in names}  # display name → registry name or run folder
+    translators = {name: load_translator(spec, device="cpu") for name, spec in specs.items()}
     methods = {n: t.metadata.method for n, t in translators.items()}
-    segmenter = load_segmenter(shipped_segmenter("CT"))
+    segmenter_file = shipped_segmenter("CT")
+    segmenter = load_segmenter(segmenter_file)
     cases = evaluation.phantom_cases(args.subjects, "T1", "CT")
     settings = evaluation.EvalSettings(scenarios=args.scenarios, segmenter=segmenter,
                                        frd_image_types=args.frd_image_types,
                                        label_names={k: v for k, v in segmenter.metadata.labels.items() if k})
-    started = time.time()
-    result = evaluation.evaluate(translators, cases, settings, progress=lambda m: print(m, file=sys.stderr, flush=True))
-    seconds = time.time() - started
     folder = args.out / "evaluation_study"
+    started = time.time()
+    result = evaluate_cached(translators, specs, cases, settings, folder / "cache", segmenter_file)
+    seconds = time.time() - started
     write_report(result, folder)
     command = "python benchmarks/evaluation_study.py " + " ".join(sys.argv[1:])
     header = [

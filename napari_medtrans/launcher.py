@@ -440,5 +440,5 @@ def stop_attached(run: RunDir, *, force: bool) -> StopAction:
     if pid is None:
         run.request_stop()
         return "stopping"
-    os.kill(pid, signal.SIGKILL)
+    os.kill(pid, getattr(signal, "SIGKILL", signal.SIGTERM))  # Windows has no SIGKILL
     return "killed"

@@ -14,8 +14,8 @@ Models:
 
 - ``t1-ct-resnet``: pix2pix (ResNet generator, ngf 16, 6 blocks) on aligned pairs.
 - ``t1-ct-uapi``: UAPI (U-Net with softplus scale head) — trained here with the
-  supervised Laplace term (``lambda_paired``) on aligned pairs so that it
-  converges in minutes; outputs an uncertainty map σ.
+  supervised Laplace term (``lambda_paired``, β-NLL with β = 1) on aligned
+  pairs so that it converges in minutes; outputs an uncertainty map σ.
 - ``t1-ct-reggan``: RegGAN on misaligned pairs (level 3); the registration
   network is saved with the translator.
 """
@@ -47,10 +47,10 @@ MODELS: dict[str, dict[str, Any]] = {
                  "--set", "model.ngf=16", "--set", "model.n_blocks=4", "--set", "model.ndf=16"],
     },
     "t1-ct-uapi": {
-        "iterations": 400,
+        "iterations": 300,
         "args": ["--method", "uapi", "--phantom", "paired", "--lr", "2e-4",
                  "--set", "model.ngf=16", "--set", "model.generator_options.depth=3", "--set", "model.ndf=16",
-                 "--set", "model.n_critic=2", "--set", "model.lambda_paired=10"],
+                 "--set", "model.n_critic=1", "--set", "model.lambda_paired=10", "--set", "model.nll_beta=1"],
     },
     "t1-ct-reggan": {
         "iterations": 300,

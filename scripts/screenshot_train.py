@@ -22,7 +22,6 @@ SETTINGS = {"ngf": 16, "n_blocks": 2, "ndf": 16}
 
 
 def main() -> int:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     import napari
     import napari._qt.qt_main_window as qt_main_window
     from qtpy.QtWidgets import QApplication
@@ -49,11 +48,12 @@ def main() -> int:
         form.select_method("reggan")
         form.select_data("misaligned")
         form.subjects.setValue(4)
-        form.iterations.setValue(80)
-        form.size.setValue(96)
-        form.log_every.setValue(2)
-        form.preview_every.setValue(20)
+        form.iterations.setValue(240)
+        form.size.setValue(64)
+        form.log_every.setValue(4)
+        form.preview_every.setValue(40)
         form.device.setCurrentText("cpu")
+        form.threads.setValue(1)
         form.runs_folder.setText(str(Path(tmp) / "runs"))
         form.run_name.setText("reggan-demo")
         for option in form.option_box("reggan").fields:

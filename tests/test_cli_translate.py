@@ -112,3 +112,10 @@ def test_convert_pth_command(tmp_path, models_dir, capsys):
     assert "reference" in capsys.readouterr().err
     x = torch.randn(1, 1, 16, 16)
     assert torch.equal(load_modules(dst)[0]["generator"](x), net(x))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_translate_unavailable_device(tmp_path, models_dir, t1_file, capsys):
+    assert main(["translate", str(t1_file), "--model", "tiny-resnet", "--out", str(tmp_path / "o"),
+                 "--device", "cuda"]) == 2
+    assert "'cuda' is not available" in capsys.readouterr().err

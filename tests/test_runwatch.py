@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import yaml
 
 from napari_medtrans.launcher import (
     TrainerProcess,
@@ -104,9 +105,7 @@ def test_request_refuses_an_existing_run_and_builds_the_command(tmp_path):
     assert "--set lr=2.0e-05" in joined and "--set model.flag=true" in joined
     assert "--set model.name=null" in joined and "--device auto" in joined
     assert "--set model.w=0.5" in joined
-    import yaml  # the trainer parses --set values as YAML: floats must stay floats
-
-    for text in command[command.index("--set") + 1::2]:
+    for text in command[command.index("--set") + 1::2]:  # parsed as YAML: floats stay floats
         key, value = text.split("=", 1)
         if key in ("lr", "model.w"):
             assert isinstance(yaml.safe_load(value), float)

@@ -58,6 +58,7 @@ def configure(widget, runs, name, *, method="pix2pix", iterations=20, data="pair
     form.log_every.setValue(2)
     form.preview_every.setValue(10)
     form.device.setCurrentText("cpu")
+    form.threads.setValue(1)
     form.runs_folder.setText(str(runs))
     form.run_name.setText(name)
     for option in form.option_box(method).fields:
@@ -102,6 +103,31 @@ class StallProbe:
 
 def iteration(widget) -> int:
     return int(widget.run.watcher.status.get("iteration") or 0)
+
+
+def test_curves_take_losses_only_and_durations_read_well():
+    from napari_medtrans._widgets._run_view import format_duration, loss_values
+
+    record = {"iteration": 4, "time": 1.0, "lr": 2e-4, "it_per_s": 3.0, "G_L1": 0.5, "D": 0.7,
+              "val_mae": 0.2}
+    assert loss_values(record) == {"G_L1": 0.5, "D": 0.7}
+    assert loss_values({"iteration": 1, "losses": {"G": 1}}) == {"G": 1.0}
+    assert [format_duration(s) for s in (65, 3725, None, float("nan"))] == ["1:05", "1:02:05", "?", "?"]
+
+
+def test_fields_become_vectors_on_a_grid():
+    import numpy as np
+
+    from napari_medtrans._widgets._preview_layers import field_vectors
+
+    field = np.zeros((2, 32, 32), np.float32)
+    field[0], field[1] = 0.01, -0.02  # Δrow, Δcol in pixels
+    vectors, length = field_vectors(field)
+    assert vectors.shape == (16 * 16, 2, 2)
+    assert np.allclose(vectors[:, 1], [0.01, -0.02]) and vectors[0, 0].tolist() == [1, 1]
+    assert np.isclose(length * np.hypot(0.01, 0.02), 0.8 * 2)  # longest arrow ≈ one grid step
+    stack, _ = field_vectors(np.stack([field, field]))
+    assert stack.shape == (2 * 256, 2, 3) and set(stack[:, 0, 0]) == {0, 1}
 
 
 def test_form_validates_and_shows_only_the_chosen_methods_options(make_napari_viewer, qtbot, tmp_path):

@@ -187,34 +187,67 @@ def test_comparison_layers(demo, qtbot):
     assert viewer.grid.enabled
 
 
-def test_event_loop_never_stalls_during_translation(demo, qtbot):
+def test_event_loop_never_stalls_during_translation(demo, qtbot, monkeypatch):
+    """Gaps between 10 ms timer ticks while inference runs in workers.
+
+    Each slice costs ~30 real slice translations here, so inference dominates.
+    Measured while a requested slice translates (from after napari redrew the
+    other layers for the slider move until the result is shown) and during a
+    whole-volume translation with test-time augmentation (until its last batch
+    reports progress, before the result is drawn). Drawing is not
+    inference: under Xvfb's software OpenGL on a loaded machine one canvas
+    redraw alone can take longer than 100 ms.
+    """
     from qtpy.QtCore import QTimer
 
     viewer, widget = demo(UAPI)
+    widget.preview_combo.setCurrentText("never")
+    widget.session.scheduler.prefetch = 0
+    translator = widget.session.translator
+    uncached = translator.prepare(widget.session.volume.array, cache_size=0)
+    original = translator.translate_slice
+
+    def heavy(prepared, index, **kwargs):
+        for _ in range(30):
+            original(uncached, index, **kwargs)
+        return original(prepared, index, **kwargs)
+
+    monkeypatch.setattr(translator, "translate_slice", heavy)
     gaps: list[tuple[float, str]] = []
-    state = {"last": time.perf_counter(), "phase": "scroll"}
+    state = {"last": time.perf_counter(), "phase": None}
 
     def tick() -> None:
         now = time.perf_counter()
-        gaps.append((now - state["last"], state["phase"]))
+        if state["phase"] is not None:
+            gaps.append((now - state["last"], state["phase"]))
         state["last"] = now
+
+    def measure(phase: str | None) -> None:
+        state["phase"], state["last"] = phase, time.perf_counter()
 
     timer = QTimer()
     timer.timeout.connect(tick)
     timer.start(10)
-    qtbot.wait(50)
     shown = []
     widget.slice_shown.connect(lambda index, precision, seconds: shown.append(index))
     n = widget.session.scheduler.n_slices
-    for index in list(range(n)) + list(range(n - 1, -1, -3)):
+    for index in (0, n - 1, n // 3):
         viewer.dims.set_current_step(0, index)
-        qtbot.wait(15)
-    qtbot.waitUntil(lambda: 0 in shown, timeout=20000)
-    state["phase"] = "volume"
-    with qtbot.waitSignal(widget.volume_finished, timeout=60000):
+        qtbot.wait(1000)
+        assert index not in shown  # still translating: what follows runs during inference
+        measure(f"slice {index}")
+        qtbot.waitUntil(lambda: index in shown, timeout=60000)
+        measure(None)
+        qtbot.wait(200)
+    widget.volume_uncertainty.setCurrentText("tta")
+    widget.progress.valueChanged.connect(
+        lambda value: measure(None) if value == widget.progress.maximum() and state["phase"] else None
+    )
+    with qtbot.waitSignal(widget.volume_finished, timeout=120000):
         widget.volume_button.click()
+        measure("volume")
+    measure(None)
     timer.stop()
-    longest = max(gaps[1:])
-    worst = sorted(gaps[1:], reverse=True)[:5]
-    print(f"longest event-loop stalls (s, phase): {worst} over {len(gaps)} ticks")
-    assert longest[0] < 0.1, worst
+    worst = sorted(gaps, reverse=True)[:5]
+    print(f"longest event-loop stalls during inference (s, phase): {worst} over {len(gaps)} ticks")
+    assert len(gaps) > 20 and worst[0][0] < 0.1, worst

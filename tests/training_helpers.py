@@ -15,7 +15,8 @@ TINY_MODEL = {
     "cyclegan": ["model.n_blocks=2", "model.ndf=8", "model.pool_size=4"],
     "reggan": ["model.n_blocks=2", "model.ndf=8", "model.reg_nf=8", "model.reg_depth=3"],
     "pi": ["model.ndf=8", "model.n_critic=2", "model.generator_options.depth=3"],
-    "uapi": ["model.ndf=8", "model.n_critic=2", "model.generator_options.depth=3"],
+    "uapi": ["model.ndf=8", "model.n_critic=2", "model.generator_options.depth=3", "model.lambda_paired=1",
+             "model.nll_beta=1"],
     "cut": ["model.n_blocks=2", "model.ndf=8", "model.num_patches=32", "model.nce_features=32"],
     "fastcut": ["model.n_blocks=2", "model.ndf=8", "model.num_patches=32", "model.nce_features=32"],
 }

@@ -49,14 +49,21 @@ def smoothness_loss(field: Tensor) -> Tensor:
     return (d_row * d_row).mean() + (d_col * d_col).mean()
 
 
-def laplace_nll(prediction: Tensor, target: Tensor, scale: Tensor, eps: float = 1e-6) -> Tensor:
+def laplace_nll(prediction: Tensor, target: Tensor, scale: Tensor, eps: float = 1e-6,
+                beta: float = 0.0) -> Tensor:
     """Negative log-likelihood of ``target`` under Laplace(prediction, scale), up to log 2.
 
     ``|target − prediction| / σ + log σ`` averaged over pixels (Kendall & Gal,
     NeurIPS 2017, heteroscedastic aleatoric uncertainty with a Laplace likelihood).
+    ``beta > 0`` weights each pixel by stop-gradient(σ)^β (β-NLL, Seitzer et al.,
+    ICLR 2022): with β = 1 the mean gets L1-like gradients wherever σ is large,
+    so early over-estimated σ no longer stalls learning of the image.
     """
     scale = scale + eps
-    return ((target - prediction).abs() / scale + torch.log(scale)).mean()
+    nll = (target - prediction).abs() / scale + torch.log(scale)
+    if beta > 0:
+        nll = nll * scale.detach() ** beta
+    return nll.mean()
 
 
 class ImagePool:

@@ -58,6 +58,7 @@ class LossPlot(pg.PlotWidget):
         self.showGrid(x=True, y=True, alpha=0.2)
         self.setLabel("bottom", "iteration")
         self.setLabel("left", "loss")
+        self.getAxis("left").enableAutoSIPrefix(False)  # no "(x0.001)" on loss values
         self.addLegend(offset=(-5, 5))
         self.setClipToView(True)
         self.setDownsampling(auto=True, mode="peak")

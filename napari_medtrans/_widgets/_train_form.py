@@ -240,6 +240,10 @@ class TrainForm(QWidget):
         self.device = QComboBox()
         self.device.setEditable(True)  # "cuda:1" etc.
         self.device.addItems(DEVICES)
+        self.threads = QSpinBox()
+        self.threads.setRange(0, 1024)
+        self.threads.setSpecialValueText("default")
+        self.threads.setToolTip("CPU threads of the trainer (on a shared CPU, 1 is often fastest)")
         self.runs_folder = QLineEdit(str(default_runs_folder()))
         self.run_name = QLineEdit()
         self.run_name.setPlaceholderText("<method>-<date>-<time>")
@@ -267,6 +271,7 @@ class TrainForm(QWidget):
         train_form.addRow("log every", self.log_every)
         train_form.addRow("preview every", self.preview_every)
         train_form.addRow("device", self.device)
+        train_form.addRow("CPU threads", self.threads)
 
         run_box = QGroupBox("Run")
         run_form = QFormLayout(run_box)
@@ -355,6 +360,7 @@ class TrainForm(QWidget):
             return None, ["the method list has not loaded yet"]
         settings: dict[str, Any] = {
             "batch_size": self.batch_size.value(),
+            "num_threads": self.threads.value(),
             "log_every": self.log_every.value(),
             "preview_every": self.preview_every.value(),
             "data.source_modality": self.source_modality.currentText(),
@@ -366,7 +372,9 @@ class TrainForm(QWidget):
         except ValueError:
             problems.append(f"learning rate {self.lr.text()!r} is not a number")
         else:
-            if lr is not None:
+            if lr is not None and lr <= 0:
+                problems.append("learning rate must be positive")
+            elif lr is not None:
                 settings["lr"] = lr
         for option in self._option_boxes[method.name].fields:
             try:

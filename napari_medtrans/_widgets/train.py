@@ -66,7 +66,8 @@ class FollowedRun:
     stop_presses : int
         How often Stop was pressed (the second press kills).
     ended : bool
-        The trainer is known to be gone (final state, exit, or lost).
+        No longer followed: the trainer is gone (final state, exit, lost) or
+        the run directory became unreadable.
     """
 
     watcher: RunWatcher
@@ -220,7 +221,14 @@ class TrainWidget(QWidget):
         # Look at the process before the files: a trainer that exited has written
         # everything it will, so the poll below is the last one needed.
         returncode = run.process.returncode() if run.process is not None else None
-        update = run.watcher.poll()
+        try:
+            update = run.watcher.poll()
+        except (OSError, ValueError) as exc:  # unreadable or not JSON: say so, stop polling
+            self.timer.stop()
+            run.ended = True
+            self.view.show_problem(f"Cannot follow the run any more: {exc}", ["Open run… to retry."])
+            self._update_buttons()
+            return
         self._show(update)
         self.previews.step()
         state = run.watcher.state

@@ -384,14 +384,16 @@ class TranslateWidget(QWidget):
             session.uncertainty.data[where] = result.scale
         if index != self.current_index():
             return
-        session.output.refresh()
+        exact = precision == session.scheduler.final_precision
+        # only the slice changed: skip extent and highlight; thumbnails for exact results
+        session.output.refresh(extent=False, highlight=False, thumbnail=exact)
         if session.uncertainty is not None:
             if not session.uncertainty_fitted and result.scale is not None:
                 overlays.fit_uncertainty_limits(session.uncertainty, result.scale)
-                session.uncertainty_fitted = precision == session.scheduler.final_precision
-            session.uncertainty.refresh()
+                session.uncertainty_fitted = exact
+            session.uncertainty.refresh(extent=False, highlight=False, thumbnail=exact)
         self.uncertainty_panel.update_correlation()
-        kind = "exact" if precision == session.scheduler.final_precision else "preview"
+        kind = "exact" if exact else "preview"
         self.status_label.setText(f"Slice {index}: {kind} ({precision}).")
         if self._requested is not None and self._requested[0] == index:
             self.slice_shown.emit(index, precision, time.perf_counter() - self._requested[1])

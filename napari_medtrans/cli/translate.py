@@ -15,7 +15,7 @@ from pathlib import Path
 
 from napari_medtrans.checkpoint import CheckpointError
 from napari_medtrans.cli import CommandError
-from napari_medtrans.inference import DEVICES, PRECISIONS, Translator, load_translator
+from napari_medtrans.inference import DEVICES, PRECISIONS, Translator, load_translator, resolve_device
 from napari_medtrans.io import READ_SUFFIXES, VolumeReadError, read_volume, write_volume
 
 UNCERTAINTY_CHOICES = ("tta", "mc_dropout", "scale")
@@ -65,7 +65,11 @@ def progress_bar(label: str) -> Callable[[int, int], None]:
 
 def _load(args: argparse.Namespace) -> Translator:
     try:
-        translator = load_translator(args.model, device=args.device)
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    try:
+        translator = load_translator(args.model, device=device)
     except (CheckpointError, ValueError) as exc:
         raise CommandError(f"cannot load model {args.model!r}: {exc}") from exc
     if args.uncertainty == "scale" and not translator.provides_scale:
