@@ -106,15 +106,17 @@ def evaluate_cached(translators: dict, specs: dict[str, str], cases: list, setti
         path = cache / f"{name}.json"
         part = json.loads(path.read_text()) if path.is_file() else None
         if part is None or part["key"] != key:
+            started = time.time()
             result = evaluation.evaluate({name: translator}, cases, settings,
                                          progress=lambda m: print(m, file=sys.stderr, flush=True))
-            part = {"key": key, "result": asdict(result)}
+            part = {"key": key, "result": asdict(result), "seconds": time.time() - started}
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(path, part)
         loaded = evaluation.EvaluationResult(**part["result"])
         for attribute in ("models", "reasons", "per_slice", "uncertainty"):
             getattr(merged, attribute).update(getattr(loaded, attribute))
         merged.reference, merged.settings = loaded.reference, loaded.settings
+        merged.settings["seconds"] = merged.settings.get("seconds", 0.0) + part.get("seconds", float("nan"))
     return merged
 
 
@@ -142,16 +144,17 @@ def main() -> int:
                                        frd_image_types=args.frd_image_types,
                                        label_names={k: v for k, v in segmenter.metadata.labels.items() if k})
     folder = args.out / "evaluation_study"
-    started = time.time()
     result = evaluate_cached(translators, specs, cases, settings, folder / "cache", segmenter_file)
-    seconds = time.time() - started
+    seconds = result.settings["seconds"]
     write_report(result, folder)
     command = "python benchmarks/evaluation_study.py " + " ".join(sys.argv[1:])
     header = [
         "# Evaluation study: shipped T1→CT translators on held-out phantom subjects", "",
-        f"Command: `{command.strip()}` ({seconds / 60:.1f} min on {platform.machine()}, torch {torch.__version__}, "
-        "1 thread, shared CPU).  ",
-        f"Models: {', '.join(f'{n} ({m})' for n, m in methods.items())}.  ",
+        f"Command: `{command.strip()}` ({seconds / 60:.1f} min of evaluation in all, one model at a time, on "
+        f"{platform.machine()}, torch {torch.__version__}, 1 thread, a CPU shared with other jobs).  ",
+        "Models (method, training iterations, run): " + "; ".join(
+            f"{n} ({t.metadata.method}, {t.metadata.provenance.get('iterations')} it, "
+            f"{Path(str(t.metadata.provenance.get('run', '?'))).name})" for n, t in translators.items()) + ".  ",
         f"Held-out subjects: {', '.join(c.name for c in cases)} (shape {cases[0].source.array.shape}).  ",
         f"Segmenter: shipped segmenter-ct (held-out Dice on real CT: "
         f"{segmenter.metadata.provenance.get('held_out', {}).get('dice_mean', float('nan')):.3f}).  ",

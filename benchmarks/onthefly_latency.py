@@ -5,7 +5,7 @@ demo translator and drives the slider the way a user does:
 
 - ``scroll``: one slice every 120 ms through the volume and back (prefetch and
   cache help, as when scrolling with the mouse wheel);
-- ``jump``: to slices far from each other every 600 ms (nothing cached: the raw
+- ``jump``: to slices far from each other every second (nothing cached: the raw
   translation time plus scheduling).
 
 For each change it records when the current slice was first shown (a bf16
@@ -65,7 +65,7 @@ def measure(model: str, scenario: str, subject) -> dict:
         interval = 0.12
     else:
         step_index = [int(i) for i in np.random.default_rng(0).permutation(n) if i != n // 2][:24]
-        interval = 0.6
+        interval = 1.0
     first: dict[int, float] = {}
     exact: dict[int, float] = {}
     current = {"step": 0}

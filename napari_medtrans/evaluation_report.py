@@ -101,12 +101,16 @@ def write_plots(result: EvaluationResult, out: Path) -> list[Path]:
 
     scenarios = result.settings.get("scenarios", [])
     paths = []
-    fig, axes = plt.subplots(1, len(scenarios), figsize=(4 * len(scenarios), 3), squeeze=False, sharey=True)
-    for ax, scenario in zip(axes[0], scenarios):
+    columns = min(4, max(1, len(scenarios)))
+    rows = max(1, math.ceil(len(scenarios) / columns))
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 3 * rows), squeeze=False, sharey=True)
+    for ax, scenario in zip(axes.ravel(), scenarios):
         for model, curves in result.per_slice.items():
             curve = curves.get(scenario, {}).get("mae", [])
             ax.plot([math.nan if v is None else v for v in curve], label=model)
         ax.set(title=scenario, xlabel="slice (cases concatenated)", ylabel="MAE")
+    for ax in axes.ravel()[len(scenarios):]:
+        ax.set_visible(False)
     axes[0][0].legend(fontsize=7)
     paths.append(_save(fig, out / PLOTS[0]))
 

@@ -56,8 +56,10 @@ class SliceScheduler(Generic[R]):
         Precision of the exact result and of the fast preview.
     preview
         ``"always"``/``"never"`` show a preview first, or ``"auto"``: only when
-        the exact computation takes longer than ``preview_threshold_s``
-        (exponential moving average of measured times).
+        the exact computation takes longer than ``preview_threshold_s`` and the
+        preview is not measured to be slower than 0.7× the exact one
+        (exponential moving averages of measured times; on some CPUs bf16 is
+        slower than fp32).
     prefetch
         How many slices ahead of the scroll direction (and behind it) to
         translate once the current slice is done.
@@ -92,7 +94,7 @@ class SliceScheduler(Generic[R]):
         self._paused = False
         self._stopped = False
         self._running = False
-        self._final_seconds: float | None = None
+        self._seconds: dict[str, float] = {}
         self.computed: list[SliceJob] = []
 
     # -- requests (any thread; normally the GUI thread) ---------------------
@@ -140,9 +142,11 @@ class SliceScheduler(Generic[R]):
     @property
     def uses_preview(self) -> bool:
         """Whether the current slice gets a preview before its exact result."""
-        if self.preview == "auto":
-            return self._final_seconds is not None and self._final_seconds > self.preview_threshold_s
-        return self.preview == "always"
+        if self.preview != "auto":
+            return self.preview == "always"
+        final = self._seconds.get(self.final_precision)
+        preview = self._seconds.get(self.preview_precision)
+        return final is not None and final > self.preview_threshold_s and (preview is None or preview < 0.7 * final)
 
     # -- planning and work (worker thread) -----------------------------------
     def prefetch_order(self, index: int) -> list[int]:
@@ -200,8 +204,8 @@ class SliceScheduler(Generic[R]):
             self.computed.append(job)
             if final:
                 self._cache.pop((job.index, self.preview_precision), None)
-                previous = self._final_seconds
-                self._final_seconds = seconds if previous is None else 0.7 * previous + 0.3 * seconds
+            previous = self._seconds.get(job.precision)
+            self._seconds[job.precision] = seconds if previous is None else 0.7 * previous + 0.3 * seconds
             self._cache[(job.index, job.precision)] = result
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)

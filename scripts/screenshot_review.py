@@ -25,8 +25,8 @@ def pseudolabels(translator: str, out: Path) -> Path:
     from napari_medtrans.cli import main
 
     argv = ["pseudolabel", "--strategy", "tutorship", "--translator", translator, "--phantom",
-            "--phantom-sources", "3", "--phantom-targets", "1", "--phantom-shape", "24", "96", "96",
-            "--iterations", "300", "--out", str(out)]
+            "--phantom-sources", "2", "--phantom-targets", "1", "--phantom-shape", "16", "96", "96",
+            "--iterations", "200", "--out", str(out)]
     if main(argv) != 0:
         raise SystemExit("medtrans pseudolabel failed")
     return out / "summary.json"

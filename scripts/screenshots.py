@@ -13,6 +13,7 @@ the side-by-side grid. Uses the shipped demo translators.
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 import napari
@@ -57,8 +58,6 @@ def uapi_views(out: Path, model: str) -> None:
     _only(viewer, output, sigma)
     widget.uncertainty_panel.update_correlation()
     _save(viewer, out, "uncertainty")
-    viewer.text_overlay.visible = False
-    widget.uncertainty_panel.opacity.setValue(60)
 
     finished: list[bool] = []
     widget.volume_finished.connect(finished.append)
@@ -108,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reggan", default="t1-ct-reggan", help="translator with a registration network")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
+    warnings.filterwarnings("ignore", message="napari support for the PyQt5 backend")  # no banner in the shots
     uapi_views(args.out, args.uapi)
     field_views(args.out, args.reggan)
     return 0

@@ -97,16 +97,25 @@ def test_preview_then_final_and_preview_evicted():
     assert all(j.precision == "fp32" for j in _drain(scheduler))  # prefetch is exact only
 
 
-def test_auto_preview_switches_on_for_slow_translators():
-    compute, _ = _recorder(delay=0.03)
-    scheduler = SliceScheduler(compute, 5, preview="auto", preview_threshold_s=0.01)
+def test_auto_preview_only_for_slow_translators_and_only_if_faster():
+    def compute(index: int, precision: str) -> int:
+        time.sleep(delays[precision])
+        return index
+
+    delays = {"fp32": 0.03, "bf16": 0.005}
+    scheduler = SliceScheduler(compute, 9, preview="auto", preview_threshold_s=0.01)
     assert not scheduler.uses_preview  # nothing measured yet
     scheduler.request(0)
     assert scheduler.step().job.precision == "fp32"
-    assert scheduler.uses_preview
+    assert scheduler.uses_preview  # slow, and the preview not measured yet
+    scheduler.request(8)
+    assert scheduler.step().job.precision == "bf16"
+    assert scheduler.uses_preview  # the preview is faster: keep it
+    delays["bf16"] = 0.2
     scheduler.request(4)
     assert scheduler.step().job.precision == "bf16"
-    fast = SliceScheduler(_recorder()[0], 5, preview="auto", preview_threshold_s=10.0)
+    assert not scheduler.uses_preview  # a preview slower than the exact result is dropped
+    fast = SliceScheduler(compute, 5, preview="auto", preview_threshold_s=10.0)
     fast.request(0)
     fast.step()
     assert not fast.uses_preview

@@ -17,6 +17,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox, QLabel,
 from napari_medtrans import comparison
 
 from . import overlays
+from ._threads import call_limited
 
 if TYPE_CHECKING:
     from .translate import Session, TranslateWidget
@@ -57,6 +58,7 @@ class UncertaintyPanel(QGroupBox):
         """Apply the panel's settings to the session's σ layer."""
         if session.uncertainty is not None:
             self._style(opacity=self.opacity.value() / 100, blending=self.blending.currentText(), colormap=self.colormap.currentText())
+            session.uncertainty.events.visible.connect(self.update_correlation)
         self.update_correlation()
 
     def _style(self, **style: Any) -> None:
@@ -78,8 +80,11 @@ class UncertaintyPanel(QGroupBox):
         error = np.abs(np.moveaxis(session.output.data[where] - reference[where], session.axis, 0))
         return float(comparison.slice_pearson(sigma, error)[0])
 
-    def update_correlation(self) -> None:
-        """Refresh the legend (units, r on the current slice) and the canvas text."""
+    def update_correlation(self, event: Any = None) -> None:
+        """Refresh the legend (units, r on the current slice) and the canvas text.
+
+        The canvas text shows while the σ layer is visible.
+        """
         session = self.host.session
         if session is None or session.uncertainty is None:
             return
@@ -89,7 +94,8 @@ class UncertaintyPanel(QGroupBox):
             text += f"; r(σ, |error|) on slice {self.host.current_index()} = {r:.2f}" if np.isfinite(r) else "; r undefined"
         self.legend.setText(text)
         overlay = self.host.viewer.text_overlay
-        overlay.text, overlay.visible = text.replace(" (colorbar, top right)", ""), True
+        overlay.text = text.replace(" (colorbar, top right)", "")
+        overlay.visible = session.uncertainty.visible
 
 
 class FieldPanel(QGroupBox):
@@ -130,7 +136,9 @@ class FieldPanel(QGroupBox):
             return
         self.label.setText("Registering …")
         worker = create_worker(
-            session.translator.register,
+            call_limited,
+            session.translator,
+            "register",
             session.output.data,
             host.reference_array(),
             spacing=session.volume.spacing,
@@ -198,6 +206,7 @@ class ComparePanel(QGroupBox):
     def _grid(self, on: bool) -> None:
         grid = self.host.viewer.grid
         grid.stride, grid.enabled = 1, on
+        self.host.viewer.reset_view()
 
     def _pair(self) -> tuple[Session, np.ndarray] | None:
         session, reference = self.host.session, self.host.reference_array()

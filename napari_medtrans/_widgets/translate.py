@@ -43,6 +43,7 @@ from napari_medtrans.onthefly import SliceOutcome, SliceScheduler
 
 from . import overlays
 from ._panels import ComparePanel, FieldPanel, UncertaintyPanel
+from ._threads import call_limited, limit_torch_threads
 
 NONE = "(none)"
 
@@ -110,7 +111,6 @@ class TranslateWidget(QWidget):
         self.reference_combo = QComboBox()
         self.translator_combo = QComboBox()
         self.info_label = QLabel()
-        self.info_label.setWordWrap(True)
         self.device_combo = QComboBox()
         self.device_combo.addItems(_devices())
         self.precision_combo = QComboBox()
@@ -236,9 +236,11 @@ class TranslateWidget(QWidget):
             self.info_label.setText("No translator found (see `medtrans models`).")
             return
         meta = infos[name].metadata
-        self.info_label.setText(
-            f"{meta.method}: {meta.source} → {meta.target}, trained on {meta.size}² slices, "
-            f"outputs: {', '.join(meta.outputs)}"
+        self.info_label.setText(f"{meta.method}: {meta.source} → {meta.target}, {meta.size}², {'+'.join(meta.outputs)}")
+        self.info_label.setToolTip(
+            f"method {meta.method}; {meta.source} → {meta.target}; trained on {meta.size}² slices along axis "
+            f"{meta.slice_axis}; {meta.context_slices} input slice(s); outputs {', '.join(meta.outputs)}; "
+            f"file {infos[name].path}"
         )
         self.volume_uncertainty.clear()
         self.volume_uncertainty.addItems((["scale map"] if "scale" in meta.outputs else []) + ["none", "tta", "mc_dropout"])
@@ -344,7 +346,7 @@ class TranslateWidget(QWidget):
         """Start a worker for the scheduler if it has work and none is running."""
         if not session.scheduler.claim():
             return
-        worker = create_worker(_tagged, session.scheduler, _ignore_errors=True, _start_thread=False)
+        worker = create_worker(_tagged, session.scheduler, session.translator, _ignore_errors=True, _start_thread=False)
         worker.yielded.connect(self._on_outcome)
         worker.errored.connect(self._on_worker_error)
         worker.start()
@@ -421,7 +423,9 @@ class TranslateWidget(QWidget):
         progress.changed.connect(self._on_progress)
         self._cancel = threading.Event()
         self._volume_worker = create_worker(
-            session.translator.translate_volume,
+            call_limited,
+            session.translator,
+            "translate_volume",
             session.volume.array,
             axis=session.axis,
             precision=self.precision_combo.currentText(),
@@ -496,11 +500,13 @@ def _load(
     name: str, device: str, layer: napari.layers.Image, volume: Volume
 ) -> tuple[Translator, Any, napari.layers.Image, Volume]:
     translator = load_translator(name, device=device)
+    limit_torch_threads(translator)
     return translator, translator.prepare(volume.array, axis=translator.metadata.slice_axis), layer, volume
 
 
-def _tagged(scheduler: SliceScheduler) -> Any:
+def _tagged(scheduler: SliceScheduler, translator: Translator) -> Any:
     """Run ``scheduler`` and tag each outcome with it (results of old sessions are dropped)."""
+    limit_torch_threads(translator)
     for outcome in scheduler.run():
         yield scheduler, outcome
 

@@ -1,0 +1,39 @@
+"""Tiny random-weight T1 → CT translators for viewer and demo tests (not a test module)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
+from napari_medtrans.intensity import ct_window, mr_percentile
+from napari_medtrans.nets import build_network
+
+UAPI = "tiny-uapi"
+REGGAN = "tiny-reggan"
+GENERATOR = {"arch": "unet", "in_channels": 1, "out_channels": 1, "ngf": 8, "depth": 2}
+#: constant displacement (Δrow, Δcol) in pixels that the tiny registration network predicts
+FIELD_BIAS = (1.5, -2.0)
+
+
+def _save(folder: Path, name: str, method: str, networks: dict, outputs: list[str]) -> None:
+    modules = {role: build_network(spec) for role, spec in networks.items()}
+    if "registration" in modules:  # a clearly visible field, the same everywhere
+        modules["registration"].field.bias.data = torch.tensor(FIELD_BIAS)
+    metadata = TranslatorMetadata(
+        name=name, method=method, source="T1", target="CT", networks=networks,
+        source_intensity=mr_percentile().to_dict(), target_intensity=ct_window().to_dict(),
+        size=64, outputs=outputs,
+    )
+    save_translator(folder / f"{name}.safetensors", modules, metadata)
+
+
+def make_tiny_translators(folder: Path) -> Path:
+    """Write ``tiny-uapi`` (U-Net + scale head) and ``tiny-reggan`` (U-Net + registration) to ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    _save(folder, UAPI, "uapi", {"generator": {**GENERATOR, "scale_head": True}}, ["image", "scale"])
+    registration = {"arch": "registration", "nf": 4, "depth": 2}
+    _save(folder, REGGAN, "reggan", {"generator": GENERATOR, "registration": registration}, ["image", "field"])
+    return folder
