@@ -70,12 +70,12 @@ def findings(result: evaluation.EvaluationResult, methods: dict[str, str]) -> li
     if not with_sigma:
         lines.append("No evaluated model provides a scale map σ.")
     for m in with_sigma:
-        values = {s: result.models[m][s].get("uncertainty_pcc") for s in result.models[m]}
+        values = {s: result.models[m][s].get("uncertainty_pcc") for s in result.settings["scenarios"]}
         lines.append(f"- {m}: PCC(mean σ, mean |error|) per slice: "
                      + ", ".join(f"{s} {_fmt(v, '{:.2f}')}" for s, v in values.items())
                      + " (goal ≥ 0.80; UAPI paper 0.69 IXI / 0.72 fastMRI).")
     lines += ["", "### 3. Do FRD / SWD / MAE rank the translators as Dice does?", ""]
-    for scenario in result.models[models[0]]:
+    for scenario in result.settings["scenarios"]:
         orders = {k: ranking(result, scenario, k) for k in ("dice_mean", "frd", "swd", "mae")}
         lines.append(f"- {scenario}: Dice {' > '.join(orders['dice_mean']) or 'n/a'}; "
                      + "; ".join(f"{k.upper()} {'same' if orders[k] == orders['dice_mean'] else ' > '.join(orders[k])}"

@@ -148,6 +148,9 @@ def main() -> int:
             steps[name] = (make_project(args.ngf, args.blocks, True), False)
         else:
             parser.error(f"unknown variant {name!r}")
+    import os
+
+    load_before = os.getloadavg()[0]
     rates: dict[str, list[float]] = {name: [] for name in variants}
     for name, (step, denormal) in steps.items():  # warm-up (allocator, oneDNN primitives, pools)
         torch.set_flush_denormal(denormal)
@@ -174,7 +177,9 @@ def main() -> int:
         f"Networks: ResNet generators (ngf {args.ngf}, {args.blocks} blocks) and 70×70 PatchGANs (ndf 64), "
         f"{args.size}² batch 1, LSGAN, cycle 10, identity 0.5, pool 50; "
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s). "
-        "Median of per-round rates; rounds alternate between variants.",
+        "Median of per-round rates; rounds alternate between variants. "
+        f"1-min load average {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end "
+        f"({os.cpu_count()} CPUs).",
         "",
         "| variant | it/s (median) | per-round it/s | speed-up vs naive |",
         "|---|---|---|---|",

@@ -27,10 +27,17 @@ def checkerboard(a: np.ndarray, b: np.ndarray, tile: int) -> np.ndarray:
 def curtain(a: np.ndarray, b: np.ndarray, fraction: float) -> np.ndarray:
     """Show ``a`` left of the curtain at ``fraction`` of the width, ``b`` right of it."""
     _check_same_shape(a, b)
-    edge = int(round(np.clip(fraction, 0.0, 1.0) * a.shape[-1]))
+    edge = round(float(np.clip(fraction, 0.0, 1.0)) * a.shape[-1])
     out = np.array(b, copy=True)
     out[..., :edge] = a[..., :edge]
     return out
+
+
+def body_mask(image: np.ndarray) -> np.ndarray:
+    """Voxels brighter than 10 % of the 99th percentile: the body in an MR or CT image."""
+    image = np.asarray(image, dtype=np.float32)
+    low = float(np.min(image))
+    return image - low > 0.1 * (float(np.percentile(image, 99)) - low)
 
 
 def slice_pearson(sigma: np.ndarray, error: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from _tiny_translators import UAPI, make_tiny_translators
 
 from napari_medtrans.cli import main
 from napari_medtrans.cli.demo import has_display
 from napari_medtrans.io import read_volume
-
-from _tiny_translators import UAPI, make_tiny_translators
 
 
 @pytest.fixture

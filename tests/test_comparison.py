@@ -32,6 +32,13 @@ def test_slice_pearson_per_slice_with_mask_and_constant_slice():
     assert comparison.slice_pearson(sigma, error, mask)[0] == pytest.approx(1.0)
 
 
+def test_body_mask_separates_head_from_air():
+    image = np.zeros((1, 8, 8))
+    image[0, 2:6, 2:6] = 100.0
+    assert comparison.body_mask(image).sum() == 16
+    assert comparison.body_mask(image - 1000.0).sum() == 16  # CT: air at -1000 HU
+
+
 def test_field_vectors_lengths_in_mm_and_grid_step():
     field = np.zeros((2, 2, 8, 8), np.float32)
     field[:, 0] = 3.0  # 3 mm along rows

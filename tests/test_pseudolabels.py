@@ -15,18 +15,6 @@ pl = pytest.importorskip("training.pseudolabels")
 
 SHAPE = (12, 64, 64)
 SEGMENTER = dict(iterations=120, batch_size=8, seed=0, device="cpu")
-# Coarse tissue classes (background, soft tissue, bone, brain, CSF) so a tiny segmenter learns fast.
-COARSE = np.array([0, 1, 2, 2, 3, 3, 4, 0, 1, 1], np.uint8)  # indexed by phantom label value
-COARSE_NAMES = {0: "background", 1: "soft tissue", 2: "bone", 3: "brain", 4: "csf"}
-
-
-def coarse_inputs(source, target, n_source, n_target):
-    sources, targets, _ = pl.phantom_inputs(source, target, n_source=n_source, n_target=n_target, shape=SHAPE)
-    return (
-        [pl.LabelledImage(s.name, s.image, COARSE[s.labels]) for s in sources],
-        [pl.TargetImage(t.name, t.image, COARSE[t.truth]) for t in targets],
-        COARSE_NAMES,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +48,8 @@ def test_strategy_beats_empty_and_threshold(translator, strategy):
     # tutorship labels T2 targets from labelled T1; adaptation labels T1 targets from labelled T2
     source, target = pl.STRATEGIES[strategy].modalities(translator)
     assert (source, target) == (("T1", "T2") if strategy == "tutorship" else ("T2", "T1"))
-    sources, targets, names = coarse_inputs(source, target, n_source=2, n_target=1)
+    # coarse classes (soft tissue, bone, brain, CSF) so that a tiny segmenter learns them quickly
+    sources, targets, names = pl.phantom_inputs(source, target, n_source=2, n_target=1, shape=SHAPE, coarse=True)
     results = pl.run(strategy, translator, sources, targets, names, pl.SegmenterSettings(**SEGMENTER))
 
     (result,), (tgt,) = results, targets

@@ -38,6 +38,10 @@ from napari_medtrans.segmenter import Segmenter
 from training.data import _volume_files as volume_files
 from training.segmenter import train_segmenter
 
+#: Phantom tissues merged into five classes (index: phantom label value).
+COARSE_NAMES = {0: "background", 1: "soft tissue", 2: "bone", 3: "brain", 4: "csf"}
+COARSE_LUT = np.array([0, 1, 2, 2, 3, 3, 4, 0, 1, 1], np.uint8)  # air fat bone marrow gm wm csf sinus eye soft
+
 #: σ_ref as a fraction of the translator's output intensity range (network range 2).
 SIGMA_REF_FRACTION = 0.1
 
@@ -187,18 +191,20 @@ STRATEGIES: dict[str, Strategy] = {
 # --- inputs -------------------------------------------------------------------------
 def phantom_inputs(
     source_modality: str, target_modality: str, *, n_source: int = 4, n_target: int = 2,
-    shape: tuple[int, int, int] = (16, 64, 64), seed: int = 100,
+    shape: tuple[int, int, int] = (16, 64, 64), seed: int = 100, coarse: bool = False,
 ) -> tuple[list[LabelledImage], list[TargetImage], dict[int, str]]:
     """Labelled source and unlabelled target phantoms (disjoint subjects, truth kept for Dice).
 
     ``seed`` should differ from the seeds the translator was trained on (the
-    trainer's phantom uses 0, 1, …).
+    trainer's phantom uses 0, 1, …). ``coarse`` merges the tissues into
+    :data:`COARSE_NAMES` (fewer, larger classes: a tiny segmenter learns them fast).
     """
     keys = (source_modality.lower(), target_modality.lower())
+    lut, names = (COARSE_LUT, COARSE_NAMES) if coarse else (np.arange(len(TISSUES), dtype=np.uint8), dict(TISSUES))
     subjects = [generate_subject(seed + i, shape=shape) for i in range(n_source + n_target)]
-    sources = [LabelledImage(s.name, s.volume(keys[0]), s.labels) for s in subjects[:n_source]]
-    targets = [TargetImage(s.name, s.volume(keys[1]), s.labels) for s in subjects[n_source:]]
-    return sources, targets, dict(TISSUES)
+    sources = [LabelledImage(s.name, s.volume(keys[0]), lut[s.labels]) for s in subjects[:n_source]]
+    targets = [TargetImage(s.name, s.volume(keys[1]), lut[s.labels]) for s in subjects[n_source:]]
+    return sources, targets, names
 
 
 def folder_inputs(

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.qt.threading import create_worker
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QGroupBox, QLabel, QPushButton, QSlider, QSpinBox
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+)
 
 from napari_medtrans import comparison
 
@@ -38,9 +47,9 @@ class UncertaintyPanel(QGroupBox):
     def __init__(self, host: TranslateWidget) -> None:
         super().__init__("Uncertainty overlay")
         self.host = host
-        self.opacity = _slider(60)
+        self.opacity = _slider(80)
         self.blending = QComboBox()
-        self.blending.addItems(["additive", "translucent"])
+        self.blending.addItems(["translucent", "additive"])
         self.colormap = QComboBox()
         self.colormap.addItems(list(overlays.UNCERTAINTY_COLORMAPS))
         self.legend = QLabel("No uncertainty yet.")
@@ -52,12 +61,16 @@ class UncertaintyPanel(QGroupBox):
         form.addRow(self.legend)
         self.opacity.valueChanged.connect(lambda v: self._style(opacity=v / 100))
         self.blending.currentTextChanged.connect(lambda v: self._style(blending=v))
-        self.colormap.currentTextChanged.connect(lambda v: self._style(colormap=v))
+        self.colormap.currentTextChanged.connect(lambda v: self._style(colormap=overlays.fading_colormap(v)))
 
     def bind(self, session: Session) -> None:
         """Apply the panel's settings to the session's σ layer."""
         if session.uncertainty is not None:
-            self._style(opacity=self.opacity.value() / 100, blending=self.blending.currentText(), colormap=self.colormap.currentText())
+            self._style(
+                opacity=self.opacity.value() / 100,
+                blending=self.blending.currentText(),
+                colormap=overlays.fading_colormap(self.colormap.currentText()),
+            )
             session.uncertainty.events.visible.connect(self.update_correlation)
         self.update_correlation()
 
@@ -68,7 +81,7 @@ class UncertaintyPanel(QGroupBox):
                 setattr(session.uncertainty, name, value)
 
     def correlation(self) -> float | None:
-        """Pearson r of σ vs |translation − reference| on the current slice."""
+        """Pearson r of σ vs |translation − reference| in the head on the current slice."""
         session, reference = self.host.session, self.host.reference_array()
         index = self.host.current_index()
         if session is None or session.uncertainty is None or reference is None or index is None:
@@ -76,9 +89,12 @@ class UncertaintyPanel(QGroupBox):
         where = [slice(None)] * 3
         where[session.axis] = slice(index, index + 1)
         where = tuple(where)
-        sigma = np.moveaxis(session.uncertainty.data[where], session.axis, 0)
-        error = np.abs(np.moveaxis(session.output.data[where] - reference[where], session.axis, 0))
-        return float(comparison.slice_pearson(sigma, error)[0])
+        sigma, output, source = (
+            np.moveaxis(a[where], session.axis, 0)
+            for a in (session.uncertainty.data, session.output.data, session.volume.array)
+        )
+        error = np.abs(output - np.moveaxis(reference[where], session.axis, 0))
+        return float(comparison.slice_pearson(sigma, error, comparison.body_mask(source))[0])
 
     def update_correlation(self, event: Any = None) -> None:
         """Refresh the legend (units, r on the current slice) and the canvas text.
@@ -91,7 +107,8 @@ class UncertaintyPanel(QGroupBox):
         text = f"σ in {session.units} (colorbar, top right)"
         r = self.correlation()
         if r is not None:
-            text += f"; r(σ, |error|) on slice {self.host.current_index()} = {r:.2f}" if np.isfinite(r) else "; r undefined"
+            value = f"{r:.2f}" if np.isfinite(r) else "undefined"
+            text += f"; r(σ, |error|) in the head, slice {self.host.current_index()}: {value}"
         self.legend.setText(text)
         overlay = self.host.viewer.text_overlay
         overlay.text = text.replace(" (colorbar, top right)", "")

@@ -12,6 +12,7 @@ from typing import Any
 
 import napari
 import numpy as np
+from napari.utils.colormaps import AVAILABLE_COLORMAPS, Colormap
 
 from napari_medtrans import comparison
 from napari_medtrans.io import Volume, layer_geometry
@@ -31,6 +32,13 @@ def window_limits(window: str) -> tuple[float, float]:
     """Contrast limits (HU) of a named CT window."""
     level, width = CT_WINDOWS[window]
     return level - width / 2, level + width / 2
+
+
+def fading_colormap(name: str) -> Colormap:
+    """``name`` with opacity rising from 0 (low values see-through) to 1, for overlays."""
+    colors = np.array(AVAILABLE_COLORMAPS[name].map(np.linspace(0.0, 1.0, 64)))
+    colors[:, 3] = np.sqrt(np.linspace(0.0, 1.0, len(colors)))
+    return Colormap(colors, name=f"{name} (fading)")
 
 
 def units_of(modality: str | None) -> str:
@@ -65,15 +73,15 @@ def add_translation_layer(
 def add_uncertainty_layer(
     viewer: napari.Viewer, name: str, sigma: np.ndarray, volume: Volume, units: str
 ) -> napari.layers.Image:
-    """The uncertainty (σ) map: inferno, additive blending, colorbar on."""
+    """The uncertainty (σ) map: inferno fading in with σ, translucent, colorbar on."""
     layer = upsert_image(
         viewer,
         name,
         sigma,
         volume,
-        colormap="inferno",
-        blending="additive",
-        opacity=0.6,
+        colormap=fading_colormap("inferno"),
+        blending="translucent",
+        opacity=0.8,
         contrast_limits=(0.0, 1.0),
     )
     layer.metadata.update(medtrans_role="uncertainty", units=units)
@@ -81,9 +89,12 @@ def add_uncertainty_layer(
     return layer
 
 
-def fit_uncertainty_limits(layer: napari.layers.Image, sigma: np.ndarray) -> None:
-    """Set contrast limits to [0, 99th percentile of σ] (ignoring zeros)."""
-    values = sigma[sigma > 0]
+def fit_uncertainty_limits(layer: napari.layers.Image, sigma: np.ndarray, source: np.ndarray) -> None:
+    """Set contrast limits to [0, 99th percentile of σ] inside the body of ``source``.
+
+    Background artefacts thus do not set the scale (see :func:`comparison.body_mask`).
+    """
+    values = sigma[comparison.body_mask(source) & (sigma > 0)]
     if values.size:
         layer.contrast_limits = (0.0, float(np.percentile(values, 99)) or 1.0)
 

@@ -68,6 +68,10 @@ class Session:
         """Array axis the translator works along."""
         return self.translator.metadata.slice_axis
 
+    def input_slice(self, index: int) -> np.ndarray:
+        """Slice ``index`` of the input along the translator's axis."""
+        return np.take(self.volume.array, index, axis=self.axis)
+
     @property
     def units(self) -> str:
         """Units of the translated image (HU for CT)."""
@@ -211,12 +215,12 @@ class TranslateWidget(QWidget):
     def input_layer(self) -> napari.layers.Image | None:
         """The chosen input layer."""
         name = self.input_combo.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401 (LayerList has no get)
 
     def reference_layer(self) -> napari.layers.Image | None:
         """The chosen reference (real target) layer, if any."""
         name = self.reference_combo.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401 (LayerList has no get)
 
     def reference_array(self) -> np.ndarray | None:
         """The reference resampled onto the input grid (cached per layer and geometry)."""
@@ -225,8 +229,7 @@ class TranslateWidget(QWidget):
             return None
         key = (id(layer), id(layer.data), session.key)
         if key not in self._reference_cache:
-            reference = volume_from_layer(layer.data, layer.metadata, scale=layer.scale, translate=layer.translate, affine=layer.affine.affine_matrix)
-            self._reference_cache = {key: resample_like(reference, session.volume)}
+            self._reference_cache = {key: resample_like(layer_volume(layer), session.volume)}
         return self._reference_cache[key]
 
     def _show_metadata(self) -> None:
@@ -268,7 +271,7 @@ class TranslateWidget(QWidget):
         layer, name = self.input_layer(), self.translator_combo.currentText()
         if layer is None or not name or self._loading is not None:
             return
-        volume = volume_from_layer(layer.data, layer.metadata, scale=layer.scale, translate=layer.translate, affine=layer.affine.affine_matrix)
+        volume = layer_volume(layer)
         device = self.device_combo.currentText()
         self.status_label.setText(f"Loading {name} …")
         self._loading = create_worker(_load, name, device, layer, volume, _ignore_errors=True, _start_thread=False)
@@ -286,7 +289,7 @@ class TranslateWidget(QWidget):
             return  # the choice changed while loading
         meta = translator.metadata
         shape = volume.array.shape
-        fill = overlays.window_limits("soft tissue")[0] - 1000.0 if meta.target == "CT" else 0.0
+        fill = -1024.0 if meta.target == "CT" else 0.0  # slices not translated yet show as air
         tag = f"{layer.name} → {meta.target} ({meta.name})"
         output = overlays.add_translation_layer(
             self.viewer, tag, np.full(shape, fill, np.float32), volume, meta.target, self.window_combo.currentText()
@@ -391,7 +394,7 @@ class TranslateWidget(QWidget):
         session.output.refresh(extent=False, highlight=False, thumbnail=exact)
         if session.uncertainty is not None:
             if not session.uncertainty_fitted and result.scale is not None:
-                overlays.fit_uncertainty_limits(session.uncertainty, result.scale)
+                overlays.fit_uncertainty_limits(session.uncertainty, result.scale, session.input_slice(index))
                 session.uncertainty_fitted = exact
             session.uncertainty.refresh(extent=False, highlight=False, thumbnail=exact)
         self.uncertainty_panel.update_correlation()
@@ -475,7 +478,7 @@ class TranslateWidget(QWidget):
             session.uncertainty = overlays.add_uncertainty_layer(
                 self.viewer, f"{session.output.name} σ ({units})", sigma.astype(np.float32, copy=False), session.volume, units
             )
-            overlays.fit_uncertainty_limits(session.uncertainty, sigma)
+            overlays.fit_uncertainty_limits(session.uncertainty, sigma, session.volume.array)
             self.uncertainty_panel.bind(session)
         self._volume_ended(session, True, f"Whole volume translated ({session.output.name}).")
 
@@ -509,6 +512,13 @@ def _tagged(scheduler: SliceScheduler, translator: Translator) -> Any:
     limit_torch_threads(translator)
     for outcome in scheduler.run():
         yield scheduler, outcome
+
+
+def layer_volume(layer: napari.layers.Image) -> Volume:
+    """The volume of an image layer, with the physical geometry of its transform."""
+    return volume_from_layer(
+        layer.data, layer.metadata, scale=layer.scale, translate=layer.translate, affine=layer.affine.affine_matrix
+    )
 
 
 def _devices() -> list[str]:
