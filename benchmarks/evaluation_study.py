@@ -11,7 +11,11 @@ seed findings checked from the numbers:
 3. metric agreement: whether FRD / SWD / MAE rank the models as Dice does, per
    scenario and pooled over all (model, scenario) points (Spearman).
 
-Run: ``python benchmarks/evaluation_study.py [--subjects 3] [--models NAME ...]``.
+Run: ``python benchmarks/evaluation_study.py [--subjects 3] [--models NAME ...]``. The
+recorded run adds a PI model (not shipped) trained with UAPI's demo settings, no scale head:
+``python -m training --method pi`` + :data:`PI_ARGS`, run folder ``build/study_runs/t1-ct-pi``.
+Each model's numbers are cached in ``evaluation_study/cache/<model>.json`` (keyed on
+settings and file times), so models can be added one run at a time.
 Writes ``benchmarks/results/evaluation_study.md`` and, under
 ``benchmarks/results/evaluation_study/``, ``metrics.json``, ``report.md`` and the plots.
 """
@@ -39,6 +43,12 @@ from napari_medtrans.rundir import atomic_write_bytes, atomic_write_json
 from napari_medtrans.segmenter import load_segmenter, shipped_segmenter
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: How the study's PI model was trained (the t1-ct-uapi demo settings with ``--method pi``).
+PI_ARGS = ("--phantom paired --lr 2e-4 --set model.ngf=16 --set model.generator_options.depth=3 "
+           "--set model.ndf=16 --set model.n_critic=2 --set model.lambda_paired=10 --size 128 --subjects 8 "
+           "--batch-size 4 --log-every 20 --checkpoint-every 100 --preview-every 100 "
+           "--set model.lr_decay_start=0.7 --set data.phantom_depth=24 --set data.val_slices=8 "
+           "--run-dir build/study_runs/t1-ct-pi --iterations 400 --name t1-ct-pi --threads 1")
 
 
 def _relative(result: evaluation.EvaluationResult, model: str, metric: str, scenario: str) -> float | None:
@@ -97,7 +107,7 @@ def evaluate_cached(translators: dict, specs: dict[str, str], cases: list, setti
 
     Noise is seeded per case and scenario, so models evaluated in separate runs see identical inputs.
     """
-    merged = evaluation.EvaluationResult()
+    merged, seconds = evaluation.EvaluationResult(), 0.0
     for name, translator in translators.items():
         key = {"scenarios": list(settings.scenarios), "cases": [c.name for c in cases], "seed": settings.seed,
                "frd_image_types": list(settings.frd_image_types or []),
@@ -116,7 +126,8 @@ def evaluate_cached(translators: dict, specs: dict[str, str], cases: list, setti
         for attribute in ("models", "reasons", "per_slice", "uncertainty"):
             getattr(merged, attribute).update(getattr(loaded, attribute))
         merged.reference, merged.settings = loaded.reference, loaded.settings
-        merged.settings["seconds"] = merged.settings.get("seconds", 0.0) + part.get("seconds", float("nan"))
+        seconds += part["seconds"]
+    merged.settings["seconds"] = seconds
     return merged
 
 
@@ -155,6 +166,7 @@ def main() -> int:
         "Models (method, training iterations, run): " + "; ".join(
             f"{n} ({t.metadata.method}, {t.metadata.provenance.get('iterations')} it, "
             f"{Path(str(t.metadata.provenance.get('run', '?'))).name})" for n, t in translators.items()) + ".  ",
+        f"A model from build/study_runs was trained for this study: `python -m training --method pi {PI_ARGS}`.  ",
         f"Held-out subjects: {', '.join(c.name for c in cases)} (shape {cases[0].source.array.shape}).  ",
         f"Segmenter: shipped segmenter-ct (held-out Dice on real CT: "
         f"{segmenter.metadata.provenance.get('held_out', {}).get('dice_mean', float('nan')):.3f}).  ",

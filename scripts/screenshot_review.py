@@ -13,6 +13,7 @@ and one rejected before the window is captured.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -38,6 +39,8 @@ def main() -> None:
     parser.add_argument("--translator", default="t1-ct-resnet", help="used when --summary is not given")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot_review.png")
     args = parser.parse_args()
+    # no notification banners over the canvas (an environment override, not saved to the user's settings)
+    os.environ.setdefault("NAPARI_APPLICATION_GUI_NOTIFICATION_LEVEL", "error")
 
     import napari
     from qtpy.QtWidgets import QApplication

@@ -14,7 +14,7 @@ from napari_medtrans.metrics import dice_per_label, mean_dice
 pl = pytest.importorskip("training.pseudolabels")
 
 SHAPE = (12, 64, 64)
-SEGMENTER = dict(iterations=120, batch_size=8, seed=0, device="cpu")
+SEGMENTER = {"iterations": 120, "batch_size": 8, "seed": 0, "device": "cpu"}
 
 
 @pytest.fixture(scope="module")

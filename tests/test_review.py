@@ -19,11 +19,11 @@ SLICE_SCORES = [0.9, 0.3, 0.7, 0.1, 0.5, 0.8]  # expected queue: 3, 1, 4, 2, 5, 
 def make_case(folder):
     """Write a target image, pseudo labels and confidence with a non-trivial geometry."""
     rng = np.random.default_rng(0)
-    geometry = dict(
-        spacing=(0.8, 0.9, 2.5),
-        origin=(-10.0, 5.0, 30.0),
-        direction=(0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0),
-    )
+    geometry = {
+        "spacing": (0.8, 0.9, 2.5),
+        "origin": (-10.0, 5.0, 30.0),
+        "direction": (0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0),
+    }
     image = Volume(rng.normal(size=SHAPE).astype(np.float32), modality="CT", **geometry)
     labels = np.zeros(SHAPE, np.uint8)
     labels[:, 3:9, 2:8] = 1

@@ -48,7 +48,7 @@ def press(qtbot, viewer, key, modifier=Qt.NoModifier):
 
 def current_slice(viewer, widget):
     layer = widget.layers["labels"]
-    return int(round(layer.world_to_data(viewer.dims.point)[0]))
+    return round(float(layer.world_to_data(viewer.dims.point)[0]))
 
 
 def test_layers_queue_and_overlay(make_napari_viewer, case):

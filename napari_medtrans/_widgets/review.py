@@ -14,7 +14,7 @@ import getpass
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 from qtpy.QtCore import QTimer
@@ -51,7 +51,7 @@ def _unbind_keys(viewer: napari.viewer.Viewer, keys: list[str]) -> None:
 class ReviewWidget(QWidget):
     """Dock widget for slice-by-slice review of pseudo labels."""
 
-    SHORTCUTS = {"A": "accept", "R": "reject", "N": "next", "Shift-N": "previous"}
+    SHORTCUTS: ClassVar[dict[str, str]] = {"A": "accept", "R": "reject", "N": "next", "Shift-N": "previous"}
 
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
