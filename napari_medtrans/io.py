@@ -26,7 +26,9 @@ Documented choices:
 
 from __future__ import annotations
 
+import functools
 import gzip
+import locale
 import os
 import re
 import uuid
@@ -34,7 +36,8 @@ import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import numpy as np
 import SimpleITK as sitk
@@ -314,6 +317,25 @@ def _read_file(path: Path, reader: sitk.ImageFileReader, modality: str | None) -
     return _to_volume(path, image, modality or _file_modality(reader), {})
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _keeps_locale(func: _F) -> _F:
+    """Restore the process locale after ``func``: GDCM (SimpleITK's DICOM IO) resets
+    it to "C", after which Python opens text files as ASCII (seen breaking PyRadiomics)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        saved = locale.setlocale(locale.LC_ALL)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            locale.setlocale(locale.LC_ALL, saved)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@_keeps_locale
 def list_dicom_series(folder: str | os.PathLike[str]) -> list[DicomSeries]:
     """Every DICOM series directly inside ``folder`` (not recursive)."""
     folder = Path(folder)
@@ -406,6 +428,7 @@ def _check_exists(path: Path) -> None:
         raise VolumeReadError(f"{path}: the file is empty (0 bytes)")
 
 
+@_keeps_locale
 def read_volume(
     path: str | os.PathLike[str], *, series_uid: str | None = None, modality: str | None = None
 ) -> Volume:
@@ -427,6 +450,7 @@ def read_volume(
     return _read_series(path.parent, _choose(path.parent, _dicom_folder_series(path.parent), uid), modality)
 
 
+@_keeps_locale
 def read_volumes(path: str | os.PathLike[str], *, modality: str | None = None) -> list[Volume]:
     """Every volume at ``path``: each DICOM series of a folder, else the one volume."""
     path = Path(path)

@@ -27,7 +27,7 @@ def pseudolabels(translator: str, out: Path) -> Path:
 
     argv = ["pseudolabel", "--strategy", "tutorship", "--translator", translator, "--phantom",
             "--phantom-sources", "2", "--phantom-targets", "1", "--phantom-shape", "16", "96", "96",
-            "--iterations", "200", "--out", str(out)]
+            "--iterations", "400", "--out", str(out)]
     if main(argv) != 0:
         raise SystemExit("medtrans pseudolabel failed")
     return out / "summary.json"

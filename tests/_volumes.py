@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import locale
+
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,7 @@ def oblique_volume(dtype=np.int16, shape=(6, 7, 8), modality="CT", seed=0) -> Vo
 def write_dicom_series(folder: Path, volume: Volume, *, description: str, uid: str) -> list[Path]:
     """Write ``volume`` as one DICOM file per slice with SimpleITK (tags as a scanner would)."""
     folder.mkdir(parents=True, exist_ok=True)
+    saved_locale = locale.setlocale(locale.LC_ALL)  # GDCM resets it to "C"
     image = volume.to_sitk()
     d = volume.direction
     writer = sitk.ImageFileWriter()
@@ -57,4 +60,5 @@ def write_dicom_series(folder: Path, volume: Volume, *, description: str, uid: s
         writer.SetFileName(str(path))
         writer.Execute(slice_)
         paths.append(path)
+    locale.setlocale(locale.LC_ALL, saved_locale)
     return paths

@@ -362,3 +362,15 @@ def test_info_command_bad_input_exits_2(tmp_path, capsys):
     (tmp_path / "x.nii").write_text("hello")
     assert main(["info", str(tmp_path / "x.nii")]) == 2
     assert "x.nii: not a readable NIfTI" in capsys.readouterr().err
+
+
+def test_dicom_reading_keeps_the_process_locale(dicom_folder):
+    import locale
+
+    try:
+        locale.setlocale(locale.LC_ALL, "C.UTF-8")
+    except locale.Error:
+        pytest.skip("no C.UTF-8 locale on this machine")
+    read_volumes(dicom_folder)
+    list_dicom_series(dicom_folder)
+    assert locale.getpreferredencoding(False).upper().replace("-", "") == "UTF8"
