@@ -15,7 +15,9 @@ and the generator is updated every ``n_critic``-th iteration.
 term when the data are aligned pairs — L1 for PI, the Laplace NLL with the
 full-image σ for UAPI — used by the shipped demo translator to converge in
 minutes on a CPU. ``nll_beta`` (default 0 = the plain NLL) switches to the
-β-NLL of Seitzer et al. (ICLR 2022), which the demo uses with β = 1.
+β-NLL of Seitzer et al. (ICLR 2022). ``lambda_paired_l1`` (default 0; UAPI
+with ``lambda_paired`` only) adds a plain L1 term on the image next to the
+supervised NLL so that σ cannot absorb a large error (the demo recipe uses it).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class PIOptions(GeneratorOptions):
     lambda_pi: float = 10.0
     lambda_paired: float = 0.0
     nll_beta: float = 0.0
+    lambda_paired_l1: float = 0.0
     crop_min: float = 0.7
     crop_max: float = 1.0
 
@@ -122,6 +125,12 @@ class PatchInvariance(Method):
                     loss_sup = F.l1_loss(full, target)
                 loss_g = loss_g + o.lambda_paired * loss_sup
                 losses["supervised"] = loss_sup.detach()
+                if o.lambda_paired_l1 > 0 and self.uses_scale:
+                    # plain L1 on the image as well: the NLL alone can 'explain away' an error by
+                    # inflating σ (then the image gets gradients ∝ 1/σ and stalls, e.g. in air)
+                    loss_l1 = F.l1_loss(full, target)
+                    loss_g = loss_g + o.lambda_paired_l1 * loss_l1
+                    losses["supervised_l1"] = loss_l1.detach()
         ctx.zero_grad(self.optimizers["G"])
         ctx.backward(loss_g)
         ctx.step(self.optimizers["G"])

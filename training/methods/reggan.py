@@ -36,6 +36,7 @@ class RegGANOptions(GeneratorOptions):
     lambda_adv: float = 1.0
     lambda_corr: float = 20.0
     lambda_smooth: float = 10.0
+    reg_lr: float = 0.0  # learning rate of R; 0 = the method's learning rate (as in the paper)
     cycle: bool = False
     lambda_cycle: float = 10.0
 
@@ -69,7 +70,8 @@ class RegGAN(Method):
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         gens = ("G", "G_BA") if self.options.cycle else ("G",)
         discs = ("D", "D_A") if self.options.cycle else ("D",)
-        return {"G": self.adam(*gens), "R": self.adam("R"), "D": self.adam(*discs)}
+        reg_lr = self.options.reg_lr if self.options.reg_lr > 0 else None
+        return {"G": self.adam(*gens), "R": self.adam("R", lr=reg_lr), "D": self.adam(*discs)}
 
     def train_step(self, batch: dict[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:
         o = self.options
