@@ -94,8 +94,7 @@ def test_key_presses_edit_autosave_resume_export(make_napari_viewer, case, qtbot
     from napari_medtrans._widgets.review import ReviewWidget
 
     viewer.window.remove_dock_widget(widget)
-    for layer in list(viewer.layers):
-        viewer.layers.remove(layer)
+    viewer.layers.clear()
     widget2 = ReviewWidget(viewer)
     widget2.open_summary(case["summary"])
     assert widget2.session.current == 4
