@@ -160,9 +160,11 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
                   f"air mean {first['true_air_mean_hu']:.0f} HU."]
     poor_air = [n for n, r in results["models"].items() if r["metrics"]["mean"]["air_mean_hu"] > -800]
     if poor_air:
-        lines += ["", f"Known limitation: {', '.join(poor_air)} overestimate air (mean above −800 HU) after this "
-                  "short CPU training, with a large σ there (the Laplace NLL lets the model 'explain away' "
-                  "air by inflating σ); train longer (β-NLL, `--set model.nll_beta=1`, learned more slowly in a 500-iteration trial)."]
+        lines += ["", f"Known limitation: {', '.join(poor_air)} overestimate(s) air (mean above −800 HU) after this "
+                  "short CPU training, with a large σ there (the Laplace NLL lets σ absorb the air error). "
+                  "The plain L1 term (`lambda_paired_l1=10`) reduced it (UAPI air +509 → +177 HU), but the cause "
+                  "is not settled: `lambda_paired_l1=100` (250 iterations) did not fix it (air +207 HU, MAE 347 HU); "
+                  "suspects are the WGAN-GP critic and the patch-invariance NLL term."]
     lines += ["", "Exact commands (also in `results.json`):", ""]
     for name, r in results["models"].items():
         lines.append(f"- `{name}`: `{r['command']}`")
