@@ -28,7 +28,7 @@ from skimage.filters import threshold_otsu
 
 from napari_medtrans import metrics
 from napari_medtrans.inference import Translator
-from napari_medtrans.io import READ_SUFFIXES, Volume, read_volume
+from napari_medtrans.io import Volume, read_volume, volume_suffix
 from napari_medtrans.segmenter import Segmenter
 
 #: First phantom seed of held-out evaluation subjects
@@ -100,7 +100,7 @@ def phantom_cases(n: int, source: str, target: str, *, seed: int = HELD_OUT_SEED
 def _files(folder: Path) -> dict[str, Path]:
     found = {}
     for path in sorted(folder.iterdir()) if folder.is_dir() else []:
-        suffix = next((s for s in READ_SUFFIXES if path.name.lower().endswith(s)), None)
+        suffix = volume_suffix(path.name)
         if suffix:
             found[path.name[: -len(suffix)]] = path
     return found

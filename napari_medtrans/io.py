@@ -48,6 +48,34 @@ READ_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".dcm", ".
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".nrrd")
 """File name endings :func:`write_volume` writes."""
 
+
+def volume_suffix(name: str) -> str | None:
+    """The volume file ending of ``name`` from READ_SUFFIXES (``ct.nii.gz`` → ``.nii.gz``), or None."""
+    lower = name.lower()
+    return next((s for s in READ_SUFFIXES if lower.endswith(s)), None)
+
+
+def volume_stem(name: str) -> str:
+    """``name`` without its volume file ending (``ct.nii.gz`` → ``ct``); other names unchanged."""
+    suffix = volume_suffix(name)
+    return name[: -len(suffix)] if suffix else name
+
+
+def volume_files(folder: str | os.PathLike[str]) -> dict[str, Path]:
+    """Volumes in ``folder`` keyed by name without ending, the way paired data are matched.
+
+    NIfTI, MetaImage and NRRD files, and sub-folders (DICOM series); single
+    DICOM files are slices, not volumes, and are skipped.
+    """
+    found: dict[str, Path] = {}
+    for entry in sorted(Path(folder).iterdir()):
+        suffix = volume_suffix(entry.name)
+        if entry.is_dir():
+            found[entry.name] = entry
+        elif suffix and suffix not in (".dcm", ".ima"):
+            found[entry.name[: -len(suffix)]] = entry
+    return found
+
 IDENTITY_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 _MODALITY_KEY = "medtrans_modality"

@@ -256,36 +256,18 @@ def _yaml_scalar(value: Any) -> str:
     return str(value)
 
 
-def volume_files(folder: Path) -> dict[str, Path]:
-    """Volumes in ``folder`` by name without suffix, as the trainer pairs them.
-
-    NIfTI, MetaImage and NRRD files, and sub-folders (DICOM series); single
-    DICOM files are slices, not volumes.
-    """
-    from napari_medtrans.io import READ_SUFFIXES
-
-    found: dict[str, Path] = {}
-    for entry in sorted(folder.iterdir()):
-        suffix = next((s for s in READ_SUFFIXES if entry.name.lower().endswith(s)), None)
-        if entry.is_dir():
-            found[entry.name] = entry
-        elif suffix and suffix not in (".dcm", ".ima"):
-            found[entry.name[: -len(suffix)]] = entry
-    return found
-
-
 def _folder_problems(role: str, folder: Path | None, *, check_volumes: bool) -> list[str]:
     """Check that ``folder`` exists and its first volume can be read."""
     if folder is None or not str(folder):
         return [f"choose a {role} folder"]
     if not folder.is_dir():
         return [f"{role} folder {folder} does not exist"]
+    from napari_medtrans.io import read_volume, volume_files
+
     files = volume_files(folder)
     if not files:
         return [f"{role} folder {folder} holds no volumes (.nii, .nii.gz, .mha, .nrrd or DICOM folders)"]
     if check_volumes:
-        from napari_medtrans.io import read_volume
-
         try:
             read_volume(next(iter(files.values())))
         except ValueError as exc:  # VolumeReadError names the file
@@ -295,6 +277,8 @@ def _folder_problems(role: str, folder: Path | None, *, check_volumes: bool) -> 
 
 def _pairing_problems(source: Path, target: Path) -> list[str]:
     """Paired data is matched by name: report names present in one folder only."""
+    from napari_medtrans.io import volume_files
+
     unmatched = sorted(set(volume_files(source)) ^ set(volume_files(target)))
     if unmatched:
         return [f"paired data: not in both folders: {', '.join(unmatched[:5])}"

@@ -126,19 +126,13 @@ def _phantom_cohort(cfg: DataConfig, seed: int) -> Cohort:
     )
 
 
-def _volume_files(folder: Path) -> dict[str, Path]:
-    from napari_medtrans.io import READ_SUFFIXES
+def find_volumes(folder: Path) -> dict[str, Path]:
+    """Volumes of a training data folder by name (see io.volume_files); ConfigError if none."""
+    from napari_medtrans.io import volume_files
 
     if not folder.is_dir():
         raise ConfigError(f"data folder {folder} does not exist")
-    found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        name = path.name
-        suffix = next((s for s in READ_SUFFIXES if name.lower().endswith(s)), None)
-        if path.is_dir():
-            found[name] = path  # a DICOM series folder
-        elif suffix and suffix not in (".dcm", ".ima"):
-            found[name[: -len(suffix)]] = path
+    found = volume_files(folder)
     if not found:
         raise ConfigError(f"no volumes found in {folder}")
     return found
@@ -147,8 +141,8 @@ def _volume_files(folder: Path) -> dict[str, Path]:
 def _folder_cohort(cfg: DataConfig, seed: int) -> Cohort:
     from napari_medtrans.io import read_volume
 
-    src_files = _volume_files(Path(cfg.source))
-    tgt_files = _volume_files(Path(cfg.target))
+    src_files = find_volumes(Path(cfg.source))
+    tgt_files = find_volumes(Path(cfg.target))
     if cfg.paired:
         missing = sorted(set(src_files) ^ set(tgt_files))
         if missing:

@@ -35,7 +35,7 @@ from napari_medtrans.metrics import dice_per_label, mean_dice
 from napari_medtrans.phantom import TISSUES, generate_subject
 from napari_medtrans.rundir import atomic_write_json
 from napari_medtrans.segmenter import Segmenter
-from training.data import _volume_files as volume_files
+from training.data import find_volumes as volume_files
 from training.segmenter import train_segmenter
 
 #: Phantom tissues merged into five classes (index: phantom label value).

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from napari.types import LayerDataTuple
 
-from napari_medtrans.io import READ_SUFFIXES, Volume, layer_geometry, read_volumes
+from napari_medtrans.io import READ_SUFFIXES, Volume, layer_geometry, read_volumes, volume_stem
 
 LABEL_ENDINGS = ("_labels", "_seg")
 _DICOM_SUFFIXES = (".dcm", ".ima")
@@ -63,11 +63,7 @@ def layer_name(volume: Volume) -> str:
     description = volume.metadata.get("SeriesDescription")
     if description:
         return description
-    name = Path(volume.path or "volume").name
-    for suffix in sorted(READ_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    return volume_stem(Path(volume.path or "volume").name)
 
 
 def layer_data(volume: Volume) -> LayerDataTuple:

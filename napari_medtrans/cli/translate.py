@@ -16,7 +16,7 @@ from pathlib import Path
 from napari_medtrans.checkpoint import CheckpointError
 from napari_medtrans.cli import CommandError
 from napari_medtrans.inference import DEVICES, PRECISIONS, Translator, load_translator, resolve_device
-from napari_medtrans.io import READ_SUFFIXES, VolumeReadError, read_volume, write_volume
+from napari_medtrans.io import VolumeReadError, read_volume, volume_stem, write_volume
 
 UNCERTAINTY_CHOICES = ("tta", "mc_dropout", "scale")
 BAR_WIDTH = 30
@@ -42,11 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def stem(path: Path) -> str:
     """File name without a volume suffix (``ct.nii.gz`` → ``ct``); a folder's name."""
-    name = path.name
-    for suffix in READ_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    return volume_stem(path.name)
 
 
 def progress_bar(label: str) -> Callable[[int, int], None]:
