@@ -45,10 +45,10 @@ from napari_medtrans.segmenter import load_segmenter, shipped_segmenter
 RESULTS = Path(__file__).resolve().parent / "results"
 #: How the study's PI model was trained (the t1-ct-uapi demo settings with ``--method pi``).
 PI_ARGS = ("--phantom paired --lr 2e-4 --set model.ngf=16 --set model.generator_options.depth=3 "
-           "--set model.ndf=16 --set model.n_critic=2 --set model.lambda_paired=10 --size 128 --subjects 8 "
+           "--set model.ndf=16 --set model.n_critic=1 --set model.lambda_paired=10 --size 128 --subjects 8 "
            "--batch-size 4 --log-every 20 --checkpoint-every 100 --preview-every 100 "
            "--set model.lr_decay_start=0.7 --set data.phantom_depth=24 --set data.val_slices=8 "
-           "--run-dir build/study_runs/t1-ct-pi --iterations 400 --name t1-ct-pi --threads 1")
+           "--run-dir build/study_runs/t1-ct-pi --iterations 1000 --name t1-ct-pi --threads 1")
 
 
 def _relative(result: evaluation.EvaluationResult, model: str, metric: str, scenario: str) -> float | None:

@@ -119,6 +119,34 @@ def make_naive(ngf: int, blocks: int) -> Callable[[torch.Tensor, torch.Tensor], 
     return NaiveCycleGAN(project.nets).step
 
 
+def sgemm_peak(threads: int, n: int = 2048, repeats: int = 10) -> float:
+    """This CPU's float32 matrix-multiply rate in GFLOP/s (the practical ceiling for convolutions)."""
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def step_profile(step: Callable[[torch.Tensor, torch.Tensor], None], a: torch.Tensor,
+                 b: torch.Tensor) -> tuple[float, float]:
+    """(GFLOP per step, fraction of the step's CPU time spent in convolutions) of one step."""
+    from torch.profiler import profile
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step(a, b)
+    with profile() as prof:
+        step(a, b)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    conv = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mkldnn_convolution",
+                                                                  "aten::convolution_backward"))
+    return counter.get_total_flops() / 1e9, conv / total
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ngf", type=int, default=64)
@@ -167,6 +195,8 @@ def main() -> int:
     torch.set_flush_denormal(False)
     median = {k: statistics.median(v) for k, v in rates.items()}
     base = median.get("naive")
+    peak = sgemm_peak(args.threads)
+    roofline = {name: step_profile(step, a, b) for name, (step, _) in steps.items()}
     lines = [
         "# CycleGAN training throughput (CPU)",
         "",
@@ -187,13 +217,28 @@ def main() -> int:
     for name in variants:
         speed = f"{median[name] / base:.2f}×" if base else "—"
         lines.append(f"| {name} | {median[name]:.3f} | {', '.join(f'{r:.3f}' for r in rates[name])} | {speed} |")
+    lines += ["", f"Roofline: float32 matrix multiply runs at {peak:.0f} GFLOP/s on this CPU with "
+              f"{args.threads} thread(s) (2048² sgemm), the practical ceiling for convolutions.", "",
+              "| variant | GFLOP per step | achieved GFLOP/s | share of CPU time in convolutions | "
+              "time at the sgemm rate (s) |", "|---|---|---|---|---|"]
+    for name in variants:
+        gflop, conv_share = roofline[name]
+        lines.append(f"| {name} | {gflop:.1f} | {gflop * median[name]:.0f} | {conv_share:.0%} | {gflop / peak:.2f} |")
+    if base:
+        gflop, conv_share = roofline["naive"]
+        conv_rate = gflop / (conv_share / base)
+        lines += ["", f"The naive step spends {conv_share:.0%} of its time in convolutions, which run at "
+                  f"{conv_rate:.0f} GFLOP/s ({conv_rate / peak:.0%} of the sgemm rate). With the same arithmetic, "
+                  f"removing *all* other work would make it at most {1 / conv_share:.2f}× faster; even convolutions "
+                  f"at the full sgemm rate would give at most {peak / (gflop * base):.2f}×."]
     lines.append("")
     text = "\n".join(lines)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
     (args.out.with_suffix(".json")).write_text(json.dumps({"args": vars(args) | {"out": str(args.out)},
-                                                           "rates": rates, "median": median}, indent=2))
+                                                           "rates": rates, "median": median, "sgemm_gflops": peak,
+                                                           "roofline": roofline}, indent=2))
     return 0
 
 

@@ -15,9 +15,9 @@ Models:
 - ``t1-ct-resnet``: pix2pix (ResNet generator, ngf 16, 6 blocks) on aligned pairs.
 - ``t1-ct-uapi``: UAPI (U-Net with softplus scale head) — trained here with the
   supervised Laplace term (``lambda_paired``) plus a plain L1 term on the image
-  (``lambda_paired_l1``: without it σ absorbs the air error and the image
-  stalls there) on aligned pairs, one critic update per generator update, so
-  that it converges in minutes; outputs an uncertainty map σ.
+  (``lambda_paired_l1``, so that σ cannot explain away a large error) on
+  aligned pairs, one critic update per generator update, so that it converges
+  in minutes; outputs an uncertainty map σ.
 - ``t1-ct-reggan``: RegGAN on misaligned pairs (level 3), registration network
   at twice the generator's learning rate (``reg_lr``); the registration
   network is saved with the translator.
@@ -50,7 +50,7 @@ MODELS: dict[str, dict[str, Any]] = {
                  "--set", "model.ngf=16", "--set", "model.n_blocks=4", "--set", "model.ndf=16"],
     },
     "t1-ct-uapi": {
-        "iterations": 330,
+        "iterations": 1000,
         "args": ["--method", "uapi", "--phantom", "paired", "--lr", "2e-4",
                  "--set", "model.ngf=16", "--set", "model.generator_options.depth=3", "--set", "model.ndf=16",
                  "--set", "model.n_critic=1", "--set", "model.lambda_paired=10",
@@ -160,11 +160,7 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
                   f"air mean {first['true_air_mean_hu']:.0f} HU."]
     poor_air = [n for n, r in results["models"].items() if r["metrics"]["mean"]["air_mean_hu"] > -800]
     if poor_air:
-        lines += ["", f"Known limitation: {', '.join(poor_air)} overestimate(s) air (mean above −800 HU) after this "
-                  "short CPU training, with a large σ there (the Laplace NLL lets σ absorb the air error). "
-                  "The plain L1 term (`lambda_paired_l1=10`) reduced it (UAPI air +509 → +177 HU), but the cause "
-                  "is not settled: `lambda_paired_l1=100` (250 iterations) did not fix it (air +207 HU, MAE 347 HU); "
-                  "suspects are the WGAN-GP critic and the patch-invariance NLL term."]
+        lines += ["", f"Warning: {', '.join(poor_air)} overestimate(s) air (mean above −800 HU) on the test subjects."]
     lines += ["", "Exact commands (also in `results.json`):", ""]
     for name, r in results["models"].items():
         lines.append(f"- `{name}`: `{r['command']}`")

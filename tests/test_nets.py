@@ -34,6 +34,28 @@ def test_scale_head_positive_and_consistent():
         build_network(GENERATORS[1]).forward_with_scale(x)
 
 
+def test_unet_learns_the_output_level_quickly():
+    """Regression: with a 1×1 head behind instance norm the U-Net took hundreds of Adam
+    steps to move air from 0 to −1 (the shipped UAPI demo kept air at +177 HU)."""
+    torch.manual_seed(0)
+    x = -torch.ones(2, 1, 32, 32)
+    x[:, :, 8:24, 8:24] = torch.rand(2, 1, 16, 16)  # a 'head' in air
+    target = torch.full_like(x, -0.98)
+    target[:, :, 8:24, 8:24] = -0.5
+    levels = {}
+    for kernel in (1, 7):
+        net = build_network({"arch": "unet", "ngf": 8, "depth": 2, "head_kernel": kernel})
+        opt = torch.optim.Adam(net.parameters(), lr=2e-4, betas=(0.0, 0.9))
+        for _ in range(40):
+            loss = (net(x) - target).abs().mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        levels[kernel] = float(net(x)[:, :, :4, :4].mean())  # air corner
+    assert levels[7] < -0.7, levels
+    assert levels[7] < levels[1] - 0.2, levels
+
+
 def test_resnet_names_follow_cyclegan_layout():
     names = set(build_network({"arch": "resnet", "ngf": 8, "n_blocks": 9}).state_dict())
     for key in ("model.1.weight", "model.4.weight", "model.7.weight", "model.10.conv_block.1.weight",

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from _tiny_translators import FIELD_BIAS, REGGAN, UAPI, make_tiny_translators
 
+from qtpy.QtCore import Qt
+
 from napari_medtrans.io import Volume, layer_geometry
 from napari_medtrans.phantom import misalign
 
@@ -56,6 +58,25 @@ def test_widget_comes_from_the_manifest(make_napari_viewer, models_dir, monkeypa
     assert {UAPI, REGGAN} <= set(names)
     widget.select(translator=UAPI)
     assert "uapi: T1 → CT" in widget.info_label.text()
+
+
+def test_refresh_lists_a_translator_written_after_the_widget_opened(make_napari_viewer, qtbot, models_dir,
+                                                                    monkeypatch, tmp_path):
+    import shutil
+
+    monkeypatch.setenv("MEDTRANS_MODELS_DIR", str(tmp_path))
+    shutil.copy(models_dir / f"{UAPI}.safetensors", tmp_path)
+    from napari_medtrans._widgets.translate import TranslateWidget
+
+    widget = TranslateWidget(make_napari_viewer())
+    widget.select(translator=UAPI)
+    names = [widget.translator_combo.itemText(i) for i in range(widget.translator_combo.count())]
+    assert REGGAN not in names
+    shutil.copy(models_dir / f"{REGGAN}.safetensors", tmp_path)  # e.g. a training run just finished
+    qtbot.mouseClick(widget.refresh_button, Qt.LeftButton)
+    names = [widget.translator_combo.itemText(i) for i in range(widget.translator_combo.count())]
+    assert REGGAN in names
+    assert widget.translator_combo.currentText() == UAPI  # the choice is kept
 
 
 def test_current_slice_is_translated_after_a_dims_change(demo, qtbot):

@@ -114,6 +114,8 @@ class TranslateWidget(QWidget):
         self.input_combo = QComboBox()
         self.reference_combo = QComboBox()
         self.translator_combo = QComboBox()
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.setToolTip("List translators again (e.g. after a training run finished)")
         self.info_label = QLabel()
         self.device_combo = QComboBox()
         self.device_combo.addItems(_devices())
@@ -138,8 +140,7 @@ class TranslateWidget(QWidget):
         self.compare_panel = ComparePanel(self)
         self._build_layout()
 
-        for name in (info.name for info in registry.list_translators()):
-            self.translator_combo.addItem(name)
+        self.refresh_translators()
         self._refresh_layer_choices()
         self._show_metadata()
         layers = viewer.layers.events
@@ -160,6 +161,7 @@ class TranslateWidget(QWidget):
         self.preview_combo.currentTextChanged.connect(self._on_preview_mode)
         self.window_combo.currentTextChanged.connect(self._apply_window)
         self.onthefly_check.toggled.connect(self._on_onthefly_toggled)
+        self.refresh_button.clicked.connect(self.refresh_translators)
         self.volume_button.clicked.connect(self.translate_volume)
         self.cancel_button.clicked.connect(self.cancel_volume)
 
@@ -168,7 +170,10 @@ class TranslateWidget(QWidget):
         source = QGroupBox("Translator")
         form = QFormLayout(source)
         form.addRow("Input", self.input_combo)
-        form.addRow("Translator", self.translator_combo)
+        translator_row = QHBoxLayout()
+        translator_row.addWidget(self.translator_combo, 1)
+        translator_row.addWidget(self.refresh_button)
+        form.addRow("Translator", translator_row)
         form.addRow(self.info_label)
         form.addRow("Device", self.device_combo)
         form.addRow("Precision", self.precision_combo)
@@ -202,6 +207,19 @@ class TranslateWidget(QWidget):
                 combo.setCurrentText(current)
             combo.blockSignals(False)
         if self.input_combo.currentText() and self.session is None and self.onthefly_check.isChecked():
+            self._on_choice_changed()
+
+    def refresh_translators(self) -> None:
+        """List the registry's translators again, keeping the current choice when it still exists."""
+        current = self.translator_combo.currentText()
+        names = [info.name for info in registry.list_translators()]
+        self.translator_combo.blockSignals(True)
+        self.translator_combo.clear()
+        self.translator_combo.addItems(names)
+        if current in names:
+            self.translator_combo.setCurrentText(current)
+        self.translator_combo.blockSignals(False)
+        if self.translator_combo.currentText() != current:
             self._on_choice_changed()
 
     def select(self, *, input: str | None = None, translator: str | None = None, reference: str | None = None) -> None:

