@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from skimage.metrics import structural_similarity
 
+from _machine import bf16_native, load_note
 from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
 from napari_medtrans.inference import Translator, load_translator
 from napari_medtrans.intensity import IntensityMapping, ct_window, mr_percentile
@@ -181,7 +182,7 @@ def machine() -> dict[str, Any]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
     return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "load_average_at_start": os.getloadavg()}
+            "load_average_at_start": os.getloadavg(), "bf16_native": bf16_native()}
 
 
 def run(slices: int, rss_shape: tuple[int, int, int]) -> dict[str, Any]:
@@ -223,9 +224,9 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "",
         f"Command: `{command}`  ",
         (f"Machine: {m['cpu']}, {m['cores']} cores ({m['threads']} torch threads), torch {m['torch']}; "
-         f"load average {m['load_average_at_start'][0]:.1f} at start, {m['load_average_at_end'][0]:.1f} at end. "
-         "The cores were shared with other jobs, so wall-clock throughput is far below this CPU's peak and "
-         "noisy; jobs ran interleaved and each figure is the best of "
+         f"bf16 matrix instructions (amx_bf16/avx512_bf16): {'yes' if m['bf16_native'] else 'no (emulated)'}; "
+         f"{load_note(m['load_average_at_start'][0], m['load_average_at_end'][0])} "
+         "Jobs ran interleaved and each figure is the best of "
          f"{report['repeats']} runs; ratios are given on wall time and on process CPU time (steadier). "
          f"Batch size {report['batch_size']}; {r9['slices']} slices per measurement."),
         "",

@@ -43,7 +43,7 @@ def train_translator(work: Path, source: str, target: str, iterations: int) -> P
     path = run_dir / "translator.safetensors"
     if not path.exists():
         cfg = TrainConfig(
-            method="pix2pix", run_dir=str(run_dir), iterations=iterations, batch_size=2, amp=False,
+            method="pix2pix", run_dir=str(run_dir), iterations=iterations, batch_size=2, precision="fp32",
             device="cpu", log_every=50, checkpoint_every=iterations, preview_every=iterations,
             data=DataConfig(phantom="paired", phantom_subjects=6, phantom_depth=SHAPE[0], size=SHAPE[1],
                             source_modality=source, target_modality=target),

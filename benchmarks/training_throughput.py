@@ -12,7 +12,10 @@ The project step (:class:`training.methods.cyclegan.CycleGAN`) computes the same
 losses with batched generator calls (3 instead of 6), one discriminator call on
 [real, fake], foreach Adam, ``zero_grad(set_to_none=True)`` and no per-step
 host syncs. Variants (``--variants``) add options of the trainer measured here:
-flushing denormals on CPU and channels_last.
+flushing denormals on CPU, channels_last, and ``project+bf16`` = the trainer's
+``--precision bf16`` (bfloat16 autocast: convolutions in bf16, weights, Adam
+and losses in float32). bf16 is only fast on CPUs with bf16 matrix
+instructions (AMX / AVX-512-BF16); the report says whether this one has them.
 
 Timing: after warm-up, the variants are run in alternating rounds (to share any
 background load evenly) and the median of the per-round rates is reported.
@@ -38,6 +41,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _machine import bf16_native, load_note  # noqa: E402
 from training.config import options_from_dict  # noqa: E402
 from training.losses import ImagePool  # noqa: E402
 from training.methods import get_method  # noqa: E402
@@ -94,14 +98,16 @@ class NaiveCycleGAN:
         self.opt_d.step()
 
 
-def make_project(ngf: int, blocks: int, channels_last: bool) -> Callable[[torch.Tensor, torch.Tensor], None]:
+def make_project(ngf: int, blocks: int, channels_last: bool = False,
+                 dtype: torch.dtype | None = None) -> Callable[[torch.Tensor, torch.Tensor], None]:
+    """The trainer's CycleGAN step; ``dtype`` is the autocast dtype (``--precision bf16``)."""
     cls = get_method("cyclegan")
     options = options_from_dict(cls.Options, {"ngf": ngf, "n_blocks": blocks}, "cyclegan")
     method = cls(options, in_channels=1, out_channels=1, lr=2e-4, device=torch.device("cpu"))
     if channels_last:
         for net in method.nets.values():
             net.to(memory_format=torch.channels_last)
-    ctx = StepContext(torch.device("cpu"), torch.amp.GradScaler("cpu", enabled=False), False, lambda p: None,
+    ctx = StepContext(torch.device("cpu"), torch.amp.GradScaler("cpu", enabled=False), dtype, lambda p: None,
                       torch.Generator().manual_seed(0))
 
     def step(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -115,8 +121,18 @@ def make_project(ngf: int, blocks: int, channels_last: bool) -> Callable[[torch.
 
 def make_naive(ngf: int, blocks: int) -> Callable[[torch.Tensor, torch.Tensor], None]:
     torch.manual_seed(0)
-    project = make_project(ngf, blocks, False).method  # type: ignore[attr-defined]
+    project = make_project(ngf, blocks).method  # type: ignore[attr-defined]
     return NaiveCycleGAN(project.nets).step
+
+
+#: variant name → (step builder taking (ngf, blocks), flush denormals)
+VARIANTS: dict[str, tuple[Callable[[int, int], Callable[[torch.Tensor, torch.Tensor], None]], bool]] = {
+    "naive": (make_naive, False),
+    "project": (make_project, False),
+    "project+denormal": (make_project, True),
+    "project+channels_last": (lambda ngf, blocks: make_project(ngf, blocks, channels_last=True), False),
+    "project+bf16": (lambda ngf, blocks: make_project(ngf, blocks, dtype=torch.bfloat16), False),
+}
 
 
 def sgemm_peak(threads: int, n: int = 2048, repeats: int = 10) -> float:
@@ -155,8 +171,8 @@ def main() -> int:
     parser.add_argument("--iters", type=int, default=3, help="iterations per round and variant")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--variants", default="naive,project,project+denormal",
-                        help="naive, project, project+denormal, project+channels_last")
+    parser.add_argument("--variants", default="naive,project,project+bf16",
+                        help="comma-separated: " + ", ".join(VARIANTS))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "training_throughput.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -165,17 +181,11 @@ def main() -> int:
     variants = [v.strip() for v in args.variants.split(",")]
     steps = {}
     for name in variants:
+        if name not in VARIANTS:
+            parser.error(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
         torch.manual_seed(0)
-        if name == "naive":
-            steps[name] = (make_naive(args.ngf, args.blocks), False)
-        elif name == "project":
-            steps[name] = (make_project(args.ngf, args.blocks, False), False)
-        elif name == "project+denormal":
-            steps[name] = (make_project(args.ngf, args.blocks, False), True)
-        elif name == "project+channels_last":
-            steps[name] = (make_project(args.ngf, args.blocks, True), False)
-        else:
-            parser.error(f"unknown variant {name!r}")
+        build, denormal = VARIANTS[name]
+        steps[name] = (build(args.ngf, args.blocks), denormal)
     import os
 
     load_before = os.getloadavg()[0]
@@ -208,8 +218,8 @@ def main() -> int:
         f"{args.size}² batch 1, LSGAN, cycle 10, identity 0.5, pool 50; "
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s). "
         "Median of per-round rates; rounds alternate between variants. "
-        f"1-min load average {load_before:.1f} at start, {os.getloadavg()[0]:.1f} at end "
-        f"({os.cpu_count()} CPUs).",
+        f"{load_note(load_before, os.getloadavg()[0])} bf16 matrix instructions (amx_bf16/avx512_bf16): "
+        f"{'yes' if bf16_native() else 'no (bf16 is emulated)'}.",
         "",
         "| variant | it/s (median) | per-round it/s | speed-up vs naive |",
         "|---|---|---|---|",

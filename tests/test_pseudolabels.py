@@ -25,7 +25,7 @@ def translator_path(tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("translator")
     cfg = TrainConfig(
-        method="pix2pix", run_dir=str(run_dir), iterations=60, batch_size=4, amp=False, device="cpu",
+        method="pix2pix", run_dir=str(run_dir), iterations=60, batch_size=4, precision="fp32", device="cpu",
         log_every=30, checkpoint_every=60, preview_every=60,
         data=DataConfig(phantom="paired", phantom_subjects=4, phantom_depth=SHAPE[0], size=SHAPE[1],
                         source_modality="T1", target_modality="T2"),

@@ -79,3 +79,23 @@ def test_medtrans_train_forwards_and_training_imports_no_qt():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "reggan" in out.stdout
+
+
+def test_precision_resolves_per_device(tmp_path):
+    import torch
+
+    from training.loop import autocast_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("auto", cuda) is torch.float16
+    assert autocast_dtype("bf16", cpu) is torch.bfloat16 and autocast_dtype("fp32", cuda) is None
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        autocast_dtype("fp16", cpu)
+    cfg = _cfg("--method", "pix2pix", "--phantom", "paired", "--run-dir", str(tmp_path), "--precision", "bf16")
+    assert cfg.precision == "bf16"
+
+
+def test_run_written_with_amp_flag_still_reads():
+    """config.json of runs made before ``precision`` existed holds ``amp``."""
+    assert TrainConfig.from_dict({"amp": False}).precision == "fp32"
+    assert TrainConfig.from_dict({"amp": True}).precision == "auto"

@@ -55,3 +55,25 @@ def test_method_trains_and_exports_translator(method, tmp_path):
         assert preview["arrays"]["field"].shape == (2, 32, 32)
         reg = translator.register(result.image, result.image, spacing=(1.0, 1.0, 4.0))
         assert reg.field.shape == (4, 2, 32, 32)
+
+
+@pytest.mark.parametrize("method", sorted(TINY_MODEL))
+def test_method_trains_with_bf16_autocast(method, tmp_path):
+    """``--precision bf16``: the step runs under bfloat16 autocast, losses stay finite and
+    the exported weights stay float32."""
+    import torch
+    from safetensors import safe_open
+
+    from training.loop import train
+
+    run = RunDir(tmp_path / method)
+    cfg = tiny_config(method, run.path, iterations=4, extra=["--precision", "bf16"])
+    assert cfg.precision == "bf16"
+    assert train(cfg) == 0, run.tail_log()
+    assert any("precision bfloat16" in line for line in run.tail_log())
+    records, _ = run.read_metrics()
+    values = [v for r in records if "it_per_s" in r
+              for k, v in r.items() if k not in ("iteration", "time", "lr", "it_per_s")]
+    assert values and all(math.isfinite(v) for v in values)
+    with safe_open(str(run.translator_path), "pt") as weights:
+        assert {weights.get_tensor(k).dtype for k in weights.keys()} == {torch.float32}

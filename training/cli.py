@@ -50,6 +50,9 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
     loop.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 …")
     loop.add_argument("--seed", type=int)
     loop.add_argument("--threads", type=int, help="CPU threads for PyTorch (0: its default)")
+    loop.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
+                      help="autocast dtype: auto (fp16 AMP on CUDA, fp32 elsewhere), fp32, bf16 (fast on CPUs "
+                           "with AMX), fp16 (CUDA)")
     loop.add_argument("--checkpoint-every", type=int)
     loop.add_argument("--preview-every", type=int)
     loop.add_argument("--log-every", type=int)
@@ -64,7 +67,8 @@ _FLAG_PATHS = {
     "phantom": ["data", "phantom"], "level": ["data", "phantom_level"], "subjects": ["data", "phantom_subjects"],
     "source_modality": ["data", "source_modality"], "target_modality": ["data", "target_modality"],
     "size": ["data", "size"], "iterations": ["iterations"], "batch_size": ["batch_size"], "lr": ["lr"],
-    "device": ["device"], "threads": ["num_threads"], "seed": ["seed"], "checkpoint_every": ["checkpoint_every"],
+    "device": ["device"], "threads": ["num_threads"], "precision": ["precision"], "seed": ["seed"],
+    "checkpoint_every": ["checkpoint_every"],
     "preview_every": ["preview_every"], "log_every": ["log_every"], "name": ["name"],
 }
 

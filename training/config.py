@@ -64,7 +64,11 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     num_threads: int = 0
-    amp: bool = True
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """Autocast dtype of the training step: ``auto`` = fp16 with gradient scaling
+    on CUDA, fp32 elsewhere; ``bf16`` = bfloat16 autocast on any device (weights
+    and optimiser stay float32; fast on CPUs with AMX/AVX-512-BF16); ``fp16``
+    needs CUDA. See :func:`training.loop.autocast_dtype`."""
     log_every: int = 10
     checkpoint_every: int = 200
     preview_every: int = 100
@@ -79,7 +83,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        """Build from a (possibly partial) dict; unknown keys raise :class:`ConfigError`."""
+        """Build from a (possibly partial) dict; unknown keys raise :class:`ConfigError`.
+
+        A run directory written before ``precision`` existed holds ``amp: true|false``
+        instead; it reads as ``precision: auto|fp32`` so that such runs still resume.
+        """
+        if "amp" in data and "precision" not in data:
+            data = {k: v for k, v in data.items() if k != "amp"} | {"precision": "auto" if data["amp"] else "fp32"}
         return _from_dict(cls, data, "")
 
 

@@ -47,6 +47,8 @@ FOLDERS = "folders"
 
 MODALITIES = ("T1", "T2", "MR", "CT")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+"""The trainer's ``--precision`` choices (auto: fp16 AMP on CUDA, fp32 elsewhere)."""
 
 
 def default_runs_folder() -> Path:
@@ -240,6 +242,10 @@ class TrainForm(QWidget):
         self.device = QComboBox()
         self.device.setEditable(True)  # "cuda:1" etc.
         self.device.addItems(DEVICES)
+        self.precision = QComboBox()
+        self.precision.addItems(PRECISIONS)
+        self.precision.setToolTip("autocast dtype: auto = fp16 AMP on CUDA, fp32 elsewhere; bf16 is about "
+                                  "2× faster on CPUs with AMX (and slower on CPUs without); fp16 needs CUDA")
         self.threads = QSpinBox()
         self.threads.setRange(0, 1024)
         self.threads.setSpecialValueText("default")
@@ -271,6 +277,7 @@ class TrainForm(QWidget):
         train_form.addRow("log every", self.log_every)
         train_form.addRow("preview every", self.preview_every)
         train_form.addRow("device", self.device)
+        train_form.addRow("precision", self.precision)
         train_form.addRow("CPU threads", self.threads)
 
         run_box = QGroupBox("Run")
@@ -361,6 +368,7 @@ class TrainForm(QWidget):
         settings: dict[str, Any] = {
             "batch_size": self.batch_size.value(),
             "num_threads": self.threads.value(),
+            "precision": self.precision.currentText(),
             "log_every": self.log_every.value(),
             "preview_every": self.preview_every.value(),
             "data.source_modality": self.source_modality.currentText(),
@@ -404,6 +412,8 @@ class TrainForm(QWidget):
             settings=settings,
         )
         problems = request.validate()
+        if settings["precision"] == "fp16" and not request.device.startswith("cuda"):
+            problems.append("precision fp16 needs a CUDA device: choose bf16 or fp32 for this device")
         if method.paired and (choice == "unpaired" or (folders and not request.paired)):
             problems.append(f"{method.name} trains on paired data: choose paired or misaligned data")
         return request, problems

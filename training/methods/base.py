@@ -53,25 +53,26 @@ class StepContext:
 
     Args:
         device: the training device.
-        scaler: a ``torch.amp.GradScaler`` (disabled on CPU).
-        amp: whether autocast is enabled.
+        scaler: a ``torch.amp.GradScaler`` (enabled only for float16).
+        dtype: the autocast dtype (``torch.bfloat16`` / ``torch.float16``), or
+            None for plain float32.
         reduce_gradients: averages gradients across ranks (no-op on one process).
         generator: the torch RNG for method-side randomness (crops etc.).
     """
 
-    def __init__(self, device: torch.device, scaler: torch.amp.GradScaler, amp: bool,
+    def __init__(self, device: torch.device, scaler: torch.amp.GradScaler, dtype: torch.dtype | None,
                  reduce_gradients: Callable[[list[nn.Parameter]], None],
                  generator: torch.Generator | None = None) -> None:
         self.device = device
         self.scaler = scaler
-        self.amp = amp
+        self.dtype = dtype
         self._reduce = reduce_gradients
         self.generator = generator
         self.iteration = 0
 
     def autocast(self) -> AbstractContextManager[Any]:
-        """Mixed precision region (float16 autocast on CUDA when AMP is on)."""
-        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp)
+        """Mixed precision region (a no-op when the step runs in float32)."""
+        return torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
 
     def backward(self, loss: Tensor) -> None:
         """Backward through the (possibly) scaled loss."""
