@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 from scipy import stats
 
+from _machine import load_note
 from napari_medtrans import evaluation
 from napari_medtrans.evaluation_report import markdown, ranking, write_report
 from napari_medtrans.inference import load_translator
@@ -44,11 +46,11 @@ from napari_medtrans.segmenter import load_segmenter, shipped_segmenter
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: How the study's PI model was trained (the t1-ct-uapi demo settings with ``--method pi``).
-PI_ARGS = ("--phantom paired --lr 2e-4 --set model.ngf=16 --set model.generator_options.depth=3 "
-           "--set model.ndf=16 --set model.n_critic=1 --set model.lambda_paired=10 --size 128 --subjects 8 "
-           "--batch-size 4 --log-every 20 --checkpoint-every 100 --preview-every 100 "
-           "--set model.lr_decay_start=0.7 --set data.phantom_depth=24 --set data.val_slices=8 "
-           "--run-dir build/study_runs/t1-ct-pi --iterations 1000 --name t1-ct-pi --threads 1")
+PI_ARGS = ("--phantom paired --lr 2e-4 --size 128 --batch-size 4 --log-every 20 --checkpoint-every 100 "
+           "--preview-every 100 --set model.lr_decay_start=0.7 --set data.val_slices=8 --subjects 16 "
+           "--set model.ngf=16 --set model.generator_options.depth=4 --set model.ndf=16 --set model.n_critic=1 "
+           "--set model.lambda_paired=10 --set data.phantom_depth=32 --precision bf16 "
+           "--run-dir build/study_runs/t1-ct-pi --iterations 3000 --name t1-ct-pi --threads 1")
 
 
 def _relative(result: evaluation.EvaluationResult, model: str, metric: str, scenario: str) -> float | None:
@@ -79,11 +81,13 @@ def findings(result: evaluation.EvaluationResult, methods: dict[str, str]) -> li
     with_sigma = [m for m in models if "uncertainty_pcc" in result.models[m]["GN0"]]
     if not with_sigma:
         lines.append("No evaluated model provides a scale map σ.")
+    least = result.settings["pcc_min_foreground"]
     for m in with_sigma:
         values = {s: result.models[m][s].get("uncertainty_pcc") for s in result.settings["scenarios"]}
-        lines.append(f"- {m}: PCC(mean σ, mean |error|) per slice: "
+        lines.append(f"- {m}: PCC(mean σ, mean |error|) per slice, slices with ≥ {least:.0%} body: "
                      + ", ".join(f"{s} {_fmt(v, '{:.2f}')}" for s, v in values.items())
                      + " (goal ≥ 0.80; UAPI paper 0.69 IXI / 0.72 fastMRI).")
+        lines.append("  " + uncertainty_detail(result.uncertainty[m], least))
     lines += ["", "### 3. Do FRD / SWD / MAE rank the translators as Dice does?", ""]
     for scenario in result.settings["scenarios"]:
         orders = {k: ranking(result, scenario, k) for k in ("dice_mean", "frd", "swd", "mae")}
@@ -101,6 +105,19 @@ def findings(result: evaluation.EvaluationResult, methods: dict[str, str]) -> li
     return lines + [""]
 
 
+def uncertainty_detail(per_scenario: dict[str, dict[str, list[float]]], least: float) -> str:
+    """PCC over every slice with body, mean σ and error per scenario, and the PCC pooled over scenarios."""
+    def pcc(scale: list[float], error: list[float]) -> str:
+        return f"{stats.pearsonr(scale, error)[0]:.2f}" if len(scale) > 2 else "null"
+
+    every = ", ".join(f"{s} {pcc(d['scale'], d['error'])}" for s, d in per_scenario.items())
+    means = ", ".join(f"{s} {np.mean(d['scale']):.0f}/{np.mean(d['error']):.0f}" for s, d in per_scenario.items())
+    kept = [(a, b) for d in per_scenario.values() for a, b, f in zip(d["scale"], d["error"], d["foreground"])
+            if f >= least]
+    return (f"Every slice with body (also slivers < {least:.0%}): {every}. Mean σ / mean |error| (HU): {means}. "
+            f"Pooled over all scenarios (slices ≥ {least:.0%}): {pcc(*map(list, zip(*kept)))}.")
+
+
 def evaluate_cached(translators: dict, specs: dict[str, str], cases: list, settings: evaluation.EvalSettings,
                     cache: Path, segmenter_file: Path) -> evaluation.EvaluationResult:
     """Evaluate one model at a time, reusing ``cache/<model>.json`` computed with the same settings.
@@ -111,6 +128,7 @@ def evaluate_cached(translators: dict, specs: dict[str, str], cases: list, setti
     for name, translator in translators.items():
         key = {"scenarios": list(settings.scenarios), "cases": [c.name for c in cases], "seed": settings.seed,
                "frd_image_types": list(settings.frd_image_types or []),
+               "pcc_min_foreground": settings.pcc_min_foreground,
                "model_mtime": translator_path(specs[name]).stat().st_mtime,
                "segmenter_mtime": segmenter_file.stat().st_mtime}
         path = cache / f"{name}.json"
@@ -143,6 +161,7 @@ def main() -> int:
     args = parser.parse_args()
 
     torch.set_num_threads(1)
+    load_start = os.getloadavg()[0]
     names = args.models or [i.name for i in list_translators()
                             if i.origin == "shipped" and (i.metadata.source, i.metadata.target) == ("T1", "CT")]
     specs = {Path(n).name.split(".")[0]: n for n in names}  # display name → registry name or run folder
@@ -157,12 +176,13 @@ def main() -> int:
     folder = args.out / "evaluation_study"
     result = evaluate_cached(translators, specs, cases, settings, folder / "cache", segmenter_file)
     seconds = result.settings["seconds"]
+    load = (load_start, os.getloadavg()[0])
     write_report(result, folder)
     command = "python benchmarks/evaluation_study.py " + " ".join(sys.argv[1:])
     header = [
         "# Evaluation study: shipped T1→CT translators on held-out phantom subjects", "",
         f"Command: `{command.strip()}` ({seconds / 60:.1f} min of evaluation in all, one model at a time, on "
-        f"{platform.machine()}, torch {torch.__version__}, 1 thread, a CPU shared with other jobs).  ",
+        f"{platform.machine()}, torch {torch.__version__}, 1 thread; while this invocation ran: {load_note(*load)}).  ",
         "Models (method, training iterations, run): " + "; ".join(
             f"{n} ({t.metadata.method}, {t.metadata.provenance.get('iterations')} it, "
             f"{Path(str(t.metadata.provenance.get('run', '?'))).name})" for n, t in translators.items()) + ".  ",

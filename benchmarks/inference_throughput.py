@@ -3,7 +3,7 @@
 Measures, on this machine, in one run:
 
 1. ResNet-9 ngf-64 generator at 256²: raw network throughput (batched tensors,
-   ``inference_mode``, fp32) and end to end (read NIfTI → ``translate_volume``
+   ``inference_mode``, fp32, the engine's automatic batch size) and end to end (read NIfTI → ``translate_volume``
    → write NIfTI) in fp32; goal: end to end ≥ 90 % of raw.
 2. For that generator and every shipped demo translator: a naive reference loop
    written like the public test scripts (one slice at a time, fp32, eager,
@@ -13,7 +13,7 @@ Measures, on this machine, in one run:
 3. bf16 vs fp32 output differences in target units (mean/max abs, SSIM).
 4. Peak RSS of a subprocess translating a 300×512×512 int16 volume.
 
-Run: ``python benchmarks/inference_throughput.py [--slices N] [--rss-shape Z Y X]``.
+Run: ``python benchmarks/inference_throughput.py [--slices N] [--demo-slices N] [--rss-shape Z Y X]``.
 Writes ``benchmarks/results/inference_throughput.{json,md}``. The ResNet-9
 weights are random (seeded): speed does not depend on them, and precision
 differences are reported for the trained demo translators as well.
@@ -41,7 +41,7 @@ from skimage.metrics import structural_similarity
 from _machine import bf16_native, load_note
 from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
 from napari_medtrans.inference import Translator, load_translator
-from napari_medtrans.intensity import IntensityMapping, ct_window, mr_percentile
+from napari_medtrans.intensity import ct_window, mr_percentile
 from napari_medtrans.io import Volume, read_volume, write_volume
 from napari_medtrans.nets import build_network
 from napari_medtrans.phantom import generate_subject
@@ -50,7 +50,6 @@ from napari_medtrans.shipped import shipped_dir
 RESULTS = Path(__file__).resolve().parent / "results"
 RESNET9 = {"arch": "resnet", "ngf": 64, "n_blocks": 9}
 RSS_GENERATOR = {"arch": "resnet", "ngf": 8, "n_blocks": 1}
-BATCH = 4
 #: Every timing is the best of this many runs (the first one also warms up oneDNN).
 REPEATS = 2
 
@@ -92,11 +91,12 @@ def measure(jobs: dict[str, Callable[[], Any]]) -> dict[str, dict[str, Any]]:
 def raw_network(translator: Translator, volume: np.ndarray) -> Callable[[], None]:
     """The bare generator on ready, normalised, batched tensors (fp32)."""
     x = translator.prepare(volume).network_input(0, volume.shape[0]).contiguous()
+    batch = translator.auto_batch_size(*volume.shape[1:])
 
     def run() -> None:
         with torch.inference_mode():
-            for i in range(0, len(x), BATCH):
-                translator.generator(x[i : i + BATCH])
+            for i in range(0, len(x), batch):
+                translator.generator(x[i : i + batch])
 
     return run
 
@@ -119,7 +119,7 @@ def end_to_end(translator: Translator, source: Path, out: Path) -> Callable[[], 
 
     def run() -> None:
         volume = read_volume(source)
-        result = translator.translate_volume(volume, batch_size=BATCH)
+        result = translator.translate_volume(volume)
         write_volume(volume.with_array(result.image, modality="CT"), out, overwrite=True)
 
     return run
@@ -128,14 +128,15 @@ def end_to_end(translator: Translator, source: Path, out: Path) -> Callable[[], 
 def precision_jobs(translator: Translator, volume: np.ndarray) -> dict[str, Callable[[], Any]]:
     return {
         "naive": lambda: naive_loop(translator, volume),
-        "fp32": lambda: translator.translate_volume(volume, batch_size=BATCH).image,
-        "bf16": lambda: translator.translate_volume(volume, batch_size=BATCH, precision="bf16").image,
+        "fp32": lambda: translator.translate_volume(volume).image,
+        "bf16": lambda: translator.translate_volume(volume, precision="bf16").image,
     }
 
 
-def summarise(times: dict[str, dict[str, Any]], slices: int, window: IntensityMapping) -> dict[str, Any]:
+def summarise(times: dict[str, dict[str, Any]], translator: Translator, volume: np.ndarray) -> dict[str, Any]:
     """Throughputs, ratios to the naive loop (wall and CPU time) and bf16–fp32 differences."""
-    out: dict[str, Any] = {"slices": slices}
+    slices, window = volume.shape[0], translator.output_mapping
+    out: dict[str, Any] = {"slices": slices, "batch_size": translator.auto_batch_size(*volume.shape[1:])}
     for name, entry in times.items():
         out[f"{name}_slices_per_s"] = slices / entry["wall_s"]
         out[f"{name}_cpu_s_per_slice"] = entry["cpu_s"] / slices
@@ -164,10 +165,11 @@ def rss_child(model: str, shape: tuple[int, int, int]) -> None:
     volume = np.random.default_rng(0).integers(0, 1200, size=shape, dtype=np.int16)
     before = psutil.Process().memory_info().rss
     start = time.perf_counter()
-    translator.translate_volume(volume, batch_size=BATCH)
+    translator.translate_volume(volume)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"rss_before_bytes": before, "peak_rss_bytes": peak, "seconds": seconds,
+                      "batch_size": translator.auto_batch_size(*shape[1:]),
                       "input_bytes": volume.nbytes, "output_bytes": volume.size * 4}))
 
 
@@ -185,8 +187,8 @@ def machine() -> dict[str, Any]:
             "load_average_at_start": os.getloadavg(), "bf16_native": bf16_native()}
 
 
-def run(slices: int, rss_shape: tuple[int, int, int]) -> dict[str, Any]:
-    report: dict[str, Any] = {"machine": machine(), "batch_size": BATCH, "repeats": REPEATS}
+def run(slices: int, demo_slices: int, rss_shape: tuple[int, int, int]) -> dict[str, Any]:
+    report: dict[str, Any] = {"machine": machine(), "repeats": REPEATS}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         volume = phantom_t1(7, slices, 256)
@@ -197,15 +199,15 @@ def run(slices: int, rss_shape: tuple[int, int, int]) -> dict[str, Any]:
             "end_to_end": end_to_end(resnet, source, tmp / "ct.nii.gz"),
             **precision_jobs(resnet, volume.array),
         })
-        r9 = summarise(times, slices, resnet.output_mapping)
+        r9 = summarise(times, resnet, volume.array)
         r9["end_to_end_over_raw"] = times["raw"]["wall_s"] / times["end_to_end"]["wall_s"]
         r9["end_to_end_over_raw_cpu"] = times["raw"]["cpu_s"] / times["end_to_end"]["cpu_s"]
         report["resnet9_ngf64_256"] = r9
         for path in sorted((shipped_dir() / "models").glob("*.safetensors")):
             demo = load_translator(path, device="cpu")
-            demo_volume = phantom_t1(11, slices, demo.metadata.size).array
-            report[f"demo:{demo.metadata.name}"] = summarise(
-                measure(precision_jobs(demo, demo_volume)), slices, demo.output_mapping)
+            demo_volume = phantom_t1(11, demo_slices, demo.metadata.size).array
+            report[f"demo:{demo.metadata.name}"] = summarise(measure(precision_jobs(demo, demo_volume)), demo,
+                                                             demo_volume)
         report["peak_rss"] = peak_rss(make_translator(tmp / "rss.safetensors", RSS_GENERATOR, "rss"), rss_shape)
     report["machine"]["load_average_at_end"] = os.getloadavg()
     return report
@@ -228,7 +230,8 @@ def markdown(report: dict[str, Any], command: str) -> str:
          f"{load_note(m['load_average_at_start'][0], m['load_average_at_end'][0])} "
          "Jobs ran interleaved and each figure is the best of "
          f"{report['repeats']} runs; ratios are given on wall time and on process CPU time (steadier). "
-         f"Batch size {report['batch_size']}; {r9['slices']} slices per measurement."),
+         f"Batch size: the engine's automatic choice (column *batch*); {r9['slices']} slices per ResNet-9 "
+         "measurement, one phantom volume per demo model."),
         "",
         "## ResNet-9 ngf 64, 256² (random seeded weights)",
         "",
@@ -244,13 +247,14 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "",
         "## All models: speed and bf16 vs fp32 (target units, HU for CT)",
         "",
-        "| model | naive | fp32 | bf16 (slices/s) | bf16/naive wall (CPU) | bf16−fp32 mean abs | p99 | max | SSIM |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | batch | naive | fp32 | bf16 (slices/s) | bf16/naive wall (CPU) | bf16−fp32 mean abs | p99 | max "
+        "| SSIM |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for key, r in report.items():
         if key == "resnet9_ngf64_256" or key.startswith("demo:"):
             lines.append(
-                f"| {key} | {r['naive_slices_per_s']:.2f} | {r['fp32_slices_per_s']:.2f} | "
+                f"| {key} | {r['batch_size']} | {r['naive_slices_per_s']:.2f} | {r['fp32_slices_per_s']:.2f} | "
                 f"{r['bf16_slices_per_s']:.2f} | {r['bf16_vs_naive']:.2f}× ({r['bf16_vs_naive_cpu']:.2f}×) | "
                 f"{r['bf16_vs_fp32_mean_abs']:.1f} | {r['bf16_vs_fp32_p99_abs']:.1f} | "
                 f"{r['bf16_vs_fp32_max_abs']:.1f} | {r['bf16_vs_fp32_ssim']:.4f} |"
@@ -266,7 +270,7 @@ def markdown(report: dict[str, Any], command: str) -> str:
         "",
         (f"Generator {rss['generator']} (a small ResNet so that the whole volume runs in "
          f"{rss['seconds']:.0f} s here; a larger network adds its activations for one batch of "
-         f"{report['batch_size']} slices). "
+         f"{rss['batch_size']} slices). "
          f"Input {rss['input_bytes'] / 2**20:.0f} MiB, float32 output {rss['output_bytes'] / 2**20:.0f} MiB; "
          f"RSS after loading model and input {rss['rss_before_bytes'] / 2**20:.0f} MiB; "
          f"**peak RSS {rss['peak_rss_bytes'] / 2**20:.0f} MiB**."),
@@ -277,14 +281,15 @@ def markdown(report: dict[str, Any], command: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--slices", type=int, default=4, help="slices per throughput measurement")
+    parser.add_argument("--slices", type=int, default=8, help="slices per ResNet-9 measurement")
+    parser.add_argument("--demo-slices", type=int, default=32, help="slices per demo-model measurement")
     parser.add_argument("--rss-shape", type=int, nargs=3, default=(300, 512, 512), metavar=("Z", "Y", "X"))
     parser.add_argument("--rss-child", metavar="MODEL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
         rss_child(args.rss_child, tuple(args.rss_shape))
         return
-    report = run(args.slices, tuple(args.rss_shape))
+    report = run(args.slices, args.demo_slices, tuple(args.rss_shape))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "inference_throughput.json").write_text(json.dumps(report, indent=2) + "\n")
     command = "python benchmarks/inference_throughput.py " + " ".join(sys.argv[1:])

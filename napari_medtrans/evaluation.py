@@ -62,6 +62,7 @@ class EvalSettings:
     frd: bool = True
     frd_image_types: Sequence[str] | None = None
     frd_max_slices: int = FRD_MAX_SLICES
+    pcc_min_foreground: float = 0.1   # σ–error correlation over slices with ≥ this body fraction (0: all)
 
 
 @dataclass
@@ -255,7 +256,8 @@ def evaluate(translators: dict[str, Translator], cases: Sequence[EvalCase], sett
     result = EvaluationResult(settings={"scenarios": list(settings.scenarios), "seed": settings.seed,
                                         "cases": [c.name for c in cases], "frd": settings.frd,
                                         "frd_image_types": settings.frd_image_types,
-                                        "fid_weights": str(settings.fid_weights) if settings.fid_weights else None})
+                                        "fid_weights": str(settings.fid_weights) if settings.fid_weights else None,
+                                        "pcc_min_foreground": settings.pcc_min_foreground})
     _reference_dice(result, cases, settings)
     for s_index, scenario in enumerate(settings.scenarios):
         seeds = [settings.seed + 1000 * s_index + i for i in range(len(cases))]
@@ -272,15 +274,17 @@ def evaluate(translators: dict[str, Translator], cases: Sequence[EvalCase], sett
             _distribution(out, result.reasons, where, translated, cases, modality, settings, extractor)
             _dice(out, result.reasons, where, translated, cases, settings)
             if translator.provides_scale:
-                _uncertainty(out, result, where, outputs, cases)
+                _uncertainty(out, result, where, outputs, cases, settings.pcc_min_foreground)
             result.models.setdefault(name, {})[scenario] = out
             result.per_slice.setdefault(name, {})[scenario] = {"mae": curve}
     return result
 
 
-def _uncertainty(out: dict, result: EvaluationResult, where: str, outputs: list, cases: Sequence[EvalCase]) -> None:
-    """Pearson correlation of per-slice mean σ and mean |residual|, pooled over cases."""
-    scale, error = [], []
+def _uncertainty(out: dict, result: EvaluationResult, where: str, outputs: list, cases: Sequence[EvalCase],
+                 min_foreground: float) -> None:
+    """Pearson correlation of per-slice mean σ and mean |residual|, pooled over cases, on slices
+    whose body covers at least ``min_foreground`` (every slice with body is kept for the plots)."""
+    scale, error, foreground = [], [], []
     for output, case in zip(outputs, cases):
         if case.target is None:
             continue
@@ -290,9 +294,12 @@ def _uncertainty(out: dict, result: EvaluationResult, where: str, outputs: list,
             continue
         scale += agreement.mean_scale.tolist()
         error += agreement.mean_error.tolist()
+        foreground += agreement.foreground.tolist()
     name, scenario = where.split("/")
-    result.uncertainty.setdefault(name, {})[scenario] = {"scale": scale, "error": error}
-    _try(out, result.reasons, where, ["uncertainty_pcc"], lambda: [metrics.pearson(scale, error)])
+    result.uncertainty.setdefault(name, {})[scenario] = {"scale": scale, "error": error, "foreground": foreground}
+    used = [i for i, f in enumerate(foreground) if f >= min_foreground]
+    _try(out, result.reasons, where, ["uncertainty_pcc"],
+         lambda: [metrics.pearson([scale[i] for i in used], [error[i] for i in used])])
 
 
 def _reference_dice(result: EvaluationResult, cases: Sequence[EvalCase], settings: EvalSettings) -> None:

@@ -7,6 +7,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from napari_medtrans.evaluation import EvaluationResult
 from napari_medtrans.rundir import atomic_write_bytes, atomic_write_json
 
@@ -63,7 +65,9 @@ def markdown(result: EvaluationResult) -> str:
               for reason, wheres in by_reason.items()] or ["- none"]
     lines += ["", "MAE in image units (HU for CT) inside the body mask; PSNR/SSIM with the CT range "
               "[-1024, 3000] HU; SWD ×10³ on Laplacian-pyramid patches; FRD is FRDv1 (frd-score); "
-              "σ PCC: Pearson correlation of per-slice mean σ and mean |error|; '–' = not applicable.", ""]
+              "σ PCC: Pearson correlation of per-slice mean σ and mean |error| in the body, over slices whose "
+              f"body covers ≥ {result.settings.get('pcc_min_foreground', 0):.0%} of the slice; "
+              "'–' = not applicable.", ""]
     return "\n".join(lines)
 
 
@@ -126,10 +130,15 @@ def write_plots(result: EvaluationResult, out: Path) -> list[Path]:
     models = list(result.uncertainty) or ["(no model gives σ)"]
     fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.5), squeeze=False)
     for ax, model in zip(axes[0], models):
+        least = result.settings.get("pcc_min_foreground", 0.0)
         for scenario, data in result.uncertainty.get(model, {}).items():
-            ax.scatter(data["scale"], data["error"], s=6, label=scenario)
+            used = np.asarray(data["foreground"]) >= least
+            scale, error = np.asarray(data["scale"]), np.asarray(data["error"])
+            dots = ax.scatter(scale[used], error[used], s=6, label=scenario)
+            ax.scatter(scale[~used], error[~used], s=10, facecolors="none", edgecolors=dots.get_facecolor())
         pcc = result.models.get(model, {}).get(scenarios[0] if scenarios else "", {}).get("uncertainty_pcc")
-        ax.set(title=f"{model} (PCC {_fmt(pcc)} clean)", xlabel="mean σ per slice", ylabel="mean |error| per slice")
+        ax.set(title=f"{model} (PCC {_fmt(pcc)} clean; ○ body < {least:.0%})", xlabel="mean σ per slice",
+               ylabel="mean |error| per slice")
         if result.uncertainty.get(model):
             ax.legend(fontsize=6)
     paths.append(_save(fig, out / PLOTS[2]))

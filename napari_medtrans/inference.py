@@ -14,9 +14,16 @@ MC-dropout samples (``"mc_dropout"``, for generators with dropout); with either,
 the returned image is the mean over the samples.
 
 Precision: ``"fp32"`` is the default for results. bf16/fp16 autocast differs
-from fp32 by about ten HU on average (over a hundred at worst) and pays off on
-GPUs and on CPUs with native bf16 (AVX512-BF16/AMX); on an AVX-512 CPU without
-it, bf16 is slower than fp32 (see ``benchmarks/results/inference_throughput.md``).
+from fp32 by a few to about ten HU on average (a few hundred at single voxels
+of a ResNet-9) and pays off on GPUs and on CPUs with bf16 instructions
+(AVX512-BF16/AMX: 2.2–2.6× the naive fp32 loop here); on an AVX-512 CPU without
+them, bf16 is emulated and slower than fp32 (see
+``benchmarks/results/inference_throughput.md``). The generators' input layer
+stays in fp32, and uniform slices (pure air) are translated in fp32.
+
+Batch size: by default slices are batched so that the activations of the
+network's first layer stay within :data:`ACTIVATION_BUDGET` (on a CPU, larger
+batches fall out of the caches and are slower per slice).
 """
 
 from __future__ import annotations
@@ -50,6 +57,14 @@ UNCERTAINTIES = ("tta", "mc_dropout")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: Test-time augmentations: flips over these tensor dims (identity first).
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+#: Automatic batch size: slices per batch × padded pixels × channels of the network's first
+#: layer stays within this many activations. On a CPU a batch is fastest while its feature maps
+#: fit the caches (measured: ResNet ngf 16 at 128² fastest at 4–8 slices, ngf 64 at 256² and
+#: ngf 16 at 512² at 1 slice, in fp32 and bf16; ``benchmarks/results/inference_throughput.md``);
+#: accelerators get a larger budget (not measured here).
+ACTIVATION_BUDGET = {"cpu": 2**21}
+ACCELERATOR_BUDGET = 2**26
+MAX_BATCH = 64
 
 
 class Cancelled(Exception):
@@ -129,6 +144,12 @@ class PreparedVolume:
     @property
     def n_slices(self) -> int:
         return self.array.shape[self.axis]
+
+    @property
+    def slice_shape(self) -> tuple[int, int]:
+        """(rows, cols) of one slice."""
+        rows, cols = (n for a, n in enumerate(self.array.shape) if a != self.axis)
+        return rows, cols
 
     def network_input(self, start: int, stop: int) -> torch.Tensor:
         """Slices ``start:stop`` as (B, k, H, W) float32 in [-1, 1] (k context slices, edges repeated)."""
@@ -228,26 +249,37 @@ class Translator:
             prepared.store(key, result)
         return result
 
+    def auto_batch_size(self, height: int, width: int, network: nn.Module | None = None) -> int:
+        """Slices per batch for ``height`` × ``width`` slices (see :data:`ACTIVATION_BUDGET`)."""
+        network = network or self.generator
+        multiple = network.size_multiple
+        pixels = math.ceil(height / multiple) * multiple * math.ceil(width / multiple) * multiple
+        first = next((m for m in network.modules() if isinstance(m, nn.Conv2d)), None)
+        channels = first.out_channels if first is not None else 1
+        budget = ACTIVATION_BUDGET.get(self.device.type, ACCELERATOR_BUDGET)
+        return max(1, min(MAX_BATCH, budget // (pixels * channels)))
+
     def translate_volume(
         self,
         volume: Volume | np.ndarray,
         *,
         axis: int | None = None,
-        batch_size: int = 4,
+        batch_size: int | None = None,
         precision: Precision = "fp32",
         uncertainty: Uncertainty | None = None,
         progress: Callable[[int, int], None] | None = None,
         cancel: Callable[[], bool] | None = None,
         mc_samples: int = 8,
     ) -> TranslationResult:
-        """Translate a whole volume in batches of slices.
+        """Translate a whole volume in batches of slices (``batch_size`` None: :meth:`auto_batch_size`).
 
         ``progress(done, total)`` is called after each batch; when ``cancel()``
         returns true the next batch is not started and :class:`Cancelled` is raised.
         """
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
         prepared = self.prepare(volume.array if isinstance(volume, Volume) else volume, axis=axis, cache_size=0)
+        batch_size = batch_size or self.auto_batch_size(*prepared.slice_shape)
         shape = prepared.array.shape
         outputs = {
             "image": np.empty(shape, np.float32),
@@ -273,7 +305,7 @@ class Translator:
         *,
         spacing: tuple[float, ...],
         axis: int | None = None,
-        batch_size: int = 4,
+        batch_size: int | None = None,
     ) -> RegistrationResult:
         """Register ``moving`` (e.g. the translation) onto ``fixed`` (the target), both in target units.
 
@@ -297,6 +329,7 @@ class Translator:
         to_mm = torch.tensor([spacing_zyx[row_axis], spacing_zyx[col_axis]], dtype=torch.float32).view(1, 2, 1, 1)
         mapping = self.target_model.fit(fixed)
         preps = [PreparedVolume(v, axis, mapping, 1, 0) for v in volumes]
+        batch_size = batch_size or self.auto_batch_size(*preps[0].slice_shape, self.registration)
         warped = np.empty(volumes[0].shape, np.float32)
         warped_view = np.moveaxis(warped, axis, 0)
         fields = []
@@ -324,18 +357,38 @@ class Translator:
             raise ValueError(f"uncertainty must be None or one of {', '.join(UNCERTAINTIES)}, got {uncertainty!r}")
         x, crop = _pad(x.to(self.device), self.generator.size_multiple)
         x = x.contiguous()
-        with torch.inference_mode(), self._autocast(precision):
-            samples = list(self._samples(x, uncertainty, mc_samples))
-        images = torch.stack([image for image, _ in samples])[:, :, 0, crop[0], crop[1]]
+        # A uniform slice (all air after clipping) has features made of rounding noise that instance
+        # norm amplifies; bf16 rounds differently from the fp32 the model was trained in, and its
+        # output there is garbage (1935 HU off on the demo pix2pix). Such slices run in fp32.
+        flat = x.flatten(1)
+        uniform = flat.amax(1) == flat.amin(1)
+        if precision == "fp32" or not uniform.any():
+            images, scales = self._predict(x, precision, uncertainty, mc_samples)
+        else:
+            images, scales = self._predict(x[~uniform], precision, uncertainty, mc_samples)
+            exact_images, exact_scales = self._predict(x[uniform], "fp32", uncertainty, mc_samples)
+            images = _merge(images, exact_images, uniform)
+            scales = None if scales is None else _merge(scales, exact_scales, uniform)
+        images = images[:, :, 0, crop[0], crop[1]]
         out: dict[str, np.ndarray | None] = {"image": None, "scale": None, "uncertainty": None}
         out["image"] = self.output_mapping.from_network(images.mean(0).cpu().numpy())
         if uncertainty:
             std = images.std(0, correction=0)
             out["uncertainty"] = self.output_mapping.scale_from_network(std.cpu().numpy())
-        if self.provides_scale:
-            scales = torch.stack([scale for _, scale in samples])[:, :, 0, crop[0], crop[1]]
+        if scales is not None:
+            scales = scales[:, :, 0, crop[0], crop[1]]
             out["scale"] = self.output_mapping.scale_from_network(scales.mean(0).cpu().numpy())
         return out
+
+    def _predict(
+        self, x: torch.Tensor, precision: str, uncertainty: str | None, mc_samples: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(images, scales) stacked over TTA/MC samples: (S, B, 1, H, W) each (scales None without a head)."""
+        with torch.inference_mode(), self._autocast(precision):
+            samples = list(self._samples(x, uncertainty, mc_samples))
+        images = torch.stack([image for image, _ in samples])
+        scales = torch.stack([scale for _, scale in samples]) if self.provides_scale else None
+        return images, scales
 
     def _samples(
         self, x: torch.Tensor, uncertainty: str | None, mc_samples: int
@@ -378,6 +431,13 @@ class Translator:
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+
+def _merge(rest: torch.Tensor, picked: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(S, B, …) from the samples where ``mask`` (B,) is false (``rest``) and true (``picked``)."""
+    merged = rest.new_empty((rest.shape[0], mask.numel(), *rest.shape[2:]))
+    merged[:, ~mask], merged[:, mask] = rest, picked
+    return merged
 
 
 def _batches(total: int, size: int) -> Iterator[tuple[int, int]]:

@@ -147,24 +147,38 @@ def mean_dice(dice: dict[str, float | None]) -> float | None:
 
 @dataclass
 class UncertaintyAgreement:
-    """Per-image mean σ and mean |residual| and their Pearson correlation."""
+    """Per-image mean σ, mean |residual| and body fraction, and the Pearson correlation
+    of σ and residual over the images whose body fraction is at least ``min_foreground``."""
 
     pcc: float
     mean_scale: np.ndarray
     mean_error: np.ndarray
+    foreground: np.ndarray
+    min_foreground: float
 
 
 def uncertainty_pcc(
-    scale: np.ndarray, prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None
+    scale: np.ndarray, prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None,
+    min_foreground: float = 0.0,
 ) -> UncertaintyAgreement:
-    """Pearson correlation across images (slices) of mean σ and mean absolute residual."""
+    """Pearson correlation across images (slices) of mean σ and mean absolute residual in ``mask``.
+
+    Every slice with some mask is summarised; the correlation uses those whose
+    mask covers at least ``min_foreground`` of the slice (0: all of them). Slivers
+    at the top of a head (a few hundred voxels of skin) have a mean error made of
+    boundary voxels only; translators are trained on slices with
+    ``data.min_foreground`` (default 10 %) of foreground.
+    """
     scale, residual = np.asarray(scale, float), np.abs(np.asarray(prediction, float) - np.asarray(reference, float))
     mask = np.ones(scale.shape, bool) if mask is None else np.asarray(mask, bool)
-    keep = mask.sum(axis=(1, 2)) > 0
-    count = mask.sum(axis=(1, 2))[keep]
-    mean_scale = (scale * mask).sum(axis=(1, 2))[keep] / count
-    mean_error = (residual * mask).sum(axis=(1, 2))[keep] / count
-    return UncertaintyAgreement(pearson(mean_scale, mean_error), mean_scale, mean_error)
+    count = mask.sum(axis=(1, 2))
+    keep = count > 0
+    mean_scale = (scale * mask).sum(axis=(1, 2))[keep] / count[keep]
+    mean_error = (residual * mask).sum(axis=(1, 2))[keep] / count[keep]
+    foreground = count[keep] / (mask.shape[1] * mask.shape[2])
+    used = foreground >= min_foreground
+    return UncertaintyAgreement(pearson(mean_scale[used], mean_error[used]), mean_scale, mean_error, foreground,
+                                min_foreground)
 
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> float:

@@ -82,6 +82,17 @@ def test_batching_equals_one_by_one_and_slice_api(resnet, volume):
         resnet.translate_slice(prepared, 99)
 
 
+def test_automatic_batch_size_follows_the_activation_budget(resnet, unet, volume):
+    """Slices × padded pixels × first-layer channels ≤ the CPU budget (2²¹), at least 1, at most 64."""
+    assert resnet.auto_batch_size(128, 128) == 2**21 // (128 * 128 * 8) == 16
+    assert resnet.auto_batch_size(511, 510) == 1  # padded to 512² (multiple of 4)
+    assert resnet.auto_batch_size(8, 8) == 64
+    assert unet.auto_batch_size(64, 64) == 2**21 // (64 * 64 * 8)
+    calls = []
+    resnet.translate_volume(volume, progress=lambda done, total: calls.append(done))
+    assert calls == [6]  # one batch: 6 slices of 64² fit the budget
+
+
 def test_context_slices_25d(tmp_path, volume):
     translator = load_translator(make_translator(tmp_path / "k3.safetensors", context=3), device="cpu")
     result = translator.translate_volume(volume, batch_size=4)
@@ -108,6 +119,20 @@ def test_bf16_runs_close_to_fp32(resnet, volume):
     assert np.abs(bf16 - fp32).mean() < 50  # HU
     with pytest.raises(ValueError, match="precision"):
         resnet.translate_volume(volume[:1], precision="int8")
+
+
+@pytest.mark.parametrize("uncertainty", [None, "tta"])
+def test_uniform_slices_run_in_fp32_under_bf16(resnet, unet, volume, uncertainty):
+    """A slice of pure air (constant after clipping) is computed in fp32 even in a bf16 batch."""
+    mixed = volume[:3].copy()
+    mixed[1] = 0.0
+    for translator in (resnet, unet):
+        fp32 = translator.translate_volume(mixed, uncertainty=uncertainty)
+        bf16 = translator.translate_volume(mixed, precision="bf16", uncertainty=uncertainty)
+        np.testing.assert_allclose(bf16.image[1], fp32.image[1], atol=0.05)  # fp32 up to batch-size rounding
+        assert np.abs(bf16.image[0] - fp32.image[0]).mean() > 0.5  # the others did run in bf16
+        if translator.provides_scale:
+            np.testing.assert_allclose(bf16.scale[1], fp32.scale[1], atol=0.05)
 
 
 def test_tta_and_mc_dropout_uncertainty(resnet, unet, volume):

@@ -76,6 +76,22 @@ def test_uncertainty_pcc_tracks_error(ct_volume):
         metrics.uncertainty_pcc(np.ones_like(ct_volume), prediction, ct_volume)
 
 
+def test_uncertainty_pcc_leaves_out_slivers_below_min_foreground():
+    """A slice with a few body voxels and a wild error counts only when min_foreground allows it."""
+    shape = (5, 20, 20)
+    mask = np.zeros(shape, bool)
+    mask[:4, 2:18, 2:18] = True
+    mask[4, :2, :2] = True  # a 1 % sliver
+    errors = np.array([10, 20, 30, 40, 900], np.float32)[:, None, None]
+    reference = np.zeros(shape, np.float32)
+    scale = np.broadcast_to(np.array([1, 2, 3, 4, 1], np.float32)[:, None, None], shape)
+    every = metrics.uncertainty_pcc(scale, reference + errors, reference, mask)
+    body = metrics.uncertainty_pcc(scale, reference + errors, reference, mask, min_foreground=0.1)
+    assert body.pcc == pytest.approx(1.0) and every.pcc < 0
+    np.testing.assert_allclose(body.foreground, [0.64, 0.64, 0.64, 0.64, 0.01])
+    assert len(body.mean_error) == 5  # every slice is summarised; only the correlation leaves the sliver out
+
+
 def _slices(volume: np.ndarray, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [s + rng.normal(0, 30, s.shape) for s in volume for _ in range(2)]

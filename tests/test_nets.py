@@ -113,3 +113,22 @@ def test_warp_convention_row_and_col():
     field[:, 1] = -1.0  # Δcol: sample one column to the left
     assert warp(image, field)[0, 0, 4, 5] == 1.0
     assert torch.equal(warp(image, torch.zeros(1, 2, 9, 9)), image)
+
+
+@pytest.mark.parametrize("spec", [{"arch": "resnet", "ngf": 8, "n_blocks": 1}, {"arch": "unet", "ngf": 8, "depth": 2}])
+def test_input_layer_stays_float32_under_bf16_autocast(spec):
+    """The first convolution of a generator computes in float32 under autocast (bf16 loses the
+    small variations of a nearly uniform slice); the layers after it run in bf16."""
+    from napari_medtrans.nets.float32 import Float32Conv2d
+
+    net = build_network(spec).eval()
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert isinstance(convs[0], Float32Conv2d) and not any(isinstance(m, Float32Conv2d) for m in convs[1:])
+    x = -1 + 0.01 * torch.rand(1, 1, 16, 16)  # air with faint noise
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        first = convs[0](x)
+        later = convs[1](first)
+    assert first.dtype == torch.float32 and later.dtype == torch.bfloat16
+    with torch.inference_mode():
+        torch.testing.assert_close(first, torch.nn.functional.conv2d(
+            x, convs[0].weight, convs[0].bias, convs[0].stride, convs[0].padding))

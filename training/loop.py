@@ -46,7 +46,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
     ``auto`` keeps the usual choice: float16 AMP with gradient scaling on CUDA,
     float32 elsewhere. ``bf16`` is opt-in on CPU: on CPUs with AMX or
-    AVX-512-BF16 it makes a CycleGAN step about 2.6× faster
+    AVX-512-BF16 it makes a CycleGAN step about 2.3× faster than fp32
     (``benchmarks/results/training_throughput.md``); without them it is emulated
     and slower than float32.
     """

@@ -39,6 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=(32, 128, 128), metavar=("Z", "Y", "X"),
                         help="phantom volume shape (default 32 128 128)")
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
+    parser.add_argument("--pcc-min-foreground", type=float, default=0.1, metavar="F",
+                        help="σ–error correlation over slices whose body covers ≥ F of the slice (0: all; "
+                             "default 0.1, the trainer's slice selection)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing metrics.json/report.md")
     parser.set_defaults(func=run)
@@ -90,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
         label_names={k: v for k, v in segmenter.metadata.labels.items() if k} if segmenter else {},
         fid_weights=args.fid_weights, frd=not args.no_frd,
         frd_image_types=["Original"] if args.frd_original_only else None,
+        pcc_min_foreground=args.pcc_min_foreground,
     )
     result = evaluation.evaluate(translators, cases, settings, progress=lambda m: print(m, file=sys.stderr, flush=True))
     for path in write_report(result, args.out):

@@ -35,7 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
                         help="fp32 (default) for results; bf16/fp16 are faster, less exact")
     parser.add_argument("--axis", type=int, choices=(0, 1, 2), help="slice axis in (z, y, x) (default: the model's)")
-    parser.add_argument("--batch-size", type=int, default=4, help="slices per batch (default 4)")
+    parser.add_argument("--batch-size", type=int, help="slices per batch (default: sized to the network and "
+                        "slice so that its activations fit the CPU caches, larger on a GPU)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.set_defaults(func=run)
 
@@ -96,7 +97,7 @@ def _plan(args: argparse.Namespace, target: str) -> list[tuple[Path, Path, Path 
 
 def run(args: argparse.Namespace) -> int:
     """Translate every input; exit 0 when all were written."""
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise CommandError(f"--batch-size must be ≥ 1, got {args.batch_size}")
     translator = _load(args)
     target = translator.metadata.target

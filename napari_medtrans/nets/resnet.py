@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from napari_medtrans.nets.float32 import Float32Conv2d
+
 #: Index of the first residual block inside ``ResnetGenerator.model``.
 FIRST_BLOCK = 10
 
@@ -65,7 +67,7 @@ class ResnetGenerator(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [
             nn.ReflectionPad2d(3),
-            nn.Conv2d(in_channels, ngf, 7),
+            Float32Conv2d(in_channels, ngf, 7),
             nn.InstanceNorm2d(ngf),
             nn.ReLU(),
         ]

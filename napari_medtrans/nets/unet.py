@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_medtrans.nets.float32 import Float32Conv2d
+
 #: Added to the softplus output so that the scale map is strictly positive.
 SCALE_EPS = 1e-4
 
@@ -27,10 +29,16 @@ def _norm(kind: str, channels: int) -> nn.Module:
 
 
 class DoubleConv(nn.Sequential):
-    """(3×3 conv → norm → LeakyReLU) × 2, optional dropout after the first."""
+    """(3×3 conv → norm → LeakyReLU) × 2, optional dropout after the first.
 
-    def __init__(self, cin: int, cout: int, norm: str = "instance", dropout: float = 0.0) -> None:
-        layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1), _norm(norm, cout), nn.LeakyReLU(0.2)]
+    ``input_layer``: the first convolution sees the network input and runs in
+    float32 under autocast (:mod:`napari_medtrans.nets.float32`).
+    """
+
+    def __init__(self, cin: int, cout: int, norm: str = "instance", dropout: float = 0.0,
+                 input_layer: bool = False) -> None:
+        conv = Float32Conv2d if input_layer else nn.Conv2d
+        layers: list[nn.Module] = [conv(cin, cout, 3, padding=1), _norm(norm, cout), nn.LeakyReLU(0.2)]
         if dropout > 0:
             layers.append(nn.Dropout(dropout))
         layers += [nn.Conv2d(cout, cout, 3, padding=1), _norm(norm, cout), nn.LeakyReLU(0.2)]
@@ -53,7 +61,7 @@ class UNetBody(nn.Module):
             raise ValueError(f"depth must be ≥ 1, got {depth}")
         widths = [features * min(2**d, 8) for d in range(depth + 1)]
         self.size_multiple = 2**depth
-        self.encoders = nn.ModuleList([DoubleConv(in_channels, widths[0], norm)])
+        self.encoders = nn.ModuleList([DoubleConv(in_channels, widths[0], norm, input_layer=True)])
         self.encoders.extend(DoubleConv(widths[d - 1], widths[d], norm) for d in range(1, depth + 1))
         self.ups = nn.ModuleList(nn.ConvTranspose2d(widths[d + 1], widths[d], 2, stride=2) for d in range(depth))
         self.decoders = nn.ModuleList(DoubleConv(2 * widths[d], widths[d], norm, dropout) for d in range(depth))
