@@ -124,7 +124,7 @@ def evaluate_cached(translators: dict, specs: dict[str, str], cases: list, setti
 
     Noise is seeded per case and scenario, so models evaluated in separate runs see identical inputs.
     """
-    merged, seconds = evaluation.EvaluationResult(), 0.0
+    merged, seconds, loads = evaluation.EvaluationResult(), 0.0, []
     for name, translator in translators.items():
         key = {"scenarios": list(settings.scenarios), "cases": [c.name for c in cases], "seed": settings.seed,
                "frd_image_types": list(settings.frd_image_types or []),
@@ -134,10 +134,11 @@ def evaluate_cached(translators: dict, specs: dict[str, str], cases: list, setti
         path = cache / f"{name}.json"
         part = json.loads(path.read_text()) if path.is_file() else None
         if part is None or part["key"] != key:
-            started = time.time()
+            started, load_before = time.time(), os.getloadavg()[0]
             result = evaluation.evaluate({name: translator}, cases, settings,
                                          progress=lambda m: print(m, file=sys.stderr, flush=True))
-            part = {"key": key, "result": asdict(result), "seconds": time.time() - started}
+            part = {"key": key, "result": asdict(result), "seconds": time.time() - started,
+                    "load_average": [load_before, os.getloadavg()[0]]}
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(path, part)
         loaded = evaluation.EvaluationResult(**part["result"])
@@ -145,7 +146,9 @@ def evaluate_cached(translators: dict, specs: dict[str, str], cases: list, setti
             getattr(merged, attribute).update(getattr(loaded, attribute))
         merged.reference, merged.settings = loaded.reference, loaded.settings
         seconds += part["seconds"]
+        loads += part["load_average"]
     merged.settings["seconds"] = seconds
+    merged.settings["load_average"] = [min(loads), max(loads)]
     return merged
 
 
@@ -161,7 +164,6 @@ def main() -> int:
     args = parser.parse_args()
 
     torch.set_num_threads(1)
-    load_start = os.getloadavg()[0]
     names = args.models or [i.name for i in list_translators()
                             if i.origin == "shipped" and (i.metadata.source, i.metadata.target) == ("T1", "CT")]
     specs = {Path(n).name.split(".")[0]: n for n in names}  # display name → registry name or run folder
@@ -176,13 +178,12 @@ def main() -> int:
     folder = args.out / "evaluation_study"
     result = evaluate_cached(translators, specs, cases, settings, folder / "cache", segmenter_file)
     seconds = result.settings["seconds"]
-    load = (load_start, os.getloadavg()[0])
     write_report(result, folder)
     command = "python benchmarks/evaluation_study.py " + " ".join(sys.argv[1:])
     header = [
         "# Evaluation study: shipped T1→CT translators on held-out phantom subjects", "",
         f"Command: `{command.strip()}` ({seconds / 60:.1f} min of evaluation in all, one model at a time, on "
-        f"{platform.machine()}, torch {torch.__version__}, 1 thread; while this invocation ran: {load_note(*load)}).  ",
+        f"{platform.machine()}, torch {torch.__version__}, 1 thread). During the evaluations: {load_note(*result.settings['load_average'])}  ",
         "Models (method, training iterations, run): " + "; ".join(
             f"{n} ({t.metadata.method}, {t.metadata.provenance.get('iterations')} it, "
             f"{Path(str(t.metadata.provenance.get('run', '?'))).name})" for n, t in translators.items()) + ".  ",

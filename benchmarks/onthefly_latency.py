@@ -30,6 +30,7 @@ import napari
 import numpy as np
 import torch
 
+from _machine import load_note
 from napari_medtrans._widgets._wait import wait, wait_until
 from napari_medtrans._widgets.demo import open_demo
 from napari_medtrans.phantom import generate_subject
@@ -120,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             (
                 f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with "
                 f"`benchmarks/onthefly_latency.py` under Xvfb; {platform.processor() or platform.machine()}, "
-                f"{os.cpu_count()} CPU cores shared with other jobs (load average {load_before:.1f} at the "
-                f"start, {os.getloadavg()[0]:.1f} at the end), torch {torch.__version__}, phantom T1 "
+                f"{load_note(load_before, os.getloadavg()[0])} torch {torch.__version__}, phantom T1 "
                 f"{subject.shape}, device cpu, on-the-fly workers with 1 torch thread. Goal: p95 ≤ 250 ms."
             ),
             "",

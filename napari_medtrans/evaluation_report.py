@@ -128,7 +128,7 @@ def write_plots(result: EvaluationResult, out: Path) -> list[Path]:
     paths.append(_save(fig, out / PLOTS[1]))
 
     models = list(result.uncertainty) or ["(no model gives σ)"]
-    fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(models), figsize=(4.5 * len(models), 3.8), squeeze=False)
     for ax, model in zip(axes[0], models):
         least = result.settings.get("pcc_min_foreground", 0.0)
         for scenario, data in result.uncertainty.get(model, {}).items():
@@ -137,7 +137,7 @@ def write_plots(result: EvaluationResult, out: Path) -> list[Path]:
             dots = ax.scatter(scale[used], error[used], s=6, label=scenario)
             ax.scatter(scale[~used], error[~used], s=10, facecolors="none", edgecolors=dots.get_facecolor())
         pcc = result.models.get(model, {}).get(scenarios[0] if scenarios else "", {}).get("uncertainty_pcc")
-        ax.set(title=f"{model} (PCC {_fmt(pcc)} clean; ○ body < {least:.0%})", xlabel="mean σ per slice",
+        ax.set(title=f"{model} (PCC {_fmt(pcc)} clean)", xlabel=f"mean σ per slice (○: body < {least:.0%}, left out)",
                ylabel="mean |error| per slice")
         if result.uncertainty.get(model):
             ax.legend(fontsize=6)
