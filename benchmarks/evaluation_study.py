@@ -108,7 +108,10 @@ def findings(result: evaluation.EvaluationResult, methods: dict[str, str]) -> li
 def uncertainty_detail(per_scenario: dict[str, dict[str, list[float]]], least: float) -> str:
     """PCC over every slice with body, mean σ and error per scenario, and the PCC pooled over scenarios."""
     def pcc(scale: list[float], error: list[float]) -> str:
-        return f"{stats.pearsonr(scale, error)[0]:.2f}" if len(scale) > 2 else "null"
+        try:
+            return f"{evaluation.metrics.pearson(scale, error):.2f}"
+        except evaluation.metrics.MetricUnavailable:
+            return "null"
 
     every = ", ".join(f"{s} {pcc(d['scale'], d['error'])}" for s, d in per_scenario.items())
     means = ", ".join(f"{s} {np.mean(d['scale']):.0f}/{np.mean(d['error']):.0f}" for s, d in per_scenario.items())

@@ -361,8 +361,8 @@ class Translator:
         # norm amplifies; bf16 rounds differently from the fp32 the model was trained in, and its
         # output there is garbage (1935 HU off on the demo pix2pix). Such slices run in fp32.
         flat = x.flatten(1)
-        uniform = flat.amax(1) == flat.amin(1)
-        if precision == "fp32" or not uniform.any():
+        uniform = None if precision == "fp32" else flat.amax(1) == flat.amin(1)
+        if uniform is None or not uniform.any():
             images, scales = self._predict(x, precision, uncertainty, mc_samples)
         else:
             images, scales = self._predict(x[~uniform], precision, uncertainty, mc_samples)

@@ -156,6 +156,11 @@ class UncertaintyAgreement:
     foreground: np.ndarray
     min_foreground: float
 
+    @property
+    def used(self) -> np.ndarray:
+        """Which images the correlation uses (body fraction ≥ ``min_foreground``)."""
+        return self.foreground >= self.min_foreground
+
 
 def uncertainty_pcc(
     scale: np.ndarray, prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None,
@@ -176,9 +181,9 @@ def uncertainty_pcc(
     mean_scale = (scale * mask).sum(axis=(1, 2))[keep] / count[keep]
     mean_error = (residual * mask).sum(axis=(1, 2))[keep] / count[keep]
     foreground = count[keep] / (mask.shape[1] * mask.shape[2])
-    used = foreground >= min_foreground
-    return UncertaintyAgreement(pearson(mean_scale[used], mean_error[used]), mean_scale, mean_error, foreground,
-                                min_foreground)
+    agreement = UncertaintyAgreement(np.nan, mean_scale, mean_error, foreground, min_foreground)
+    agreement.pcc = pearson(mean_scale[agreement.used], mean_error[agreement.used])
+    return agreement
 
 
 def pearson(x: Sequence[float], y: Sequence[float]) -> float:

@@ -130,9 +130,8 @@ def evaluate(path: Path) -> dict[str, Any]:
             metrics["sigma_error_pcc"] = agreement.pcc
             metrics["sigma_mean_hu"] = float(result.scale[mask].mean())
             metrics["sigma_air_mean_hu"] = float(result.scale[~mask].mean())
-            used = agreement.foreground >= PCC_MIN_FOREGROUND
-            slice_sigma += agreement.mean_scale[used].tolist()
-            slice_error += agreement.mean_error[used].tolist()
+            slice_sigma += agreement.mean_scale[agreement.used].tolist()
+            slice_error += agreement.mean_error[agreement.used].tolist()
         if translator.registration is not None:
             # register the translation onto the CT moved at the training misalignment level
             moved = misalign(subject, MISALIGN_LEVEL, seed=seed + 7)

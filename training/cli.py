@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
 
 from training.config import ConfigError, TrainConfig, load_config_file, merge, parse_override, set_path
 
@@ -50,7 +50,7 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
     loop.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 …")
     loop.add_argument("--seed", type=int)
     loop.add_argument("--threads", type=int, help="CPU threads for PyTorch (0: its default)")
-    loop.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"),
+    loop.add_argument("--precision", choices=get_args(get_type_hints(TrainConfig)["precision"]),
                       help="autocast dtype: auto (fp16 AMP on CUDA, fp32 elsewhere), fp32, bf16 (fast on CPUs "
                            "with AMX), fp16 (CUDA)")
     loop.add_argument("--checkpoint-every", type=int)

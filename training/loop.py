@@ -25,6 +25,7 @@ import torch
 
 import napari_medtrans
 from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
+from napari_medtrans.inference import PRECISIONS
 from napari_medtrans.rundir import RunDir
 from training import distributed as dist_utils
 from training.checkpointing import checkpoint_bytes, load_checkpoint, save_checkpoint
@@ -54,7 +55,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return torch.float16 if device.type == "cuda" else None
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError(f"precision fp16 needs a CUDA device (training on {device}); use bf16 or fp32")
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return PRECISIONS[precision]
 
 
 def resolve_method(cfg: TrainConfig) -> tuple[type[Method], Any]:
