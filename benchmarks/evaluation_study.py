@@ -47,7 +47,7 @@ from napari_medtrans.segmenter import load_segmenter, shipped_segmenter
 RESULTS = Path(__file__).resolve().parent / "results"
 #: How the study's PI model was trained (the t1-ct-uapi demo settings with ``--method pi``).
 PI_ARGS = ("--phantom paired --lr 2e-4 --size 128 --batch-size 4 --log-every 20 --checkpoint-every 100 "
-           "--preview-every 100 --set model.lr_decay_start=0.7 --set data.val_slices=8 --subjects 16 "
+           "--preview-every 100 --set model.lr_decay_start=0.7 --set data.val_slices=8 --subjects 48 "
            "--set model.ngf=16 --set model.generator_options.depth=4 --set model.ndf=16 --set model.n_critic=1 "
            "--set model.lambda_paired=10 --set data.phantom_depth=32 --precision bf16 "
            "--run-dir build/study_runs/t1-ct-pi --iterations 3000 --name t1-ct-pi --threads 1")

@@ -11,8 +11,11 @@ writes the run directory.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from dataclasses import dataclass
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -60,9 +63,36 @@ def init_distributed(device_name: str = "auto") -> DistInfo:
     return info
 
 
-def shutdown(info: DistInfo) -> None:
-    if info.enabled and dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown(info: DistInfo, *, clean: bool) -> None:
+    """Leave the process group.
+
+    After a clean end every rank first waits at a barrier, so that the group is
+    torn down only when no rank has work left (rank 0 writes the checkpoint and
+    the translator after the last collective). After a failure the group is left
+    alone: the other ranks may be blocked in a collective that would never
+    complete, and ``torchrun`` stops them.
+    """
+    if not (info.enabled and dist.is_initialized()) or not clean:
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def exit_worker(code: int) -> NoReturn:
+    """End a ``torchrun`` worker process with ``code`` without interpreter teardown.
+
+    With torch 2.13 on CPU (gloo), 4 of 85 test runs aborted a rank *after*
+    training and a clean ``destroy_process_group``: the interpreter's final
+    teardown destroyed a native object that still owned a thread ("terminate
+    called without an active exception", SIGABRT, no Python frame left), and
+    ``torchrun`` reported the whole job as failed. Every run-directory file is
+    written atomically and closed by then, so the worker flushes its streams and
+    logging handlers and leaves with ``os._exit``.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
 
 
 def average_gradients(params: list[nn.Parameter], info: DistInfo) -> None:
@@ -105,8 +135,3 @@ def mean_across_ranks(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     values = values.clone()
     dist.all_reduce(values)
     return values / info.world_size
-
-
-def barrier(info: DistInfo) -> None:
-    if info.enabled:
-        dist.barrier()

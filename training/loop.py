@@ -118,6 +118,7 @@ class Trainer:
         """Train; returns the exit code (0 finished or stopped, 1 failed)."""
         previous = self._install_signal_handlers()
         started = time.time()
+        code = 1
         try:
             if self.is_main:
                 self.run.path.mkdir(parents=True, exist_ok=True)
@@ -129,7 +130,8 @@ class Trainer:
                             world_size=self.dist.world_size, message="preparing data")
             self._setup()
             state = self._loop()
-            return 0 if state in ("finished", "stopped") else 1
+            code = 0 if state in ("finished", "stopped") else 1
+            return code
         except Exception as exc:  # noqa: BLE001 - every failure must reach status.json
             message = f"{type(exc).__name__}: {exc}"
             if self.last_checkpoint_iteration is not None:
@@ -142,7 +144,7 @@ class Trainer:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-            dist_utils.shutdown(self.dist)
+            dist_utils.shutdown(self.dist, clean=code == 0)
 
     def _write_config(self) -> None:
         """Save the resolved config; on resume, rewrite it only when it was changed
