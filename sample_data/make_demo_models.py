@@ -14,8 +14,9 @@ Every model trains on phantom subjects of 32 slices (the geometry of the
 viewer's phantom): 16 subjects, 48 for UAPI (its scale map is fitted to the
 training residuals; with 16 subjects those were smaller than the errors on new
 subjects: the per-slice σ–error correlation on the evaluation study's six
-held-out subjects was 0.78 with 16 training subjects and 0.82 with 48; 96 gave
-0.77, so part of that gain is the spread between training runs). Models:
+held-out subjects was 0.78 with 16 training subjects and 0.82 with 48. Runs
+differ: the 48-subject recipe with ``--seed 1`` and ``--seed 2`` gave 0.72 and
+0.81, and 96 subjects gave 0.77). Models:
 
 - ``t1-ct-resnet``: pix2pix (ResNet generator, ngf 16, 4 blocks) on aligned pairs.
 - ``t1-ct-uapi``: UAPI (U-Net, depth 4, with softplus scale head) — trained here
