@@ -2,19 +2,15 @@
 
 ``faulthandler`` prints the Python stack of every thread if a native crash
 (SIGSEGV, SIGABRT from a C++ library) ends the process, so such a failure of one
-rank says where it happened. A ``torchrun`` worker ends through
-:func:`training.distributed.exit_worker` (see there why).
+rank says where it happened. The process ends through
+:func:`training.distributed.exit_process` (a ``torchrun`` worker skips the
+interpreter's teardown; see there why).
 """
 
 import faulthandler
-import os
-import sys
 
 from training.cli import main
-from training.distributed import exit_worker
+from training.distributed import exit_process
 
 faulthandler.enable()
-code = main()
-if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-    exit_worker(code)
-sys.exit(code)
+exit_process(main())

@@ -49,9 +49,14 @@ def select_device(name: str, info: DistInfo) -> torch.device:
     return device
 
 
+def launched_world_size() -> int:
+    """Number of processes ``torchrun`` started (``WORLD_SIZE``; 1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def init_distributed(device_name: str = "auto") -> DistInfo:
     """Join the process group when started by ``torchrun`` (``WORLD_SIZE`` > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = launched_world_size()
     if world <= 1:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
@@ -78,8 +83,8 @@ def shutdown(info: DistInfo, *, clean: bool) -> None:
     dist.destroy_process_group()
 
 
-def exit_worker(code: int) -> NoReturn:
-    """End a ``torchrun`` worker process with ``code`` without interpreter teardown.
+def exit_process(code: int) -> NoReturn:
+    """End the process with ``code``; a ``torchrun`` worker skips interpreter teardown.
 
     With torch 2.13 on CPU (gloo), 4 of 85 test runs aborted a rank *after*
     training and a clean ``destroy_process_group``: the interpreter's final
@@ -87,8 +92,10 @@ def exit_worker(code: int) -> NoReturn:
     called without an active exception", SIGABRT, no Python frame left), and
     ``torchrun`` reported the whole job as failed. Every run-directory file is
     written atomically and closed by then, so the worker flushes its streams and
-    logging handlers and leaves with ``os._exit``.
+    logging handlers and leaves with ``os._exit``. A single process exits normally.
     """
+    if launched_world_size() <= 1:
+        sys.exit(code)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
