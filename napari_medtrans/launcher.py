@@ -24,15 +24,17 @@ import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
+from napari_medtrans.constants import REGIMES
+from napari_medtrans.contract import MethodSpec, TrainConfig, parse_methods_document
 from napari_medtrans.rundir import FINAL_STATES, RunDir
 
-PHANTOM_REGIMES = ("paired", "unpaired", "misaligned")
-"""Data regimes the trainer can generate from the phantom."""
+__all__ = ["CONSOLE_FILE", "LaunchError", "MethodSpec", "TrainRequest", "TrainerProcess", "local_trainer_pid",
+           "query_methods", "stop_attached", "tail_lines", "trainer_gone"]
 
 CONSOLE_FILE = "console.txt"
 """Name of the file in the run directory that receives the launched trainer's stdout/stderr."""
@@ -48,77 +50,6 @@ class LaunchError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- methods
-@dataclass(frozen=True)
-class OptionSpec:
-    """One method-specific option, as listed by the trainer.
-
-    Attributes
-    ----------
-    name : str
-        Key under ``model.`` in the training config.
-    kind : str
-        ``"float"``, ``"int"``, ``"bool"``, ``"str"`` or ``"choice"``.
-    default : Any
-        The method's default value (may be None for optional values).
-    choices : tuple
-        Allowed values for ``kind == "choice"``.
-    help : str
-        One line for a tooltip.
-    """
-
-    name: str
-    kind: str
-    default: Any
-    choices: tuple[Any, ...] = ()
-    help: str = ""
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A translation method the trainer offers.
-
-    Attributes
-    ----------
-    name : str
-        Registry name passed as ``--method``.
-    description : str
-        One line shown next to the method selector.
-    paired : bool
-        True when the method needs paired (or misaligned paired) data.
-    outputs : tuple of str
-        What its translator provides (``"image"``, ``"scale"``, ``"field"``).
-    options : tuple of OptionSpec
-        Its method-specific options (config section ``model``).
-    """
-
-    name: str
-    description: str = ""
-    paired: bool = False
-    outputs: tuple[str, ...] = ("image",)
-    options: tuple[OptionSpec, ...] = ()
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "MethodSpec":
-        """Build from one entry of ``python -m training --list-methods --json``."""
-        options = tuple(
-            OptionSpec(
-                name=str(o["name"]),
-                kind=str(o.get("type", "str")),
-                default=o.get("default"),
-                choices=tuple(o.get("choices") or ()),
-                help=str(o.get("help", "")),
-            )
-            for o in data.get("options", ())
-        )
-        return cls(
-            name=str(data["name"]),
-            description=str(data.get("description", "")),
-            paired=bool(data.get("paired", False)),
-            outputs=tuple(data.get("outputs", ("image",))),
-            options=options,
-        )
-
-
 @lru_cache(maxsize=4)
 def query_methods(python: str = sys.executable, timeout: float = 180.0) -> tuple[MethodSpec, ...]:
     """Ask the trainer (in a subprocess) which methods it offers, with their options.
@@ -150,63 +81,52 @@ def query_methods(python: str = sys.executable, timeout: float = 180.0) -> tuple
     if done.returncode != 0:
         raise LaunchError(f"`{' '.join(command[1:])}` failed:\n{done.stderr.strip()[-2000:]}")
     try:
-        return tuple(MethodSpec.from_dict(entry) for entry in json.loads(done.stdout)["methods"])
-    except (ValueError, KeyError, TypeError) as exc:
+        return parse_methods_document(json.loads(done.stdout))
+    except ValueError as exc:  # not JSON, or not the contract (ConfigError)
         raise LaunchError(f"unexpected answer from `{' '.join(command[1:])}`: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- requests
 @dataclass
 class TrainRequest:
-    """What the Train form asks for: one new run.
+    """What the Train form asks for: one new run, as the contract's :class:`TrainConfig`.
 
-    Attributes
-    ----------
-    method : str
-        Registry name of the method.
-    run_dir : Path
-        The run directory to create (must not hold a run yet).
-    phantom : str or None
-        Phantom regime (``"paired"``, ``"unpaired"``, ``"misaligned"``); None
-        to train on ``source``/``target`` folders.
-    source, target : Path or None
-        Folders of volumes (used when ``phantom`` is None).
-    paired : bool
-        Match ``source`` and ``target`` volumes by file name.
-    iterations, size : int
-        Length of the run and side of the square training slices.
-    device : str
-        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``...
-    settings : dict
-        Further config values as dotted keys (``"batch_size"``, ``"lr"``,
-        ``"model.lambda_cycle"``), passed as ``--set key=value``.
+    The trainer resolves ``config`` exactly as given (``model`` holds only the
+    method options that differ from the method's defaults; ``lr`` None = the
+    method's default).
     """
 
-    method: str
-    run_dir: Path
-    phantom: str | None = "paired"
-    source: Path | None = None
-    target: Path | None = None
-    paired: bool = False
-    iterations: int = 2000
-    size: int = 128
-    device: str = "auto"
-    settings: dict[str, Any] = field(default_factory=dict)
+    config: TrainConfig
+
+    @property
+    def method(self) -> str:
+        """Registry name of the method."""
+        return self.config.method
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory to create (must not hold a run yet)."""
+        return Path(self.config.run_dir)
+
+    @property
+    def size(self) -> int:
+        """Side of the square training slices."""
+        return self.config.data.size
 
     def validate(self, *, check_volumes: bool = True) -> list[str]:
         """Return the problems that would make the trainer fail at once (empty = launchable).
 
-        Parameters
-        ----------
-        check_volumes : bool
-            Read the first volume of each folder with :func:`napari_medtrans.io.read_volume`.
+        Args:
+            check_volumes: read the first volume of each folder with
+                :func:`napari_medtrans.io.read_volume`.
         """
+        cfg, data = self.config, self.config.data
         problems: list[str] = []
-        if not self.method:
+        if not cfg.method:
             problems.append("choose a method")
-        if self.iterations < 1:
+        if cfg.iterations < 1:
             problems.append("iterations must be at least 1")
-        if not MIN_SIZE <= self.size <= MAX_SIZE or self.size % SIZE_MULTIPLE:
+        if not MIN_SIZE <= data.size <= MAX_SIZE or data.size % SIZE_MULTIPLE:
             problems.append(
                 f"size must be a multiple of {SIZE_MULTIPLE} between {MIN_SIZE} and {MAX_SIZE}"
             )
@@ -214,30 +134,43 @@ class TrainRequest:
             problems.append(f"{self.run_dir} already holds a run: choose another name, or Resume it")
         elif self.run_dir.exists() and not self.run_dir.is_dir():
             problems.append(f"{self.run_dir} exists and is not a folder")
-        if self.phantom is not None:
-            if self.phantom not in PHANTOM_REGIMES:
-                problems.append(f"phantom regime must be one of {', '.join(PHANTOM_REGIMES)}")
+        if data.phantom is not None:
+            if data.phantom not in REGIMES:
+                problems.append(f"phantom regime must be one of {', '.join(REGIMES)}")
             return problems
-        for role, folder in (("source", self.source), ("target", self.target)):
+        source = Path(data.source) if data.source else None
+        target = Path(data.target) if data.target else None
+        for role, folder in (("source", source), ("target", target)):
             problems.extend(_folder_problems(role, folder, check_volumes=check_volumes))
-        if self.paired and not problems:
-            problems.extend(_pairing_problems(self.source, self.target))
+        if data.paired and not problems:
+            problems.extend(_pairing_problems(source, target))  # type: ignore[arg-type]
         return problems
 
     def command(self, python: str = sys.executable) -> list[str]:
-        """The trainer command line for this request."""
-        command = [python, "-m", "training", "--method", self.method, "--run-dir", str(self.run_dir)]
-        if self.phantom is not None:
-            command += ["--phantom", self.phantom]
-        else:
-            command += ["--source", str(self.source), "--target", str(self.target)]
-            if self.paired:
-                command.append("--paired")
-        command += ["--iterations", str(self.iterations), "--size", str(self.size)]
-        command += ["--device", self.device]
-        for key, value in self.settings.items():
-            command += ["--set", f"{key}={_yaml_scalar(value)}"]
+        """The trainer command line: every config value that differs from the contract's default."""
+        cfg = self.config
+        command = [python, "-m", "training", "--method", cfg.method, "--run-dir", cfg.run_dir]
+        if cfg.data.source is not None:
+            command += ["--source", cfg.data.source]
+        if cfg.data.target is not None:
+            command += ["--target", cfg.data.target]
+        defaults = _flatten(TrainConfig().to_dict())
+        for key, value in _flatten(cfg.to_dict()).items():
+            if key not in ("method", "run_dir", "data.source", "data.target") and (
+                    key not in defaults or defaults[key] != value):
+                command += ["--set", f"{key}={_yaml_scalar(value)}"]
         return command
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"data": {"size": 64}}`` → ``{"data.size": 64}`` (dict values of ``model`` options are kept whole)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if not prefix and key in ("data", "model") and isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _yaml_scalar(value: Any) -> str:
@@ -246,6 +179,10 @@ def _yaml_scalar(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)  # quoted: "yes", "1e-4" or "null" stay strings
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value)  # JSON is YAML
     if isinstance(value, float):
         if not math.isfinite(value):
             return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")

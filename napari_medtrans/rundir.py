@@ -31,11 +31,12 @@ from typing import Any
 
 import numpy as np
 
-STATES = ("queued", "running", "stopping", "finished", "failed", "stopped")
-"""Possible values of ``status.json["state"]``."""
+from napari_medtrans.contract import FINAL_STATES, RunStatus, State
 
-FINAL_STATES = ("finished", "failed", "stopped")
-"""States after which the trainer process no longer writes."""
+__all__ = ["FINAL_STATES", "STATES", "RunDir", "atomic_write_bytes", "atomic_write_json"]
+
+STATES = tuple(state.value for state in State)
+"""Possible values of ``status.json["state"]`` (:class:`napari_medtrans.contract.State`)."""
 
 
 DEFAULT_FILE_MODE = 0o644
@@ -121,11 +122,12 @@ class RunDir:
     def write_status(self, **fields: Any) -> dict[str, Any]:
         """Merge ``fields`` into status.json (atomically) and return the new status.
 
-        ``updated_at`` (Unix time) is set on every write.
+        ``updated_at`` (Unix time) is set on every write. Fields are those of
+        :class:`~napari_medtrans.contract.RunStatus`; an unknown field or a value
+        of the wrong type raises :class:`~napari_medtrans.contract.ConfigError`
+        (a ValueError) and writes nothing.
         """
-        state = fields.get("state")
-        if state is not None and state not in STATES:
-            raise ValueError(f"unknown run state {state!r}; expected one of {STATES}")
+        RunStatus.from_dict(fields, strict=True)
         status = self.read_status() if self.status_path.is_file() else {}
         status.update(fields)
         status["updated_at"] = time.time()
@@ -133,10 +135,23 @@ class RunDir:
         return status
 
     def read_status(self) -> dict[str, Any]:
-        """Load status.json; ``{"state": "queued"}`` if the trainer has not written it yet."""
+        """Load status.json, checked against :class:`~napari_medtrans.contract.RunStatus`.
+
+        ``{"state": "queued"}`` if the trainer has not written it yet; keys a newer
+        trainer added are kept. Raises ValueError naming the file when it does not fit.
+        """
         if not self.status_path.is_file():
             return {"state": "queued"}
-        return _read_json(self.status_path)
+        status = _read_json(self.status_path)
+        try:
+            RunStatus.from_dict(status)
+        except ValueError as exc:
+            raise ValueError(f"{self.status_path}: {exc}") from exc
+        return status
+
+    def status(self) -> RunStatus:
+        """status.json as a typed :class:`~napari_medtrans.contract.RunStatus`."""
+        return RunStatus.from_dict(self.read_status())
 
     # metrics ------------------------------------------------------------
     def append_metrics(self, record: dict[str, Any]) -> None:

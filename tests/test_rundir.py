@@ -41,7 +41,7 @@ def test_status_merges_fields_and_rejects_unknown_state(tmp_path):
     assert status["state"] == "running" and status["iteration"] == 4
     assert status["total_iterations"] == 10 and status["updated_at"] > 0
     assert run.read_status() == status
-    with pytest.raises(ValueError, match="unknown run state"):
+    with pytest.raises(ValueError, match="state: .exploded. is not one of"):
         run.write_status(state="exploded")
 
 

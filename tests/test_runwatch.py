@@ -9,6 +9,7 @@ import time
 import numpy as np
 import yaml
 
+from napari_medtrans.contract import DataConfig, TrainConfig
 from napari_medtrans.launcher import (
     TrainerProcess,
     TrainRequest,
@@ -69,8 +70,8 @@ def test_watcher_waits_for_a_run_that_does_not_exist_yet(tmp_path):
 
 def test_request_validation_names_the_problems(tmp_path):
     (tmp_path / "empty").mkdir()
-    request = TrainRequest("pix2pix", tmp_path / "run", phantom=None, source=tmp_path / "missing",
-                           target=tmp_path / "empty", size=50, iterations=0)
+    data = DataConfig(source=str(tmp_path / "missing"), target=str(tmp_path / "empty"), size=50)
+    request = TrainRequest(TrainConfig("pix2pix", str(tmp_path / "run"), iterations=0, data=data))
     problems = "\n".join(request.validate())
     assert "iterations" in problems and "multiple of 4" in problems
     assert "missing does not exist" in problems and "holds no volumes" in problems
@@ -83,8 +84,8 @@ def test_request_validation_reads_volumes_and_pairs(tmp_path, small_subject):
     source.mkdir(), target.mkdir()
     write_volume(small_subject.volume("t1"), source / "a.nii.gz")
     write_volume(small_subject.volume("ct"), target / "b.nii.gz")
-    request = TrainRequest("pix2pix", tmp_path / "run", phantom=None, source=source,
-                           target=target, paired=True, size=64)
+    data = DataConfig(source=str(source), target=str(target), paired=True, size=64)
+    request = TrainRequest(TrainConfig("pix2pix", str(tmp_path / "run"), data=data))
     assert request.validate() == ["paired data: not in both folders: a, b"]
     (target / "b.nii.gz").rename(target / "a.nii.gz")
     assert request.validate() == []
@@ -94,17 +95,15 @@ def test_request_validation_reads_volumes_and_pairs(tmp_path, small_subject):
 
 def test_request_refuses_an_existing_run_and_builds_the_command(tmp_path):
     _fake_run(tmp_path / "run")
-    request = TrainRequest("uapi", tmp_path / "run", phantom="misaligned", iterations=20, size=64,
-                           settings={"lr": 2e-5, "model.flag": True, "model.name": None,
-                                     "model.w": 0.5})
+    config = TrainConfig("uapi", str(tmp_path / "run"), iterations=20, lr=2e-5, device="cpu",
+                         data=DataConfig(phantom="misaligned", size=64),
+                         model={"flag": True, "name": None, "w": 0.5})
+    request = TrainRequest(config)
     assert "already holds a run" in request.validate()[0]
     command = request.command("python")
-    assert command[:3] == ["python", "-m", "training"]
-    joined = " ".join(command)
-    assert "--phantom misaligned" in joined and "--iterations 20 --size 64" in joined
-    assert "--set lr=2.0e-05" in joined and "--set model.flag=true" in joined
-    assert "--set model.name=null" in joined and "--device auto" in joined
-    assert "--set model.w=0.5" in joined
+    assert command[:7] == ["python", "-m", "training", "--method", "uapi", "--run-dir", str(tmp_path / "run")]
+    assert set(command[8::2]) == {'data.phantom="misaligned"', "data.size=64", "iterations=20", "lr=2.0e-05",
+                                  'device="cpu"', "model.flag=true", "model.name=null", "model.w=0.5"}
     for text in command[command.index("--set") + 1::2]:  # parsed as YAML: floats stay floats
         key, value = text.split("=", 1)
         if key in ("lr", "model.w"):

@@ -141,10 +141,10 @@ def test_form_validates_and_shows_only_the_chosen_methods_options(make_napari_vi
 
     form.lr.setText("2e-4")
     request, problems = form.request()
-    assert not problems and request.settings["lr"] == 2e-4
+    assert not problems and request.config.lr == 2e-4
     form.precision.setCurrentText("bf16")
     request, problems = form.request()
-    assert not problems and "precision=bf16" in request.command()
+    assert not problems and 'precision="bf16"' in request.command()
     form.precision.setCurrentText("fp16")
     form.device.setCurrentText("cpu")
     assert "fp16 needs a CUDA device" in "\n".join(form.request()[1])

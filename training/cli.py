@@ -7,12 +7,14 @@ arguments here unparsed.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_args, get_type_hints
+from typing import Any, get_type_hints
 
-from training.config import ConfigError, TrainConfig, load_config_file, merge, parse_override, set_path
+from napari_medtrans.contract import MethodSpec, methods_document, option_specs, regimes_for
+from training.config import ConfigError, TrainConfig, load_config_file, parse_override, set_path
 
 EPILOG = """examples:
   python -m training --method pix2pix --phantom paired --run-dir runs/p2p --iterations 500
@@ -22,55 +24,56 @@ EPILOG = """examples:
 """
 
 
+_FLAG_PATHS: dict[str, list[str]] = {}
+"""Flag destination → config path; filled by :func:`build_parser` (one definition per flag)."""
+
+
+def _config_flag(group: Any, flag: str, path: str, **kwargs: Any) -> None:
+    """Add ``flag`` setting config field ``path`` (dotted); type, choices and help come from the contract."""
+    *sections, key = path.split(".")
+    cls: type = TrainConfig
+    for section in sections:
+        cls = get_type_hints(cls)[section]
+    spec = next(o for o in option_specs(cls) if o.name == key)
+    if spec.type in ("int", "float"):
+        kwargs.setdefault("type", int if spec.type == "int" else float)
+    if spec.choices:
+        kwargs.setdefault("choices", [c for c in spec.choices if c is not None])
+    kwargs.setdefault("help", spec.help.replace("%", "%%"))
+    dest = flag.lstrip("-").replace("-", "_")
+    group.add_argument(flag, dest=dest, **kwargs)
+    _FLAG_PATHS[dest] = path.split(".")
+
+
 def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
-    """The trainer's argument parser."""
+    """The trainer's argument parser (flag help from the config's attribute docstrings)."""
     p = argparse.ArgumentParser(prog=prog, description="Train an image-to-image translator.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--list-methods", action="store_true", help="print the registered methods and exit")
     p.add_argument("--json", action="store_true",
                    help="with --list-methods: JSON with each method's options, for programs (the Train widget)")
-    p.add_argument("--method", help="method name (see --list-methods)")
+    _config_flag(p, "--method", "method", help="method name (see --list-methods)")
     p.add_argument("--run-dir", type=Path, help="run directory (created; config, status, checkpoints…)")
     p.add_argument("--config", type=Path, help="YAML/JSON config file (TrainConfig fields)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     data = p.add_argument_group("data")
-    data.add_argument("--source", help="folder of source volumes")
-    data.add_argument("--target", help="folder of target volumes")
+    _config_flag(data, "--source", "data.source")
+    _config_flag(data, "--target", "data.target")
     data.add_argument("--paired", action="store_true", help="source/target files match by name")
-    data.add_argument("--phantom", choices=("paired", "unpaired", "misaligned"), help="use the phantom cohort")
-    data.add_argument("--level", type=int, help="phantom misalignment level 0–5 (misaligned regime)")
-    data.add_argument("--subjects", type=int, help="number of phantom subjects")
-    data.add_argument("--source-modality", help="e.g. T1, T2, MR, CT (default T1)")
-    data.add_argument("--target-modality", help="e.g. CT (default CT)")
-    data.add_argument("--size", type=int, help="training crop size in pixels")
+    _config_flag(data, "--phantom", "data.phantom")
+    _config_flag(data, "--level", "data.phantom_level")
+    _config_flag(data, "--subjects", "data.phantom_subjects")
+    _config_flag(data, "--source-modality", "data.source_modality")
+    _config_flag(data, "--target-modality", "data.target_modality")
+    _config_flag(data, "--size", "data.size")
     loop = p.add_argument_group("loop")
-    loop.add_argument("--iterations", type=int, help="total training iterations")
-    loop.add_argument("--batch-size", type=int)
-    loop.add_argument("--lr", type=float, help="learning rate (default: the method's)")
-    loop.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 …")
-    loop.add_argument("--seed", type=int)
-    loop.add_argument("--threads", type=int, help="CPU threads for PyTorch (0: its default)")
-    loop.add_argument("--precision", choices=get_args(get_type_hints(TrainConfig)["precision"]),
-                      help="autocast dtype: auto (fp16 AMP on CUDA, fp32 elsewhere), fp32, bf16 (fast on CPUs "
-                           "with AMX), fp16 (CUDA)")
-    loop.add_argument("--checkpoint-every", type=int)
-    loop.add_argument("--preview-every", type=int)
-    loop.add_argument("--log-every", type=int)
-    loop.add_argument("--name", help="translator name (default: the run directory's name)")
+    for flag in ("iterations", "batch-size", "lr", "device", "seed", "precision", "checkpoint-every",
+                 "preview-every", "log-every", "name"):
+        _config_flag(loop, f"--{flag}", flag.replace("-", "_"))
+    _config_flag(loop, "--threads", "num_threads")
     loop.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                       help="override any config field, e.g. --set model.ngf=32 --set data.flip=false")
     return p
-
-
-_FLAG_PATHS = {
-    "method": ["method"], "source": ["data", "source"], "target": ["data", "target"],
-    "phantom": ["data", "phantom"], "level": ["data", "phantom_level"], "subjects": ["data", "phantom_subjects"],
-    "source_modality": ["data", "source_modality"], "target_modality": ["data", "target_modality"],
-    "size": ["data", "size"], "iterations": ["iterations"], "batch_size": ["batch_size"], "lr": ["lr"],
-    "device": ["device"], "threads": ["num_threads"], "precision": ["precision"], "seed": ["seed"],
-    "checkpoint_every": ["checkpoint_every"],
-    "preview_every": ["preview_every"], "log_every": ["log_every"], "name": ["name"],
-}
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:
@@ -128,53 +131,24 @@ def _summary(cls: type) -> str:
     return (cls.__module__ and sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
 
 
-def list_methods() -> str:
-    """One line per registered method: name, data it needs, outputs, first docstring line."""
+def method_specs() -> list[MethodSpec]:
+    """The registered methods as contract :class:`~napari_medtrans.contract.MethodSpec` s, by name."""
     from training.methods import REGISTRY
 
-    lines = []
-    for name in sorted(REGISTRY):
-        cls = REGISTRY[name]
-        needs = "paired/misaligned" if cls.needs_pairs else "unpaired or paired"
-        lines.append(f"{name:<10} {needs:<19} outputs: {','.join(cls.outputs):<12} {_summary(cls)}")
-    return "\n".join(lines)
+    return [MethodSpec(name=name, summary=_summary(cls), regimes=regimes_for(cls.needs_pairs),
+                       outputs=tuple(cls.outputs), options=option_specs(cls.Options))
+            for name, cls in sorted(REGISTRY.items())]
+
+
+def list_methods() -> str:
+    """One line per registered method: name, data it needs, outputs, summary."""
+    return "\n".join(f"{m.name:<10} {'/'.join(m.regimes):<26} outputs: {','.join(m.outputs):<12} {m.summary}"
+                     for m in method_specs())
 
 
 def methods_json() -> str:
-    """The registry for programs: ``{"methods": [{name, description, paired, outputs, options}]}``.
-
-    Each option is ``{name, type, default, choices}`` with ``type`` one of
-    ``float``, ``int``, ``bool``, ``str``, ``choice`` (a ``Literal``) or
-    ``other`` (e.g. dicts, settable with ``--set``); defaults are the method's.
-    """
-    import dataclasses
-    import json
-    from typing import Literal, get_args, get_origin, get_type_hints
-
-    from training.methods import REGISTRY
-
-    kinds = {bool: "bool", int: "int", float: "float", str: "str"}
-
-    def option(field: dataclasses.Field, hint: Any) -> dict[str, Any]:
-        args = get_args(hint)
-        if get_origin(hint) is not Literal and type(None) in args:  # X | None
-            hint = next(a for a in args if a is not type(None))
-        literal = get_origin(hint) is Literal
-        default = (field.default_factory() if field.default is dataclasses.MISSING  # type: ignore[misc]
-                   else field.default)
-        return {"name": field.name, "type": "choice" if literal else kinds.get(hint, "other"),
-                "default": default, "choices": list(get_args(hint)) if literal else []}
-
-    methods = []
-    for name in sorted(REGISTRY):
-        cls = REGISTRY[name]
-        hints = get_type_hints(cls.Options)
-        methods.append({
-            "name": name, "description": _summary(cls), "paired": cls.needs_pairs,
-            "outputs": list(cls.outputs),
-            "options": [option(f, hints[f.name]) for f in dataclasses.fields(cls.Options)],
-        })
-    return json.dumps({"methods": methods}, indent=1)
+    """``--list-methods --json``: :func:`napari_medtrans.contract.methods_document` of :func:`method_specs`."""
+    return json.dumps(methods_document(method_specs()), indent=1)
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "python -m training") -> int:

@@ -1,8 +1,10 @@
 """The training-config form of the Train widget: common fields plus each method's own.
 
-The form knows the methods only as :class:`napari_medtrans.launcher.MethodSpec`
+The form knows the methods only as :class:`napari_medtrans.contract.MethodSpec`
 (what ``python -m training --list-methods --json`` answers); it never imports
-:mod:`training`. It turns its fields into a :class:`~napari_medtrans.launcher.TrainRequest`.
+:mod:`training`. It turns its fields into a :class:`~napari_medtrans.contract.TrainConfig`
+wrapped in a :class:`~napari_medtrans.launcher.TrainRequest`. Defaults and tooltips
+come from the contract's dataclasses; each method option's tooltip is its ``help``.
 
 Floats are typed in line edits (``2e-4`` stays ``2e-4``): spin boxes round
 learning rates to their number of decimals.
@@ -32,23 +34,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_medtrans.launcher import (
-    MAX_SIZE,
-    MIN_SIZE,
-    PHANTOM_REGIMES,
-    SIZE_MULTIPLE,
-    MethodSpec,
-    OptionSpec,
-    TrainRequest,
-)
+from napari_medtrans.constants import DEVICES, MODALITIES, REGIMES, TRAIN_PRECISIONS
+from napari_medtrans.contract import DataConfig, MethodSpec, OptionSpec, TrainConfig, option_help
+from napari_medtrans.launcher import MAX_SIZE, MIN_SIZE, TrainRequest
 
 FOLDERS = "folders"
 """Data-source choice meaning "source and target folders" (the others are phantom regimes)."""
 
-MODALITIES = ("T1", "T2", "MR", "CT")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-"""The trainer's ``--precision`` choices (auto: fp16 AMP on CUDA, fp32 elsewhere)."""
+CONFIG_HELP = option_help(TrainConfig)
+"""Tooltips of the common fields: the config's attribute docstrings."""
+DATA_HELP = option_help(DataConfig)
 
 
 def default_runs_folder() -> Path:
@@ -97,7 +92,7 @@ class FloatEdit(QLineEdit):
 
 
 class OptionField:
-    """An editor for one method option, chosen by its kind.
+    """An editor for one method option, chosen by its type.
 
     Parameters
     ----------
@@ -106,21 +101,21 @@ class OptionField:
     """
 
     KINDS = ("float", "int", "bool", "str", "choice")
-    """Kinds the form can edit; options of other kinds keep the method's default."""
+    """Option types the form can edit; options of other types keep the method's default."""
 
     def __init__(self, spec: OptionSpec) -> None:
         self.spec = spec
         default = spec.default
-        if spec.kind == "bool":
+        if spec.type == "bool":
             self.widget: QWidget = QCheckBox()
             self.widget.setChecked(bool(default))
-        elif spec.kind == "int":
+        elif spec.type == "int":
             self.widget = QSpinBox()
             self.widget.setRange(-(2**31) + 1, 2**31 - 1)
             self.widget.setValue(int(default or 0))
-        elif spec.kind == "float":
+        elif spec.type == "float":
             self.widget = FloatEdit(default, optional=default is None)
-        elif spec.kind == "choice":
+        elif spec.type == "choice":
             self.widget = QComboBox()
             self.widget.addItems([str(c) for c in spec.choices])
             self.widget.setCurrentText(str(default))
@@ -152,16 +147,16 @@ class MethodOptions(QGroupBox):
 
     def __init__(self, method: MethodSpec, parent: QWidget | None = None) -> None:
         super().__init__(f"{method.name} options", parent)
-        self.fields = [OptionField(o) for o in method.options if o.kind in OptionField.KINDS]
+        self.fields = [OptionField(o) for o in method.options if o.type in OptionField.KINDS]
         layout = QFormLayout(self)
         for option in self.fields:
             layout.addRow(option.spec.name, option.widget)
         if not self.fields:
             layout.addRow(QLabel("no options"))
 
-    def settings(self) -> dict[str, Any]:
-        """``model.<name>`` → value for the options that differ from their defaults."""
-        return {f"model.{f.spec.name}": f.value() for f in self.fields if f.changed()}
+    def changed_options(self) -> dict[str, Any]:
+        """Option name → value for the options that differ from the method's defaults."""
+        return {f.spec.name: f.value() for f in self.fields if f.changed()}
 
 
 def _folder_row(edit: QLineEdit, caption: str) -> QWidget:
@@ -205,51 +200,65 @@ class TrainForm(QWidget):
         self.method_info = QLabel()
         self.method_info.setWordWrap(True)
         self.data = QComboBox()
-        for regime in PHANTOM_REGIMES:
+        for regime in REGIMES:
             self.data.addItem(f"phantom, {regime}", regime)
         self.data.addItem("source / target folders", FOLDERS)
+        config, data = TrainConfig(), DataConfig()
         self.subjects = QSpinBox()
         self.subjects.setRange(2, 1000)
-        self.subjects.setValue(6)
-        self.subjects.setToolTip("phantom subjects to generate (some are held out for validation)")
+        self.subjects.setValue(data.phantom_subjects)
+        self.subjects.setToolTip(DATA_HELP["phantom_subjects"])
         self.source = QLineEdit()
+        self.source.setToolTip(DATA_HELP["source"])
         self.target = QLineEdit()
+        self.target.setToolTip(DATA_HELP["target"])
         self.paired = QCheckBox("paired (same file names)")
+        self.paired.setToolTip(DATA_HELP["paired"])
         self.source_modality = QComboBox()
         self.source_modality.addItems(MODALITIES)
+        self.source_modality.setCurrentText(data.source_modality)
+        self.source_modality.setToolTip(DATA_HELP["source_modality"])
         self.target_modality = QComboBox()
         self.target_modality.addItems(MODALITIES)
-        self.target_modality.setCurrentText("CT")
+        self.target_modality.setCurrentText(data.target_modality)
+        self.target_modality.setToolTip(DATA_HELP["target_modality"])
         self.iterations = QSpinBox()
         self.iterations.setRange(1, 10_000_000)
-        self.iterations.setValue(2000)
+        self.iterations.setValue(config.iterations)
+        self.iterations.setToolTip(CONFIG_HELP["iterations"])
         self.size = QSpinBox()
         self.size.setRange(MIN_SIZE, MAX_SIZE)
         self.size.setSingleStep(32)
-        self.size.setValue(128)
+        self.size.setValue(data.size)
+        self.size.setToolTip(DATA_HELP["size"])
         self.batch_size = QSpinBox()
         self.batch_size.setRange(1, 1024)
-        self.lr = FloatEdit(None, optional=True)
-        self.lr.setToolTip("learning rate; empty = the method's default")
+        self.batch_size.setValue(config.batch_size)
+        self.batch_size.setToolTip(CONFIG_HELP["batch_size"])
+        self.lr = FloatEdit(config.lr, optional=True)
+        self.lr.setToolTip(CONFIG_HELP["lr"])
         self.preview_every = QSpinBox()
         self.preview_every.setRange(1, 1_000_000)
-        self.preview_every.setValue(100)
-        self.preview_every.setToolTip("write a validation preview every N iterations")
+        self.preview_every.setValue(config.preview_every)
+        self.preview_every.setToolTip(CONFIG_HELP["preview_every"])
         self.log_every = QSpinBox()
         self.log_every.setRange(1, 1_000_000)
-        self.log_every.setValue(10)
-        self.log_every.setToolTip("add a point to the loss curves every N iterations")
+        self.log_every.setValue(config.log_every)
+        self.log_every.setToolTip(CONFIG_HELP["log_every"])
         self.device = QComboBox()
         self.device.setEditable(True)  # "cuda:1" etc.
         self.device.addItems(DEVICES)
+        self.device.setCurrentText(config.device)
+        self.device.setToolTip(CONFIG_HELP["device"])
         self.precision = QComboBox()
-        self.precision.addItems(PRECISIONS)
-        self.precision.setToolTip("autocast dtype: auto = fp16 AMP on CUDA, fp32 elsewhere; bf16 is about "
-                                  "2× faster on CPUs with AMX (and slower on CPUs without); fp16 needs CUDA")
+        self.precision.addItems(TRAIN_PRECISIONS)
+        self.precision.setCurrentText(config.precision)
+        self.precision.setToolTip(CONFIG_HELP["precision"])
         self.threads = QSpinBox()
         self.threads.setRange(0, 1024)
         self.threads.setSpecialValueText("default")
-        self.threads.setToolTip("CPU threads of the trainer (on a shared CPU, 1 is often fastest)")
+        self.threads.setValue(config.num_threads)
+        self.threads.setToolTip(CONFIG_HELP["num_threads"])
         self.runs_folder = QLineEdit(str(default_runs_folder()))
         self.run_name = QLineEdit()
         self.run_name.setPlaceholderText("<method>-<date>-<time>")
@@ -324,7 +333,7 @@ class TrainForm(QWidget):
             return
         needs = "paired or misaligned data" if method.paired else "unpaired or paired data"
         outputs = ", ".join(method.outputs)
-        self.method_info.setText(f"{method.description}\nneeds {needs}; outputs: {outputs}".strip())
+        self.method_info.setText(f"{method.summary}\nneeds {needs}; outputs: {outputs}".strip())
 
     def select_method(self, name: str) -> None:
         """Choose a method by name."""
@@ -365,16 +374,8 @@ class TrainForm(QWidget):
         method = self.methods.get(self.method.currentText())
         if method is None:
             return None, ["the method list has not loaded yet"]
-        settings: dict[str, Any] = {
-            "batch_size": self.batch_size.value(),
-            "num_threads": self.threads.value(),
-            "precision": self.precision.currentText(),
-            "log_every": self.log_every.value(),
-            "preview_every": self.preview_every.value(),
-            "data.source_modality": self.source_modality.currentText(),
-            "data.target_modality": self.target_modality.currentText(),
-        }
         problems: list[str] = []
+        lr = None
         try:
             lr = self.lr.value()
         except ValueError:
@@ -382,8 +383,6 @@ class TrainForm(QWidget):
         else:
             if lr is not None and lr <= 0:
                 problems.append("learning rate must be positive")
-            elif lr is not None:
-                settings["lr"] = lr
         for option in self._option_boxes[method.name].fields:
             try:
                 option.value()
@@ -391,30 +390,41 @@ class TrainForm(QWidget):
                 problems.append(f"{method.name} option {option.spec.name}: not a number")
         if problems:
             return None, problems
-        settings.update(self._option_boxes[method.name].settings())
         name = self.run_name.text().strip() or f"{method.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         if os.sep in name or (os.altsep and os.altsep in name) or name in (".", ".."):
             return None, [f"run name {name!r} must be a plain folder name"]
         choice = self.data.currentData()
         folders = choice == FOLDERS
-        if not folders:
-            settings["data.phantom_subjects"] = self.subjects.value()
-        request = TrainRequest(
-            method=method.name,
-            run_dir=Path(self.runs_folder.text().strip() or default_runs_folder()).expanduser() / name,
-            phantom=None if folders else choice,
-            source=_path(self.source) if folders else None,
-            target=_path(self.target) if folders else None,
+        source, target = _path(self.source), _path(self.target)
+        data = DataConfig(
+            source=str(source) if folders and source else None,
+            target=str(target) if folders and target else None,
             paired=folders and self.paired.isChecked(),
-            iterations=self.iterations.value(),
+            phantom=None if folders else choice,
+            phantom_subjects=self.subjects.value(),
+            source_modality=self.source_modality.currentText(),
+            target_modality=self.target_modality.currentText(),
             size=self.size.value(),
-            device=self.device.currentText().strip() or "auto",
-            settings=settings,
         )
+        config = TrainConfig(
+            method=method.name,
+            run_dir=str(Path(self.runs_folder.text().strip() or default_runs_folder()).expanduser() / name),
+            iterations=self.iterations.value(),
+            batch_size=self.batch_size.value(),
+            lr=lr,
+            device=self.device.currentText().strip() or "auto",
+            num_threads=self.threads.value(),
+            precision=self.precision.currentText(),  # type: ignore[arg-type]  # items are TRAIN_PRECISIONS
+            log_every=self.log_every.value(),
+            preview_every=self.preview_every.value(),
+            data=data,
+            model=self._option_boxes[method.name].changed_options(),
+        )
+        request = TrainRequest(config)
         problems = request.validate()
-        if settings["precision"] == "fp16" and not request.device.startswith("cuda"):
+        if config.precision == "fp16" and not config.device.startswith("cuda"):
             problems.append("precision fp16 needs a CUDA device: choose bf16 or fp32 for this device")
-        if method.paired and (choice == "unpaired" or (folders and not request.paired)):
+        if method.paired and (choice == "unpaired" or (folders and not data.paired)):
             problems.append(f"{method.name} trains on paired data: choose paired or misaligned data")
         return request, problems
 

@@ -41,10 +41,15 @@ class GeneratorOptions:
     """Options every method shares: the translator generator and the learning-rate policy."""
 
     generator: str = "resnet"
+    """Generator architecture: ``resnet`` (ResNet blocks between down- and upsampling) or ``unet``."""
     ngf: int = 64
+    """Channels of the generator's first layer (doubled at each downsampling)."""
     n_blocks: int = 9
+    """Residual blocks of a ``resnet`` generator (9 for 256-pixel crops in the papers)."""
     generator_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Further keyword arguments of the generator network, e.g. ``{"dropout": 0.5}``."""
     lr_decay_start: float = 0.5
+    """Fraction of the run after which the learning rate decays linearly to zero (0.5 = the papers' 100+100 epochs)."""
 
 
 class StepContext:
