@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_medtrans import constants
 from napari_medtrans.checkpoint import TranslatorMetadata, load_modules
 from napari_medtrans.intensity import IntensityMapping
 from napari_medtrans.io import Volume
@@ -54,7 +55,7 @@ Uncertainty = Literal["tta", "mc_dropout"]
 #: Autocast dtype of each precision (None: plain fp32).
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 UNCERTAINTIES = ("tta", "mc_dropout")
-DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICES = constants.DEVICES
 #: Test-time augmentations: flips over these tensor dims (identity first).
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 #: Automatic batch size: slices per batch × padded pixels × channels of the network's first

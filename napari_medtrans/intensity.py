@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from napari_medtrans.constants import CT_METRIC_RANGE
+
 #: Largest number of voxels a percentile fit looks at.
 MAX_SAMPLES = 1 << 22
 #: Foreground threshold, as a fraction of the robust range [min, p99.9].
@@ -136,7 +138,7 @@ def foreground_percentiles(array: np.ndarray, percentiles: tuple[float, float]) 
     return float(lo), float(hi)
 
 
-def ct_window(low: float = -1024.0, high: float = 3000.0) -> IntensityModel:
+def ct_window(low: float = CT_METRIC_RANGE[0], high: float = CT_METRIC_RANGE[1]) -> IntensityModel:
     """CT in HU clipped to [low, high]."""
     return IntensityModel("window", low, high)
 

@@ -42,11 +42,7 @@ from typing import Any, TypeVar
 import numpy as np
 import SimpleITK as sitk
 
-READ_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".dcm", ".ima")
-"""File name endings :func:`read_volume` accepts (case-insensitive); folders are DICOM."""
-
-WRITE_SUFFIXES = (".nii.gz", ".nii", ".mha", ".nrrd")
-"""File name endings :func:`write_volume` writes."""
+from napari_medtrans.constants import READ_SUFFIXES, WRITE_SUFFIXES  # file endings read / written
 
 
 def volume_suffix(name: str) -> str | None:

@@ -29,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from napari_medtrans.constants import REGIMES
+from napari_medtrans.constants import REGIMES, VOLUME_SUFFIXES
 from napari_medtrans.contract import MethodSpec, TrainConfig, parse_methods_document
 from napari_medtrans.rundir import FINAL_STATES, RunDir
 
@@ -56,22 +56,16 @@ def query_methods(python: str = sys.executable, timeout: float = 180.0) -> tuple
 
     The answer is cached per interpreter: starting Python with torch costs seconds.
 
-    Parameters
-    ----------
-    python : str
-        Interpreter that has :mod:`training` installed.
-    timeout : float
-        Seconds to wait for the answer.
+    Args:
+        python: Interpreter that has :mod:`training` installed.
+        timeout: Seconds to wait for the answer.
 
-    Returns
-    -------
-    tuple of MethodSpec
+    Returns:
+        The methods, sorted by name.
 
-    Raises
-    ------
-    LaunchError
-        When the trainer cannot be run or answers something that is not the
-        expected JSON.
+    Raises:
+        LaunchError: When the trainer cannot be run or answers something that
+            is not the contract's JSON.
     """
     command = [python, "-m", "training", "--list-methods", "--json"]
     try:
@@ -203,7 +197,7 @@ def _folder_problems(role: str, folder: Path | None, *, check_volumes: bool) -> 
 
     files = volume_files(folder)
     if not files:
-        return [f"{role} folder {folder} holds no volumes (.nii, .nii.gz, .mha, .nrrd or DICOM folders)"]
+        return [f"{role} folder {folder} holds no volumes ({', '.join(VOLUME_SUFFIXES)} files or DICOM folders)"]
     if check_volumes:
         try:
             read_volume(next(iter(files.values())))
@@ -227,12 +221,9 @@ def _pairing_problems(source: Path, target: Path) -> list[str]:
 class TrainerProcess:
     """A trainer started by this process, with its console output in the run directory.
 
-    Parameters
-    ----------
-    popen : subprocess.Popen
-        The running trainer.
-    run : RunDir
-        Its run directory.
+    Args:
+        popen: The running trainer.
+        run: Its run directory.
     """
 
     def __init__(self, popen: subprocess.Popen, run: RunDir) -> None:
@@ -267,10 +258,11 @@ class TrainerProcess:
                python: str = sys.executable, env: Mapping[str, str] | None = None) -> "TrainerProcess":
         """Continue the run in ``run_dir`` from its last checkpoint.
 
-        Parameters
-        ----------
-        iterations : int, optional
-            New total length, to extend a run that has finished.
+        Args:
+            run_dir: The run directory.
+            iterations: New total length, to extend a run that has finished.
+            python: Interpreter that has :mod:`training` installed.
+            env: Environment of the trainer (None: this process's).
         """
         run = RunDir(run_dir)
         if not run.exists():

@@ -21,7 +21,9 @@ from skimage.metrics import structural_similarity
 from skimage.transform import pyramid_laplacian
 from skimage.util import random_noise
 
-CT_RANGE = (-1024.0, 3000.0)
+from napari_medtrans.constants import CT_METRIC_RANGE
+
+CT_RANGE = CT_METRIC_RANGE
 """SynthRAD convention: CT is clipped to this HU range for PSNR/SSIM (data range 4024)."""
 
 SCENARIOS: dict[str, tuple[str, float]] = {

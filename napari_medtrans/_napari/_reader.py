@@ -18,10 +18,10 @@ from pathlib import Path
 
 from napari.types import LayerDataTuple
 
+from napari_medtrans.constants import DICOM_SUFFIXES
 from napari_medtrans.io import READ_SUFFIXES, Volume, layer_geometry, read_volumes, volume_stem
 
 LABEL_ENDINGS = ("_labels", "_seg")
-_DICOM_SUFFIXES = (".dcm", ".ima")
 _FOLDER_PROBE = 32
 
 
@@ -38,7 +38,7 @@ def _looks_like_dicom_folder(folder: Path) -> bool:
         files = [p for p in sorted(folder.iterdir())[:_FOLDER_PROBE] if p.is_file()]
     except OSError:
         return False
-    return any(p.suffix.lower() in _DICOM_SUFFIXES or _has_dicom_preamble(p) for p in files)
+    return any(p.suffix.lower() in DICOM_SUFFIXES or _has_dicom_preamble(p) for p in files)
 
 
 def _has_dicom_preamble(path: Path) -> bool:

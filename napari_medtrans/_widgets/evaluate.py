@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_medtrans.constants import MODALITIES
 from napari_medtrans.evaluation import VolumeComparison, compare_volume
 from napari_medtrans.metrics import MetricUnavailable
 from napari_medtrans.segmenter import Segmenter, load_segmenter, shipped_segmenter
@@ -50,7 +51,8 @@ class EvaluateWidget(QWidget):
 
         self.translated_combo, self.reference_combo, self.labels_combo = QComboBox(), QComboBox(), QComboBox()
         self.modality_combo = QComboBox()
-        self.modality_combo.addItems(["CT", "T1", "T2", "MR"])
+        self.modality_combo.addItems(MODALITIES)
+        self.modality_combo.setCurrentText("CT")
         self.reference_combo.currentTextChanged.connect(self._guess_modality)
         self.metric_combo = QComboBox()
         self.metric_combo.addItems([m.upper() for m in SLICE_METRICS])

@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_medtrans import registry
+from napari_medtrans.constants import AIR_HU
 from napari_medtrans.comparison import resample_like
 from napari_medtrans.inference import Cancelled, Translator, load_translator
 from napari_medtrans.io import Volume, volume_from_layer
@@ -307,7 +308,7 @@ class TranslateWidget(QWidget):
             return  # the choice changed while loading
         meta = translator.metadata
         shape = volume.array.shape
-        fill = -1024.0 if meta.target == "CT" else 0.0  # slices not translated yet show as air
+        fill = AIR_HU if meta.target == "CT" else 0.0  # slices not translated yet show as air
         tag = f"{layer.name} → {meta.target} ({meta.name})"
         output = overlays.add_translation_layer(
             self.viewer, tag, np.full(shape, fill, np.float32), volume, meta.target, self.window_combo.currentText()

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_medtrans.cli import CommandError
+from napari_medtrans.constants import DEVICES
 
 DEFAULT_MODEL = "t1-ct-uapi"
 DEFAULT_OUT = "medtrans-demo"
@@ -33,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"translator name or path (default {DEFAULT_MODEL})")
     parser.add_argument("--seed", type=int, default=0, help="phantom subject seed (default 0)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--headless", action="store_true", help="never open a window, write files instead")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"headless output folder (default ./{DEFAULT_OUT})")
     parser.add_argument("--overwrite", action="store_true", help="write into --out even if it holds a previous demo")

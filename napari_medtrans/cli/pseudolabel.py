@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from napari_medtrans.cli import CommandError
+from napari_medtrans.constants import DEVICES
 
 STRATEGIES = ("tutorship", "adaptation")
 
@@ -44,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     seg.add_argument("--iterations", type=int, default=400, help="segmenter iterations (default 400)")
     seg.add_argument("--batch-size", type=int, default=8)
     seg.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
     parser.set_defaults(func=run)

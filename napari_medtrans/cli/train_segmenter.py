@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_medtrans.cli import CommandError
+from napari_medtrans.constants import MODALITIES
 
 #: First phantom seed of segmenter training subjects (translators train from 0, evaluation uses 5000…).
 SEGMENTER_SEED = 2000
@@ -25,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train-segmenter`` subcommand."""
     parser = subparsers.add_parser("train-segmenter", help="train a tissue segmenter for Dice evaluation",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--modality", required=True, choices=("CT", "T1", "T2"), help="image domain to segment")
+    parser.add_argument("--modality", required=True, choices=MODALITIES, help="image domain to segment")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--phantom", type=int, metavar="N", help="train on N phantom subjects")
     source.add_argument("--images", nargs="+", type=Path, metavar="FILE", help="image volumes")

@@ -23,13 +23,14 @@ from typing import Literal
 
 import numpy as np
 
+from .. import constants
 from ..io import write_volume
 from ..rundir import atomic_write_json
 from .anatomy import TISSUES
 from .subject import DEFAULT_SHAPE, MODALITY_TAGS, PhantomSubject, generate_subject, misalign
 
 Regime = Literal["paired", "unpaired", "misaligned"]
-REGIMES: tuple[str, ...] = ("paired", "unpaired", "misaligned")
+REGIMES: tuple[str, ...] = constants.REGIMES
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "napari-medtrans phantom cohort"
 

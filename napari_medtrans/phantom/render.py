@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from napari_medtrans.constants import CT_STORAGE_RANGE
+
 from .fields import FourierField
 
 MODALITIES = ("t1", "t2", "ct")
@@ -44,7 +46,8 @@ PARTIAL_VOLUME_SIGMA = (0.45, 0.5, 0.5)
 MR_NOISE = 0.02
 """Rician noise σ as a fraction of white matter in T1 (before gain)."""
 CT_NOISE_HU = 15.0
-CT_RANGE = (-1024.0, 3071.0)
+CT_RANGE = CT_STORAGE_RANGE
+"""Rendered CT is clipped to the 12-bit scanner range (not the narrower metric range)."""
 
 
 @dataclass(frozen=True)
