@@ -33,19 +33,20 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _machine import bf16_native, load_note  # noqa: E402
-from training.config import options_from_dict  # noqa: E402
-from training.losses import ImagePool  # noqa: E402
-from training.methods import get_method  # noqa: E402
-from training.methods.base import StepContext, set_requires_grad  # noqa: E402
+from _machine import bf16_native, load_note
+
+from training.config import options_from_dict
+from training.losses import ImagePool
+from training.methods import get_method
+from training.methods.base import StepContext, set_requires_grad
 
 
 class NaiveCycleGAN:
@@ -190,7 +191,7 @@ def main() -> int:
 
     load_before = os.getloadavg()[0]
     rates: dict[str, list[float]] = {name: [] for name in variants}
-    for name, (step, denormal) in steps.items():  # warm-up (allocator, oneDNN primitives, pools)
+    for step, denormal in steps.values():  # warm-up (allocator, oneDNN primitives, pools)
         torch.set_flush_denormal(denormal)
         for _ in range(2):
             step(a, b)

@@ -294,10 +294,17 @@ def option_specs(cls: type) -> tuple[OptionSpec, ...]:
     for f in dataclasses.fields(cls):
         hint = _strip_optional(hints[f.name])
         literal = get_origin(hint) is Literal
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[operator]
         kind = "choice" if literal else _KINDS.get(hint, "other")
-        specs.append(OptionSpec(name=f.name, type=kind, default=default, help=helps.get(f.name, ""),
-                                choices=tuple(get_args(hint)) if literal else ()))
+        specs.append(
+            OptionSpec(
+                name=f.name,
+                type=kind,
+                default=default,
+                help=helps.get(f.name, ""),
+                choices=tuple(get_args(hint)) if literal else (),
+            )
+        )
     return tuple(specs)
 
 
@@ -338,9 +345,13 @@ def _class_attribute_docs(klass: type) -> dict[str, str]:
         return {}
     docs: dict[str, str] = {}
     for stmt, following in zip(node.body, node.body[1:]):
-        if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
-                and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
-                and isinstance(following.value.value, str)):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
             docs[stmt.target.id] = " ".join(following.value.value.split())
     return docs
 
@@ -360,10 +371,14 @@ def from_dict(cls: type[T], data: Any, prefix: str = "") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
-                          f"expected one of {sorted(fields)}")
-    missing = sorted(name for name, f in fields.items() if name not in data
-                     and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; expected one of {sorted(fields)}"
+        )
+    missing = sorted(
+        name
+        for name, f in fields.items()
+        if name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
     if missing:
         raise ConfigError(f"missing key(s) {', '.join(prefix + k for k in missing)}")
     kwargs = {key: coerce(value, hints[key], prefix + key) for key, value in data.items()}
@@ -426,7 +441,20 @@ def _coerce_scalar(value: Any, hint: Any, name: str) -> Any:
 
 
 __all__ = [
-    "FINAL_STATES", "ConfigError", "DataConfig",
-    "MethodSpec", "OptionSpec", "OptionType", "RunStatus", "State", "TrainConfig", "coerce", "from_dict",
-    "methods_document", "option_help", "option_specs", "parse_methods_document", "regimes_for",
+    "FINAL_STATES",
+    "ConfigError",
+    "DataConfig",
+    "MethodSpec",
+    "OptionSpec",
+    "OptionType",
+    "RunStatus",
+    "State",
+    "TrainConfig",
+    "coerce",
+    "from_dict",
+    "methods_document",
+    "option_help",
+    "option_specs",
+    "parse_methods_document",
+    "regimes_for",
 ]

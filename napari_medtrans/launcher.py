@@ -233,7 +233,7 @@ class TrainerProcess:
 
     @classmethod
     def launch(cls, command: Sequence[str], run_dir: str | os.PathLike[str],
-               env: Mapping[str, str] | None = None) -> "TrainerProcess":
+               env: Mapping[str, str] | None = None) -> TrainerProcess:
         """Start ``command`` writing ``run_dir``; stdout/stderr go to ``run_dir/console.txt``."""
         run = RunDir(run_dir)
         run.path.mkdir(parents=True, exist_ok=True)
@@ -249,13 +249,13 @@ class TrainerProcess:
 
     @classmethod
     def start(cls, request: TrainRequest, python: str = sys.executable,
-              env: Mapping[str, str] | None = None) -> "TrainerProcess":
+              env: Mapping[str, str] | None = None) -> TrainerProcess:
         """Start a new run for ``request`` (validate it first)."""
         return cls.launch(request.command(python), request.run_dir, env)
 
     @classmethod
     def resume(cls, run_dir: str | os.PathLike[str], *, iterations: int | None = None,
-               python: str = sys.executable, env: Mapping[str, str] | None = None) -> "TrainerProcess":
+               python: str = sys.executable, env: Mapping[str, str] | None = None) -> TrainerProcess:
         """Continue the run in ``run_dir`` from its last checkpoint.
 
         Args:

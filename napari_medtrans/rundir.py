@@ -199,7 +199,7 @@ class RunDir:
         then points to it.
         """
         buffer = io.BytesIO()
-        np.savez(buffer, **{name: np.asarray(a) for name, a in arrays.items()})
+        np.savez(buffer, **{name: np.asarray(a) for name, a in arrays.items()})  # type: ignore[arg-type]
         target = self.previews_dir / f"it{iteration:07d}.npz"
         atomic_write_bytes(target, buffer.getvalue())
         atomic_write_json(

@@ -49,7 +49,7 @@ def main() -> int:
         form.select_data("misaligned")
         form.subjects.setValue(4)
         form.iterations.setValue(240)
-        form.size.setValue(64)
+        form.crop_size.setValue(64)
         form.log_every.setValue(4)
         form.preview_every.setValue(40)
         form.device.setCurrentText("cpu")

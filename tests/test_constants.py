@@ -11,8 +11,18 @@ import yaml
 from napari_medtrans import constants
 
 ROOT = Path(__file__).resolve().parents[1]
-LISTS = {name: set(getattr(constants, name)) for name in
-         ("MODALITIES", "REGIMES", "PRECISIONS", "TRAIN_PRECISIONS", "DEVICES", "READ_SUFFIXES", "WRITE_SUFFIXES")}
+LISTS = {
+    name: set(getattr(constants, name))
+    for name in (
+        "MODALITIES",
+        "REGIMES",
+        "PRECISIONS",
+        "TRAIN_PRECISIONS",
+        "DEVICES",
+        "READ_SUFFIXES",
+        "WRITE_SUFFIXES",
+    )
+}
 
 
 def test_napari_manifest_patterns_are_the_io_suffixes():
@@ -38,23 +48,37 @@ def test_modules_use_the_shared_constants():
 def _copies(path: Path) -> list[str]:
     """Literal tuples/lists in ``path`` that re-state a shared list, and bare ``-1024`` HU values."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    in_literal_hint = {id(node.slice) for node in ast.walk(tree)
-                       if isinstance(node, ast.Subscript) and getattr(node.value, "id", "") == "Literal"}
+    in_literal_hint = {
+        id(node.slice)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Subscript) and getattr(node.value, "id", "") == "Literal"
+    }
     found = []
     for node in ast.walk(tree):
         if isinstance(node, (ast.Tuple, ast.List)) and id(node) not in in_literal_hint and len(node.elts) >= 3:
             values = [e.value for e in node.elts if isinstance(e, ast.Constant)]
             if len(values) == len(node.elts) and all(isinstance(v, str) for v in values):
-                found += [f"{path.relative_to(ROOT)}:{node.lineno} re-states constants.{name}"
-                          for name, items in LISTS.items() if set(values) == items]
-        if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub)
-                and isinstance(node.operand, ast.Constant) and node.operand.value == 1024):
+                found += [
+                    f"{path.relative_to(ROOT)}:{node.lineno} re-states constants.{name}"
+                    for name, items in LISTS.items()
+                    if set(values) == items
+                ]
+        if (
+            isinstance(node, ast.UnaryOp)
+            and isinstance(node.op, ast.USub)
+            and isinstance(node.operand, ast.Constant)
+            and node.operand.value == 1024
+        ):
             found.append(f"{path.relative_to(ROOT)}:{node.lineno} writes -1024 instead of constants.AIR_HU")
     return found
 
 
 def test_no_module_restates_a_shared_constant():
-    files = [p for folder in ("napari_medtrans", "training") for p in sorted((ROOT / folder).rglob("*.py"))
-             if p.name != "constants.py" and "_shipped" not in p.parts]
+    files = [
+        p
+        for folder in ("napari_medtrans", "training")
+        for p in sorted((ROOT / folder).rglob("*.py"))
+        if p.name != "constants.py" and "_shipped" not in p.parts
+    ]
     assert len(files) > 40
     assert [c for p in files for c in _copies(p)] == []

@@ -19,7 +19,6 @@ from napari_medtrans.contract import (
     RunStatus,
     State,
     TrainConfig,
-    from_dict,
     option_help,
     option_specs,
     parse_methods_document,

@@ -13,7 +13,7 @@ from napari_medtrans import metrics
 def ct_volume() -> np.ndarray:
     """A small CT-like volume: a bright ellipse with texture on -1000 HU air."""
     rng = np.random.default_rng(0)
-    zz, yy, xx = np.mgrid[:4, :48, :48]
+    _, yy, xx = np.mgrid[:4, :48, :48]
     head = ((yy - 24) / 18) ** 2 + ((xx - 24) / 15) ** 2 < 1
     return np.where(head, 40 + 300 * np.sin(xx / 3.0) + rng.normal(0, 30, head.shape), -1000).astype(np.float32)
 

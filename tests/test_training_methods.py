@@ -76,4 +76,4 @@ def test_method_trains_with_bf16_autocast(method, tmp_path):
               for k, v in r.items() if k not in ("iteration", "time", "lr", "it_per_s")]
     assert values and all(math.isfinite(v) for v in values)
     with safe_open(str(run.translator_path), "pt") as weights:
-        assert {weights.get_tensor(k).dtype for k in weights.keys()} == {torch.float32}
+        assert {weights.get_tensor(k).dtype for k in weights.keys()} == {torch.float32}  # noqa: SIM118 (safe_open is no dict)

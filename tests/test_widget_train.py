@@ -54,7 +54,7 @@ def configure(widget, runs, name, *, method="pix2pix", iterations=20, data="pair
     form.select_data(data)
     form.subjects.setValue(3)
     form.iterations.setValue(iterations)
-    form.size.setValue(64)
+    form.crop_size.setValue(64)
     form.log_every.setValue(2)
     form.preview_every.setValue(10)
     form.device.setCurrentText("cpu")
@@ -87,7 +87,7 @@ class StallProbe:
         self.cpu.append(cpu - self._cpu)
         self._wall, self._cpu = wall, cpu
 
-    def __enter__(self) -> "StallProbe":
+    def __enter__(self) -> StallProbe:
         self._wall, self._cpu = time.perf_counter(), time.thread_time()
         self.timer.start()
         return self
@@ -157,7 +157,7 @@ def test_form_validates_and_shows_only_the_chosen_methods_options(make_napari_vi
     form.select_data("folders")
     assert form.source.isVisibleTo(widget) and not form.subjects.isVisibleTo(widget)
     form.source.setText(str(tmp_path / "nowhere"))
-    form.size.setValue(50)
+    form.crop_size.setValue(50)
     widget.start_button.click()
     assert widget.run is None
     text = widget.message.text()

@@ -44,7 +44,7 @@ def test_every_option_shows_its_help_as_tooltip(form, methods):
 
 def test_form_defaults_are_the_contract_defaults_and_its_request_is_a_config(form, tmp_path):
     config, data = TrainConfig(), DataConfig()
-    assert form.iterations.value() == config.iterations and form.size.value() == data.size
+    assert form.iterations.value() == config.iterations and form.crop_size.value() == data.size
     assert form.precision.currentText() == config.precision and form.subjects.value() == data.phantom_subjects
     form.select_method("cyclegan")
     form.select_data("unpaired")

@@ -128,7 +128,7 @@ def _finish(data: dict[str, Any], resolve_method: Any) -> TrainConfig:
 
 def _summary(cls: type) -> str:
     """First line of the docstring of the module defining a method."""
-    return (cls.__module__ and sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+    return ((cls.__module__ and sys.modules[cls.__module__].__doc__) or "").strip().splitlines()[0]
 
 
 def method_specs() -> list[MethodSpec]:

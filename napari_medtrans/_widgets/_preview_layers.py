@@ -185,7 +185,7 @@ class PreviewLayers:
              translate: tuple[float, ...] | None = None, **options) -> None:
         """Put ``data`` into the layer for ``role`` (created if missing or of another shape)."""
         name = layer_name(role)
-        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401 (LayerList has no get)
         ndim = data.shape[-1] if kind is Vectors else data.ndim
         if layer is not None and (not isinstance(layer, kind) or layer.ndim != ndim):
             self.viewer.layers.remove(name)

@@ -54,12 +54,9 @@ def default_runs_folder() -> Path:
 class FloatEdit(QLineEdit):
     """A line edit for one float in plain or scientific notation (``2e-4``).
 
-    Parameters
-    ----------
-    value : float or None
-        Initial value; None leaves the field empty.
-    optional : bool
-        An empty field is valid and means None ("use the default").
+    Args:
+        value: Initial value; None leaves the field empty.
+        optional: An empty field is valid and means None ("use the default").
     """
 
     def __init__(self, value: float | None = None, *, optional: bool = False,
@@ -67,7 +64,7 @@ class FloatEdit(QLineEdit):
         super().__init__(parent)
         self._optional = optional
         validator = QDoubleValidator(self)
-        validator.setNotation(QDoubleValidator.ScientificNotation)
+        validator.setNotation(QDoubleValidator.Notation.ScientificNotation)
         self.setValidator(validator)
         if optional:
             self.setPlaceholderText("default")
@@ -80,10 +77,8 @@ class FloatEdit(QLineEdit):
     def value(self) -> float | None:
         """The typed value; None when empty and optional.
 
-        Raises
-        ------
-        ValueError
-            When the text is not a number (or empty for a required field).
+        Raises:
+            ValueError: When the text is not a number (or empty for a required field).
         """
         text = self.text().strip()
         if not text and self._optional:
@@ -94,10 +89,8 @@ class FloatEdit(QLineEdit):
 class OptionField:
     """An editor for one method option, chosen by its type.
 
-    Parameters
-    ----------
-    spec : OptionSpec
-        The option as the trainer lists it.
+    Args:
+        spec: The option as the trainer lists it.
     """
 
     KINDS = ("float", "int", "bool", "str", "choice")
@@ -181,10 +174,8 @@ def _folder_row(edit: QLineEdit, caption: str) -> QWidget:
 class TrainForm(QWidget):
     """The training config form.
 
-    Signals
-    -------
-    methods_loaded : Signal()
-        Emitted once the method list arrived and the form is usable.
+    Signals:
+        methods_loaded: Emitted once the method list arrived and the form is usable.
     """
 
     methods_loaded = Signal()
@@ -226,11 +217,11 @@ class TrainForm(QWidget):
         self.iterations.setRange(1, 10_000_000)
         self.iterations.setValue(config.iterations)
         self.iterations.setToolTip(CONFIG_HELP["iterations"])
-        self.size = QSpinBox()
-        self.size.setRange(MIN_SIZE, MAX_SIZE)
-        self.size.setSingleStep(32)
-        self.size.setValue(data.size)
-        self.size.setToolTip(DATA_HELP["size"])
+        self.crop_size = QSpinBox()
+        self.crop_size.setRange(MIN_SIZE, MAX_SIZE)
+        self.crop_size.setSingleStep(32)
+        self.crop_size.setValue(data.size)
+        self.crop_size.setToolTip(DATA_HELP["size"])
         self.batch_size = QSpinBox()
         self.batch_size.setRange(1, 1024)
         self.batch_size.setValue(config.batch_size)
@@ -280,7 +271,7 @@ class TrainForm(QWidget):
         train_form.addRow("method", self.method)
         train_form.addRow(self.method_info)
         train_form.addRow("iterations", self.iterations)
-        train_form.addRow("size", self.size)
+        train_form.addRow("size", self.crop_size)
         train_form.addRow("batch size", self.batch_size)
         train_form.addRow("learning rate", self.lr)
         train_form.addRow("log every", self.log_every)
@@ -365,9 +356,7 @@ class TrainForm(QWidget):
     def request(self) -> tuple[TrainRequest | None, list[str]]:
         """Build the request from the fields.
 
-        Returns
-        -------
-        (TrainRequest or None, list of str)
+        Returns:
             The request (None when a field cannot be parsed) and the problems
             found, including those of :meth:`TrainRequest.validate`.
         """
@@ -404,7 +393,7 @@ class TrainForm(QWidget):
             phantom_subjects=self.subjects.value(),
             source_modality=self.source_modality.currentText(),
             target_modality=self.target_modality.currentText(),
-            size=self.size.value(),
+            size=self.crop_size.value(),
         )
         config = TrainConfig(
             method=method.name,
@@ -441,5 +430,5 @@ def _pair(*widgets: QWidget) -> QWidget:
     layout = QHBoxLayout(row)
     layout.setContentsMargins(0, 0, 0, 0)
     for widget in widgets:
-        layout.addWidget(widget, 0 if isinstance(widget, QLabel) else 1, Qt.AlignVCenter)
+        layout.addWidget(widget, 0 if isinstance(widget, QLabel) else 1, Qt.AlignmentFlag.AlignVCenter)
     return row

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
-REGISTRY: dict[str, type["Method"]] = {}
+REGISTRY: dict[str, type[Method]] = {}
 """Method name → class; filled by :func:`register` when ``training.methods`` is imported."""
 
 M = TypeVar("M", bound=type["Method"])
