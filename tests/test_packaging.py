@@ -42,6 +42,7 @@ print(json.dumps({
 """
 
 
+@pytest.mark.slow  # spawns a process
 def test_npe2_validate_passes():
     result = subprocess.run(
         [str(NPE2), "validate", PLUGIN], capture_output=True, encoding="utf-8", errors="replace", timeout=120
@@ -141,6 +142,7 @@ def test_shipped_dir_in_checkout_is_sample_data():
     assert shipped_dir() == (ROOT / "sample_data").resolve()
 
 
+@pytest.mark.slow  # spawns a process
 def test_core_imports_pull_in_no_qt_or_napari():
     script = """
 import json, sys

@@ -11,6 +11,8 @@ from napari_medtrans.cli import main
 from napari_medtrans.io import read_volume, write_volume
 from napari_medtrans.metrics import dice_per_label, mean_dice
 
+pytestmark = pytest.mark.slow  # trains a translator and a segmenter
+
 pl = pytest.importorskip("training.pseudolabels")
 
 SHAPE = (12, 64, 64)
@@ -42,7 +44,6 @@ def translator(translator_path):
     return load_translator(translator_path, device="cpu")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["tutorship", "adaptation"])
 def test_strategy_beats_empty_and_threshold(translator, strategy):
     # tutorship labels T2 targets from labelled T1; adaptation labels T1 targets from labelled T2

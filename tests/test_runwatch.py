@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import yaml
 
 from napari_medtrans.contract import DataConfig, TrainConfig
@@ -116,6 +117,7 @@ def _sleeper(run_dir, seconds: float = 30.0) -> TrainerProcess:
     return TrainerProcess.launch([sys.executable, "-c", code], run_dir)
 
 
+@pytest.mark.slow  # spawns a process
 def test_process_stop_is_graceful_then_kills(tmp_path):
     process = _sleeper(tmp_path / "run")
     assert process.stop() == "stopping" and process.run.stop_requested()
@@ -129,6 +131,7 @@ def test_process_stop_is_graceful_then_kills(tmp_path):
     assert process.popen.wait(10) == -9
 
 
+@pytest.mark.slow  # spawns a process
 def test_attached_run_is_stopped_by_file_then_by_pid(tmp_path):
     import socket
 
@@ -145,6 +148,7 @@ def test_attached_run_is_stopped_by_file_then_by_pid(tmp_path):
     assert trainer_gone(run.read_status())
 
 
+@pytest.mark.slow  # spawns a process
 def test_console_output_is_kept(tmp_path):
     process = TrainerProcess.launch(
         [sys.executable, "-c", "import sys; print('hello'); sys.exit('boom')"], tmp_path / "run")

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from training_helpers import REPO, subprocess_env
+from _training_helpers import REPO, subprocess_env
 
 from training.cli import build_config, build_parser, list_methods
 from training.config import ConfigError, TrainConfig, parse_override
@@ -58,7 +58,7 @@ def test_list_methods_names_every_method():
 
 
 def test_unpaired_data_rejected_for_paired_method(tmp_path):
-    from training_helpers import tiny_config
+    from _training_helpers import tiny_config
 
     from napari_medtrans.rundir import RunDir
     from training.loop import train
@@ -68,6 +68,7 @@ def test_unpaired_data_rejected_for_paired_method(tmp_path):
     assert "needs paired" in RunDir(tmp_path / "r").read_status()["last_error"]
 
 
+@pytest.mark.slow  # spawns a process
 def test_medtrans_train_forwards_and_training_imports_no_qt():
     code = (
         "import sys, training, training.loop, training.methods\n"

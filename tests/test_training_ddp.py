@@ -14,9 +14,11 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from training_helpers import REPO, subprocess_env, tiny_args
+from _training_helpers import REPO, subprocess_env, tiny_args
 
 from napari_medtrans.rundir import RunDir
+
+pytestmark = pytest.mark.slow  # starts torchrun
 
 
 def _free_port() -> int:

@@ -7,9 +7,11 @@ import math
 
 import numpy as np
 import pytest
-from training_helpers import TINY_MODEL, tiny_config
+from _training_helpers import TINY_MODEL, tiny_config
 
 from napari_medtrans.rundir import RunDir
+
+pytestmark = pytest.mark.slow  # trains every method
 
 
 def test_every_registered_method_is_covered():

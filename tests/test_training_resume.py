@@ -9,10 +9,12 @@ import time
 
 import pytest
 import torch
+from _training_helpers import start_training, tiny_args, tiny_config
 from safetensors.torch import load_file
-from training_helpers import start_training, tiny_args, tiny_config
 
 from napari_medtrans.rundir import RunDir
+
+pytestmark = pytest.mark.slow  # starts trainer processes
 
 
 def _wait(predicate, timeout: float, proc=None) -> None:

@@ -130,6 +130,7 @@ def test_fields_become_vectors_on_a_grid():
     assert stack.shape == (2 * 256, 2, 3) and set(stack[:, 0, 0]) == {0, 1}
 
 
+@pytest.mark.slow  # spawns a process
 def test_form_validates_and_shows_only_the_chosen_methods_options(make_napari_viewer, qtbot, tmp_path):
     widget = train_widget(make_napari_viewer(), qtbot)
     form = widget.form
@@ -165,6 +166,7 @@ def test_form_validates_and_shows_only_the_chosen_methods_options(make_napari_vi
     assert "multiple of 4" in text
 
 
+@pytest.mark.slow  # spawns a process
 def test_train_from_the_widget_until_finished(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer(show=True)
     widget = train_widget(viewer, qtbot)
@@ -191,6 +193,7 @@ def test_train_from_the_widget_until_finished(make_napari_viewer, qtbot, tmp_pat
     assert max(probe.cpu) < 0.1
 
 
+@pytest.mark.slow  # spawns a process
 def test_stop_resume_and_reattach_after_a_restart(make_napari_viewer, qtbot, tmp_path):
     viewer = make_napari_viewer()
     widget = train_widget(viewer, qtbot)
@@ -227,6 +230,7 @@ def test_stop_resume_and_reattach_after_a_restart(make_napari_viewer, qtbot, tmp
     assert widget.resume_button.isEnabled()
 
 
+@pytest.mark.slow  # spawns a process
 def test_attach_to_a_run_finished_on_the_command_line(make_napari_viewer, qtbot, tmp_path):
     run_dir = tmp_path / "cli-run"
     command = [sys.executable, "-m", "training", "--method", "uapi", "--phantom", "paired",
@@ -244,6 +248,7 @@ def test_attach_to_a_run_finished_on_the_command_line(make_napari_viewer, qtbot,
     assert registry.resolve("cli-run") == (run_dir / "translator.safetensors").resolve()
 
 
+@pytest.mark.slow  # spawns a process
 def test_a_failing_run_shows_its_error_and_the_viewer_stays(make_napari_viewer, qtbot, tmp_path,
                                                              small_subject):
     from napari_medtrans.io import write_volume
