@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _machine import load_note
 from scipy import stats
 
+from _machine import load_note
 from napari_medtrans import evaluation
 from napari_medtrans.evaluation_report import markdown, ranking, write_report
 from napari_medtrans.inference import load_translator

@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from _machine import bf16_native, load_note
 from skimage.metrics import structural_similarity
 
+from _machine import bf16_native, load_note
 from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
 from napari_medtrans.inference import Translator, load_translator
 from napari_medtrans.intensity import ct_window, mr_percentile

@@ -283,8 +283,7 @@ def evaluate(translators: dict[str, Translator], cases: Sequence[EvalCase], sett
 def _uncertainty(out: dict, result: EvaluationResult, where: str, outputs: list, cases: Sequence[EvalCase],
                  min_foreground: float) -> None:
     """Pearson correlation of per-slice mean σ and mean |residual|, pooled over cases, on slices
-    whose body covers at least ``min_foreground`` (every slice with body is kept for the plots).
-    """
+    whose body covers at least ``min_foreground`` (every slice with body is kept for the plots)."""
     scale, error, foreground = [], [], []
     for output, case in zip(outputs, cases):
         if case.target is None:

@@ -34,9 +34,9 @@ import re
 import uuid
 import warnings
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -346,8 +346,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 def _keeps_locale(func: _F) -> _F:
     """Restore the process locale after ``func``: GDCM (SimpleITK's DICOM IO) resets
-    it to "C", after which Python opens text files as ASCII (seen breaking PyRadiomics).
-    """
+    it to "C", after which Python opens text files as ASCII (seen breaking PyRadiomics)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -150,8 +150,7 @@ def mean_dice(dice: dict[str, float | None]) -> float | None:
 @dataclass
 class UncertaintyAgreement:
     """Per-image mean σ, mean |residual| and body fraction, and the Pearson correlation
-    of σ and residual over the images whose body fraction is at least ``min_foreground``.
-    """
+    of σ and residual over the images whose body fraction is at least ``min_foreground``."""
 
     pcc: float
     mean_scale: np.ndarray

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 from _tiny_translators import FIELD_BIAS, REGGAN, UAPI, make_tiny_translators
+
 from qtpy.QtCore import Qt
 
 from napari_medtrans.io import Volume, layer_geometry

@@ -267,8 +267,7 @@ class SliceSampler:
 @dataclass
 class ValidationSet:
     """Fixed validation slices: ``source`` (N, k, S, S), ``truth`` (N, 1, S, S) or None,
-    ``target`` (N, 1, S, S) (what the registration preview registers to) or None.
-    """
+    ``target`` (N, 1, S, S) (what the registration preview registers to) or None."""
 
     source: np.ndarray
     truth: np.ndarray | None
@@ -278,8 +277,7 @@ class ValidationSet:
 
 def validation_set(cohort: Cohort, cfg: DataConfig) -> ValidationSet:
     """Evenly spaced foreground slices of the validation subjects (of the training
-    subjects when there are none, e.g. a one-subject cohort).
-    """
+    subjects when there are none, e.g. a one-subject cohort)."""
     subjects = [s for s in cohort.val if s.source is not None] or \
         [s for s in cohort.train if s.source is not None]
     per_subject = max(1, -(-cfg.val_slices // len(subjects)))

@@ -61,7 +61,7 @@ def init_distributed(device_name: str = "auto") -> DistInfo:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        use_nccl = (torch.cuda.is_available() and device_name in ("auto", "cuda")) or device_name.startswith("cuda")
+        use_nccl = torch.cuda.is_available() and device_name in ("auto", "cuda") or device_name.startswith("cuda")
         if use_nccl:
             torch.cuda.set_device(info.local_rank % torch.cuda.device_count())
         dist.init_process_group("nccl" if use_nccl else "gloo")

@@ -110,8 +110,7 @@ class ImagePool:
 def sample_crop_box(height: int, width: int, min_scale: float, max_scale: float,
                     generator: torch.Generator | None = None) -> tuple[int, int, int, int]:
     """Patch operator of PI/UAPI: a random square-ish box (top, left, h, w) whose side
-    is ``min_scale..max_scale`` of the image side (drawn from ``generator``).
-    """
+    is ``min_scale..max_scale`` of the image side (drawn from ``generator``)."""
     frac = min_scale + (max_scale - min_scale) * float(torch.rand((), generator=generator))
     side_h = max(1, int(round(height * frac)))
     side_w = max(1, int(round(width * frac)))
@@ -122,8 +121,7 @@ def sample_crop_box(height: int, width: int, min_scale: float, max_scale: float,
 
 def crop_resize(image: Tensor, box: tuple[int, int, int, int]) -> Tensor:
     """Crop ``box`` out of (B, C, H, W) ``image`` and resize it back to (H, W), bilinear.
-    Differentiable, so it can sit inside a loss.
-    """
+    Differentiable, so it can sit inside a loss."""
     top, left, side_h, side_w = box
     crop = image[..., top:top + side_h, left:left + side_w]
     return F.interpolate(crop, size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)

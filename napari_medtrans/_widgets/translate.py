@@ -36,8 +36,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_medtrans import registry
-from napari_medtrans.comparison import resample_like
 from napari_medtrans.constants import AIR_HU
+from napari_medtrans.comparison import resample_like
 from napari_medtrans.inference import Cancelled, Translator, load_translator
 from napari_medtrans.io import Volume, volume_from_layer
 from napari_medtrans.onthefly import SliceOutcome, SliceScheduler
