@@ -250,12 +250,8 @@ def _nifti_chunks(path: Path, offset: int, nbytes: int, chunk: int = 1 << 22):
             yield data
 
 
-def _scan_nifti(path: Path, reader: sitk.ImageFileReader) -> None:
-    """Check the voxel bytes of a NIfTI file are all there and finite.
-
-    The NIfTI library under SimpleITK silently zero-fills a truncated file and
-    replaces NaN/inf with 0, so both are checked on the raw bytes here.
-    """
+def _nifti_voxel_bytes(path: Path, reader: sitk.ImageFileReader) -> tuple[int, int, int]:
+    """(bytes of voxel data present, bytes the header needs, NaN/inf voxels) of a NIfTI file."""
     datatype = int(reader.GetMetaData("datatype"))
     bitpix = int(reader.GetMetaData("bitpix"))
     offset = int(float(reader.GetMetaData("vox_offset")))
@@ -279,11 +275,22 @@ def _scan_nifti(path: Path, reader: sitk.ImageFileReader) -> None:
                 carry = data[usable:]
     except (OSError, EOFError, zlib.error) as exc:
         raise VolumeReadError(f"{path}: the compressed voxel data is corrupt or truncated ({exc})") from exc
+    return got, expected, bad
+
+
+def _scan_nifti(path: Path, reader: sitk.ImageFileReader) -> None:
+    """Check the voxel bytes of a NIfTI file are all there and finite.
+
+    The NIfTI library under SimpleITK silently zero-fills a truncated file and
+    replaces NaN/inf with 0, so both are checked on the raw bytes here.
+    """
+    got, expected, bad = _nifti_voxel_bytes(path, reader)
     if got < expected:
         raise VolumeReadError(
             f"{path}: truncated, the header needs {expected} bytes of voxel data but the file holds {got}"
         )
     if bad:
+        bitpix = int(reader.GetMetaData("bitpix"))
         raise VolumeReadError(_nonfinite_message(path, bad, expected * 8 // bitpix))
 
 
@@ -510,12 +517,41 @@ def write_volume(volume: Volume, path: str | os.PathLike[str], *, overwrite: boo
         sitk.WriteImage(image, str(tmp), useCompression=suffix != ".nii")
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        _verify_written(tmp, path, image)
         os.replace(tmp, path)
     except RuntimeError as exc:
         raise OSError(f"{path}: could not write the volume ({_reason(exc)})") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _verify_written(tmp: Path, path: Path, image: sitk.Image) -> None:
+    """Read the temp file back and compare it with ``image`` before it replaces ``path``.
+
+    SimpleITK's writers print an error but do not raise when the disk fills up
+    (``** ERROR: NWAD``), leaving a truncated file; the NIfTI reader zero-fills
+    such a file. So the size, the raw voxel byte count (NIfTI) and every voxel
+    are checked; the check costs one read of the volume.
+    """
+    problem = None
+    try:
+        reader = _header(tmp)
+        if tuple(reader.GetSize()) != tuple(image.GetSize()):
+            problem = f"the file holds size {reader.GetSize()}, not {image.GetSize()}"
+        elif _suffix(tmp).startswith(".nii") and (counts := _nifti_voxel_bytes(tmp, reader))[0] < counts[1]:
+            problem = f"only {counts[0]} of {counts[1]} bytes of voxel data reached the disk"
+        elif not np.array_equal(
+            sitk.GetArrayFromImage(reader.Execute()), sitk.GetArrayViewFromImage(image), equal_nan=True
+        ):
+            problem = "the voxels read back differ from those written"
+    except (VolumeReadError, RuntimeError, OSError) as exc:
+        problem = _reason(exc) if isinstance(exc, RuntimeError) else str(exc)
+    if problem:
+        raise OSError(
+            f"{path}: writing failed, {problem} (disk full or quota exceeded?); "
+            f"{'the existing file was left unchanged' if path.exists() else 'nothing was written'}"
+        )
 
 
 def _direction_zyx(direction: tuple[float, ...]) -> np.ndarray:
