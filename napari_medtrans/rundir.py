@@ -13,6 +13,7 @@ read it. Nothing else passes between them. Layout (see DESIGN.md)::
       translator.safetensors
       log.txt              human-readable log
       STOP                 present = a graceful stop was requested
+      LOCK                 held by the trainer writing the run: {"pid", "host", "started_at"}
 
 Every write that replaces a file is atomic (temp file in the same folder,
 fsync, rename), so a reader never sees half a file and a killed writer leaves
@@ -24,6 +25,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -83,6 +86,20 @@ def _fsync_directory(folder: Path) -> None:
         os.close(fd)
 
 
+class RunLockedError(RuntimeError):
+    """Another live trainer holds the run directory's lock; the message names it."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 class RunDir:
     """Reads and writes one run directory following the contract above.
 
@@ -100,6 +117,7 @@ class RunDir:
         self.translator_path = self.path / "translator.safetensors"
         self.log_path = self.path / "log.txt"
         self.stop_path = self.path / "STOP"
+        self.lock_path = self.path / "LOCK"
 
     def __repr__(self) -> str:
         return f"RunDir({str(self.path)!r})"
@@ -107,6 +125,80 @@ class RunDir:
     def exists(self) -> bool:
         """True when the folder holds a run (its config has been written)."""
         return self.config_path.is_file()
+
+    def has_run_files(self) -> bool:
+        """True when any file a trainer writes is there (config, status, metrics, checkpoints, translator)."""
+        written = (self.config_path, self.status_path, self.metrics_path, self.translator_path)
+        return any(p.exists() for p in written) or self.checkpoints_dir.is_dir()
+
+    def remove_run_files(self) -> None:
+        """Delete what a trainer wrote (for ``--overwrite``); other files in the folder stay."""
+        for item in (self.config_path, self.status_path, self.metrics_path, self.translator_path,
+                     self.log_path, self.stop_path):
+            item.unlink(missing_ok=True)
+        for folder in (self.checkpoints_dir, self.previews_dir):
+            shutil.rmtree(folder, ignore_errors=True)
+
+    # lock ---------------------------------------------------------------
+    def acquire_lock(self) -> None:
+        """Claim the run for this process (exclusive create of LOCK with pid, host and time).
+
+        A lock left by a dead process on this host is stale and replaced. A lock
+        of a live process, or one from another host (whose process cannot be
+        checked from here), raises :class:`RunLockedError` naming it.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        mine = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": time.time()}
+        for _ in range(3):
+            try:
+                fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DEFAULT_FILE_MODE)
+            except FileExistsError:
+                self._break_stale_lock()
+                continue
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(mine, handle)
+            return
+        raise RunLockedError(f"{self.lock_path}: could not take the run lock (it keeps reappearing)")
+
+    def _break_stale_lock(self) -> None:
+        try:
+            holder = json.loads(self.lock_path.read_text(encoding="utf-8"))
+            pid, host = int(holder["pid"]), str(holder["host"])
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder["started_at"])))
+        except FileNotFoundError:
+            return
+        except (ValueError, KeyError, TypeError):  # unreadable: a writer died mid-write
+            self.lock_path.unlink(missing_ok=True)
+            return
+        if host == socket.gethostname() and not _pid_alive(pid):
+            self.lock_path.unlink(missing_ok=True)
+            return
+        where = "on this host" if host == socket.gethostname() else f"on host {host}"
+        raise RunLockedError(
+            f"{self.path}: another trainer (pid {pid} {where}, since {since}) is writing this run; "
+            f"wait for it, stop it, or delete {self.lock_path} if that process is gone"
+        )
+
+    def release_lock(self) -> None:
+        """Remove LOCK if this process holds it."""
+        try:
+            holder = json.loads(self.lock_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if isinstance(holder, dict) and holder.get("pid") == os.getpid() \
+                and holder.get("host") == socket.gethostname():
+            self.lock_path.unlink(missing_ok=True)
+
+    def remove_orphan_temps(self) -> list[Path]:
+        """Delete temp files left by a killed writer (``.<name>.*.tmp``); call with the lock held."""
+        removed = []
+        for folder in (self.path, self.checkpoints_dir, self.previews_dir):
+            if folder.is_dir():
+                for temp in folder.glob(".*.tmp"):
+                    if temp.is_file():
+                        temp.unlink(missing_ok=True)
+                        removed.append(temp)
+        return removed
 
     # config -------------------------------------------------------------
     def write_config(self, config: dict[str, Any]) -> None:

@@ -82,3 +82,116 @@ def test_full_disk_atomic_write_bytes_raises_and_keeps_the_old_file(small_disk):
         atomic_write_bytes(target, os.urandom(3 << 20))
     assert target.read_bytes() == b"good"
     assert [p.name for p in small_disk.iterdir()] == [target.name]
+
+
+# --- hostile run directories ---------------------------------------------------------------------
+
+
+def _train(argv: list[str]) -> int:
+    from training.cli import main
+
+    return main(argv)
+
+
+def _tiny(run_dir: Path, iterations: int = 3, extra: list[str] | None = None) -> list[str]:
+    from training_helpers import tiny_args
+
+    return tiny_args("pix2pix", run_dir, iterations=iterations, extra=extra)
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_train_refuses_an_existing_run_without_resume_or_overwrite(tmp_path, capsys):
+    from napari_medtrans.rundir import RunDir
+
+    run_dir = tmp_path / "run"
+    assert _train(_tiny(run_dir)) == 0
+    before = _snapshot(run_dir)
+    capsys.readouterr()
+    assert _train(_tiny(run_dir, iterations=2)) == 2
+    err = capsys.readouterr().err
+    assert str(run_dir) in err and "--resume" in err and "--overwrite" in err
+    assert _snapshot(run_dir) == before
+    assert _train(_tiny(run_dir, iterations=2, extra=["--overwrite"])) == 0
+    run = RunDir(run_dir)
+    assert run.read_status()["iteration"] == 2
+    assert [r["iteration"] for r in run.read_metrics()[0] if "lr" in r] == [2]  # no records of the old run
+
+
+def test_resume_writes_where_run_dir_points_not_where_config_says(tmp_path):
+    import shutil
+
+    from napari_medtrans.rundir import RunDir
+
+    original = tmp_path / "original"
+    assert _train(_tiny(original)) == 0
+    before = _snapshot(original)
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    elsewhere = tmp_path / "elsewhere"
+    config = RunDir(copy).read_config()
+    RunDir(copy).write_config(config | {"run_dir": str(elsewhere)})  # a config naming another folder
+    assert _train(["--run-dir", str(copy), "--resume", "--iterations", "5"]) == 0
+    assert RunDir(copy).read_status()["iteration"] == 5
+    assert RunDir(copy).read_config()["run_dir"] == str(copy)
+    assert _snapshot(original) == before
+    assert not elsewhere.exists()
+
+
+def test_resume_applies_a_new_learning_rate(tmp_path):
+    from training.checkpointing import read_checkpoint_metadata
+
+    run_dir = tmp_path / "run"
+    assert _train(_tiny(run_dir)) == 0
+    assert _train(["--run-dir", str(run_dir), "--resume", "--iterations", "4", "--set", "lr=0.5"]) == 0
+    groups = read_checkpoint_metadata(run_dir / "checkpoints" / "last.safetensors")["optimizers"]
+    assert {g["initial_lr"] for opt in groups.values() for g in opt["param_groups"]} == {0.5}
+
+
+def test_a_second_trainer_on_a_locked_run_is_refused(tmp_path, capsys):
+    import socket
+    import sys
+
+    from napari_medtrans.rundir import RunDir
+
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run_dir.mkdir()
+        (run_dir / "LOCK").write_text(f'{{"pid": {holder.pid}, "host": "{socket.gethostname()}", '
+                                      f'"started_at": 0}}')
+        assert _train(_tiny(run_dir)) == 2
+        err = capsys.readouterr().err
+        assert f"pid {holder.pid}" in err and "LOCK" in err
+        assert not RunDir(run_dir).has_run_files()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is dead now: its lock is stale and replaced, and released at the end
+    assert _train(_tiny(run_dir)) == 0
+    assert not (run_dir / "LOCK").exists()
+
+
+def test_orphan_temp_files_are_removed_on_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    assert _train(_tiny(run_dir)) == 0
+    orphans = [run_dir / "checkpoints" / ".last.safetensors.k1ll3d.tmp", run_dir / ".status.json.x.tmp"]
+    for orphan in orphans:
+        orphan.write_bytes(b"half a checkpoint")
+    assert _train(["--run-dir", str(run_dir), "--resume", "--iterations", "4"]) == 0
+    assert not any(p.exists() for p in orphans)
+    assert "a temp file left by a killed writer" in (run_dir / "log.txt").read_text()
+
+
+@pytest.mark.parametrize(("minutes", "expected"), [(1e-9, [1, 2, 3, 4]), (0, [3, 4])])
+def test_checkpoints_are_also_written_by_time(tmp_path, monkeypatch, minutes, expected):
+    from training.loop import Trainer
+
+    saved: list[int] = []
+    original = Trainer._checkpoint
+    monkeypatch.setattr(Trainer, "_checkpoint",
+                        lambda self, it, elapsed: (saved.append(it), original(self, it, elapsed)))
+    assert _train(_tiny(tmp_path / "run", iterations=4, extra=["--checkpoint-minutes", str(minutes)])) == 0
+    assert saved == expected

@@ -33,6 +33,8 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, help="run directory (created; config, status, checkpoints…)")
     p.add_argument("--config", type=Path, help="YAML/JSON config file (TrainConfig fields)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --run-dir (its config, checkpoints, metrics, translator)")
     data = p.add_argument_group("data")
     data.add_argument("--source", help="folder of source volumes")
     data.add_argument("--target", help="folder of target volumes")
@@ -54,6 +56,8 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
                       help="autocast dtype: auto (fp16 AMP on CUDA, fp32 elsewhere), fp32, bf16 (fast on CPUs "
                            "with AMX), fp16 (CUDA)")
     loop.add_argument("--checkpoint-every", type=int)
+    loop.add_argument("--checkpoint-minutes", type=float,
+                      help="also checkpoint every N minutes (default 10; 0: only by iterations)")
     loop.add_argument("--preview-every", type=int)
     loop.add_argument("--log-every", type=int)
     loop.add_argument("--name", help="translator name (default: the run directory's name)")
@@ -68,7 +72,7 @@ _FLAG_PATHS = {
     "source_modality": ["data", "source_modality"], "target_modality": ["data", "target_modality"],
     "size": ["data", "size"], "iterations": ["iterations"], "batch_size": ["batch_size"], "lr": ["lr"],
     "device": ["device"], "threads": ["num_threads"], "precision": ["precision"], "seed": ["seed"],
-    "checkpoint_every": ["checkpoint_every"],
+    "checkpoint_every": ["checkpoint_every"], "checkpoint_minutes": ["checkpoint_minutes"],
     "preview_every": ["preview_every"], "log_every": ["log_every"], "name": ["name"],
 }
 
@@ -82,8 +86,11 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         from napari_medtrans.rundir import RunDir
 
         data = RunDir(args.run_dir).read_config()
+        if not isinstance(data, dict):
+            raise ConfigError(f"{args.run_dir / 'config.json'}: expected a JSON object")
         if args.method and args.method != data.get("method"):
             raise ConfigError(f"--resume: {args.run_dir} is a {data.get('method')!r} run, not {args.method!r}")
+        data["run_dir"] = str(args.run_dir)  # the run is where it is, not where its config says
         # a resumed run keeps its config; only the length may change
         if args.iterations is not None:
             data["iterations"] = args.iterations
@@ -120,6 +127,8 @@ def _finish(data: dict[str, Any], resolve_method: Any) -> TrainConfig:
     for name in ("iterations", "batch_size", "log_every", "checkpoint_every"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be ≥ 1, got {getattr(cfg, name)}")
+    if not 0 <= cfg.checkpoint_minutes < float("inf"):
+        raise ConfigError(f"checkpoint_minutes must be a number ≥ 0, got {cfg.checkpoint_minutes}")
     return cfg
 
 
@@ -184,10 +193,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m training") ->
     if args.list_methods:
         print(methods_json() if args.json else list_methods())
         return 0
+    if args.resume and args.overwrite:
+        parser.error("--resume continues the run in --run-dir, --overwrite replaces it: choose one")
     try:
         cfg = build_config(args)
     except (ConfigError, ValueError) as exc:
         parser.error(str(exc))
     from training.loop import train
 
-    return train(cfg, resume=args.resume)
+    return train(cfg, resume=args.resume, overwrite=args.overwrite)

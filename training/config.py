@@ -71,6 +71,9 @@ class TrainConfig:
     needs CUDA. See :func:`training.loop.autocast_dtype`."""
     log_every: int = 10
     checkpoint_every: int = 200
+    checkpoint_minutes: float = 10.0
+    """Also checkpoint when this many minutes passed since the last checkpoint (0: only every
+    ``checkpoint_every`` iterations), so that a killed CPU run loses at most this much time."""
     preview_every: int = 100
     val_every: int = 0
     name: str | None = None
