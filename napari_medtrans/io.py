@@ -452,7 +452,8 @@ def _choose(folder: Path, series: list[DicomSeries], uid: str | None) -> DicomSe
     if matches:
         return matches[0]
     listing = "; ".join(f"{s.uid} ({s.description or 'no description'}, {s.n_files} files)" for s in series)
-    problem = f"has no series {uid}" if uid else f"holds {len(series)} series; pass series_uid"
+    problem = (f"has no series {uid}" if uid
+               else f"holds {len(series)} series; pass series_uid (medtrans translate --series-uid)")
     raise VolumeReadError(f"{folder}: {problem}. Series: {listing}")
 
 

@@ -195,3 +195,77 @@ def test_checkpoints_are_also_written_by_time(tmp_path, monkeypatch, minutes, ex
                         lambda self, it, elapsed: (saved.append(it), original(self, it, elapsed)))
     assert _train(_tiny(tmp_path / "run", iterations=4, extra=["--checkpoint-minutes", str(minutes)])) == 0
     assert saved == expected
+
+
+# --- medtrans translate: concurrent writers, stale uncertainty, two series ---------------------
+
+
+@pytest.fixture()
+def translate_setup(tmp_path, small_subject):
+    from test_inference import make_translator
+
+    model = make_translator(tmp_path / "tiny.safetensors")
+    volume = small_subject.volume("t1")
+    t1 = write_volume(volume.with_array(volume.array[:2]), tmp_path / "s0_t1.nii.gz")
+    return model, t1, tmp_path / "out"
+
+
+def test_concurrent_translate_into_one_folder_is_refused(translate_setup, monkeypatch, capsys):
+    """A second translate starting while the first works finds the outputs claimed."""
+    from napari_medtrans.cli import main
+    from napari_medtrans.cli import translate as cli_translate
+
+    model, t1, out = translate_setup
+    argv = ["translate", str(t1), "--model", str(model), "--out", str(out)]
+    codes = []
+    real_read = cli_translate.read_volume
+
+    def read_and_race(*args, **kwargs):
+        monkeypatch.setattr(cli_translate, "read_volume", real_read)
+        codes.append(main(argv))  # the second command, while the first is between claim and write
+        return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(cli_translate, "read_volume", read_and_race)
+    assert main(argv) == 0
+    assert codes == [2]
+    assert "output exists" in capsys.readouterr().err
+    assert read_volume(out / "s0_t1_CT.nii.gz").array.shape == (2, 64, 64)
+
+
+def test_failed_translate_releases_its_claims(translate_setup, monkeypatch):
+    from napari_medtrans.cli import main
+    from napari_medtrans.cli import translate as cli_translate
+
+    model, t1, out = translate_setup
+    monkeypatch.setattr(cli_translate, "read_volume", lambda *a, **k: (_ for _ in ()).throw(MemoryError("x")))
+    with pytest.raises(MemoryError):
+        main(["translate", str(t1), "--model", str(model), "--out", str(out), "--uncertainty", "tta"])
+    assert list(out.glob("*")) == []
+
+
+def test_overwrite_removes_a_stale_uncertainty_file(translate_setup):
+    from napari_medtrans.cli import main
+
+    model, t1, out = translate_setup
+    assert main(["translate", str(t1), "--model", str(model), "--out", str(out), "--uncertainty", "tta"]) == 0
+    assert (out / "s0_t1_CT_uncertainty.nii.gz").is_file()
+    assert main(["translate", str(t1), "--model", str(model), "--out", str(out), "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["s0_t1_CT.nii.gz"]
+
+
+def test_translate_reads_the_series_named_by_series_uid(tmp_path, capsys):
+    from _volumes import oblique_volume, write_dicom_series
+    from test_inference import make_translator
+
+    from napari_medtrans.cli import main
+
+    model = make_translator(tmp_path / "tiny.safetensors")
+    study = tmp_path / "study"
+    write_dicom_series(study, oblique_volume(shape=(3, 16, 16), modality="MR"), description="t1", uid="1.2.3.1")
+    write_dicom_series(study, oblique_volume(shape=(4, 16, 16), modality="MR"), description="t2", uid="1.2.3.2")
+    out = tmp_path / "out"
+    assert main(["translate", str(study), "--model", str(model), "--out", str(out)]) == 2
+    assert "--series-uid" in capsys.readouterr().err
+    assert main(["translate", str(study), "--model", str(model), "--out", str(out), "--series-uid", "1.2.3.2"]) == 0
+    assert read_volume(out / "study_CT.nii.gz").array.shape == (4, 16, 16)
+    assert list(out.iterdir()) == [out / "study_CT.nii.gz"]
