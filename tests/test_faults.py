@@ -8,6 +8,7 @@ a real 2 MiB tmpfs (only where this process may mount one, e.g. as root).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import uuid
 from pathlib import Path
@@ -269,3 +270,63 @@ def test_translate_reads_the_series_named_by_series_uid(tmp_path, capsys):
     assert main(["translate", str(study), "--model", str(model), "--out", str(out), "--series-uid", "1.2.3.2"]) == 0
     assert read_volume(out / "study_CT.nii.gz").array.shape == (4, 16, 16)
     assert list(out.iterdir()) == [out / "study_CT.nii.gz"]
+
+
+# --- silent wrong results in io --------------------------------------------------------------
+
+
+@pytest.fixture()
+def six_slices(tmp_path):
+    from _volumes import oblique_volume, write_dicom_series
+
+    folder = tmp_path / "ct"
+    write_dicom_series(folder, oblique_volume(shape=(6, 16, 16)), description="ct", uid="1.2.3.1")
+    return folder
+
+
+@pytest.mark.parametrize("link", ["dangling", "self-loop"])
+def test_dicom_folder_with_a_bad_link_reads_every_slice_and_says_what_it_skipped(six_slices, link):
+    for name in ("aa.dcm", "zz.dcm"):
+        (six_slices / name).symlink_to("/nonexistent/slice.dcm" if link == "dangling" else six_slices / name)
+    with pytest.warns(UserWarning, match=r"2 of 8 entries could not be read.*aa\.dcm \(broken link"):
+        volume = read_volume(six_slices)
+    assert volume.array.shape == (6, 16, 16)
+
+
+def test_dicom_series_with_mixed_orientations_is_refused(tmp_path):
+    from _volumes import oblique_volume, write_dicom_series
+
+    folder = tmp_path / "mixed"
+    tilted = oblique_volume(shape=(3, 16, 16))
+    straight = Volume(tilted.array, tilted.spacing, (0.0, 0.0, 40.0), modality="CT")
+    write_dicom_series(folder, tilted, description="a", uid="1.2.3.9")
+    write_dicom_series(folder, straight, description="b", uid="1.2.3.9")
+    with pytest.raises(mio.VolumeReadError, match=r"mixes slice orientations \(3 of 6 slices.*b_000\.dcm"):
+        read_volume(folder)
+
+
+def _nifti_with(tmp_path: Path, name: str, **floats: tuple[int, float]) -> Path:
+    """A 4 × 5 × 6 NIfTI-1 file (spacing 1.5, 1.5, 2) with float32 header fields set at byte offsets."""
+    import struct
+
+    path = write_volume(Volume(np.zeros((4, 5, 6), np.int16), (1.5, 1.5, 2.0), (0, 0, 0)), tmp_path / "v.nii")
+    data = bytearray(path.read_bytes())
+    for offset, value in floats.values():
+        struct.pack_into("<f", data, offset, value)
+    target = tmp_path / f"{name}.nii"
+    target.write_bytes(bytes(data))
+    return target
+
+
+@pytest.mark.parametrize("value", [0.0, float("nan"), float("inf"), 1e30, 1e-30])
+def test_nifti_absurd_pixdim_is_refused(tmp_path, value):
+    path = _nifti_with(tmp_path, "bad", pixdim_x=(80, value))
+    with pytest.raises(mio.VolumeReadError, match=re.escape(f"bad.nii: the header's x voxel size (pixdim) is {value:g}")):
+        read_volume(path)
+
+
+def test_nifti_qform_sform_disagreement_gives_one_warning(tmp_path, capfd):
+    path = _nifti_with(tmp_path, "shifted", srow_x_offset=(292, 10.0))  # sform moved 10 mm along x
+    with pytest.warns(UserWarning, match=r"shifted\.nii: the qform and the sform .* disagree \(by up to 10 mm\)"):
+        read_volume(path)
+    assert capfd.readouterr().err == ""  # none of ITK's multi-line warnings
