@@ -330,3 +330,100 @@ def test_nifti_qform_sform_disagreement_gives_one_warning(tmp_path, capfd):
     with pytest.warns(UserWarning, match=r"shifted\.nii: the qform and the sform .* disagree \(by up to 10 mm\)"):
         read_volume(path)
     assert capfd.readouterr().err == ""  # none of ITK's multi-line warnings
+
+
+# --- hostile translator metadata and weights ---------------------------------------------------
+
+
+def _retamper(path: Path, edit=None, text: str | None = None, tensors_edit=None) -> Path:
+    """Rewrite a translator file with edited metadata (``edit(dict)`` or raw ``text``) or tensors."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), "pt") as handle:
+        header = handle.metadata()
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}  # noqa: SIM118
+    if edit is not None:
+        data = json.loads(header["medtrans"])
+        edit(data)
+        text = json.dumps(data)
+    if text is not None:
+        header["medtrans"] = text
+    if tensors_edit is not None:
+        tensors_edit(tensors)
+    save_file(tensors, str(path), metadata=header)
+    return path
+
+
+def _set(*keys_and_value):
+    *keys, value = keys_and_value
+
+    def edit(data):
+        node = data
+        for key in keys[:-1]:
+            node = node[key]
+        node[keys[-1]] = value
+
+    return edit
+
+
+def _nan_first_weight(tensors):
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name].clone()
+    tensors[name].view(-1)[0] = float("nan")
+
+
+HOSTILE_METADATA = {
+    "n_blocks 10 million": (dict(edit=_set("networks", "generator", "n_blocks", 10_000_000)),
+                            r"networks\.generator\.n_blocks is 10000000; it must lie in \[0, 64\]"),
+    "ngf a string": (dict(edit=_set("networks", "generator", "ngf", "64")),
+                     r"networks\.generator\.ngf must be an integer, got str"),
+    "ngf a list": (dict(edit=_set("networks", "generator", "ngf", [8])),
+                   r"networks\.generator\.ngf must be an integer, got list"),
+    "networks a list": (dict(edit=_set("networks", [{"arch": "resnet"}])), "'networks' must be an object, got list"),
+    "metadata a list": (dict(text="[1, 2, 3]"), "metadata must be a JSON object, got list"),
+    "metadata a number": (dict(text="42"), "metadata must be a JSON object, got int"),
+    "nested 100000 deep": (dict(text='{"provenance": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+                           "nests 100001 levels deep"),
+    "NaN window": (dict(edit=_set("target_intensity", "low", float("nan"))), r"target_intensity\.low is nan"),
+    "-inf window": (dict(edit=_set("target_intensity", "low", float("-inf"))), r"target_intensity\.low is -inf"),
+    "1e38 window": (dict(edit=_set("target_intensity", "high", 1e38)), r"target_intensity\.high is 1e\+38"),
+    "window a string": (dict(edit=_set("target_intensity", "high", "3000")), "target_intensity.high must be a number"),
+    "size a string": (dict(edit=_set("size", "big")), "size must be an integer, got str"),
+    "slice_axis 5": (dict(edit=_set("slice_axis", 5)), r"slice_axis is 5; it must lie in \[0, 2\]"),
+    "name a dict": (dict(edit=_set("name", {"a": 1})), "'name' must be a string"),
+    "NaN weights": (dict(tensors_edit=_nan_first_weight), "generator tensors hold NaN or infinite values"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_METADATA))
+def test_hostile_translator_file_gives_one_clear_error(tmp_path, case):
+    from test_inference import make_translator
+
+    from napari_medtrans.checkpoint import CheckpointError, load_modules
+
+    changes, message = HOSTILE_METADATA[case]
+    path = _retamper(make_translator(tmp_path / "evil.safetensors"), **changes)
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_modules(path)
+    assert str(path) in str(info.value)
+
+
+def test_models_and_by_name_translate_skip_a_malformed_file(tmp_path, monkeypatch, capsys, small_subject):
+    from test_inference import make_translator
+
+    from napari_medtrans.cli import main
+
+    models = tmp_path / "models"
+    monkeypatch.setenv("MEDTRANS_MODELS_DIR", str(models))
+    make_translator(models / "good.safetensors")
+    bad = _retamper(make_translator(models / "bad.safetensors"), text="[1, 2]")
+    with pytest.warns(UserWarning, match=f"skipping {bad}"):
+        assert main(["models"]) == 0
+    assert "good" in capsys.readouterr().out
+    volume = small_subject.volume("t1")
+    t1 = write_volume(volume.with_array(volume.array[:2]), tmp_path / "s.nii.gz")
+    with pytest.warns(UserWarning, match=f"skipping {bad}"):
+        assert main(["translate", str(t1), "--model", "good", "--out", str(tmp_path / "out")]) == 0
