@@ -27,8 +27,10 @@ import json
 import os
 import shutil
 import socket
+import stat
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,12 @@ STATES = ("queued", "running", "stopping", "finished", "failed", "stopped")
 FINAL_STATES = ("finished", "failed", "stopped")
 """States after which the trainer process no longer writes."""
 
+
+MAX_JSON_BYTES = 1 << 20
+"""Largest status.json, config.json or previews/latest.json read (1 MiB; real ones are a few KiB)."""
+
+MAX_PREVIEW_BYTES = 64 << 20
+"""Largest preview .npz read, and largest array in it once uncompressed (64 MiB each)."""
 
 DEFAULT_FILE_MODE = 0o644
 """Permissions of a new file (mkstemp's 0600 would hide runs on shared file systems)."""
@@ -65,6 +73,23 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+
+
+def require_writable_folder(folder: str | os.PathLike[str]) -> None:
+    """Create ``folder`` if needed and check a file can be created in it, before any long work.
+
+    Raises:
+        OSError: naming the folder and the reason (read-only file system, permissions…).
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OSError(exc.errno, f"{folder}: cannot write there ({exc.strerror or exc}); "
+                                 "choose another folder or fix its permissions") from exc
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
@@ -226,7 +251,7 @@ class RunDir:
 
     def read_status(self) -> dict[str, Any]:
         """Load status.json; ``{"state": "queued"}`` if the trainer has not written it yet."""
-        if not self.status_path.is_file():
+        if not self.status_path.exists():
             return {"state": "queued"}
         return _read_json(self.status_path)
 
@@ -286,14 +311,34 @@ class RunDir:
         return target
 
     def latest_preview(self) -> dict[str, Any] | None:
-        """Return ``{"iteration": int, "arrays": {name: ndarray}}`` of the newest preview, or None."""
+        """Return ``{"iteration": int, "arrays": {name: ndarray}}`` of the newest preview, or None.
+
+        The pointer must name a regular file inside ``previews/``, at most
+        ``MAX_PREVIEW_BYTES`` large, each array too once uncompressed; a
+        ``ValueError`` naming the file says what is wrong otherwise.
+        """
         pointer = self.previews_dir / "latest.json"
-        if not pointer.is_file():
+        if not pointer.exists():
             return None
         info = _read_json(pointer)
-        with np.load(self.previews_dir / info["file"], allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-        return {"iteration": int(info["iteration"]), "arrays": arrays}
+        name, iteration = info.get("file"), info.get("iteration")
+        if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+            raise ValueError(f"{pointer}: 'file' must name a file in {self.previews_dir}, got {name!r:.80}")
+        if isinstance(iteration, bool) or not isinstance(iteration, int):
+            raise ValueError(f"{pointer}: 'iteration' must be an integer, got {iteration!r:.80}")
+        path = self.previews_dir / name
+        check_regular_file(path, MAX_PREVIEW_BYTES)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                for member in data.zip.infolist():
+                    if member.file_size > MAX_PREVIEW_BYTES:
+                        raise ValueError(f"{path}: array {member.filename} would take {member.file_size} bytes "
+                                         f"uncompressed; previews are limited to {MAX_PREVIEW_BYTES}")
+                arrays = {key: data[key] for key in data.files}
+        except (zipfile.BadZipFile, EOFError) as exc:
+            raise ValueError(f"{path}: not a readable preview ({exc})") from exc
+        _check_preview_arrays(path, arrays)
+        return {"iteration": iteration, "arrays": arrays}
 
     # stop request -------------------------------------------------------
     def request_stop(self) -> None:
@@ -325,9 +370,34 @@ class RunDir:
             return [line.rstrip("\n") for line in handle.readlines()[-lines:]]
 
 
+def _check_preview_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Numeric, non-empty, 2-D to 4-D arrays; a ``field`` has 2 channels (Δrow, Δcol) before H, W."""
+    for name, array in arrays.items():
+        if array.dtype.kind not in "biuf" or not 2 <= array.ndim <= 4 or array.size == 0:
+            raise ValueError(f"{path}: array {name!r} ({array.dtype}, shape {array.shape}) is not a "
+                             "non-empty numeric 2-D to 4-D preview image")
+        if name == "field" and (array.ndim < 3 or array.shape[-3] != 2):
+            raise ValueError(f"{path}: array 'field' has shape {array.shape}; a field is (2, H, W) or (N, 2, H, W)")
+
+
+def check_regular_file(path: Path, limit: int | None = None) -> int:
+    """The size of ``path``; ``ValueError`` when it is no regular file (a FIFO would block a reader
+    forever) or larger than ``limit`` bytes."""
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path}: not a regular file (a FIFO, device or folder); not read")
+    if limit is not None and info.st_size > limit:
+        raise ValueError(f"{path}: {info.st_size} bytes, more than the {limit} this file may have; not read")
+    return info.st_size
+
+
 def _read_json(path: Path) -> dict[str, Any]:
-    """Read a JSON object, naming the file when it is not valid JSON."""
+    """Read a JSON object (a regular file of at most ``MAX_JSON_BYTES``), naming the file when it is not one."""
+    check_regular_file(path, MAX_JSON_BYTES)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data

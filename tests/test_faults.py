@@ -427,3 +427,139 @@ def test_models_and_by_name_translate_skip_a_malformed_file(tmp_path, monkeypatc
     t1 = write_volume(volume.with_array(volume.array[:2]), tmp_path / "s.nii.gz")
     with pytest.warns(UserWarning, match=f"skipping {bad}"):
         assert main(["translate", str(t1), "--model", "good", "--out", str(tmp_path / "out")]) == 0
+
+
+# --- hostile run directories seen by the Train widget's watcher ------------------------------
+
+
+def _watched_run(tmp_path):
+    from napari_medtrans.rundir import RunDir
+    from napari_medtrans.runwatch import RunWatcher
+
+    run = RunDir(tmp_path / "run")
+    run.write_config({"method": "pix2pix"})
+    run.write_status(state="running", iteration=1, total_iterations=10)
+    run.append_metrics({"iteration": 1, "G": 1.0})
+    run.write_preview(1, {"input": np.zeros((4, 4)), "output": np.ones((4, 4))})
+    watcher = RunWatcher(run.path)
+    assert watcher.poll().preview.iteration == 1
+    return run, watcher
+
+
+def _point_latest_at(run, name: str, iteration: int = 2) -> None:
+    import json
+
+    (run.previews_dir / "latest.json").write_text(json.dumps({"iteration": iteration, "file": name}))
+
+
+def _zip_bomb(run) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(run.previews_dir / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("output.npy", "w", force_zip64=True) as member:
+            header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 1), np.float32))
+            header["shape"] = (16384, 16384)
+            np.lib.format.write_array_header_1_0(member, header)
+            zeros = bytes(1 << 20)
+            for _ in range(80):  # 80 MiB of zeros, 80 kB compressed
+                member.write(zeros)
+    _point_latest_at(run, "bomb.npz")
+
+
+def _field_of_wrong_shape(run) -> None:
+    np.savez(run.previews_dir / "odd.npz", input=np.zeros((4, 4)), field=np.zeros((3, 4, 4)))
+    _point_latest_at(run, "odd.npz")
+
+
+def _fifo(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    os.mkfifo(path)
+
+
+HOSTILE_RUNS = {
+    "status.json a FIFO": (lambda run: _fifo(run.status_path), "status.json: not a regular file"),
+    "preview npz a FIFO": (lambda run: (_fifo(run.previews_dir / "p.npz"), _point_latest_at(run, "p.npz")),
+                           "p.npz: not a regular file"),
+    "metrics.jsonl a FIFO": (lambda run: _fifo(run.metrics_path), "metrics.jsonl: not a regular file"),
+    "status.json a list": (lambda run: run.status_path.write_text("[1, 2]"), "expected a JSON object, got list"),
+    "status.json 2 MB": (lambda run: run.status_path.write_text('{"a": "' + "x" * (2 << 20) + '"}'),
+                         "status.json: 2097161 bytes, more than the 1048576"),
+    "latest.json escapes": (lambda run: _point_latest_at(run, "../config.json"), "'file' must name a file in"),
+    "latest.json a list": (lambda run: (run.previews_dir / "latest.json").write_text("[]"),
+                           "latest.json: expected a JSON object"),
+    "iteration a string": (lambda run: (run.previews_dir / "latest.json").write_text(
+        '{"iteration": "2", "file": "it0000001.npz"}'), "'iteration' must be an integer"),
+    "zip bomb preview": (_zip_bomb, "would take 83886208 bytes uncompressed"),
+    "field of wrong shape": (_field_of_wrong_shape, "array 'field' has shape \\(3, 4, 4\\)"),
+    "metrics lines not objects": (lambda run: run.metrics_path.open("a").write('[1]\n{"iteration": 2}\nnan\n'),
+                                  "skipped 2 lines that are not JSON objects"),
+    "metrics line 2 MB": (lambda run: run.metrics_path.open("a").write('{"a": "' + "x" * (2 << 20) + '"}\n'),
+                          "skipped 1 lines"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_RUNS))
+def test_watcher_reports_a_hostile_run_file_and_never_raises(tmp_path, case):
+    import threading
+
+    damage, message = HOSTILE_RUNS[case]
+    run, watcher = _watched_run(tmp_path)
+    damage(run)
+    result: list = []
+    poller = threading.Thread(target=lambda: result.append(watcher.poll()), daemon=True)
+    poller.start()
+    poller.join(timeout=20)
+    assert not poller.is_alive(), "poll blocked"
+    update = result[0]
+    assert len(update.errors) == 1 and re.search(message, update.errors[0]), update.errors
+    assert watcher.poll().errors == []  # reported once per version of the file
+    assert watcher.state == "running"
+
+
+def test_watcher_keeps_following_after_a_bad_metrics_line(tmp_path):
+    run, watcher = _watched_run(tmp_path)
+    with run.metrics_path.open("a") as handle:
+        handle.write('garbage\n{"iteration": 2, "G": 0.5}\n')
+    update = watcher.poll()
+    assert [r["iteration"] for r in update.metrics] == [2] and len(update.errors) == 1
+    run.append_metrics({"iteration": 3, "G": 0.25})
+    assert [r["iteration"] for r in watcher.poll().metrics] == [3]
+
+
+# --- read-only output folders: refused before any work ----------------------------------------
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A read-only tmpfs (read-only even for root); skipped where mounting is not permitted."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)],
+                          capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip() or done.returncode})")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_train_into_a_read_only_folder_is_refused_up_front(read_only_folder, capsys):
+    assert _train(_tiny(read_only_folder / "run")) == 2
+    assert "cannot write there" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [
+    ["evaluate", "--model", "t1-ct-resnet", "--phantom", "1", "--out", "{out}"],
+    ["train-segmenter", "--modality", "CT", "--phantom", "1", "--out", "{out}/seg.safetensors"],
+])
+def test_cli_into_a_read_only_folder_is_refused_before_the_work(read_only_folder, capsys, command):
+    import time
+
+    from napari_medtrans.cli import main
+
+    start = time.perf_counter()
+    out = str(read_only_folder / "results")
+    assert main([part.replace("{out}", out) for part in command]) == 2
+    assert f"{out}: cannot write there" in capsys.readouterr().err
+    assert time.perf_counter() - start < 10  # no evaluation or training ran

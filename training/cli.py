@@ -86,8 +86,6 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         from napari_medtrans.rundir import RunDir
 
         data = RunDir(args.run_dir).read_config()
-        if not isinstance(data, dict):
-            raise ConfigError(f"{args.run_dir / 'config.json'}: expected a JSON object")
         if args.method and args.method != data.get("method"):
             raise ConfigError(f"--resume: {args.run_dir} is a {data.get('method')!r} run, not {args.method!r}")
         data["run_dir"] = str(args.run_dir)  # the run is where it is, not where its config says

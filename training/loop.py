@@ -27,7 +27,7 @@ import torch
 import napari_medtrans
 from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
 from napari_medtrans.inference import PRECISIONS
-from napari_medtrans.rundir import RunDir, RunLockedError
+from napari_medtrans.rundir import RunDir, RunLockedError, require_writable_folder
 from training import distributed as dist_utils
 from training.checkpointing import checkpoint_bytes, load_checkpoint, save_checkpoint
 from training.config import ConfigError, TrainConfig, options_from_dict
@@ -122,9 +122,12 @@ class Trainer:
     def _claim_run(self) -> str | None:
         """Lock the run directory and check this trainer may write it; a refusal message or None."""
         try:
+            require_writable_folder(self.run.path)
             self.run.acquire_lock()
         except RunLockedError as exc:
             return str(exc)
+        except OSError as exc:
+            return exc.strerror or str(exc)
         if not self.resume and not self.overwrite and self.run.has_run_files():
             self.run.release_lock()
             state = self.run.read_status().get("state", "?") if self.run.status_path.is_file() else "?"

@@ -254,6 +254,8 @@ class TrainWidget(QWidget):
             self._update_buttons()
         if update.preview is not None:
             self.previews.show(update.preview)
+        if update.errors:
+            self.view.show_file_problems(update.errors)
 
     def _conclude(self, run: FollowedRun, returncode: int | None) -> None:
         """Explain how the run ended, and register a finished translator."""
