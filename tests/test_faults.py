@@ -563,3 +563,16 @@ def test_cli_into_a_read_only_folder_is_refused_before_the_work(read_only_folder
     assert main([part.replace("{out}", out) for part in command]) == 2
     assert f"{out}: cannot write there" in capsys.readouterr().err
     assert time.perf_counter() - start < 10  # no evaluation or training ran
+
+
+def test_a_file_name_starting_with_a_dash(translate_setup, monkeypatch, capsys):
+    from napari_medtrans.cli import main
+
+    model, t1, out = translate_setup
+    monkeypatch.chdir(t1.parent)
+    t1.rename("-scan.nii.gz")
+    with pytest.raises(SystemExit):
+        main(["translate", "-scan.nii.gz", "--model", str(model), "--out", str(out)])
+    assert "-scan.nii.gz is a file; put file names starting with '-' after '--'" in capsys.readouterr().err
+    assert main(["translate", "--model", str(model), "--out", str(out), "--", "-scan.nii.gz"]) == 0
+    assert read_volume(out / "-scan_CT.nii.gz").array.shape == (2, 64, 64)
