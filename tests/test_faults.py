@@ -576,3 +576,28 @@ def test_a_file_name_starting_with_a_dash(translate_setup, monkeypatch, capsys):
     assert "-scan.nii.gz is a file; put file names starting with '-' after '--'" in capsys.readouterr().err
     assert main(["translate", "--model", str(model), "--out", str(out), "--", "-scan.nii.gz"]) == 0
     assert read_volume(out / "-scan_CT.nii.gz").array.shape == (2, 64, 64)
+
+
+CLOSE_WHILE_QUERYING = """
+import time
+import napari
+from qtpy.QtWidgets import QApplication
+import napari_medtrans._widgets.train as train
+train.query_methods = lambda: (time.sleep(2), ())[1]
+viewer = napari.Viewer(show=False)
+viewer.window.add_dock_widget(train.TrainWidget(viewer))
+QApplication.processEvents()
+viewer.close()
+"""
+
+
+@pytest.mark.gui
+def test_closing_the_viewer_while_the_train_widget_queries_raises_nothing(tmp_path):
+    import sys
+
+    from training_helpers import subprocess_env
+
+    done = subprocess.run([sys.executable, "-c", CLOSE_WHILE_QUERYING], capture_output=True, text=True,
+                          env=subprocess_env(), cwd=tmp_path, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "has been deleted" not in done.stderr and "Traceback" not in done.stderr, done.stderr
