@@ -325,7 +325,7 @@ class RunDir:
         if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
             raise ValueError(f"{pointer}: 'file' must name a file in {self.previews_dir}, got {name!r:.80}")
         if isinstance(iteration, bool) or not isinstance(iteration, int):
-            raise ValueError(f"{pointer}: 'iteration' must be an integer, got {iteration!r:.80}")
+            raise ValueError(f"{pointer}: 'iteration' must be an integer, got {iteration!r:.80}")  # noqa: TRY004
         path = self.previews_dir / name
         check_regular_file(path, MAX_PREVIEW_BYTES)
         try:
@@ -399,5 +399,5 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")  # noqa: TRY004 (a bad file)
     return data

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -370,31 +369,31 @@ def _set(*keys_and_value):
 
 
 def _nan_first_weight(tensors):
-    name = sorted(tensors)[0]
+    name = min(tensors)
     tensors[name] = tensors[name].clone()
     tensors[name].view(-1)[0] = float("nan")
 
 
 HOSTILE_METADATA = {
-    "n_blocks 10 million": (dict(edit=_set("networks", "generator", "n_blocks", 10_000_000)),
+    "n_blocks 10 million": ({"edit": _set("networks", "generator", "n_blocks", 10_000_000)},
                             r"networks\.generator\.n_blocks is 10000000; it must lie in \[0, 64\]"),
-    "ngf a string": (dict(edit=_set("networks", "generator", "ngf", "64")),
+    "ngf a string": ({"edit": _set("networks", "generator", "ngf", "64")},
                      r"networks\.generator\.ngf must be an integer, got str"),
-    "ngf a list": (dict(edit=_set("networks", "generator", "ngf", [8])),
+    "ngf a list": ({"edit": _set("networks", "generator", "ngf", [8])},
                    r"networks\.generator\.ngf must be an integer, got list"),
-    "networks a list": (dict(edit=_set("networks", [{"arch": "resnet"}])), "'networks' must be an object, got list"),
-    "metadata a list": (dict(text="[1, 2, 3]"), "metadata must be a JSON object, got list"),
-    "metadata a number": (dict(text="42"), "metadata must be a JSON object, got int"),
-    "nested 100000 deep": (dict(text='{"provenance": ' + "[" * 100_000 + "]" * 100_000 + "}"),
+    "networks a list": ({"edit": _set("networks", [{"arch": "resnet"}])}, "'networks' must be an object, got list"),
+    "metadata a list": ({"text": "[1, 2, 3]"}, "metadata must be a JSON object, got list"),
+    "metadata a number": ({"text": "42"}, "metadata must be a JSON object, got int"),
+    "nested 100000 deep": ({"text": '{"provenance": ' + "[" * 100_000 + "]" * 100_000 + "}"},
                            "nests 100001 levels deep"),
-    "NaN window": (dict(edit=_set("target_intensity", "low", float("nan"))), r"target_intensity\.low is nan"),
-    "-inf window": (dict(edit=_set("target_intensity", "low", float("-inf"))), r"target_intensity\.low is -inf"),
-    "1e38 window": (dict(edit=_set("target_intensity", "high", 1e38)), r"target_intensity\.high is 1e\+38"),
-    "window a string": (dict(edit=_set("target_intensity", "high", "3000")), "target_intensity.high must be a number"),
-    "size a string": (dict(edit=_set("size", "big")), "size must be an integer, got str"),
-    "slice_axis 5": (dict(edit=_set("slice_axis", 5)), r"slice_axis is 5; it must lie in \[0, 2\]"),
-    "name a dict": (dict(edit=_set("name", {"a": 1})), "'name' must be a string"),
-    "NaN weights": (dict(tensors_edit=_nan_first_weight), "generator tensors hold NaN or infinite values"),
+    "NaN window": ({"edit": _set("target_intensity", "low", float("nan"))}, r"target_intensity\.low is nan"),
+    "-inf window": ({"edit": _set("target_intensity", "low", float("-inf"))}, r"target_intensity\.low is -inf"),
+    "1e38 window": ({"edit": _set("target_intensity", "high", 1e38)}, r"target_intensity\.high is 1e\+38"),
+    "window a string": ({"edit": _set("target_intensity", "high", "3000")}, "target_intensity.high must be a number"),
+    "size a string": ({"edit": _set("size", "big")}, "size must be an integer, got str"),
+    "slice_axis 5": ({"edit": _set("slice_axis", 5)}, r"slice_axis is 5; it must lie in \[0, 2\]"),
+    "name a dict": ({"edit": _set("name", {"a": 1})}, "'name' must be a string"),
+    "NaN weights": ({"tensors_edit": _nan_first_weight}, "generator tensors hold NaN or infinite values"),
 }
 
 
@@ -455,14 +454,14 @@ def _point_latest_at(run, name: str, iteration: int = 2) -> None:
 def _zip_bomb(run) -> None:
     import zipfile
 
-    with zipfile.ZipFile(run.previews_dir / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as archive:
-        with archive.open("output.npy", "w", force_zip64=True) as member:
-            header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 1), np.float32))
-            header["shape"] = (16384, 16384)
-            np.lib.format.write_array_header_1_0(member, header)
-            zeros = bytes(1 << 20)
-            for _ in range(80):  # 80 MiB of zeros, 80 kB compressed
-                member.write(zeros)
+    with zipfile.ZipFile(run.previews_dir / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as archive, \
+            archive.open("output.npy", "w", force_zip64=True) as member:
+        header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 1), np.float32))
+        header["shape"] = (16384, 16384)
+        np.lib.format.write_array_header_1_0(member, header)
+        zeros = bytes(1 << 20)
+        for _ in range(80):  # 80 MiB of zeros, 80 kB compressed
+            member.write(zeros)
     _point_latest_at(run, "bomb.npz")
 
 
