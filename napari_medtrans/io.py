@@ -690,27 +690,38 @@ def write_volume(volume: Volume, path: str | os.PathLike[str], *, overwrite: boo
     return path
 
 
+def _nifti_voxels_differ(path: Path, reader: sitk.ImageFileReader, expected: np.ndarray) -> str | None:
+    """Compare the raw voxel bytes of a NIfTI file with ``expected`` in one (decompressing) pass."""
+    with gzip.open(path, "rb") if _suffix(path) == ".nii.gz" else open(path, "rb") as handle:
+        order = "<" if int.from_bytes(handle.read(4), "little") in (348, 540) else ">"
+    data = b"".join(_nifti_chunks(path, int(float(reader.GetMetaData("vox_offset"))), expected.nbytes))
+    if len(data) < expected.nbytes:
+        return f"only {len(data)} of {expected.nbytes} bytes of voxel data reached the disk"
+    written = np.frombuffer(data, dtype=expected.dtype.newbyteorder(order)).reshape(expected.shape)
+    return None if np.array_equal(written, expected, equal_nan=True) else "the voxels read back differ"
+
+
 def _verify_written(tmp: Path, path: Path, image: sitk.Image) -> None:
     """Read the temp file back and compare it with ``image`` before it replaces ``path``.
 
     SimpleITK's writers print an error but do not raise when the disk fills up
     (``** ERROR: NWAD``), leaving a truncated file; the NIfTI reader zero-fills
-    such a file. So the size, the raw voxel byte count (NIfTI) and every voxel
-    are checked; the check costs one read of the volume.
+    such a file. So the size and every voxel are checked (NIfTI: its raw bytes,
+    so a short file cannot pass as zeros); the check costs one read of the file.
     """
     problem = None
     try:
         reader = _header(tmp)
         if tuple(reader.GetSize()) != tuple(image.GetSize()):
             problem = f"the file holds size {reader.GetSize()}, not {image.GetSize()}"
-        elif _suffix(tmp).startswith(".nii") and (counts := _nifti_voxel_bytes(tmp, reader))[0] < counts[1]:
-            problem = f"only {counts[0]} of {counts[1]} bytes of voxel data reached the disk"
+        elif _suffix(tmp).startswith(".nii"):
+            problem = _nifti_voxels_differ(tmp, reader, sitk.GetArrayViewFromImage(image))
         elif not np.array_equal(
             sitk.GetArrayFromImage(reader.Execute()), sitk.GetArrayViewFromImage(image), equal_nan=True
         ):
             problem = "the voxels read back differ from those written"
-    except (VolumeReadError, RuntimeError, OSError) as exc:
-        problem = _reason(exc) if isinstance(exc, RuntimeError) else str(exc)
+    except (VolumeReadError, RuntimeError, OSError, EOFError, zlib.error) as exc:
+        problem = _reason(exc) if isinstance(exc, RuntimeError) else str(exc) or type(exc).__name__
     if problem:
         raise OSError(
             f"{path}: writing failed, {problem} (disk full or quota exceeded?); "
