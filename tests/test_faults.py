@@ -600,3 +600,18 @@ def test_closing_the_viewer_while_the_train_widget_queries_raises_nothing(tmp_pa
                           env=subprocess_env(), cwd=tmp_path, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "has been deleted" not in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.gui
+def test_run_view_shows_a_hostile_status_without_raising(qtbot):
+    from napari_medtrans._widgets._run_view import RunView
+
+    view = RunView()
+    qtbot.addWidget(view)
+    view.show_status({"state": {"a": 1}, "iteration": "abc", "total_iterations": 10, "it_per_s": "fast",
+                      "eta_seconds": [1], "val_mae_units": float("nan"), "message": "x" * 10_000})
+    assert view.progress.format() == "0 / 10   ETA –" and len(view.state_label.text()) < 300
+    view.plot.add_records([{"iteration": "x", "G": 1.0}, {"iteration": [2], "G": 1.0}, {"iteration": 3, "G": 0.5}])
+    assert view.plot.names == ["G"] and view.plot.points("G") == 1
+    view.show_file_problems(["/run/status.json: not a regular file"])
+    assert "status.json: not a regular file" in view.problem.toPlainText()
