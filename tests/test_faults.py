@@ -25,12 +25,10 @@ GOOD = Volume(np.full((4, 8, 8), 7, np.int16), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0),
 LARGE = Volume(np.random.default_rng(0).normal(size=(80, 100, 100)).astype(np.float32), (1, 1, 1), (0, 0, 0))
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 2 MiB tmpfs mounted for the test; skipped where mounting is not permitted."""
-    mount = tmp_path / "disk"
+def _tmpfs(mount: Path, options: str):
+    """Mount a tmpfs with ``options`` at ``mount`` for the test; skipped where mounting is not permitted."""
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)],
                           capture_output=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip() or done.returncode})")
@@ -38,6 +36,12 @@ def small_disk(tmp_path):
         yield mount
     finally:
         subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs: a disk that fills up."""
+    yield from _tmpfs(tmp_path / "disk", "size=2m")
 
 
 def _truncating_write(real):
@@ -530,17 +534,8 @@ def test_watcher_keeps_following_after_a_bad_metrics_line(tmp_path):
 
 @pytest.fixture
 def read_only_folder(tmp_path):
-    """A read-only tmpfs (read-only even for root); skipped where mounting is not permitted."""
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(mount)],
-                          capture_output=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip() or done.returncode})")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
+    """A read-only tmpfs (read-only even for root)."""
+    yield from _tmpfs(tmp_path / "ro", "ro,size=1m")
 
 
 def test_train_into_a_read_only_folder_is_refused_up_front(read_only_folder, capsys):
