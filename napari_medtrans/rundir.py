@@ -187,12 +187,20 @@ class RunDir:
 
     def _break_stale_lock(self) -> None:
         try:
+            check_regular_file(self.lock_path, MAX_JSON_BYTES)
+        except ValueError as exc:
+            raise RunLockedError(f"{exc}; delete it if no trainer is writing this run") from exc
+        except FileNotFoundError:
+            return
+        try:
             holder = json.loads(self.lock_path.read_text(encoding="utf-8"))
             pid, host = int(holder["pid"]), str(holder["host"])
             since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(holder["started_at"])))
         except FileNotFoundError:
             return
-        except (ValueError, KeyError, TypeError):  # unreadable: a writer died mid-write
+        except (ValueError, KeyError, TypeError) as exc:  # unreadable: being written, or its writer died
+            if time.time() - self.lock_path.stat().st_mtime < 10:
+                raise RunLockedError(f"{self.lock_path}: another trainer is taking the lock; try again") from exc
             self.lock_path.unlink(missing_ok=True)
             return
         if host == socket.gethostname() and not _pid_alive(pid):
@@ -207,6 +215,7 @@ class RunDir:
     def release_lock(self) -> None:
         """Remove LOCK if this process holds it."""
         try:
+            check_regular_file(self.lock_path, MAX_JSON_BYTES)
             holder = json.loads(self.lock_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return

@@ -610,3 +610,11 @@ def test_run_view_shows_a_hostile_status_without_raising(qtbot):
     assert view.plot.names == ["G"] and view.plot.points("G") == 1
     view.show_file_problems(["/run/status.json: not a regular file"])
     assert "status.json: not a regular file" in view.problem.toPlainText()
+
+
+def test_a_lock_that_is_a_fifo_is_refused_without_blocking(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    os.mkfifo(run_dir / "LOCK")
+    assert _train(_tiny(run_dir)) == 2
+    assert "LOCK: not a regular file" in capsys.readouterr().err
