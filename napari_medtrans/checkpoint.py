@@ -48,6 +48,7 @@ from safetensors.torch import save as save_tensors
 from torch import nn
 
 from napari_medtrans.intensity import IntensityModel, default_for
+from napari_medtrans.metadata_schema import check_finite, parse_translator_metadata
 from napari_medtrans.nets import build_network
 from napari_medtrans.nets.resnet import FIRST_BLOCK
 from napari_medtrans.rundir import atomic_write_bytes
@@ -187,11 +188,7 @@ def read_metadata(path: str | os.PathLike[str]) -> TranslatorMetadata:
     if METADATA_KEY not in header:
         raise CheckpointError(f"{path} has no {METADATA_KEY!r} metadata; it is not a medtrans translator")
     try:
-        data = json.loads(header[METADATA_KEY])
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: metadata is not valid JSON ({exc})") from exc
-    try:
-        return TranslatorMetadata.from_dict(data)
+        return TranslatorMetadata.from_dict(parse_translator_metadata(header[METADATA_KEY]))
     except CheckpointError as exc:
         raise CheckpointError(f"{path}: {exc}") from exc
 
@@ -211,6 +208,7 @@ def load_modules(
     modules = {}
     for role, state in by_role.items():
         try:
+            check_finite(role, state)
             module = _build_checked(role, metadata, {k: v.shape for k, v in state.items()})
         except CheckpointError as exc:
             raise CheckpointError(f"{path}: {exc}") from exc
@@ -223,10 +221,10 @@ def _build_checked(role: str, metadata: TranslatorMetadata, shapes: Mapping[str,
     """Build ``role`` from its spec and check tensor names/shapes and outputs against it."""
     spec = metadata.networks[role]
     try:
-        module = build_network(spec)
+        with torch.device("meta"):  # shapes without memory: a hostile spec allocates nothing
+            expected = {k: v.shape for k, v in build_network(spec).state_dict().items()}
     except ValueError as exc:
         raise CheckpointError(f"{role}: {exc}") from exc
-    expected = {k: v.shape for k, v in module.state_dict().items()}
     missing = sorted(set(expected) - set(shapes))
     unexpected = sorted(set(shapes) - set(expected))
     wrong = [
@@ -239,6 +237,7 @@ def _build_checked(role: str, metadata: TranslatorMetadata, shapes: Mapping[str,
         problems += [f"unexpected tensor {role}.{k}" for k in unexpected[:5]]
         more = f"; and {len(problems) - 4} more" if len(problems) > 4 else ""
         raise CheckpointError(f"weights do not match the {role} spec {spec}: " + "; ".join(problems[:4]) + more)
+    module = build_network(spec)
     if role == "generator" and ("scale" in metadata.outputs) != getattr(module, "provides_scale", False):
         raise CheckpointError("output 'scale' must be listed exactly when the generator has a scale head")
     return module

@@ -111,6 +111,9 @@ class TrainConfig:
     """Add a point to the loss curves every N iterations."""
     checkpoint_every: int = 200
     """Save ``checkpoints/last`` every N iterations."""
+    checkpoint_minutes: float = 10.0
+    """Also checkpoint when this many minutes passed since the last checkpoint (0: only every
+    ``checkpoint_every`` iterations), so that a killed CPU run loses at most this much time."""
     preview_every: int = 100
     """Write a validation preview every N iterations."""
     val_every: int = 0

@@ -26,17 +26,19 @@ Documented choices:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import locale
 import os
 import re
+import tempfile
 import uuid
 import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
@@ -246,12 +248,8 @@ def _nifti_chunks(path: Path, offset: int, nbytes: int, chunk: int = 1 << 22):
             yield data
 
 
-def _scan_nifti(path: Path, reader: sitk.ImageFileReader) -> None:
-    """Check the voxel bytes of a NIfTI file are all there and finite.
-
-    The NIfTI library under SimpleITK silently zero-fills a truncated file and
-    replaces NaN/inf with 0, so both are checked on the raw bytes here.
-    """
+def _nifti_voxel_bytes(path: Path, reader: sitk.ImageFileReader) -> tuple[int, int, int]:
+    """(bytes of voxel data present, bytes the header needs, NaN/inf voxels) of a NIfTI file."""
     datatype = int(reader.GetMetaData("datatype"))
     bitpix = int(reader.GetMetaData("bitpix"))
     offset = int(float(reader.GetMetaData("vox_offset")))
@@ -275,11 +273,22 @@ def _scan_nifti(path: Path, reader: sitk.ImageFileReader) -> None:
                 carry = data[usable:]
     except (OSError, EOFError, zlib.error) as exc:
         raise VolumeReadError(f"{path}: the compressed voxel data is corrupt or truncated ({exc})") from exc
+    return got, expected, bad
+
+
+def _scan_nifti(path: Path, reader: sitk.ImageFileReader) -> None:
+    """Check the voxel bytes of a NIfTI file are all there and finite.
+
+    The NIfTI library under SimpleITK silently zero-fills a truncated file and
+    replaces NaN/inf with 0, so both are checked on the raw bytes here.
+    """
+    got, expected, bad = _nifti_voxel_bytes(path, reader)
     if got < expected:
         raise VolumeReadError(
             f"{path}: truncated, the header needs {expected} bytes of voxel data but the file holds {got}"
         )
     if bad:
+        bitpix = int(reader.GetMetaData("bitpix"))
         raise VolumeReadError(_nonfinite_message(path, bad, expected * 8 // bitpix))
 
 
@@ -307,6 +316,77 @@ def _to_volume(path: Path, image: sitk.Image, modality: str | None, metadata: di
     )
 
 
+SPACING_RANGE_MM = (1e-6, 1e6)
+"""Voxel sizes a NIfTI header may give (mm); outside it (or 0, NaN, inf) the file is refused."""
+
+_QFORM_SFORM_TOLERANCE = 1e-3  # mm, on the entries of the two 4 × 4 affines
+
+
+def _nifti1_header(path: Path) -> dict[str, Any] | None:
+    """pixdim, qform/sform codes and affines (RAS) of a NIfTI-1 header; None for NIfTI-2."""
+    with gzip.open(path, "rb") if _suffix(path) == ".nii.gz" else open(path, "rb") as handle:
+        raw = handle.read(348)
+    if len(raw) < 348:
+        return None
+    order = next((o for o in "<>" if int.from_bytes(raw[:4], "little" if o == "<" else "big") == 348), None)
+    if order is None:
+        return None
+    pixdim = np.frombuffer(raw, order + "f4", 8, 76).astype(float)
+    qform_code, sform_code = np.frombuffer(raw, order + "i2", 2, 252)
+    b, c, d, *offset = np.frombuffer(raw, order + "f4", 6, 256).astype(float)
+    a = np.sqrt(max(0.0, 1.0 - (b * b + c * c + d * d)))
+    rotation = np.array([
+        [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+        [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
+        [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b],
+    ])
+    qfac = -1.0 if pixdim[0] < 0 else 1.0
+    qform = np.eye(4)
+    with np.errstate(all="ignore"):
+        qform[:3, :3] = rotation * np.array([pixdim[1], pixdim[2], pixdim[3] * qfac])
+    qform[:3, 3] = offset
+    sform = np.eye(4)
+    sform[:3] = np.frombuffer(raw, order + "f4", 12, 280).astype(float).reshape(3, 4)
+    return {"pixdim": pixdim, "qform_code": int(qform_code), "sform_code": int(sform_code),
+            "qform": qform, "sform": sform}
+
+
+def _check_nifti_geometry(path: Path) -> dict[str, Any] | None:
+    """Refuse a NIfTI-1 header whose voxel size is 0, NaN, inf or absurd (ITK would use 1 mm or it)."""
+    header = _nifti1_header(path)
+    if header is None:
+        return None
+    low, high = SPACING_RANGE_MM
+    for axis, value in zip("xyz", header["pixdim"][1:4]):
+        if not (np.isfinite(value) and low <= abs(value) <= high):
+            raise VolumeReadError(
+                f"{path}: the header's {axis} voxel size (pixdim) is {value:g}; a voxel size must be a finite "
+                f"number between {low:g} and {high:g} mm. Fix the header (e.g. nibabel's set_zooms)"
+            )
+    return header
+
+
+def _warn_qform_sform(path: Path, header: dict[str, Any] | None, image_geometry: tuple) -> None:
+    """One warning when the qform and the sform disagree, naming the one ITK used."""
+    if header is None or header["qform_code"] <= 0 or header["sform_code"] <= 0:
+        return
+    qform, sform = header["qform"], header["sform"]
+    if not np.all(np.isfinite(sform)) or np.abs(qform - sform).max() <= _QFORM_SFORM_TOLERANCE:
+        return
+    spacing, origin, direction = image_geometry
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
+    used = np.eye(4)
+    used[:3, :3] = lps_to_ras @ np.asarray(direction).reshape(3, 3) @ np.diag(spacing)
+    used[:3, 3] = lps_to_ras @ np.asarray(origin)
+    chosen = "sform" if np.abs(used - sform).max() < np.abs(used - qform).max() else "qform"
+    warnings.warn(
+        f"{path}: the qform and the sform of the header disagree (by up to {np.abs(qform - sform).max():.3g} mm); "
+        f"the {chosen} was used. Check the geometry against the scanner's",
+        UserWarning,
+        stacklevel=5,
+    )
+
+
 def _read_file(path: Path, reader: sitk.ImageFileReader, modality: str | None) -> Volume:
     dim, size = reader.GetDimension(), reader.GetSize()
     if dim < 3:
@@ -330,7 +410,9 @@ def _read_file(path: Path, reader: sitk.ImageFileReader, modality: str | None) -
             )
         reader.SetExtractIndex([0] * dim)
         reader.SetExtractSize(list(size[:3]) + [0] * (dim - 3))
-    if _suffix(path) in (".nii", ".nii.gz"):
+    nifti = _suffix(path) in (".nii", ".nii.gz")
+    header = _check_nifti_geometry(path) if nifti else None
+    if nifti:
         _scan_nifti(path, reader)
     try:
         image = reader.Execute()
@@ -338,10 +420,22 @@ def _read_file(path: Path, reader: sitk.ImageFileReader, modality: str | None) -
         raise VolumeReadError(
             f"{path}: could not read the voxel data, the file is truncated or corrupt ({_reason(exc)})"
         ) from exc
+    _warn_qform_sform(path, header, (image.GetSpacing(), image.GetOrigin(), image.GetDirection()))
     return _to_volume(path, image, modality or _file_modality(reader), {})
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@contextlib.contextmanager
+def _itk_warnings_off() -> Iterator[None]:
+    """Silence ITK's warnings (printed to stderr, several lines each) inside the block."""
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def _keeps_locale(func: _F) -> _F:
@@ -359,6 +453,41 @@ def _keeps_locale(func: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
+def _folder_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(regular files, entries that are no readable file: dangling or looping links, FIFOs…) of ``folder``."""
+    good, bad = [], []
+    for entry in sorted(folder.iterdir()):
+        if entry.is_dir():
+            continue
+        (good if entry.is_file() else bad).append(entry)
+    return good, bad
+
+
+def _gdcm_series(folder: Path, files: list[Path]) -> dict[str, tuple[str, ...]]:
+    """UID → sorted file names of each series among ``files``, by GDCM.
+
+    GDCM scans a whole folder and drops real slices when the folder holds a
+    dangling link, so a folder with any unreadable entry is scanned through a
+    temporary folder of links to its readable files only.
+    """
+    if len(files) == sum(1 for p in folder.iterdir() if not p.is_dir()):
+        scan, back = folder, {}
+    else:
+        scratch = tempfile.TemporaryDirectory(prefix="medtrans-dicom-")
+        scan = Path(scratch.name)
+        for path in files:
+            (scan / path.name).symlink_to(path.resolve())
+        back = {str(scan / p.name): str(p) for p in files}
+    try:
+        return {
+            uid: tuple(back.get(f, f) for f in sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(scan), uid))
+            for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(scan))
+        }
+    finally:
+        if scan is not folder:
+            scratch.cleanup()
+
+
 @_keeps_locale
 def list_dicom_series(folder: str | os.PathLike[str]) -> list[DicomSeries]:
     """Every DICOM series directly inside ``folder`` (not recursive)."""
@@ -366,8 +495,7 @@ def list_dicom_series(folder: str | os.PathLike[str]) -> list[DicomSeries]:
     if not folder.is_dir():
         raise VolumeReadError(f"{folder}: is not a folder")
     found = []
-    for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
-        files = tuple(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
+    for uid, files in _gdcm_series(folder, _folder_files(folder)[0]).items():
         if not files:
             continue
         first = _header(Path(files[0]))
@@ -380,6 +508,22 @@ def list_dicom_series(folder: str | os.PathLike[str]) -> list[DicomSeries]:
             )
         )
     return found
+
+
+def _warn_unread_files(folder: Path, series: list[DicomSeries]) -> None:
+    """Warn naming the entries of ``folder`` that belong to no series (unreadable links, other files)."""
+    good, bad = _folder_files(folder)
+    used = {Path(f).name for s in series for f in s.files}
+    unread = bad + [p for p in good if p.name not in used]
+    if unread:
+        names = ", ".join(p.name + ("" if p.is_file() else " (broken link or not a file)") for p in unread[:3])
+        more = f" and {len(unread) - 3} more" if len(unread) > 3 else ""
+        warnings.warn(
+            f"{folder}: {len(unread)} of {len(good) + len(bad)} entries could not be read as DICOM slices "
+            f"of a series: {names}{more}",
+            UserWarning,
+            stacklevel=5,
+        )
 
 
 def _read_series(folder: Path, series: DicomSeries, modality: str | None) -> Volume:
@@ -400,9 +544,28 @@ def _read_series(folder: Path, series: DicomSeries, modality: str | None) -> Vol
         raise VolumeReadError(
             f"{folder}: DICOM series {series.uid} is not a 3-D volume (size {image.GetSize()})"
         )
+    _check_one_orientation(folder, series, reader, image.GetSize()[2])
     _warn_uneven_slices(folder, series, reader, image)
     tags = {name: value for name, key in _DICOM_TAGS.items() if (value := _tag(first, key))}
     return _to_volume(folder, image, modality or series.modality, tags)
+
+
+def _check_one_orientation(folder: Path, series: DicomSeries, reader: sitk.ImageSeriesReader, n: int) -> None:
+    """Refuse a series whose slices have different orientations (ImageOrientationPatient)."""
+    key = "0020|0037"
+    if not all(reader.HasMetaDataKey(i, key) for i in range(n)):
+        return
+    try:
+        cosines = np.array([[float(v) for v in reader.GetMetaData(i, key).split("\\")] for i in range(n)])
+    except ValueError as exc:
+        raise VolumeReadError(f"{folder}: DICOM series {series.uid} has an unreadable slice orientation ({exc})")
+    differ = np.flatnonzero(np.abs(cosines - cosines[0]).max(axis=1) > 1e-4)
+    if differ.size:
+        raise VolumeReadError(
+            f"{folder}: DICOM series {series.uid} mixes slice orientations ({differ.size} of {n} slices differ "
+            f"from the first, e.g. {Path(series.files[differ[0]]).name}); it is not one volume: "
+            "move the slices of each orientation into a folder of their own"
+        )
 
 
 def _warn_uneven_slices(
@@ -429,8 +592,12 @@ def _warn_uneven_slices(
 def _dicom_folder_series(folder: Path) -> list[DicomSeries]:
     series = list_dicom_series(folder)
     if not series:
-        n = sum(1 for p in folder.iterdir() if p.is_file())
-        raise VolumeReadError(f"{folder}: no readable DICOM series in this folder (files in it: {n})")
+        good, bad = _folder_files(folder)
+        broken = f", and {len(bad)} broken links or non-files" if bad else ""
+        raise VolumeReadError(
+            f"{folder}: no readable DICOM series in this folder (files in it: {len(good)}{broken})"
+        )
+    _warn_unread_files(folder, series)
     return series
 
 
@@ -441,7 +608,8 @@ def _choose(folder: Path, series: list[DicomSeries], uid: str | None) -> DicomSe
     if matches:
         return matches[0]
     listing = "; ".join(f"{s.uid} ({s.description or 'no description'}, {s.n_files} files)" for s in series)
-    problem = f"has no series {uid}" if uid else f"holds {len(series)} series; pass series_uid"
+    problem = (f"has no series {uid}" if uid
+               else f"holds {len(series)} series; pass series_uid (medtrans translate --series-uid)")
     raise VolumeReadError(f"{folder}: {problem}. Series: {listing}")
 
 
@@ -466,6 +634,9 @@ def read_volume(
     _check_exists(path)
     if path.is_dir():
         return _read_series(path, _choose(path, _dicom_folder_series(path), series_uid), modality)
+    if _suffix(path) in (".nii", ".nii.gz"):
+        with _itk_warnings_off():  # the checks here replace ITK's multi-line qform/sform warnings
+            return _read_file(path, _header(path), modality)
     reader = _header(path)
     file_series = _tag(reader, _DICOM_TAGS["SeriesInstanceUID"])
     if file_series is None:
@@ -506,12 +677,52 @@ def write_volume(volume: Volume, path: str | os.PathLike[str], *, overwrite: boo
         sitk.WriteImage(image, str(tmp), useCompression=suffix != ".nii")
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        _verify_written(tmp, path, image)
         os.replace(tmp, path)
     except RuntimeError as exc:
         raise OSError(f"{path}: could not write the volume ({_reason(exc)})") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def _nifti_voxels_differ(path: Path, reader: sitk.ImageFileReader, expected: np.ndarray) -> str | None:
+    """Compare the raw voxel bytes of a NIfTI file with ``expected`` in one (decompressing) pass."""
+    with gzip.open(path, "rb") if _suffix(path) == ".nii.gz" else open(path, "rb") as handle:
+        order = "<" if int.from_bytes(handle.read(4), "little") in (348, 540) else ">"
+    data = b"".join(_nifti_chunks(path, int(float(reader.GetMetaData("vox_offset"))), expected.nbytes))
+    if len(data) < expected.nbytes:
+        return f"only {len(data)} of {expected.nbytes} bytes of voxel data reached the disk"
+    written = np.frombuffer(data, dtype=expected.dtype.newbyteorder(order)).reshape(expected.shape)
+    return None if np.array_equal(written, expected, equal_nan=True) else "the voxels read back differ"
+
+
+def _verify_written(tmp: Path, path: Path, image: sitk.Image) -> None:
+    """Read the temp file back and compare it with ``image`` before it replaces ``path``.
+
+    SimpleITK's writers print an error but do not raise when the disk fills up
+    (``** ERROR: NWAD``), leaving a truncated file; the NIfTI reader zero-fills
+    such a file. So the size and every voxel are checked (NIfTI: its raw bytes,
+    so a short file cannot pass as zeros); the check costs one read of the file.
+    """
+    problem = None
+    try:
+        reader = _header(tmp)
+        if tuple(reader.GetSize()) != tuple(image.GetSize()):
+            problem = f"the file holds size {reader.GetSize()}, not {image.GetSize()}"
+        elif _suffix(tmp).startswith(".nii"):
+            problem = _nifti_voxels_differ(tmp, reader, sitk.GetArrayViewFromImage(image))
+        elif not np.array_equal(
+            sitk.GetArrayFromImage(reader.Execute()), sitk.GetArrayViewFromImage(image), equal_nan=True
+        ):
+            problem = "the voxels read back differ from those written"
+    except (VolumeReadError, RuntimeError, OSError, EOFError, zlib.error) as exc:
+        problem = _reason(exc) if isinstance(exc, RuntimeError) else str(exc) or type(exc).__name__
+    if problem:
+        raise OSError(
+            f"{path}: writing failed, {problem} (disk full or quota exceeded?); "
+            f"{'the existing file was left unchanged' if path.exists() else 'nothing was written'}"
+        )
 
 
 def _direction_zyx(direction: tuple[float, ...]) -> np.ndarray:

@@ -8,18 +8,33 @@ a preview ``.npz`` only when ``previews/latest.json`` points to a new one. The
 watcher works for any run directory: one being written by a trainer this
 process started, by the command line, or by a cluster node on a shared file
 system, and one that has long finished.
+
+A run directory may be damaged or hostile: :meth:`RunWatcher.poll` never
+raises for what it finds there. Only regular files are opened (a FIFO would
+block the GUI thread), JSON files, metric lines and previews have size limits
+(:data:`MAX_METRICS_LINE`, :data:`napari_medtrans.rundir.MAX_JSON_BYTES`,
+:data:`napari_medtrans.rundir.MAX_PREVIEW_BYTES`), and every problem is
+returned in :attr:`RunUpdate.errors`, once per version of the file, naming it.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from napari_medtrans.rundir import FINAL_STATES, RunDir
+from napari_medtrans.rundir import FINAL_STATES, RunDir, check_regular_file
+
+MAX_METRICS_LINE = 1 << 20
+"""Longest metrics.jsonl line read (1 MiB; real ones are a few hundred bytes); longer ones are skipped."""
+
+MAX_METRICS_READ = 16 << 20
+"""Most bytes of metrics.jsonl read by one poll (the rest follows on the next polls)."""
 
 _Stamp = tuple[int, int, int]
 
@@ -57,16 +72,20 @@ class RunUpdate:
         whole file.
     preview : Preview or None
         The newest preview when a new one appeared.
+    errors : list of str
+        Problems with the run's files (unreadable, not regular, too large,
+        malformed), each naming the file; reported once per file version.
     """
 
     status: dict[str, Any] | None = None
     metrics: list[dict[str, Any]] = field(default_factory=list)
     reset_metrics: bool = False
     preview: Preview | None = None
+    errors: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return self.status is not None or bool(self.metrics) or self.reset_metrics \
-            or self.preview is not None
+            or self.preview is not None or bool(self.errors)
 
 
 def _stamp(path: Path) -> _Stamp | None:
@@ -76,6 +95,17 @@ def _stamp(path: Path) -> _Stamp | None:
     except OSError:
         return None
     return info.st_ino, info.st_mtime_ns, info.st_size
+
+
+def _json_line(line: bytes) -> dict[str, Any] | None:
+    """One metrics record, or None when the line is too long, not JSON or not an object."""
+    if len(line) > MAX_METRICS_LINE:
+        return None
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 class RunWatcher:
@@ -93,7 +123,7 @@ class RunWatcher:
         self.status: dict[str, Any] = {"state": "queued"}
         self._status_stamp: _Stamp | None = None
         self._metrics_stamp: _Stamp | None = None
-        self._metrics_line = 0
+        self._metrics_offset = 0
         self._preview_stamp: _Stamp | None = None
         self._preview_iteration: int | None = None
 
@@ -113,42 +143,68 @@ class RunWatcher:
         return self.state in FINAL_STATES
 
     def poll(self) -> RunUpdate:
-        """Read what changed since the previous call (the first call reads everything)."""
+        """Read what changed since the previous call (the first call reads everything); never raises
+        for the run's files: their problems are in ``errors``."""
         update = RunUpdate()
-        self._poll_status(update)
-        self._poll_metrics(update)
-        self._poll_preview(update)
+        steps: tuple[Callable[[RunUpdate], None], ...] = (self._poll_status, self._poll_metrics, self._poll_preview)
+        for step in steps:
+            try:
+                step(update)
+            except FileNotFoundError:  # replaced between stat and open: read on the next poll
+                pass
+            except (OSError, ValueError) as exc:
+                update.errors.append(str(exc))
         return update
 
     def _poll_status(self, update: RunUpdate) -> None:
         stamp = _stamp(self.run.status_path)
         if stamp is None or stamp == self._status_stamp:
             return
+        self._status_stamp = stamp  # a broken version is reported once
         self.status = self.run.read_status()
-        self._status_stamp = stamp
         update.status = self.status
 
     def _poll_metrics(self, update: RunUpdate) -> None:
-        stamp = _stamp(self.run.metrics_path)
+        path = self.run.metrics_path
+        stamp = _stamp(path)
         if stamp is None or stamp == self._metrics_stamp:
             return
-        previous = self._metrics_stamp
-        if previous is not None and (stamp[0] != previous[0] or stamp[2] < previous[2]):
-            self._metrics_line = 0  # replaced or truncated: start over
+        previous, self._metrics_stamp = self._metrics_stamp, stamp
+        if previous is not None and (stamp[0] != previous[0] or stamp[2] < self._metrics_offset):
+            self._metrics_offset = 0  # replaced or truncated: start over
             update.reset_metrics = True
-        records, self._metrics_line = self.run.read_metrics(self._metrics_line)
-        self._metrics_stamp = stamp
-        update.metrics = records
+        check_regular_file(path)
+        with open(path, "rb") as handle:
+            handle.seek(self._metrics_offset)
+            chunk = handle.read(MAX_METRICS_READ)
+        if len(chunk) == MAX_METRICS_READ:
+            self._metrics_stamp = None  # more to read on the next poll
+        end = chunk.rfind(b"\n") + 1
+        if end == 0 and len(chunk) > MAX_METRICS_LINE:
+            self._metrics_offset += len(chunk)
+            raise ValueError(f"{path}: a line longer than {MAX_METRICS_LINE} bytes; skipped")
+        bad = 0
+        for line in chunk[:end].splitlines():
+            record = _json_line(line)
+            if record is None:
+                bad += 1
+            else:
+                update.metrics.append(record)
+        self._metrics_offset += end
+        if bad:
+            raise ValueError(f"{path}: skipped {bad} lines that are not JSON objects of at most "
+                             f"{MAX_METRICS_LINE} bytes")
 
     def _poll_preview(self, update: RunUpdate) -> None:
         stamp = _stamp(self.run.previews_dir / "latest.json")
         if stamp is None or stamp == self._preview_stamp:
             return
+        self._preview_stamp = stamp
         try:
             preview = self.run.latest_preview()
-        except OSError:  # the npz was replaced between reading latest.json and opening it
+        except FileNotFoundError:  # the npz was replaced between reading latest.json and opening it
+            self._preview_stamp = None
             return
-        self._preview_stamp = stamp
         if preview is None or preview["iteration"] == self._preview_iteration:
             return
         self._preview_iteration = preview["iteration"]

@@ -56,6 +56,8 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, help="run directory (created; config, status, checkpoints…)")
     p.add_argument("--config", type=Path, help="YAML/JSON config file (TrainConfig fields)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --run-dir (its config, checkpoints, metrics, translator)")
     data = p.add_argument_group("data")
     _config_flag(data, "--source", "data.source")
     _config_flag(data, "--target", "data.target")
@@ -68,7 +70,7 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
     _config_flag(data, "--size", "data.size")
     loop = p.add_argument_group("loop")
     for flag in ("iterations", "batch-size", "lr", "device", "seed", "precision", "checkpoint-every",
-                 "preview-every", "log-every", "name"):
+                 "checkpoint-minutes", "preview-every", "log-every", "name"):
         _config_flag(loop, f"--{flag}", flag.replace("-", "_"))
     _config_flag(loop, "--threads", "num_threads")
     loop.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -87,6 +89,7 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
         data = RunDir(args.run_dir).read_config()
         if args.method and args.method != data.get("method"):
             raise ConfigError(f"--resume: {args.run_dir} is a {data.get('method')!r} run, not {args.method!r}")
+        data["run_dir"] = str(args.run_dir)  # the run is where it is, not where its config says
         # a resumed run keeps its config; only the length may change
         if args.iterations is not None:
             data["iterations"] = args.iterations
@@ -123,6 +126,8 @@ def _finish(data: dict[str, Any], resolve_method: Any) -> TrainConfig:
     for name in ("iterations", "batch_size", "log_every", "checkpoint_every"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be ≥ 1, got {getattr(cfg, name)}")
+    if not 0 <= cfg.checkpoint_minutes < float("inf"):
+        raise ConfigError(f"checkpoint_minutes must be a number ≥ 0, got {cfg.checkpoint_minutes}")
     return cfg
 
 
@@ -158,10 +163,12 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m training") ->
     if args.list_methods:
         print(methods_json() if args.json else list_methods())
         return 0
+    if args.resume and args.overwrite:
+        parser.error("--resume continues the run in --run-dir, --overwrite replaces it: choose one")
     try:
         cfg = build_config(args)
     except (ConfigError, ValueError) as exc:
         parser.error(str(exc))
     from training.loop import train
 
-    return train(cfg, resume=args.resume)
+    return train(cfg, resume=args.resume, overwrite=args.overwrite)

@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import socket
+import sys
 import time
 import traceback
 from datetime import datetime, timezone
@@ -26,7 +27,7 @@ import torch
 import napari_medtrans
 from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
 from napari_medtrans.inference import PRECISIONS
-from napari_medtrans.rundir import RunDir
+from napari_medtrans.rundir import RunDir, RunLockedError, require_writable_folder
 from training import distributed as dist_utils
 from training.checkpointing import checkpoint_bytes, load_checkpoint, save_checkpoint
 from training.config import ConfigError, TrainConfig, options_from_dict
@@ -70,14 +71,17 @@ class Trainer:
     Args:
         cfg: the resolved config (``cfg.model`` holds every method option).
         resume: continue from ``checkpoints/last.safetensors`` when it exists.
+        overwrite: replace a run already in ``cfg.run_dir`` (without it or
+            ``resume``, such a run is refused).
     """
 
     last_name = "last.safetensors"
     best_name = "best.safetensors"
 
-    def __init__(self, cfg: TrainConfig, *, resume: bool = False) -> None:
+    def __init__(self, cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> None:
         self.cfg = cfg
         self.resume = resume
+        self.overwrite = overwrite
         if cfg.num_threads > 0:  # CPU intra-op threads (0: PyTorch's default)
             torch.set_num_threads(cfg.num_threads)
         self.dist = dist_utils.init_distributed(cfg.device)
@@ -90,6 +94,7 @@ class Trainer:
         self.last_checkpoint_iteration: int | None = None
         self.elapsed_before = 0.0
         self._best_pending = False
+        self._last_checkpoint_time = time.time()
 
     # --- small helpers ------------------------------------------------------
     def log(self, message: str) -> None:
@@ -114,14 +119,39 @@ class Trainer:
         return previous
 
     # --- main entry ---------------------------------------------------------
+    def _claim_run(self) -> str | None:
+        """Lock the run directory and check this trainer may write it; a refusal message or None."""
+        try:
+            require_writable_folder(self.run.path)
+            self.run.acquire_lock()
+        except RunLockedError as exc:
+            return str(exc)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+        if not self.resume and not self.overwrite and self.run.has_run_files():
+            self.run.release_lock()
+            state = self.run.read_status().get("state", "?") if self.run.status_path.is_file() else "?"
+            return (f"{self.run.path} already holds a run (state {state}); continue it with --resume, "
+                    "replace it with --overwrite, or choose another --run-dir")
+        if self.overwrite:
+            self.run.remove_run_files()
+        for temp in self.run.remove_orphan_temps():
+            self.log(f"removed {temp.name}, a temp file left by a killed writer")
+        return None
+
     def run_training(self) -> int:
-        """Train; returns the exit code (0 finished or stopped, 1 failed)."""
+        """Train; returns the exit code (0 finished or stopped, 1 failed, 2 refused)."""
+        if self.is_main:
+            refusal = self._claim_run()
+            if refusal:
+                print(f"error: {refusal}", file=sys.stderr, flush=True)
+                dist_utils.shutdown(self.dist, clean=False)
+                return 2
         previous = self._install_signal_handlers()
         started = time.time()
         code = 1
         try:
             if self.is_main:
-                self.run.path.mkdir(parents=True, exist_ok=True)
                 self.run.clear_stop()
                 self._write_config()
                 self.status(state="running", iteration=0, total_iterations=self.cfg.iterations,
@@ -144,6 +174,8 @@ class Trainer:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+            if self.is_main:
+                self.run.release_lock()
             dist_utils.shutdown(self.dist, clean=code == 0)
 
     def _write_config(self) -> None:
@@ -186,6 +218,8 @@ class Trainer:
         for opt in self.method.optimizers.values():
             for group in opt.param_groups:
                 group.setdefault("initial_lr", group["lr"])
+        configured_lrs = {name: [g["initial_lr"] for g in opt.param_groups]
+                          for name, opt in self.method.optimizers.items()}
         dtype = autocast_dtype(cfg.precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=dtype == torch.float16)
         self.method_rng = torch.Generator().manual_seed(seed)
@@ -205,6 +239,7 @@ class Trainer:
             self.best = meta.get("best")
             self.elapsed_before = float(meta.get("elapsed", 0.0))
             self.last_checkpoint_iteration = self.iteration
+            self._apply_configured_lrs(configured_lrs)
             if self.dist.rank == 0:
                 self.sampler.set_state(meta["rng"]["sampler"])
             else:  # other ranks: fresh, rank-specific streams that differ from the first run's
@@ -214,6 +249,14 @@ class Trainer:
             self.log(f"resumed from {last} at iteration {self.iteration}")
         elif self.resume:
             self.log("--resume: no checkpoint yet, starting from iteration 0")
+
+    def _apply_configured_lrs(self, configured: dict[str, list[float]]) -> None:
+        """After loading optimiser state, use the learning rates of this config (``--resume --set lr=…``)."""
+        for name, opt in self.method.optimizers.items():
+            for group, lr in zip(opt.param_groups, configured[name]):
+                if group.get("initial_lr") != lr:
+                    self.log(f"optimiser {name}: learning rate {group.get('initial_lr')} → {lr} (config)")
+                group["initial_lr"] = lr
 
     # --- the loop -------------------------------------------------------------
     def _lr_factor(self, iteration: int) -> float:
@@ -285,7 +328,7 @@ class Trainer:
                 self._preview(it)
             if val_every and (it % val_every == 0 or it == total):
                 self._validate(it)
-            if due_ckpt:
+            if due_ckpt or self._checkpoint_due_by_time():
                 self._checkpoint(it, time.time() - t_start)
         if state == "stopped":
             self.status(state="stopping", message="saving checkpoint")
@@ -304,6 +347,11 @@ class Trainer:
         self.status(state="finished", iteration=self.iteration, eta_seconds=0.0, message="finished",
                     translator=str(path))
         return state
+
+    def _checkpoint_due_by_time(self) -> bool:
+        """``checkpoint_minutes`` passed since the last checkpoint (rank 0 alone writes; no collective)."""
+        minutes = self.cfg.checkpoint_minutes
+        return minutes > 0 and time.time() - self._last_checkpoint_time >= 60 * minutes
 
     def _stop_requested(self) -> bool:
         local = self._signal is not None or (self.is_main and self.run.stop_requested())
@@ -390,7 +438,9 @@ class Trainer:
         if getattr(self, "_best_pending", False):
             save_checkpoint(self.run.checkpoints_dir / self.best_name, data)
             self._best_pending = False
+        self._last_checkpoint_time = time.time()
         self.last_checkpoint_iteration = it
+        self._last_checkpoint_time = time.time()
         self.status(last_checkpoint_iteration=it)
 
     def translator_metadata(self) -> TranslatorMetadata:
@@ -420,9 +470,9 @@ class Trainer:
                                self.translator_metadata(), overwrite=True)
 
 
-def train(cfg: TrainConfig, *, resume: bool = False) -> int:
+def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> int:
     """Run training for ``cfg``; returns the process exit code."""
-    return Trainer(cfg, resume=resume).run_training()
+    return Trainer(cfg, resume=resume, overwrite=overwrite).run_training()
 
 
 __all__ = ["NonFiniteLossError", "Trainer", "resolve_method", "train"]

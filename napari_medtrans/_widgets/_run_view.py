@@ -40,6 +40,13 @@ def loss_values(record: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (status.json and metrics come from files: any type)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
 def format_duration(seconds: float | None) -> str:
     """``3725`` → ``"1:02:05"``, ``65`` → ``"1:05"``; ``"?"`` when unknown."""
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
@@ -89,9 +96,9 @@ class LossPlot(pg.PlotWidget):
         """Append metric records (each with an ``iteration``) and redraw the curves they touch."""
         touched: dict[str, None] = {}  # curves in first-seen order: stable colours
         for record in records:
-            if "iteration" not in record:
+            x = _number(record.get("iteration"))
+            if x is None:
                 continue
-            x = float(record["iteration"])
             for name, value in loss_values(record).items():
                 xs, ys = self._points.setdefault(name, ([], []))
                 xs.append(x)
@@ -138,21 +145,21 @@ class RunView(QWidget):
 
     def show_status(self, status: Mapping[str, Any], note: str = "") -> None:
         """Show state, iteration, speed and ETA from a ``status.json`` dict."""
-        state = str(status.get("state", "queued"))
-        iteration = int(status.get("iteration") or 0)
-        total = int(status.get("total_iterations") or 0)
+        state = str(status.get("state", "queued"))[:40]
+        iteration = int(min(_number(status.get("iteration")) or 0, 2**31 - 1))
+        total = int(min(_number(status.get("total_iterations")) or 0, 2**31 - 1))
         if total > 0:
             self.progress.setRange(0, total)
-            self.progress.setValue(min(iteration, total))
-            eta = format_duration(status.get("eta_seconds")) if state == "running" else "–"
+            self.progress.setValue(max(0, min(iteration, total)))
+            eta = format_duration(_number(status.get("eta_seconds"))) if state == "running" else "–"
             self.progress.setFormat(f"{iteration} / {total}   ETA {eta}")
         parts = [state]
-        if status.get("it_per_s"):
-            parts.append(f"{float(status['it_per_s']):.2f} it/s")
-        if status.get("val_mae_units") is not None:
-            parts.append(f"val MAE {float(status['val_mae_units']):.4g}")
+        if _number(status.get("it_per_s")):
+            parts.append(f"{_number(status['it_per_s']):.2f} it/s")
+        if _number(status.get("val_mae_units")) is not None:
+            parts.append(f"val MAE {_number(status['val_mae_units']):.4g}")
         if status.get("message"):
-            parts.append(str(status["message"]))
+            parts.append(str(status["message"])[:200])
         if note:
             parts.append(note)
         self.state_label.setText(" · ".join(parts))
@@ -162,6 +169,10 @@ class RunView(QWidget):
         self.problem.setPlainText("\n".join([title, *lines]))
         self.problem.setVisible(True)
         self.problem.verticalScrollBar().setValue(self.problem.verticalScrollBar().maximum())
+
+    def show_file_problems(self, problems: Iterable[str]) -> None:
+        """Show problems with the run's files (they were skipped; following goes on)."""
+        self.show_problem("Some files of the run could not be read and were skipped:", [f"• {p}" for p in problems])
 
     def hide_problem(self) -> None:
         """Hide the error box."""

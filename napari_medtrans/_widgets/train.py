@@ -19,7 +19,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from napari.qt.threading import create_worker
 from napari.viewer import Viewer
 from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
@@ -45,6 +44,7 @@ from napari_medtrans.launcher import (
 from napari_medtrans.rundir import FINAL_STATES, RunDir
 from napari_medtrans.runwatch import RunUpdate, RunWatcher
 
+from ._background import BackgroundCall
 from ._preview_layers import PreviewLayers
 from ._run_view import RunView
 from ._train_form import TrainForm
@@ -141,10 +141,9 @@ class TrainWidget(QWidget):
         self.timer.timeout.connect(self.poll)
         self.form.methods_loaded.connect(self._update_buttons)
         self._update_buttons()
-        self._methods_worker = create_worker(query_methods)
-        self._methods_worker.returned.connect(self.form.set_methods)
-        self._methods_worker.errored.connect(lambda exc: self._say(str(exc), error=True))
-        self._methods_worker.start()
+        self._methods_call = BackgroundCall(query_methods, self.form.set_methods,
+                                            lambda exc: self._say(str(exc), error=True), parent=self)
+        self._methods_call.start()  # not create_worker: see _background (closing while it runs)
 
     # ------------------------------------------------------------------ actions
     def start(self) -> None:
@@ -254,6 +253,8 @@ class TrainWidget(QWidget):
             self._update_buttons()
         if update.preview is not None:
             self.previews.show(update.preview)
+        if update.errors:
+            self.view.show_file_problems(update.errors)
 
     def _conclude(self, run: FollowedRun, returncode: int | None) -> None:
         """Explain how the run ended, and register a finished translator."""

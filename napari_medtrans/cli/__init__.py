@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -31,9 +32,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _hint_dash_files(argv: Sequence[str]) -> None:
+    """Say how to pass an existing file whose name starts with ``-`` (argparse reads it as a flag)."""
+    dashed = [a for a in argv if a.startswith("-") and a != "-" and os.path.lexists(a)]
+    if dashed and "--" not in argv:
+        print(f"medtrans: note: {', '.join(dashed)} is a file; put file names starting with '-' after '--' "
+              f"(medtrans COMMAND [options] -- {dashed[0]}) or write ./{dashed[0]}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medtrans`` console script."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        if exc.code:
+            _hint_dash_files(argv)
+        raise
     try:
         return int(args.func(args) or 0)
     except CommandError as exc:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from napari_medtrans.cli import CommandError
 from napari_medtrans.metrics import SCENARIOS
+from napari_medtrans.rundir import require_writable_folder
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -68,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
     scenarios = _scenarios(args.scenarios)
     if (args.out / "metrics.json").exists() and not args.overwrite:
         raise CommandError(f"{args.out / 'metrics.json'} exists; pass --overwrite to replace it")
+    try:
+        require_writable_folder(args.out)  # before the work, not after it
+    except OSError as exc:
+        raise CommandError(exc.strerror) from exc
     try:
         translators = {Path(str(m)).name.split(".")[0]: load_translator(m, device=args.device) for m in args.model}
     except (CheckpointError, ValueError, FileNotFoundError) as exc:

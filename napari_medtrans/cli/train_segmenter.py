@@ -17,6 +17,7 @@ import numpy as np
 
 from napari_medtrans.cli import CommandError
 from napari_medtrans.constants import MODALITIES
+from napari_medtrans.rundir import require_writable_folder
 
 #: First phantom seed of segmenter training subjects (translators train from 0, evaluation uses 5000…).
 SEGMENTER_SEED = 2000
@@ -73,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out.exists() and not args.overwrite:
         raise CommandError(f"{args.out} exists; pass --overwrite to replace it")
+    try:
+        require_writable_folder(args.out.parent)  # before the training, not after it
+    except OSError as exc:
+        raise CommandError(exc.strerror) from exc
     images, labels, names = _data(args)
 
     def show(step: int, loss: float) -> None:

@@ -2,12 +2,18 @@
 
 Writes ``<stem>_<target>.nii.gz`` (and ``<stem>_<target>_uncertainty.nii.gz``
 with ``--uncertainty``) with each input's geometry. Existing files are never
-replaced without ``--overwrite``.
+replaced without ``--overwrite``; with it, an old ``_uncertainty`` file that the
+new run does not write is removed (it belonged to the replaced image). Outputs
+are claimed before any work by creating them empty and exclusively, so two
+translate commands into one ``--out`` cannot both write a file. An input whose
+name starts with ``-`` goes after ``--``:
+``medtrans translate --model NAME --out DIR -- -scan.nii.gz``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -37,6 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--axis", type=int, choices=(0, 1, 2), help="slice axis in (z, y, x) (default: the model's)")
     parser.add_argument("--batch-size", type=int, help="slices per batch (default: sized to the network and "
                         "slice so that its activations fit the CPU caches, larger on a GPU)")
+    parser.add_argument("--series-uid", help="the DICOM series to read from a folder holding several")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.set_defaults(func=run)
 
@@ -76,8 +83,12 @@ def _load(args: argparse.Namespace) -> Translator:
     return translator
 
 
-def _plan(args: argparse.Namespace, target: str) -> list[tuple[Path, Path, Path | None]]:
-    """(input, image output, uncertainty output) per input; refuses clashes before any work."""
+def _plan(args: argparse.Namespace, target: str) -> list[tuple[Path, Path, Path]]:
+    """(input, image output, uncertainty output) per input; refuses clashes before any work.
+
+    The uncertainty path is planned even without ``--uncertainty``: with
+    ``--overwrite`` an old file there is stale and removed.
+    """
     plan = []
     for text in args.inputs:
         source = Path(text)
@@ -85,14 +96,43 @@ def _plan(args: argparse.Namespace, target: str) -> list[tuple[Path, Path, Path 
             raise CommandError(f"{source}: no such file or folder")
         base = args.out / f"{stem(source)}_{target}"
         plan.append((source, base.with_name(base.name + ".nii.gz"),
-                     base.with_name(base.name + "_uncertainty.nii.gz") if args.uncertainty else None))
-    outputs = [p for _, image, extra in plan for p in (image, extra) if p is not None]
+                     base.with_name(base.name + "_uncertainty.nii.gz")))
+    outputs = _outputs(args, plan)
     if len(set(outputs)) != len(outputs):
         raise CommandError("two inputs share a file name stem; translate them into different --out folders")
     existing = [str(p) for p in outputs if p.exists()]
     if existing and not args.overwrite:
         raise CommandError(f"output exists: {', '.join(existing)} (use --overwrite to replace)")
     return plan
+
+
+def _outputs(args: argparse.Namespace, plan: list[tuple[Path, Path, Path]]) -> list[Path]:
+    return [p for _, image, extra in plan for p in (image, extra if args.uncertainty else None) if p is not None]
+
+
+def _claim(paths: list[Path]) -> list[Path]:
+    """Create every path empty and exclusively (``O_EXCL``); on a clash release them and refuse."""
+    claimed: list[Path] = []
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            _release(claimed)
+            raise CommandError(f"output exists: {path} (another translate writing into --out? "
+                               "use --overwrite to replace)") from None
+        except OSError as exc:
+            _release(claimed)
+            raise CommandError(f"cannot create {path}: {exc.strerror}") from exc
+        claimed.append(path)
+    return claimed
+
+
+def _release(claimed: list[Path]) -> None:
+    """Remove the empty placeholders of outputs that were claimed but not written."""
+    for path in claimed:
+        if path.is_file() and path.stat().st_size == 0:
+            path.unlink(missing_ok=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -102,26 +142,40 @@ def run(args: argparse.Namespace) -> int:
     translator = _load(args)
     target = translator.metadata.target
     plan = _plan(args, target)
-    for source, image_path, uncertainty_path in plan:
-        try:
-            volume = read_volume(source)
-        except VolumeReadError as exc:
-            raise CommandError(str(exc)) from exc
-        result = translator.translate_volume(
-            volume,
-            axis=args.axis,
-            batch_size=args.batch_size,
-            precision=args.precision,
-            uncertainty=args.uncertainty if args.uncertainty in ("tta", "mc_dropout") else None,
-            progress=progress_bar(source.name),
-        )
-        outputs = [(image_path, result.image)]
-        if uncertainty_path is not None:
-            outputs.append((uncertainty_path, result.scale if args.uncertainty == "scale" else result.uncertainty))
-        for path, array in outputs:
-            try:
-                write_volume(volume.with_array(array, modality=target), path, overwrite=args.overwrite)
-            except (OSError, ValueError) as exc:
-                raise CommandError(f"cannot write {path}: {exc}") from exc
-            print(path)
+    claimed = [] if args.overwrite else _claim(_outputs(args, plan))
+    try:
+        for source, image_path, uncertainty_path in plan:
+            _translate_one(args, translator, source, image_path, uncertainty_path if args.uncertainty else None)
+            if args.overwrite and not args.uncertainty and uncertainty_path.exists():
+                uncertainty_path.unlink()
+                print(f"removed {uncertainty_path} (it belonged to the replaced image)", file=sys.stderr)
+    finally:
+        _release(claimed)
     return 0
+
+
+def _translate_one(args: argparse.Namespace, translator: Translator, source: Path, image_path: Path,
+                   uncertainty_path: Path | None) -> None:
+    """Read, translate and write one input (replacing a claimed placeholder)."""
+    target = translator.metadata.target
+    try:
+        volume = read_volume(source, series_uid=args.series_uid)
+    except VolumeReadError as exc:
+        raise CommandError(str(exc)) from exc
+    result = translator.translate_volume(
+        volume,
+        axis=args.axis,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        uncertainty=args.uncertainty if args.uncertainty in ("tta", "mc_dropout") else None,
+        progress=progress_bar(source.name),
+    )
+    outputs = [(image_path, result.image)]
+    if uncertainty_path is not None:
+        outputs.append((uncertainty_path, result.scale if args.uncertainty == "scale" else result.uncertainty))
+    for path, array in outputs:
+        try:
+            write_volume(volume.with_array(array, modality=target), path, overwrite=True)
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"cannot write {path}: {exc}") from exc
+        print(path)
