@@ -43,7 +43,10 @@ class _Child(_Documented):
 
 
 def test_option_help_reads_attribute_docstrings_of_a_class_and_its_bases():
-    assert option_help(_Documented) == {"rate": "Learning rate (paper: 0.5).", "undocumented_neighbour": "Only this one."}
+    assert option_help(_Documented) == {
+        "rate": "Learning rate (paper: 0.5).",
+        "undocumented_neighbour": "Only this one.",
+    }
     assert option_help(_Child)["extra"] == "Child field." and option_help(_Child)["rate"].startswith("Learning")
     specs = {o.name: o for o in option_specs(_Child)}
     assert specs["count"] == OptionSpec("count", "int", 3, "", ())
@@ -135,6 +138,13 @@ def test_list_methods_json_is_the_contract():
     assert ngf.type == "int" and ngf.default == 64 and "first layer" in ngf.help
 
 
+@pytest.mark.slow  # starts python -m training
+def test_the_launcher_reads_what_the_trainer_process_writes():
+    from napari_medtrans.launcher import query_methods
+
+    assert query_methods(sys.executable) == _trainer_methods()
+
+
 def test_generator_options_all_have_help():
     from training.methods import GeneratorOptions
 
@@ -162,11 +172,25 @@ def test_launcher_command_resolves_to_the_same_config(tmp_path):
     from napari_medtrans.launcher import TrainRequest
     from training.cli import build_config, build_parser
 
-    config = TrainConfig("cyclegan", str(tmp_path / "run yes"), iterations=7, lr=2e-5, device="cpu",
-                         precision="bf16", name="1e3", num_threads=1,
-                         data=DataConfig(source=str(tmp_path / "t1"), target=str(tmp_path / "ct"), paired=True,
-                                         source_modality="T2", size=64, crop_scale=1.25),
-                         model={"lambda_cycle": 5.0, "generator_options": {"dropout": 0.5}})
+    config = TrainConfig(
+        "cyclegan",
+        str(tmp_path / "run yes"),
+        iterations=7,
+        lr=2e-5,
+        device="cpu",
+        precision="bf16",
+        name="1e3",
+        num_threads=1,
+        data=DataConfig(
+            source=str(tmp_path / "t1"),
+            target=str(tmp_path / "ct"),
+            paired=True,
+            source_modality="T2",
+            size=64,
+            crop_scale=1.25,
+        ),
+        model={"lambda_cycle": 5.0, "generator_options": {"dropout": 0.5}},
+    )
     resolved = build_config(build_parser().parse_args(TrainRequest(config).command()[3:]))
     assert resolved.model["lambda_cycle"] == 5.0 and resolved.model["generator_options"] == {"dropout": 0.5}
     assert dataclasses.replace(resolved, model=config.model) == config
