@@ -44,7 +44,7 @@ def test_every_option_shows_its_help_as_tooltip(form, methods):
         and w is not form.method
         and w.__class__.__name__ in ("QSpinBox", "QComboBox", "FloatEdit", "QCheckBox")
     ]
-    assert len(common) >= 12 and all(w.toolTip() for w in common if w is not form.data)
+    assert len(common) >= 12 and all(w.toolTip() for w in common)
 
 
 def test_form_defaults_are_the_contract_defaults_and_its_request_is_a_config(form, tmp_path):
