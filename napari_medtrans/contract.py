@@ -374,9 +374,7 @@ def from_dict(cls: type[T], data: Any, prefix: str = "") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; expected one of {sorted(fields)}"
-        )
+        raise ConfigError(f"unknown key(s) {', '.join(prefix + k for k in unknown)}; expected one of {sorted(fields)}")
     missing = sorted(
         name
         for name, f in fields.items()

@@ -18,6 +18,7 @@ def headless(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow  # translates the demo volume end to end (> 20 s)
 def test_demo_without_display_writes_outputs_and_never_overwrites(headless, capsys):
     import sys
 

@@ -31,6 +31,7 @@ def setup(tmp_path_factory):
     }
 
 
+@pytest.mark.slow  # evaluates every scenario end to end (> 20 s)
 def test_evaluate_phantom_writes_schema_report_and_plots(tmp_path, setup, capsys):
     out = tmp_path / "out"
     args = ["evaluate", "--model", str(setup["resnet"]), str(setup["uapi"]), "--phantom", "1",

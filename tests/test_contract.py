@@ -43,7 +43,10 @@ class _Child(_Documented):
 
 
 def test_option_help_reads_attribute_docstrings_of_a_class_and_its_bases():
-    assert option_help(_Documented) == {"rate": "Learning rate (paper: 0.5).", "undocumented_neighbour": "Only this one."}
+    assert option_help(_Documented) == {
+        "rate": "Learning rate (paper: 0.5).",
+        "undocumented_neighbour": "Only this one.",
+    }
     assert option_help(_Child)["extra"] == "Child field." and option_help(_Child)["rate"].startswith("Learning")
     specs = {o.name: o for o in option_specs(_Child)}
     assert specs["count"] == OptionSpec("count", "int", 3, "", ())
@@ -72,7 +75,7 @@ def test_from_dict_checks_types_and_names_the_key():
     assert config.data == DataConfig(phantom="paired", size=64)
     with pytest.raises(ConfigError, match=r"data\.phantom: 'pared' is not one of"):
         TrainConfig.from_dict({"data": {"phantom": "pared"}})
-    with pytest.raises(ConfigError, match=r"unknown config key\(s\) data\.nope"):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) data\.nope"):
         TrainConfig.from_dict({"data": {"nope": 1}})
     with pytest.raises(ConfigError, match="iterations: expected an integer, got 2.5"):
         TrainConfig.from_dict({"iterations": 2.5})
@@ -88,7 +91,7 @@ def test_run_status_round_trip_and_validation(tmp_path):
     status = run.status()
     assert status.state is State.RUNNING and status.iteration == 3 and status.losses == {"G": 1.5}
     assert not status.final and isinstance(status.updated_at, float)
-    with pytest.raises(ValueError, match="unknown config key"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) status\.colour"):
         run.write_status(colour="blue")
     with pytest.raises(ValueError, match="iteration: expected an integer"):
         run.write_status(iteration="three")
@@ -135,13 +138,26 @@ def test_list_methods_json_is_the_contract():
     assert ngf.type == "int" and ngf.default == 64 and "first layer" in ngf.help
 
 
+@pytest.mark.slow  # starts python -m training
+def test_the_launcher_reads_what_the_trainer_process_writes():
+    from napari_medtrans.launcher import query_methods
+
+    assert query_methods(sys.executable) == _trainer_methods()
+
+
 def test_generator_options_all_have_help():
     from training.methods import GeneratorOptions
 
     assert all(o.help for o in option_specs(GeneratorOptions)), option_specs(GeneratorOptions)
 
 
-@pytest.mark.parametrize("name", ["cut", "cyclegan", "fastcut", "pi", "pix2pix", "reggan", "uapi"])
+def _registered_methods() -> list[str]:
+    from training.methods import REGISTRY
+
+    return sorted(REGISTRY)
+
+
+@pytest.mark.parametrize("name", _registered_methods())
 def test_every_method_option_has_help(name):
     from training.methods import REGISTRY
 
@@ -156,11 +172,25 @@ def test_launcher_command_resolves_to_the_same_config(tmp_path):
     from napari_medtrans.launcher import TrainRequest
     from training.cli import build_config, build_parser
 
-    config = TrainConfig("cyclegan", str(tmp_path / "run yes"), iterations=7, lr=2e-5, device="cpu",
-                         precision="bf16", name="1e3", num_threads=1,
-                         data=DataConfig(source=str(tmp_path / "t1"), target=str(tmp_path / "ct"), paired=True,
-                                         source_modality="T2", size=64, crop_scale=1.25),
-                         model={"lambda_cycle": 5.0, "generator_options": {"dropout": 0.5}})
+    config = TrainConfig(
+        "cyclegan",
+        str(tmp_path / "run yes"),
+        iterations=7,
+        lr=2e-5,
+        device="cpu",
+        precision="bf16",
+        name="1e3",
+        num_threads=1,
+        data=DataConfig(
+            source=str(tmp_path / "t1"),
+            target=str(tmp_path / "ct"),
+            paired=True,
+            source_modality="T2",
+            size=64,
+            crop_scale=1.25,
+        ),
+        model={"lambda_cycle": 5.0, "generator_options": {"dropout": 0.5}},
+    )
     resolved = build_config(build_parser().parse_args(TrainRequest(config).command()[3:]))
     assert resolved.model["lambda_cycle"] == 5.0 and resolved.model["generator_options"] == {"dropout": 0.5}
     assert dataclasses.replace(resolved, model=config.model) == config

@@ -188,6 +188,7 @@ def test_register_units_axis_and_warp(tmp_path):
             moving, moving, spacing=(1, 1, 1))
 
 
+@pytest.mark.slow  # fits a registration net (> 20 s)
 def test_register_recovers_shift_direction(tmp_path):
     """Fit the registration net on one known shift; the field must point the right way."""
     path = make_translator(tmp_path / "reg.safetensors", registration={**REGISTRATION, "nf": 4})

@@ -34,6 +34,7 @@ def test_scale_head_positive_and_consistent():
         build_network(GENERATORS[1]).forward_with_scale(x)
 
 
+@pytest.mark.slow  # trains two U-Nets (200 s on a loaded 2-core machine)
 def test_unet_learns_the_output_level_quickly():
     """Regression: with a 1×1 head behind instance norm the U-Net took hundreds of Adam
     steps to move air from 0 to −1 (the shipped UAPI demo kept air at +177 HU)."""

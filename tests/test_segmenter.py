@@ -23,6 +23,7 @@ def trained(tmp_path_factory, small_subject):
     return segmenter, path
 
 
+@pytest.mark.slow  # trains a segmenter (module fixture)
 def test_train_segment_and_round_trip(trained, small_subject):
     segmenter, path = trained
     result = segmenter.segment(small_subject.ct)
@@ -36,12 +37,14 @@ def test_train_segment_and_round_trip(trained, small_subject):
     assert loaded.segment(small_subject.ct[3]).labels.shape == small_subject.ct[3].shape  # a 2D image
 
 
+@pytest.mark.slow  # trains a segmenter (module fixture)
 def test_segment_accepts_volume_and_other_axis(trained, small_subject):
     segmenter, _ = trained
     volume = small_subject.volume("ct")
     assert segmenter.segment(volume).labels.shape == volume.array.shape
 
 
+@pytest.mark.slow  # trains a segmenter (module fixture)
 def test_refuses_bad_files(tmp_path, trained):
     _, path = trained
     with pytest.raises(CheckpointError, match="no such segmenter"):
@@ -66,6 +69,7 @@ def test_train_refuses_mismatched_inputs(small_subject):
                         iterations=1)
 
 
+@pytest.mark.slow  # trains a segmenter
 def test_cli_train_segmenter_from_files(tmp_path, small_subject, capsys):
     from napari_medtrans.io import write_volume
 

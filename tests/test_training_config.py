@@ -30,7 +30,7 @@ def test_flags_file_and_overrides_resolve_in_order(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--set", "data.nope=1"], "unknown config key"),
+        (["--set", "data.nope=1"], r"unknown key\(s\) data\.nope"),
         (["--set", "model.nope=1"], "method 'pix2pix'"),
         (["--set", "iterations=abc"], "expected an integer"),
         (["--set", "data.phantom=sideways"], "is not one of"),

@@ -37,9 +37,14 @@ def test_every_option_shows_its_help_as_tooltip(form, methods):
             assert field.widget.toolTip() == field.spec.help
             shown += bool(field.spec.help)
     assert shown >= 4 * len(methods)  # at least the shared generator options the form edits
-    common = [w for w in vars(form).values() if isinstance(w, QWidget) and w is not form.method
-              and w.__class__.__name__ in ("QSpinBox", "QComboBox", "FloatEdit", "QCheckBox")]
-    assert len(common) >= 12 and all(w.toolTip() for w in common if w is not form.data)
+    common = [
+        w
+        for w in vars(form).values()
+        if isinstance(w, QWidget)
+        and w is not form.method
+        and w.__class__.__name__ in ("QSpinBox", "QComboBox", "FloatEdit", "QCheckBox")
+    ]
+    assert len(common) >= 12 and all(w.toolTip() for w in common)
 
 
 def test_form_defaults_are_the_contract_defaults_and_its_request_is_a_config(form, tmp_path):
@@ -54,5 +59,6 @@ def test_form_defaults_are_the_contract_defaults_and_its_request_is_a_config(for
     next(f for f in form.option_box("cyclegan").fields if f.spec.name == "ngf").widget.setValue(16)
     request, problems = form.request()
     assert problems == []
-    assert request.config == TrainConfig("cyclegan", str(tmp_path / "r"), lr=2e-5, model={"ngf": 16},
-                                         data=DataConfig(phantom="unpaired"))
+    assert request.config == TrainConfig(
+        "cyclegan", str(tmp_path / "r"), lr=2e-5, model={"ngf": 16}, data=DataConfig(phantom="unpaired")
+    )

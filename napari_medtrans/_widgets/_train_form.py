@@ -194,6 +194,7 @@ class TrainForm(QWidget):
         for regime in REGIMES:
             self.data.addItem(f"phantom, {regime}", regime)
         self.data.addItem("source / target folders", FOLDERS)
+        self.data.setToolTip(f"{DATA_HELP['phantom']} Or: {DATA_HELP['source']}")
         config, data = TrainConfig(), DataConfig()
         self.subjects = QSpinBox()
         self.subjects.setRange(2, 1000)
