@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_medtrans.checkpoint import TranslatorMetadata, load_modules
+from napari_medtrans.input_check import Verdict, check_input
 from napari_medtrans.intensity import IntensityMapping
 from napari_medtrans.io import Volume
 from napari_medtrans.nets.registration import warp
@@ -222,6 +223,10 @@ class Translator:
         return _has_dropout(self.generator)
 
     # ----------------------------------------------------------------- public API
+    def check_input(self, volume: Volume | np.ndarray, *, axis: int | None = None) -> Verdict:
+        """Is ``volume`` like this translator's training data? (:func:`~napari_medtrans.input_check.check_input`)."""
+        return check_input(volume, self.metadata, axis=axis)
+
     def prepare(self, array: np.ndarray, *, axis: int | None = None, cache_size: int = 32) -> PreparedVolume:
         """Fit the source intensity model once; ``axis`` defaults to the model's slice axis."""
         array = np.asarray(array)

@@ -1,6 +1,8 @@
 """``medtrans translate INPUT... --model NAME|PATH --out DIR``: translate volumes.
 
-Writes ``<stem>_<target>.nii.gz`` (and ``<stem>_<target>_uncertainty.nii.gz``
+Each input is first compared with the translator's training data
+(``medtrans check-input``); the verdict is printed, and ``--strict`` refuses an
+input found unlike it. Writes ``<stem>_<target>.nii.gz`` (and ``<stem>_<target>_uncertainty.nii.gz``
 with ``--uncertainty``) with each input's geometry. Existing files are never
 replaced without ``--overwrite``.
 """
@@ -38,6 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, help="slices per batch (default: sized to the network and "
                         "slice so that its activations fit the CPU caches, larger on a GPU)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse an input that the input check finds unlike the training data")
     parser.set_defaults(func=run)
 
 
@@ -107,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
             volume = read_volume(source)
         except VolumeReadError as exc:
             raise CommandError(str(exc)) from exc
+        verdict = translator.check_input(volume, axis=args.axis)
+        print(f"{source}: {verdict.summary()}", file=sys.stderr)
+        if verdict.ood and args.strict:
+            raise CommandError(f"{source}: refused by --strict: " + "; ".join(verdict.reasons))
         result = translator.translate_volume(
             volume,
             axis=args.axis,
