@@ -66,6 +66,8 @@ FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 ACTIVATION_BUDGET = {"cpu": 2**21}
 ACCELERATOR_BUDGET = 2**26
 MAX_BATCH = 64
+#: Output outside a translation mask, per target modality (others: the low bound of the output mapping).
+BACKGROUND = {"CT": -1000.0}
 
 
 class Cancelled(Exception):
@@ -275,12 +277,18 @@ class Translator:
         progress: Callable[[int, int], None] | None = None,
         cancel: Callable[[], bool] | None = None,
         mc_samples: int = 8,
+        mask: np.ndarray | None = None,
     ) -> TranslationResult:
         """Translate a whole volume in batches of slices (``batch_size`` None: :meth:`auto_batch_size`).
 
         ``progress(done, total)`` is called after each batch; when ``cancel()``
         returns true the next batch is not started and :class:`Cancelled` is raised.
+        With a ``mask`` (nonzero inside, the volume's shape) the output outside it is
+        the target's background (:data:`BACKGROUND`: air, −1000 HU, for CT) and its
+        uncertainty 0.
         """
+        if mask is not None and np.shape(mask) != np.shape(volume.array if isinstance(volume, Volume) else volume):
+            raise ValueError(f"mask shape {np.shape(mask)} differs from the volume's")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
         prepared = self.prepare(volume.array if isinstance(volume, Volume) else volume, axis=axis, cache_size=0)
@@ -301,6 +309,12 @@ class Translator:
                 view[start:stop] = batch[name]
             if progress is not None:
                 progress(stop, total)
+        if mask is not None:
+            outside = ~np.asarray(mask, dtype=bool)
+            outputs["image"][outside] = BACKGROUND.get(self.metadata.target, self.output_mapping.lo)
+            for name in ("scale", "uncertainty"):
+                if outputs[name] is not None:
+                    outputs[name][outside] = 0.0
         return TranslationResult(**outputs)
 
     def register(

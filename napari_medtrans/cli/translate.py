@@ -15,12 +15,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from napari_medtrans.checkpoint import CheckpointError
 from napari_medtrans.cli import CommandError
 from napari_medtrans.inference import DEVICES, PRECISIONS, Translator, load_translator, resolve_device
-from napari_medtrans.io import VolumeReadError, read_volume, volume_stem, write_volume
+from napari_medtrans.io import Volume, VolumeReadError, read_volume, volume_stem, write_volume
 
 UNCERTAINTY_CHOICES = ("tta", "mc_dropout", "scale")
+MASK_GRID_TOLERANCE = 1e-3  # mm (NIfTI keeps geometry in float32)
 BAR_WIDTH = 30
 
 
@@ -40,6 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, help="slices per batch (default: sized to the network and "
                         "slice so that its activations fit the CPU caches, larger on a GPU)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--mask", type=Path, metavar="FILE",
+                        help="translate only inside this mask (nonzero voxels, the input's grid); outside is air")
     parser.add_argument("--strict", action="store_true",
                         help="refuse an input that the input check finds unlike the training data")
     parser.set_defaults(func=run)
@@ -99,6 +104,26 @@ def _plan(args: argparse.Namespace, target: str) -> list[tuple[Path, Path, Path 
     return plan
 
 
+def _read_mask(path: Path) -> Volume:
+    try:
+        return read_volume(path)
+    except VolumeReadError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _mask_for(mask: Volume | None, volume: Volume, source: Path) -> np.ndarray | None:
+    """The mask's array when it lies on ``volume``'s grid; a CommandError naming both files otherwise."""
+    if mask is None:
+        return None
+    if mask.array.shape != volume.array.shape:
+        raise CommandError(f"--mask {mask.path}: shape {mask.array.shape} differs from {source}'s {volume.array.shape}")
+    for name in ("spacing", "origin", "direction"):
+        if not np.allclose(getattr(mask, name), getattr(volume, name), rtol=0, atol=MASK_GRID_TOLERANCE):
+            raise CommandError(f"--mask {mask.path}: {name} {getattr(mask, name)} differs from {source}'s "
+                               f"{getattr(volume, name)}; resample the mask onto the input first")
+    return mask.array != 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Translate every input; exit 0 when all were written."""
     if args.batch_size is not None and args.batch_size < 1:
@@ -106,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     translator = _load(args)
     target = translator.metadata.target
     plan = _plan(args, target)
+    mask = _read_mask(args.mask) if args.mask else None
     for source, image_path, uncertainty_path in plan:
         try:
             volume = read_volume(source)
@@ -122,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
             precision=args.precision,
             uncertainty=args.uncertainty if args.uncertainty in ("tta", "mc_dropout") else None,
             progress=progress_bar(source.name),
+            mask=_mask_for(mask, volume, source),
         )
         outputs = [(image_path, result.image)]
         if uncertainty_path is not None:
