@@ -42,6 +42,7 @@ def test_ct_given_to_an_mr_to_ct_translator_shows_a_warning(open_translate):
     assert widget.input_warning.isVisible()
     assert widget.input_warning.visibleRegion().boundingRect().height() > 0  # on screen, not just flagged
     assert "• header says CT; this translator expects T1" in widget.input_warning.text()
+    assert widget.input_warning.height() >= widget.input_warning.heightForWidth(widget.input_warning.width())
     assert widget.session.output.name == f"input ct → CT (t1-ct-resnet){LAYER_WARNING}"
     assert widget.session.output.name in viewer.layers
 
@@ -53,4 +54,4 @@ def test_t1_shows_no_warning_and_the_card_unfolds(open_translate):
     assert not widget.card_panel.text.isVisible()  # folded by default
     widget.card_panel.setChecked(True)
     assert widget.card_panel.text.isVisible()
-    assert "Limits: research use only; trained on a procedural phantom" in widget.card_panel.text.text()
+    assert "Limits: research use only; trained on a procedural phantom" in widget.card_panel.text.toPlainText()
