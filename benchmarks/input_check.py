@@ -36,12 +36,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._machine import load_note  # noqa: E402
-from napari_medtrans.checkpoint import read_metadata  # noqa: E402
-from napari_medtrans.input_check import check_input  # noqa: E402
-from napari_medtrans.io import Volume, read_volume  # noqa: E402
-from napari_medtrans.phantom import PhantomSubject, generate_subject  # noqa: E402
-from napari_medtrans.shipped import shipped_dir  # noqa: E402
+from benchmarks._machine import load_note
+from napari_medtrans.checkpoint import read_metadata
+from napari_medtrans.input_check import check_input
+from napari_medtrans.io import Volume, read_volume
+from napari_medtrans.phantom import PhantomSubject, generate_subject
+from napari_medtrans.shipped import shipped_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 IN_DIST_SEED = 20000
@@ -80,7 +80,7 @@ OOD_KINDS: dict[str, Callable[[PhantomSubject], Volume]] = {
 def auroc(negatives: list[float], positives: list[float]) -> float:
     """P(score of a positive > score of a negative), ties counting one half (Mann–Whitney)."""
     neg, pos = np.asarray(negatives)[:, None], np.asarray(positives)[None, :]
-    return float(((pos > neg).mean() + 0.5 * (pos == neg).mean()))
+    return float((pos > neg).mean() + 0.5 * (pos == neg).mean())
 
 
 def real_files(tmp: Path) -> dict[str, Path]:
@@ -164,16 +164,16 @@ def write_markdown(report: dict, command: str, note: str, seconds: float) -> str
         "",
         f"`{command}` ({seconds:.0f} s). {note}",
         "",
-        f"In-distribution: {report['in_dist']} held-out phantom T1 volumes (seeds {IN_DIST_SEED}–"
+        (f"In-distribution: {report['in_dist']} held-out phantom T1 volumes (seeds {IN_DIST_SEED}–"
         f"{IN_DIST_SEED + report['in_dist'] - 1}, never used in training). Out of distribution: "
         f"{report['per_kind']} volumes per kind from other held-out subjects (seeds {OOD_SEED}–"
         f"{OOD_SEED + report['per_kind'] - 1}); how each is made is in the script's docstring. No input carries "
         "a modality tag here, so these numbers are for the image and geometry check alone; a header that "
-        "says CT or T2 is refused by rule on top of this.",
+        "says CT or T2 is refused by rule on top of this."),
         "",
-        "AUROC of the score (full check: image features + geometry; image: features of a bare array), "
+        ("AUROC of the score (full check: image features + geometry; image: features of a bare array), "
         "false-alarm rate (in-distribution volumes flagged) and, per kind, the fraction flagged at the "
-        "verdict's threshold:",
+        "verdict's threshold:"),
         "",
         "| translator | AUROC full | AUROC image | false alarms | max in-dist score | "
         + " | ".join(f"{k} AUROC / flagged" for k in kinds) + " |",
@@ -186,9 +186,9 @@ def write_markdown(report: dict, command: str, note: str, seconds: float) -> str
             + " | ".join(f"{e['kinds'][k]['auroc_full']:.3f} / {e['kinds'][k]['detected']:.0%}" for k in kinds)
             + " |"
         )
-    lines += ["", f"No false alarm in {report['in_dist']} in-distribution volumes bounds the false-alarm rate "
+    lines += ["", (f"No false alarm in {report['in_dist']} in-distribution volumes bounds the false-alarm rate "
               f"below {3 / report['in_dist']:.1%} (95 %, rule of three) where the table shows 0 %; the largest "
-              "in-distribution score is the margin left below the threshold (1.0)."]
+              "in-distribution score is the margin left below the threshold (1.0).")]
     lines += ["", "## Real files (headers as read)", ""]
     for label, r in report["real"].items():
         lines.append(f"- **{label}**: shape {tuple(r['shape'])}, spacing {tuple(r['spacing'])} mm, "

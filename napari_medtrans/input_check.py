@@ -33,11 +33,12 @@ What is compared:
 The verdict's ``score`` is the largest measured distance in units of its
 threshold (above 1: out of distribution); ``ood`` is true when the score
 exceeds 1 or a header rule (modality, slice plane) fails. Computing the
-features needs numpy only (no network weights).
+features needs numpy and scipy only (no network weights).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -141,7 +142,7 @@ def _shell_means(x: np.ndarray, foreground: np.ndarray) -> list[float]:
         return [-1.0, -1.0, -1.0]
     edges = [0.0, SHELLS[0] * deepest, SHELLS[1] * deepest, np.inf]
     means = []
-    for low, high in zip(edges[:-1], edges[1:]):
+    for low, high in itertools.pairwise(edges):
         shell = (depth > low) & (depth <= high)
         means.append(float(x[shell].mean()) if shell.any() else -1.0)
     return means

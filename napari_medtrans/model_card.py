@@ -116,8 +116,8 @@ def card_lines(card: Mapping[str, Any]) -> list[str]:
     lines = [
         card.get("summary", ""),
         f"Trained on: {card.get('training_data')}",
-        f"Regime: {card.get('regime')}; training subjects: {card.get('training_size')}; "
-        f"iterations: {card.get('iterations')}; weights: {card.get('parameters') or 'not recorded'}",
+        (f"Regime: {card.get('regime')}; training subjects: {card.get('training_size')}; "
+        f"iterations: {card.get('iterations')}; weights: {card.get('parameters') or 'not recorded'}"),
         f"Input: {card.get('input')}",
         "Deviations from the paper: " + ("; ".join(card.get("deviations") or []) or "none recorded"),
         f"Held-out: {metrics} on {held.get('data')}" if metrics else f"Held-out: {held.get('note', 'none')}",

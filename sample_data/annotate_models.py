@@ -29,10 +29,14 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from napari_medtrans.checkpoint import TranslatorMetadata, read_metadata, update_metadata  # noqa: E402
-from napari_medtrans.input_check import normalised_slices  # noqa: E402
-from napari_medtrans.intensity import IntensityModel  # noqa: E402
-from napari_medtrans.model_card import annotate  # noqa: E402
+from napari_medtrans.checkpoint import (
+    TranslatorMetadata,
+    read_metadata,
+    update_metadata,
+)
+from napari_medtrans.input_check import normalised_slices
+from napari_medtrans.intensity import IntensityModel
+from napari_medtrans.model_card import annotate
 
 #: Held-out subjects of make_demo_models.py (seeds never used in training).
 HELD_OUT_DATA = "held-out phantom subjects, seeds 1000–1002, 32×128×128, in the body mask"

@@ -3,29 +3,35 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from napari_medtrans.checkpoint import TranslatorMetadata, read_metadata, save_translator, update_metadata
+from napari_medtrans.checkpoint import (
+    TranslatorMetadata,
+    read_metadata,
+    save_translator,
+    update_metadata,
+)
 from napari_medtrans.cli import main
 from napari_medtrans.input_check import (
     HISTOGRAM_BINS,
     build_signature,
     check_input,
-    geometry_of,
     normalised_slices,
     slice_plane,
     training_geometry,
     volume_features,
 )
 from napari_medtrans.intensity import ct_window, mr_percentile
-from napari_medtrans.io import Volume, write_volume
+from napari_medtrans.io import Volume, read_volume, write_volume
 from napari_medtrans.model_card import PHANTOM_LIMIT, build_card, card_lines
 from napari_medtrans.nets import build_network
 from napari_medtrans.phantom import generate_cohort, generate_subject
+from napari_medtrans.registry import resolve
 
 SHAPE = (16, 64, 64)
 GENERATOR = {"arch": "unet", "in_channels": 1, "out_channels": 1, "ngf": 4, "depth": 2}
@@ -201,3 +207,11 @@ def test_trainer_export_writes_signature_and_card(tmp_path):
     assert md.input_signature["volumes"] >= 1
     assert md.card["training_data"].startswith("procedural phantom heads")
     assert md.card["held_out"]["metrics"]["MAE"] > 0
+
+
+def test_real_t1_from_nibabel_is_unlike_the_phantom():
+    nibabel_testing = pytest.importorskip("nibabel.testing")
+    volume = read_volume(Path(nibabel_testing.data_path) / "anatomical.nii")  # a real 2-mm T1 crop, no modality
+    verdict = check_input(volume, read_metadata(resolve("t1-ct-resnet")))
+    assert verdict.ood and verdict.score > 5
+    assert "field of view 82 × 66 mm, trained on 154 × 154 mm" in verdict.reasons

@@ -48,7 +48,7 @@ def test_ct_given_to_an_mr_to_ct_translator_shows_a_warning(open_translate):
 
 
 def test_t1_shows_no_warning_and_the_card_unfolds(open_translate):
-    viewer, widget = open_translate("t1")
+    _viewer, widget = open_translate("t1")
     assert not widget.input_warning.isVisible()
     assert widget.session.output.name == "input t1 → CT (t1-ct-resnet)"
     assert not widget.card_panel.text.isVisible()  # folded by default

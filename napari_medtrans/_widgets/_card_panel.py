@@ -67,7 +67,7 @@ class InputWarning(QLabel):
         self._fit_height()
         self.show()
 
-    def resizeEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+    def resizeEvent(self, event: Any) -> None:
         """Keep every line of the reasons on screen when the dock is narrow."""
         super().resizeEvent(event)
         self._fit_height()
