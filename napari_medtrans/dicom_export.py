@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import DSfloat
 
 from napari_medtrans.io import Volume, list_dicom_series, read_volume
@@ -59,11 +59,12 @@ class DicomExportError(ValueError):
 
 @dataclass(frozen=True)
 class SliceGeometry:
-    """Where one slice lies: position of its first pixel, row/column directions, pixel spacing (row, col)."""
+    """Where one slice lies: position of its first pixel (x, y, z), row and column directions, pixel
+    spacing (between rows, between columns) and thickness, in mm."""
 
-    position: tuple[float, float, float]
+    position: tuple[float, ...]
     orientation: tuple[float, ...]
-    pixel_spacing: tuple[float, float]
+    pixel_spacing: tuple[float, ...]
     thickness: float
 
 
@@ -92,7 +93,7 @@ def _like_slices(folder: Path, volume: Volume) -> tuple[list[SliceGeometry], Dat
         for name in ("origin", "spacing", "direction")
     }
     if max(mismatch.values()) > GEOMETRY_TOLERANCE_MM:
-        worst = max(mismatch, key=mismatch.get)
+        worst = max(mismatch, key=lambda name: mismatch[name])
         raise DicomExportError(f"{folder}: the sCT's {worst} differs from the series by {mismatch[worst]:.3g} "
                                f"(tolerance {GEOMETRY_TOLERANCE_MM}); translate this series to get an sCT on its grid")
     headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
@@ -122,7 +123,7 @@ def _series_dataset(like: Dataset | None, description: str, intercept: float, de
     if like is not None:
         for tag in IDENTITY_TAGS:
             if tag in like:
-                setattr(ds, tag, like.data_element(tag).value)
+                setattr(ds, tag, like[tag].value)
         number = int(getattr(like, "SeriesNumber", 0) or 0) + SERIES_NUMBER_OFFSET
     else:
         ds.PatientName, ds.PatientID = "", ""
@@ -161,8 +162,8 @@ def _slice_file(shared: Dataset, geometry: SliceGeometry, pixels: np.ndarray, nu
     ds.Rows, ds.Columns = pixels.shape
     ds.PixelData = np.ascontiguousarray(pixels, dtype="<u2").tobytes()
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    meta.MediaStorageSOPClassUID = UID(CT_IMAGE_STORAGE)
+    meta.MediaStorageSOPInstanceUID = UID(ds.SOPInstanceUID)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta
     return ds

@@ -226,7 +226,8 @@ def training_geometry(description: Mapping[str, Any], axis: int) -> dict[str, An
         return {}
     from napari_medtrans.phantom.fields import Grid
 
-    grid = Grid(tuple(int(n) for n in description["shape"]))
+    depth, rows, cols = (int(n) for n in description["shape"])
+    grid = Grid((depth, rows, cols))
     blank = np.broadcast_to(np.uint8(0), grid.shape)
     return geometry_of(Volume(blank, grid.spacing, grid.origin), axis)
 
