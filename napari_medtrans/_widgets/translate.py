@@ -44,6 +44,7 @@ from napari_medtrans.onthefly import SliceOutcome, SliceScheduler
 
 from . import overlays
 from ._card_panel import LAYER_WARNING, CardPanel, InputWarning
+from ._dicom_action import SaveDicomButton
 from ._panels import ComparePanel, FieldPanel, UncertaintyPanel
 from ._threads import call_limited, limit_torch_threads
 
@@ -142,6 +143,7 @@ class TranslateWidget(QWidget):
         self.compare_panel = ComparePanel(self)
         self.card_panel = CardPanel()
         self.input_warning = InputWarning()
+        self.save_dicom_button = SaveDicomButton(self)
         self._build_layout()
 
         self.refresh_translators()
@@ -192,6 +194,7 @@ class TranslateWidget(QWidget):
         buttons.addWidget(self.volume_button)
         buttons.addWidget(self.cancel_button)
         run_layout.addRow(buttons)
+        run_layout.addRow(self.save_dicom_button)
         run_layout.addRow(self.progress)
         run_layout.addRow(self.status_label)
         run_layout.addRow(self.input_warning)
