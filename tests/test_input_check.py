@@ -179,11 +179,13 @@ def test_check_input_cli_json(tmp_path, capsys, held_out):
 def test_translate_strict_refuses_ct_and_warns_otherwise(tmp_path, capsys, held_out):
     ct = tmp_path / "ct.nii.gz"
     write_volume(held_out.volume("ct"), ct)
-    code = main(["translate", str(ct), "--model", "t1-ct-resnet", "--out", str(tmp_path / "o"), "--strict"])
+    t1 = tmp_path / "t1.nii.gz"
+    write_volume(generate_subject(4242).volume("t1"), t1)  # on the training grid: passes
+    code = main(["translate", str(t1), str(ct), "--model", "t1-ct-resnet", "--out", str(tmp_path / "o"), "--strict"])
     assert code == 2
     err = capsys.readouterr().err
-    assert "refused by --strict: header says CT; this translator expects T1" in err
-    assert not (tmp_path / "o" / "ct_CT.nii.gz").exists()
+    assert f"refused by --strict: {ct}: header says CT; this translator expects T1" in err
+    assert not (tmp_path / "o").exists()  # not even the T1 that passed
     assert main(["translate", str(ct), "--model", "t1-ct-resnet", "--out", str(tmp_path / "o")]) == 0
     assert "WARNING: input unlike the training data" in capsys.readouterr().err
 

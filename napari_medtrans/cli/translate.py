@@ -1,9 +1,10 @@
 """``medtrans translate INPUT... --model NAME|PATH --out DIR``: translate volumes.
 
 Each input is first compared with the translator's training data
-(``medtrans check-input``); the verdict is printed, and ``--strict`` refuses an
-input found unlike it. Writes ``<stem>_<target>.nii.gz`` (and ``<stem>_<target>_uncertainty.nii.gz``
-with ``--uncertainty``) with each input's geometry. Existing files are never
+(``medtrans check-input``); the verdict is printed, and ``--strict`` refuses,
+before anything is written, when any input is found unlike it. Writes
+``<stem>_<target>.nii.gz`` (and ``<stem>_<target>_uncertainty.nii.gz`` with
+``--uncertainty``) with each input's geometry. Existing files are never
 replaced without ``--overwrite``.
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 from napari_medtrans.checkpoint import CheckpointError
 from napari_medtrans.cli import CommandError
 from napari_medtrans.inference import DEVICES, PRECISIONS, Translator, load_translator, resolve_device
+from napari_medtrans.input_check import Verdict
 from napari_medtrans.io import Volume, VolumeReadError, read_volume, volume_stem, write_volume
 
 UNCERTAINTY_CHOICES = ("tta", "mc_dropout", "scale")
@@ -124,6 +126,17 @@ def _mask_for(mask: Volume | None, volume: Volume, source: Path) -> np.ndarray |
     return mask.array != 0
 
 
+def _checked(translator: Translator, source: Path, axis: int | None) -> tuple[Volume, Verdict]:
+    """Read ``source`` and print the input check's verdict on it."""
+    try:
+        volume = read_volume(source)
+    except VolumeReadError as exc:
+        raise CommandError(str(exc)) from exc
+    verdict = translator.check_input(volume, axis=axis)
+    print(f"{source}: {verdict.summary()}", file=sys.stderr)
+    return volume, verdict
+
+
 def run(args: argparse.Namespace) -> int:
     """Translate every input; exit 0 when all were written."""
     if args.batch_size is not None and args.batch_size < 1:
@@ -132,15 +145,13 @@ def run(args: argparse.Namespace) -> int:
     target = translator.metadata.target
     plan = _plan(args, target)
     mask = _read_mask(args.mask) if args.mask else None
+    if args.strict:  # every input is checked before any output is written
+        refused = [f"{source}: " + "; ".join(verdict.reasons) for source, _, _ in plan
+                   if (verdict := _checked(translator, source, args.axis)[1]).ood]
+        if refused:
+            raise CommandError("refused by --strict: " + " | ".join(refused))
     for source, image_path, uncertainty_path in plan:
-        try:
-            volume = read_volume(source)
-        except VolumeReadError as exc:
-            raise CommandError(str(exc)) from exc
-        verdict = translator.check_input(volume, axis=args.axis)
-        print(f"{source}: {verdict.summary()}", file=sys.stderr)
-        if verdict.ood and args.strict:
-            raise CommandError(f"{source}: refused by --strict: " + "; ".join(verdict.reasons))
+        volume, _ = _checked(translator, source, args.axis)
         result = translator.translate_volume(
             volume,
             axis=args.axis,
