@@ -91,6 +91,10 @@ class TranslatorMetadata:
     context_slices: int = 1
     outputs: list[str] = field(default_factory=lambda: ["image"])
     provenance: dict[str, Any] = field(default_factory=dict)
+    card: dict[str, Any] = field(default_factory=dict)
+    """Model card (:mod:`napari_medtrans.model_card`): data, regime, held-out numbers, intended use, limits."""
+    input_signature: dict[str, Any] = field(default_factory=dict)
+    """Training-data statistics the input check compares a new volume with (:mod:`napari_medtrans.input_check`)."""
 
     def validate(self) -> None:
         """Raise :class:`CheckpointError` naming the first inconsistent field."""
@@ -344,3 +348,25 @@ def convert_pth(
     generator = _build_checked("generator", info, {k: v.shape for k, v in state.items()})
     generator.load_state_dict(state)
     return save_translator(dst, {"generator": generator}, info, overwrite=overwrite)
+
+
+def update_metadata(path: str | os.PathLike[str], updates: Mapping[str, Any]) -> TranslatorMetadata:
+    """Set top-level metadata keys of a translator file in place; the tensor bytes are kept as they are.
+
+    Only the JSON header is rewritten (the safetensors layout: 8-byte header
+    length, JSON header, tensor data with offsets relative to its start), and
+    the new file replaces the old one atomically. Returns the new metadata.
+    """
+    path = Path(path)
+    read_metadata(path)  # refuse what is not a translator
+    blob = path.read_bytes()
+    length = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + length])
+    data = json.loads(header["__metadata__"][METADATA_KEY])
+    data.update(updates)
+    metadata = TranslatorMetadata.from_dict(data)
+    header["__metadata__"][METADATA_KEY] = json.dumps(data)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # keep the tensor data 8-byte aligned, as safetensors writes it
+    atomic_write_bytes(path, len(text).to_bytes(8, "little") + text + blob[8 + length :])
+    return metadata

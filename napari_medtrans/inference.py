@@ -45,6 +45,7 @@ from torch import nn
 
 from napari_medtrans import constants
 from napari_medtrans.checkpoint import TranslatorMetadata, load_modules
+from napari_medtrans.input_check import Verdict, check_input
 from napari_medtrans.intensity import IntensityMapping
 from napari_medtrans.io import Volume
 from napari_medtrans.nets.registration import warp
@@ -66,6 +67,8 @@ FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
 ACTIVATION_BUDGET = {"cpu": 2**21}
 ACCELERATOR_BUDGET = 2**26
 MAX_BATCH = 64
+#: Output outside a translation mask, per target modality (others: the low bound of the output mapping).
+BACKGROUND = {"CT": -1000.0}
 
 
 class Cancelled(Exception):
@@ -223,6 +226,10 @@ class Translator:
         return _has_dropout(self.generator)
 
     # ----------------------------------------------------------------- public API
+    def check_input(self, volume: Volume | np.ndarray, *, axis: int | None = None) -> Verdict:
+        """Is ``volume`` like this translator's training data? (:func:`~napari_medtrans.input_check.check_input`)."""
+        return check_input(volume, self.metadata, axis=axis)
+
     def prepare(self, array: np.ndarray, *, axis: int | None = None, cache_size: int = 32) -> PreparedVolume:
         """Fit the source intensity model once; ``axis`` defaults to the model's slice axis."""
         array = np.asarray(array)
@@ -271,12 +278,18 @@ class Translator:
         progress: Callable[[int, int], None] | None = None,
         cancel: Callable[[], bool] | None = None,
         mc_samples: int = 8,
+        mask: np.ndarray | None = None,
     ) -> TranslationResult:
         """Translate a whole volume in batches of slices (``batch_size`` None: :meth:`auto_batch_size`).
 
         ``progress(done, total)`` is called after each batch; when ``cancel()``
         returns true the next batch is not started and :class:`Cancelled` is raised.
+        With a ``mask`` (nonzero inside, the volume's shape) the output outside it is
+        the target's background (:data:`BACKGROUND`: air, −1000 HU, for CT) and its
+        uncertainty 0.
         """
+        if mask is not None and np.shape(mask) != np.shape(volume.array if isinstance(volume, Volume) else volume):
+            raise ValueError(f"mask shape {np.shape(mask)} differs from the volume's")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
         prepared = self.prepare(volume.array if isinstance(volume, Volume) else volume, axis=axis, cache_size=0)
@@ -297,6 +310,12 @@ class Translator:
                 view[start:stop] = batch[name]
             if progress is not None:
                 progress(stop, total)
+        if mask is not None:
+            outside = ~np.asarray(mask, dtype=bool)
+            outputs["image"][outside] = BACKGROUND.get(self.metadata.target, self.output_mapping.lo)
+            for name in ("scale", "uncertainty"):
+                if outputs[name] is not None:
+                    outputs[name][outside] = 0.0
         return TranslationResult(**outputs)
 
     def register(

@@ -55,6 +55,7 @@ class TranslatorInfo:
             "context_slices": md.context_slices,
             "networks": md.networks,
             "provenance": md.provenance,
+            "card": md.card,
         }
 
 

@@ -40,4 +40,4 @@ if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
     fi
 fi
 echo "setup: installing napari-medtrans (editable) with PyQt5 and test tools"
-"${pip[@]}" -e "$root[pyqt5,test,eval]"
+"${pip[@]}" -e "$root[pyqt5,test,eval,realdata]"

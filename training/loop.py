@@ -27,6 +27,7 @@ import torch
 import napari_medtrans
 from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
 from napari_medtrans.inference import PRECISIONS
+from napari_medtrans.model_card import annotate
 from napari_medtrans.rundir import RunDir, RunLockedError, require_writable_folder
 from training import distributed as dist_utils
 from training.checkpointing import checkpoint_bytes, load_checkpoint, save_checkpoint
@@ -445,7 +446,7 @@ class Trainer:
 
     def translator_metadata(self) -> TranslatorMetadata:
         cfg, method = self.cfg, self.method
-        return TranslatorMetadata(
+        metadata = TranslatorMetadata(
             name=cfg.name or self.run.path.name,
             method=cfg.method,
             source=cfg.data.source_modality,
@@ -462,6 +463,12 @@ class Trainer:
                         "data": self.cohort.description, "version": napari_medtrans.__version__,
                         "best_val_mae": self.best, "config": cfg.to_dict()},
         )
+        best = None if self.best is None else {
+            "mae": float(self.cohort.target_intensity.output_mapping().scale_from_network(self.best))}
+        annotate(metadata, (s.source for s in self.cohort.train if s.source is not None), held_out=best,
+                 held_out_data="the run's validation slices (best during training)",
+                 parameters=sum(p.numel() for m in method.translator_modules().values() for p in m.parameters()))
+        return metadata
 
     def _write_translator(self):
         if not self.is_main:

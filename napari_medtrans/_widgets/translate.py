@@ -39,10 +39,13 @@ from napari_medtrans import registry
 from napari_medtrans.constants import AIR_HU
 from napari_medtrans.comparison import resample_like
 from napari_medtrans.inference import Cancelled, Translator, load_translator
+from napari_medtrans.input_check import Verdict
 from napari_medtrans.io import Volume, volume_from_layer
 from napari_medtrans.onthefly import SliceOutcome, SliceScheduler
 
 from . import overlays
+from ._card_panel import LAYER_WARNING, CardPanel, InputWarning
+from ._dicom_action import SaveDicomButton
 from ._panels import ComparePanel, FieldPanel, UncertaintyPanel
 from ._threads import call_limited, limit_torch_threads
 
@@ -139,6 +142,9 @@ class TranslateWidget(QWidget):
         self.uncertainty_panel = UncertaintyPanel(self)
         self.field_panel = FieldPanel(self)
         self.compare_panel = ComparePanel(self)
+        self.card_panel = CardPanel()
+        self.input_warning = InputWarning()
+        self.save_dicom_button = SaveDicomButton(self)
         self._build_layout()
 
         self.refresh_translators()
@@ -189,10 +195,12 @@ class TranslateWidget(QWidget):
         buttons.addWidget(self.volume_button)
         buttons.addWidget(self.cancel_button)
         run_layout.addRow(buttons)
+        run_layout.addRow(self.save_dicom_button)
         run_layout.addRow(self.progress)
         run_layout.addRow(self.status_label)
+        run_layout.addRow(self.input_warning)
         layout = QVBoxLayout(self)
-        for box in (source, run, self.uncertainty_panel, self.field_panel, self.compare_panel):
+        for box in (source, self.card_panel, run, self.uncertainty_panel, self.field_panel, self.compare_panel):
             layout.addWidget(box)
         layout.addStretch()
 
@@ -258,6 +266,7 @@ class TranslateWidget(QWidget):
             self.info_label.setText("No translator found (see `medtrans models`).")
             return
         meta = infos[name].metadata
+        self.card_panel.show_card(meta.card)
         self.info_label.setText(f"{meta.method}: {meta.source} → {meta.target}, {meta.size}², {'+'.join(meta.outputs)}")
         self.info_label.setToolTip(
             f"method {meta.method}; {meta.source} → {meta.target}; trained on {meta.size}² slices along axis "
@@ -269,6 +278,7 @@ class TranslateWidget(QWidget):
 
     def _on_choice_changed(self, *args: Any) -> None:
         self._show_metadata()
+        self.input_warning.show_verdict(None)
         self.close_session()
         if self.onthefly_check.isChecked():
             self.start_session()
@@ -303,13 +313,13 @@ class TranslateWidget(QWidget):
         self._loading = None
 
     def _on_loaded(self, loaded: tuple[Translator, Any, napari.layers.Image, Volume]) -> None:
-        translator, prepared, layer, volume = loaded
+        translator, prepared, layer, volume, verdict = loaded
         if layer.name not in self.viewer.layers or layer.name != self.input_combo.currentText():
             return  # the choice changed while loading
         meta = translator.metadata
         shape = volume.array.shape
         fill = AIR_HU if meta.target == "CT" else 0.0  # slices not translated yet show as air
-        tag = f"{layer.name} → {meta.target} ({meta.name})"
+        tag = f"{layer.name} → {meta.target} ({meta.name})" + (LAYER_WARNING if verdict.ood else "")
         output = overlays.add_translation_layer(
             self.viewer, tag, np.full(shape, fill, np.float32), volume, meta.target, self.window_combo.currentText()
         )
@@ -331,6 +341,7 @@ class TranslateWidget(QWidget):
             translator, prepared, layer, volume, output, uncertainty, scheduler, key=(layer.name, meta.name, precision)
         )
         self.status_label.setText(f"{meta.name} ready on {translator.device}.")
+        self.input_warning.show_verdict(verdict)
         self.viewer.layers.selection.active = layer
         if self.onthefly_check.isChecked():
             self._start_onthefly()
@@ -520,10 +531,11 @@ class TranslateWidget(QWidget):
 
 def _load(
     name: str, device: str, layer: napari.layers.Image, volume: Volume
-) -> tuple[Translator, Any, napari.layers.Image, Volume]:
+) -> tuple[Translator, Any, napari.layers.Image, Volume, Verdict]:
     translator = load_translator(name, device=device)
     limit_torch_threads(translator)
-    return translator, translator.prepare(volume.array, axis=translator.metadata.slice_axis), layer, volume
+    prepared = translator.prepare(volume.array, axis=translator.metadata.slice_axis)
+    return translator, prepared, layer, volume, translator.check_input(volume)
 
 
 def _tagged(scheduler: SliceScheduler, translator: Translator) -> Any:

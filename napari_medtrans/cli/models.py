@@ -1,23 +1,33 @@
-"""``medtrans models [--json]``: the translators the registry finds."""
+"""``medtrans models [--json] [--card NAME]``: the translators the registry finds, or one model card."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
+from napari_medtrans.cli import CommandError
+from napari_medtrans.model_card import card_lines
 from napari_medtrans.registry import list_translators, user_dir
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``models`` subcommand."""
     parser = subparsers.add_parser("models", help="list available translators", description=__doc__)
-    parser.add_argument("--json", action="store_true", help="print a JSON list of objects")
+    parser.add_argument("--json", action="store_true", help="print a JSON list of objects (with each model card)")
+    parser.add_argument("--card", metavar="NAME", help="print the model card of translator NAME")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the translators as a table or as JSON."""
     infos = list_translators()
+    if args.card:
+        chosen = [i for i in infos if i.name == args.card]
+        if not chosen:
+            raise CommandError(f"no translator named {args.card!r}; known: {', '.join(i.name for i in infos) or 'none'}")
+        card = chosen[0].metadata.card
+        print(json.dumps(card, indent=2) if args.json else "\n".join(card_lines(card)))
+        return 0
     if args.json:
         print(json.dumps([info.to_dict() for info in infos], indent=2))
         return 0

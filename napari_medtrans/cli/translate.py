@@ -1,7 +1,10 @@
 """``medtrans translate INPUT... --model NAME|PATH --out DIR``: translate volumes.
 
-Writes ``<stem>_<target>.nii.gz`` (and ``<stem>_<target>_uncertainty.nii.gz``
-with ``--uncertainty``) with each input's geometry. Existing files are never
+Each input is first compared with the translator's training data
+(``medtrans check-input``); the verdict is printed, and ``--strict`` refuses,
+before anything is written, when any input is found unlike it. Writes
+``<stem>_<target>.nii.gz`` (and ``<stem>_<target>_uncertainty.nii.gz`` with
+``--uncertainty``) with each input's geometry. Existing files are never
 replaced without ``--overwrite``; with it, an old ``_uncertainty`` file that the
 new run does not write is removed (it belonged to the replaced image). Outputs
 are claimed before any work by creating them empty and exclusively, so two
@@ -19,12 +22,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from napari_medtrans.checkpoint import CheckpointError
 from napari_medtrans.cli import CommandError
 from napari_medtrans.inference import DEVICES, PRECISIONS, Translator, load_translator, resolve_device
-from napari_medtrans.io import VolumeReadError, read_volume, volume_stem, write_volume
+from napari_medtrans.input_check import Verdict
+from napari_medtrans.io import Volume, VolumeReadError, read_volume, volume_stem, write_volume
 
 UNCERTAINTY_CHOICES = ("tta", "mc_dropout", "scale")
+MASK_GRID_TOLERANCE = 1e-3  # mm (NIfTI keeps geometry in float32)
 BAR_WIDTH = 30
 
 
@@ -45,6 +52,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "slice so that its activations fit the CPU caches, larger on a GPU)")
     parser.add_argument("--series-uid", help="the DICOM series to read from a folder holding several")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--mask", type=Path, metavar="FILE",
+                        help="translate only inside this mask (nonzero voxels, the input's grid); outside is air")
+    parser.add_argument("--strict", action="store_true",
+                        help="refuse an input that the input check finds unlike the training data")
     parser.set_defaults(func=run)
 
 
@@ -135,6 +146,38 @@ def _release(claimed: list[Path]) -> None:
             path.unlink(missing_ok=True)
 
 
+def _read_mask(path: Path) -> Volume:
+    try:
+        return read_volume(path)
+    except VolumeReadError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _mask_for(mask: Volume | None, volume: Volume, source: Path) -> np.ndarray | None:
+    """The mask's array when it lies on ``volume``'s grid; a CommandError naming both files otherwise."""
+    if mask is None:
+        return None
+    if mask.array.shape != volume.array.shape:
+        raise CommandError(f"--mask {mask.path}: shape {mask.array.shape} differs from {source}'s {volume.array.shape}")
+    for name in ("spacing", "origin", "direction"):
+        if not np.allclose(getattr(mask, name), getattr(volume, name), rtol=0, atol=MASK_GRID_TOLERANCE):
+            raise CommandError(f"--mask {mask.path}: {name} {getattr(mask, name)} differs from {source}'s "
+                               f"{getattr(volume, name)}; resample the mask onto the input first")
+    return mask.array != 0
+
+
+def _checked(translator: Translator, source: Path, axis: int | None,
+             series_uid: str | None = None) -> tuple[Volume, Verdict]:
+    """Read ``source`` and print the input check's verdict on it."""
+    try:
+        volume = read_volume(source, series_uid=series_uid)
+    except VolumeReadError as exc:
+        raise CommandError(str(exc)) from exc
+    verdict = translator.check_input(volume, axis=axis)
+    print(f"{source}: {verdict.summary()}", file=sys.stderr)
+    return volume, verdict
+
+
 def run(args: argparse.Namespace) -> int:
     """Translate every input; exit 0 when all were written."""
     if args.batch_size is not None and args.batch_size < 1:
@@ -142,10 +185,17 @@ def run(args: argparse.Namespace) -> int:
     translator = _load(args)
     target = translator.metadata.target
     plan = _plan(args, target)
+    mask = _read_mask(args.mask) if args.mask else None
+    if args.strict:  # every input is checked before any output is written
+        refused = [f"{source}: " + "; ".join(verdict.reasons) for source, _, _ in plan
+                   if (verdict := _checked(translator, source, args.axis, args.series_uid)[1]).ood]
+        if refused:
+            raise CommandError("refused by --strict: " + " | ".join(refused))
     claimed = [] if args.overwrite else _claim(_outputs(args, plan))
     try:
         for source, image_path, uncertainty_path in plan:
-            _translate_one(args, translator, source, image_path, uncertainty_path if args.uncertainty else None)
+            _translate_one(args, translator, source, image_path, uncertainty_path if args.uncertainty else None,
+                           mask)
             if args.overwrite and not args.uncertainty and uncertainty_path.exists():
                 uncertainty_path.unlink()
                 print(f"removed {uncertainty_path} (it belonged to the replaced image)", file=sys.stderr)
@@ -155,13 +205,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _translate_one(args: argparse.Namespace, translator: Translator, source: Path, image_path: Path,
-                   uncertainty_path: Path | None) -> None:
-    """Read, translate and write one input (replacing a claimed placeholder)."""
+                   uncertainty_path: Path | None, mask: Volume | None) -> None:
+    """Read, check, translate and write one input (replacing a claimed placeholder)."""
     target = translator.metadata.target
-    try:
-        volume = read_volume(source, series_uid=args.series_uid)
-    except VolumeReadError as exc:
-        raise CommandError(str(exc)) from exc
+    volume, _ = _checked(translator, source, args.axis, args.series_uid)
     result = translator.translate_volume(
         volume,
         axis=args.axis,
@@ -169,6 +216,7 @@ def _translate_one(args: argparse.Namespace, translator: Translator, source: Pat
         precision=args.precision,
         uncertainty=args.uncertainty if args.uncertainty in ("tta", "mc_dropout") else None,
         progress=progress_bar(source.name),
+        mask=_mask_for(mask, volume, source),
     )
     outputs = [(image_path, result.image)]
     if uncertainty_path is not None:
