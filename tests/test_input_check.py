@@ -198,7 +198,7 @@ def test_models_card_cli(capsys):
 
 @pytest.mark.slow
 def test_trainer_export_writes_signature_and_card(tmp_path):
-    from training_helpers import tiny_config
+    from _training_helpers import tiny_config
 
     from training.loop import train
 
