@@ -7,7 +7,9 @@ generator, LSGAN PatchGAN discriminator, registration network R on
 adv 1 + correction L1 20 (warped translation vs the misaligned target)
 + smoothness 10 (squared forward differences of the field); Adam lr 1e-4,
 β = (0.5, 0.999). Optional cycle mode (C-RegGAN: a second generator and
-discriminator and the CycleGAN cycle loss, weight 10).
+discriminator and the CycleGAN cycle loss, weight 10). As in the reference,
+G and R step first, then D on the translation of the updated G; the learning
+rate stays constant and the networks keep PyTorch's default initialisation.
 
 Unlike the reference code, R is saved with the translator (role
 ``registration``) so that the viewer can show the fields.
@@ -29,16 +31,28 @@ from training.methods.base import GeneratorOptions, Method, StepContext, registe
 
 @dataclass
 class RegGANOptions(GeneratorOptions):
+    lr_decay_start: float = 1.0
+    """Fraction of iterations before linear learning-rate decay (reference: constant, 1)."""
     ndf: int = 64
+    """Filters of the discriminator's first layer (reference: 64)."""
     n_layers_d: int = 3
+    """Stride-2 layers of the PatchGAN discriminator (reference: 3)."""
     reg_nf: int = 16
+    """Filters of the registration network's first level."""
     reg_depth: int = 4
+    """Resolution levels of the registration network."""
     lambda_adv: float = 1.0
+    """Adversarial weight (paper: 1)."""
     lambda_corr: float = 20.0
+    """Correction loss weight, L1 of the registered translation vs the target (paper: 20)."""
     lambda_smooth: float = 10.0
-    reg_lr: float = 0.0  # learning rate of R; 0 = the method's learning rate (as in the paper)
+    """Smoothness weight of the displacement field (paper: 10)."""
+    reg_lr: float = 0.0
+    """Learning rate of R; 0 = the method's learning rate (as in the paper)."""
     cycle: bool = False
+    """C-RegGAN: add a second generator/discriminator and the cycle loss."""
     lambda_cycle: float = 10.0
+    """Cycle loss weight in cycle mode (paper: 10)."""
 
 
 @register("reggan")
@@ -50,6 +64,7 @@ class RegGAN(Method):
     outputs = ("image", "field")
     default_lr = 1e-4
     registration_net = "R"
+    init_type = "default"
 
     def network_specs(self) -> dict[str, dict[str, Any]]:
         o = self.options
@@ -103,7 +118,9 @@ class RegGAN(Method):
         ctx.step(self.optimizers["R"])
         set_requires_grad(discs, True)
         with ctx.autocast():
-            pred_real, pred_fake = D(torch.cat([real_b, fake_b.detach()], 0)).chunk(2, 0)
+            with torch.no_grad():  # the reference trains D on the translation of the updated G
+                fake_b = G(real_a)
+            pred_real, pred_fake = D(torch.cat([real_b, fake_b], 0)).chunk(2, 0)
             loss_d = o.lambda_adv * (gan_loss(pred_real, True, "lsgan") + gan_loss(pred_fake, False, "lsgan"))
             losses["D"] = loss_d
             if o.cycle:
