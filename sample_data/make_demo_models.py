@@ -66,7 +66,7 @@ MODELS: dict[str, dict[str, Any]] = {
                  "--set", "model.ngf=16", "--set", "model.n_blocks=4", "--set", "model.ndf=16",
                  "--set", "data.min_foreground=0"],
     },
-    "t1-ct-uapi": {
+    "t1-ct-uapi-supervised": {
         "iterations": 3000,
         "args": ["--method", "uapi", "--phantom", "paired", "--lr", "2e-4", "--subjects", "48",
                  "--set", "model.ngf=16", "--set", "model.generator_options.depth=4", "--set", "model.ndf=16",
@@ -179,7 +179,7 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
     lines += ["", "Exact commands (also in `results.json`):", ""]
     for name, r in results["models"].items():
         lines.append(f"- `{name}`: `{r['command']}`")
-    uapi = results["models"].get("t1-ct-uapi")
+    uapi = results["models"].get("t1-ct-uapi-supervised")
     if uapi and "sigma_error_pcc" in uapi["metrics"]["mean"]:
         lines += ["", f"UAPI: mean σ {uapi['metrics']['mean']['sigma_mean_hu']:.1f} HU; Pearson correlation of "
                   f"per-slice mean σ and mean |error| (slices with ≥ {PCC_MIN_FOREGROUND:.0%} body), mean over the "

@@ -407,6 +407,8 @@ class Trainer:
             size=cfg.data.size,
             context_slices=cfg.data.context_slices,
             outputs=list(method.outputs),
+            regime=cfg.data.phantom or ("paired" if cfg.data.paired else "unpaired"),
+            deviations=method.deviations(),
             provenance={"run": str(self.run.path.resolve()), "iterations": self.iteration,
                         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         "data": self.cohort.description, "version": napari_medtrans.__version__,

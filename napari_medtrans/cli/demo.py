@@ -18,7 +18,7 @@ import numpy as np
 
 from napari_medtrans.cli import CommandError
 
-DEFAULT_MODEL = "t1-ct-uapi"
+DEFAULT_MODEL = "t1-ct-uapi-supervised"
 DEFAULT_OUT = "medtrans-demo"
 MONTAGE_WINDOW_HU = (-160.0, 240.0)
 

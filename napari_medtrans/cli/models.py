@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from napari_medtrans.registry import list_translators, user_dir
 
@@ -15,6 +16,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def format_deviations(deviations: dict[str, Any]) -> str:
+    """The names of a translator's deviations from its paper (values: ``--json``), or ``none``."""
+    return ",".join(sorted(deviations)) or "none"
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the translators as a table or as JSON."""
     infos = list_translators()
@@ -24,9 +30,10 @@ def run(args: argparse.Namespace) -> int:
     if not infos:
         print(f"no translators found (shipped demos, {user_dir()}, registered runs)")
         return 0
-    rows = [("NAME", "METHOD", "SOURCE→TARGET", "OUTPUTS", "ORIGIN", "PATH")]
+    rows = [("NAME", "METHOD", "SOURCE→TARGET", "OUTPUTS", "REGIME", "DEVIATIONS", "ORIGIN", "PATH")]
     rows += [(i.name, i.metadata.method, f"{i.metadata.source}→{i.metadata.target}",
-              ",".join(i.metadata.outputs), i.origin, str(i.path)) for i in infos]
+              ",".join(i.metadata.outputs), i.metadata.regime or "not recorded",
+              format_deviations(i.metadata.deviations), i.origin, str(i.path)) for i in infos]
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
