@@ -11,8 +11,8 @@ from torch import nn
 
 from training.losses import (
     ImagePool,
-    crop_resize,
     critic_score,
+    crop_resize,
     drift_penalty,
     gan_loss,
     gradient_penalty,
