@@ -31,7 +31,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks._machine import load_note  # noqa: E402
+from benchmarks._machine import load_note
 
 SMALL = ["--size", "64", "--subjects", "8", "--batch-size", "4", "--threads", "1", "--seed", "0",
          "--log-every", "50", "--checkpoint-every", "1000", "--preview-every", "0",
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
              "the code before (main) and after (branch methods); held-out phantom subjects "
              f"{', '.join(map(str, TEST_SEEDS))} of shape {TEST_SHAPE}, metrics in the body mask. "
              "Short runs: early-training behaviour, not converged quality. " + note, "",
-             "| method | MAE before (HU) | MAE after (HU) | SSIM before | SSIM after | σ–error PCC before | "
-             "σ–error PCC after | wall before (s) | wall after (s) |", "|---|---|---|---|---|---|---|---|---|"]
+             ("| method | MAE before (HU) | MAE after (HU) | SSIM before | SSIM after | σ–error PCC before | "
+              "σ–error PCC after | wall before (s) | wall after (s) |"), "|---|---|---|---|---|---|---|---|---|"]
     for method, e in results.items():
         b, a = e["before"], e["after"]
         pcc = [f"{x['sigma_error_pcc']:.2f}" if "sigma_error_pcc" in x else "–" for x in (b, a)]

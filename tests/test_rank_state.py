@@ -4,10 +4,18 @@ checkpoint and come back to that rank; per-rank seeds of different runs never co
 from __future__ import annotations
 
 import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+from safetensors.torch import load_file
+from training_helpers import REPO, subprocess_env, tiny_args
 
+from napari_medtrans.rundir import RunDir
 from training.checkpointing import checkpoint_bytes, load_checkpoint, rank_state
 from training.distributed import rank_seeds
 from training.methods import get_method
@@ -59,3 +67,26 @@ def test_rank_seeds_do_not_collide_across_runs():
     assert len(set(states.values())) == len(states)
     assert states[(0, 1)] != states[(1, 0)]
     assert not np.array_equal(rank_seeds(0, 1, 10).generate_state(2), rank_seeds(0, 1).generate_state(2))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+                    reason="torchrun not installed")
+def test_torchrun_checkpoint_holds_every_ranks_state_and_resumes(tmp_path):
+    from training.checkpointing import read_checkpoint_metadata
+
+    run = RunDir(tmp_path / "run")
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    for iterations, extra in ((3, []), (6, ["--resume"])):
+        cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "training",
+               *tiny_args("cyclegan", run.path, iterations=iterations), *extra]
+        out = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300, check=False)
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    checkpoint = run.checkpoints_dir / "last.safetensors"
+    meta = read_checkpoint_metadata(checkpoint)
+    assert meta["iteration"] == 6 and set(meta["ranks"]) == {"1"}
+    assert meta["ranks"]["1"]["sampler"] != meta["rng"]["sampler"]
+    tensors = load_file(str(checkpoint))
+    assert {"rank1.extra.pool_A", "rank1.rng.torch", "rank1.rng.method"} <= set(tensors)
+    assert not torch.equal(tensors["rank1.rng.method"], tensors["rng.method"])
+    assert "resumed from" in run.log_path.read_text()
