@@ -6,7 +6,9 @@ atomically, then checks that the file still loads and that every tensor is
 bit-identical. The demos were trained before the methods followed their papers
 (issue 13), so their deviations also name what the code then did differently
 (``code_before_issue_13``); the values below are read from each file's
-``provenance.config``.
+``provenance.config``. ``t1-ct-uapi-unpaired`` was trained with the issue-13
+code; its deviations are the options of its recipe that differ from the
+defaults (CPU sizing; no supervised term).
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ sys.path.insert(0, str(HERE.parent))
 SMALL_CPU_NETS = {"ngf": 16, "n_blocks": 4, "ndf": 16, "lr_decay_start": 0.7}
 
 LABELS: dict[str, dict[str, Any]] = {
+    "t1-ct-uapi-unpaired": {  # trained while the trainer did not yet write regime/deviations itself
+        "regime": "unpaired",
+        "deviations": {"ngf": 16, "generator_options": {"depth": 4}, "ndf": 16, "n_critic": 5, "critic_warmup": 20,
+                       "lr_critic": 4e-5, "lr": 1e-4},
+    },
     "t1-ct-resnet": {
         "regime": "paired",
         "deviations": {**SMALL_CPU_NETS, "lr": 3e-4, "data.min_foreground": 0.0,

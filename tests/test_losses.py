@@ -22,6 +22,15 @@ from training.losses import (
 )
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny networks: one intra-op thread (on a shared CPU, spinning OpenMP threads make a step ~50× slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class LinearCritic(nn.Module):
     """D(x) = <w, x>: its gradient is w everywhere, so ‖∇D‖ = ‖w‖."""
 

@@ -2,8 +2,9 @@
 
 ``normal``: N(0, 0.02) for convolution and linear weights (CycleGAN / pix2pix
 ``init_weights(init_type='normal', init_gain=0.02)``); ``xavier``: Xavier normal
-with gain 0.02 (CUT's ``init_type='xavier'``); ``he``: truncated normal with
-std √(2 / fan_in) (Keras ``he_normal``, the PI/UAPI reference's ``Conv2DHE``);
+with gain 0.02 (CUT's ``init_type='xavier'``); ``he``: a normal truncated at
+two standard deviations whose std after truncation is √(2 / fan_in) (Keras
+``he_normal``, the PI/UAPI reference's ``Conv2DHE``);
 ``default``: PyTorch's own initialisation (RegGAN's reference). Biases are set
 to zero, affine norm weights to N(1, 0.02) as in the CycleGAN code.
 """
@@ -14,6 +15,9 @@ import math
 from typing import Literal
 
 from torch import nn
+
+KERAS_TRUNCATION = 0.87962566103423978
+"""Std of a unit normal truncated at ±2 (Keras divides by it so that ``he_normal`` keeps √(2 / fan_in))."""
 
 InitType = Literal["normal", "xavier", "he", "default"]
 INIT_TYPES: tuple[str, ...] = ("normal", "xavier", "he", "default")
@@ -33,7 +37,7 @@ def init_weights(module: nn.Module, kind: InitType, gain: float = 0.02) -> nn.Mo
             elif kind == "xavier":
                 nn.init.xavier_normal_(weight, gain=gain)
             else:
-                std = math.sqrt(2.0 / nn.init._calculate_fan_in_and_fan_out(weight)[0])
+                std = math.sqrt(2.0 / nn.init._calculate_fan_in_and_fan_out(weight)[0]) / KERAS_TRUNCATION
                 nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
