@@ -28,7 +28,8 @@ LABELS: dict[str, dict[str, Any]] = {
     "t1-ct-uapi-unpaired": {  # trained while the trainer did not yet write regime/deviations itself
         "regime": "unpaired",
         "deviations": {"ngf": 16, "generator_options": {"depth": 4}, "ndf": 16, "n_critic": 5, "critic_warmup": 20,
-                       "lr_critic": 4e-5, "lr": 1e-4},
+                       "lr_critic": 4e-5, "lr": 1e-4,
+                       "init_he_std": "0.88·√(2/fan_in): trained before the Keras truncation correction"},
     },
     "t1-ct-resnet": {
         "regime": "paired",
