@@ -35,7 +35,7 @@ from napari_medtrans._widgets._wait import wait, wait_until
 from napari_medtrans._widgets.demo import open_demo
 from napari_medtrans.phantom import generate_subject
 
-MODELS = ("t1-ct-resnet", "t1-ct-uapi", "t1-ct-reggan")
+MODELS = ("t1-ct-resnet", "t1-ct-uapi-supervised", "t1-ct-reggan")
 RESULTS = Path(__file__).resolve().parent / "results" / "onthefly_latency.md"
 
 

@@ -83,7 +83,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["t1-ct-resnet", "t1-ct-uapi"], choices=sorted(demo.MODELS))
+    parser.add_argument("--models", nargs="+", default=["t1-ct-resnet", "t1-ct-uapi-supervised"], choices=sorted(demo.MODELS))
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every recipe's iterations")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "training_precision")

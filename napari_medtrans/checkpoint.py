@@ -59,6 +59,8 @@ METADATA_KEY = "medtrans"
 FORMAT_VERSION = 1
 ROLES = ("generator", "registration")
 OUTPUTS = ("image", "scale", "field")
+REGIMES = ("paired", "unpaired", "misaligned", None)
+"""Data regimes a translator may record (None: trained before regimes were recorded)."""
 
 #: Foreign layout → {prefix: offset(n_blocks)}; see the table in the module doc.
 LAYOUTS: dict[str, dict[str, Callable[[int], int]]] = {
@@ -95,6 +97,10 @@ class TranslatorMetadata:
     """Model card (:mod:`napari_medtrans.model_card`): data, regime, held-out numbers, intended use, limits."""
     input_signature: dict[str, Any] = field(default_factory=dict)
     """Training-data statistics the input check compares a new volume with (:mod:`napari_medtrans.input_check`)."""
+    regime: str | None = None
+    """Data regime it was trained on: paired, unpaired or misaligned (None: not recorded)."""
+    deviations: dict[str, Any] = field(default_factory=dict)
+    """Training options that differ from the method's paper defaults (docs/training.md)."""
 
     def validate(self) -> None:
         """Raise :class:`CheckpointError` naming the first inconsistent field."""
@@ -127,6 +133,10 @@ class TranslatorMetadata:
             raise CheckpointError(f"outputs must include 'image' and lie in {list(OUTPUTS)}, got {self.outputs}")
         if ("field" in self.outputs) != ("registration" in self.networks):
             raise CheckpointError("output 'field' goes with a 'registration' network, and only with one")
+        if self.regime not in REGIMES:
+            raise CheckpointError(f"regime must be one of {[r for r in REGIMES if r]}, got {self.regime!r}")
+        if not isinstance(self.deviations, dict):
+            raise CheckpointError(f"deviations must be a JSON object, got {type(self.deviations).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT_VERSION, **asdict(self)}

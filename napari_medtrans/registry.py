@@ -48,6 +48,8 @@ class TranslatorInfo:
             "source": md.source,
             "target": md.target,
             "outputs": list(md.outputs),
+            "regime": md.regime,
+            "deviations": md.deviations,
             "origin": self.origin,
             "path": str(self.path),
             "slice_axis": md.slice_axis,

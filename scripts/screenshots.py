@@ -104,7 +104,7 @@ def field_views(out: Path, model: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
-    parser.add_argument("--uapi", default="t1-ct-uapi", help="translator with a scale map")
+    parser.add_argument("--uapi", default="t1-ct-uapi-supervised", help="translator with a scale map")
     parser.add_argument("--reggan", default="t1-ct-reggan", help="translator with a registration network")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,10 @@ TINY_MODEL = {
     "pi": ["model.ndf=8", "model.n_critic=2", "model.generator_options.depth=3"],
     "uapi": ["model.ndf=8", "model.n_critic=2", "model.generator_options.depth=3", "model.lambda_paired=1",
              "model.nll_beta=1"],
-    "cut": ["model.n_blocks=2", "model.ndf=8", "model.num_patches=32", "model.nce_features=32"],
-    "fastcut": ["model.n_blocks=2", "model.ndf=8", "model.num_patches=32", "model.nce_features=32"],
+    "cut": ["model.n_blocks=2", "model.ndf=8", "model.num_patches=32", "model.nce_features=32",
+            "model.nce_layers=[0,4,7,10,11]"],
+    "fastcut": ["model.n_blocks=2", "model.ndf=8", "model.num_patches=32", "model.nce_features=32",
+                "model.nce_layers=[0,4,7,10,11]"],
 }
 
 REGIME = {"pix2pix": "paired", "reggan": "misaligned", "cyclegan": "unpaired", "pi": "unpaired",

@@ -6,6 +6,9 @@ One file holds everything needed to resume bit-for-bit in the same setting:
 - ``optim.<optimiser>.<param index>.<key>``: optimiser state tensors (Adam's
   moments and step), with the param groups and any scalar state as JSON;
 - ``extra.<name>``: method state such as CycleGAN's image pools;
+- ``rank<r>.extra.<name>`` / ``rank<r>.rng.<kind>``: the same per-rank state of
+  rank r ≥ 1 of a distributed run (its RNG and sampler state as JSON under
+  ``ranks``), so that every rank resumes its own streams and pools;
 - ``rng.torch`` / ``rng.cuda.<i>`` / ``rng.numpy`` / ``rng.method``: RNG states as
   tensors; Python's ``random`` state, the data sampler's state, the grad scaler
   state, the iteration, the best validation score and the resolved config as
@@ -98,19 +101,36 @@ def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any],
         method_generator.set_state(tensors["rng.method"])
 
 
+RankState = tuple[dict[str, torch.Tensor], dict[str, Any]]
+"""One rank's own state: tensors (``extra.*``, ``rng.*``) and JSON (RNG and sampler state)."""
+
+
+def rank_state(method: Any, sampler_state: dict[str, Any], method_generator: torch.Generator | None) -> RankState:
+    """This process's RNG streams, data-sampler state and method state (image pools)."""
+    tensors = {f"extra.{key}": value.detach().to("cpu").contiguous()
+               for key, value in method.extra_state().items()}
+    rng_tensors, rng_meta = rng_state(method_generator)
+    tensors.update(rng_tensors)
+    return tensors, {**rng_meta, "sampler": sampler_state}
+
+
 def checkpoint_bytes(*, method: Any, scaler: torch.amp.GradScaler, sampler_state: dict[str, Any],
                      iteration: int, config: dict[str, Any], best: float | None,
-                     method_generator: torch.Generator | None, elapsed: float) -> bytes:
-    """Serialise the full training state to safetensors bytes."""
+                     method_generator: torch.Generator | None, elapsed: float,
+                     other_ranks: list[RankState] | None = None) -> bytes:
+    """Serialise the full training state to safetensors bytes (``other_ranks``: the
+    :func:`rank_state` of ranks 1, 2, … of a distributed run)."""
     tensors: dict[str, torch.Tensor] = {}
     for name, net in method.nets.items():
         for key, value in net.state_dict().items():
             tensors[f"net.{name}.{key}"] = value.detach().to("cpu").contiguous().clone()
     optim_meta = {name: _optimizer_state(name, opt, tensors) for name, opt in method.optimizers.items()}
-    for key, value in method.extra_state().items():
-        tensors[f"extra.{key}"] = value.detach().to("cpu").contiguous()
-    rng_tensors, rng_meta = rng_state(method_generator)
-    tensors.update(rng_tensors)
+    own_tensors, rng_meta = rank_state(method, sampler_state, method_generator)
+    tensors.update(own_tensors)
+    ranks_meta = {}
+    for rank, (rank_tensors, rank_meta) in enumerate(other_ranks or [], start=1):
+        tensors.update({f"rank{rank}.{key}": value for key, value in rank_tensors.items()})
+        ranks_meta[str(rank)] = rank_meta
     meta = {
         "format": FORMAT_VERSION,
         "method": method.name,
@@ -121,7 +141,8 @@ def checkpoint_bytes(*, method: Any, scaler: torch.amp.GradScaler, sampler_state
         "config": config,
         "optimizers": optim_meta,
         "scaler": scaler.state_dict(),
-        "rng": {**rng_meta, "sampler": sampler_state},
+        "rng": rng_meta,
+        "ranks": ranks_meta,
     }
     return save_tensors(tensors, metadata={HEADER_KEY: json.dumps(meta)})
 
@@ -147,8 +168,10 @@ def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, method: Any, scaler: torch.amp.GradScaler,
-                    method_generator: torch.Generator | None, restore_rng: bool = True) -> dict[str, Any]:
-    """Restore networks, optimisers, scaler, method state and RNGs; return the metadata."""
+                    method_generator: torch.Generator | None, rank: int = 0) -> dict[str, Any]:
+    """Restore networks, optimisers, scaler, and this rank's method state and RNGs; return
+    the metadata, whose ``rng`` is this rank's (None for a rank ≥ 1 the checkpoint has no
+    state of: it then starts with empty method state and leaves its RNGs alone)."""
     path = Path(path)
     meta = read_checkpoint_metadata(path)
     if meta["method"] != method.name:
@@ -168,9 +191,13 @@ def load_checkpoint(path: str | os.PathLike[str], *, method: Any, scaler: torch.
         if name not in meta["optimizers"]:
             raise TrainingCheckpointError(f"{path}: no state for optimiser {name!r}")
         _load_optimizer(name, optimizer, meta["optimizers"][name], tensors)
+    if rank > 0:
+        own = f"rank{rank}."
+        tensors = {k[len(own):]: v for k, v in tensors.items() if k.startswith(own)}
+        meta["rng"] = meta.get("ranks", {}).get(str(rank))
     method.load_extra_state({k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")})
     if meta.get("scaler"):
         scaler.load_state_dict(meta["scaler"])
-    if restore_rng:
+    if meta["rng"] is not None:
         set_rng_state(tensors, meta["rng"], method_generator)
     return meta

@@ -15,8 +15,9 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -142,3 +143,19 @@ def mean_across_ranks(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     values = values.clone()
     dist.all_reduce(values)
     return values / info.world_size
+
+
+def gather_to_main(obj: Any, info: DistInfo) -> list[Any]:
+    """Every rank's ``obj`` (our own state: tensors on the CPU, plain data), in rank order,
+    on rank 0; an empty list on the other ranks. Collective: every rank must call it."""
+    if not info.enabled:
+        return [obj]
+    gathered: list[Any] = [None] * info.world_size if info.is_main else []
+    dist.gather_object(obj, gathered if info.is_main else None, dst=0)
+    return gathered
+
+
+def rank_seeds(seed: int, rank: int, *extra: int) -> np.random.SeedSequence:
+    """Seed sequence of one rank of one run: ``(seed, rank)`` pairs never collide (seed 0 rank 1
+    differs from seed 1 rank 0), and ``extra`` (e.g. the resume iteration) derives fresh streams."""
+    return np.random.SeedSequence([seed, rank, *extra])

@@ -30,7 +30,7 @@ from napari_medtrans.inference import PRECISIONS
 from napari_medtrans.model_card import annotate
 from napari_medtrans.rundir import RunDir, RunLockedError, require_writable_folder
 from training import distributed as dist_utils
-from training.checkpointing import checkpoint_bytes, load_checkpoint, save_checkpoint
+from training.checkpointing import checkpoint_bytes, load_checkpoint, rank_state, save_checkpoint
 from training.config import ConfigError, TrainConfig, options_from_dict
 from training.data import FOREGROUND_LEVEL, SliceSampler, ValidationSet, load_cohort, to_device, validation_set
 from training.methods import Method, StepContext, get_method
@@ -195,10 +195,11 @@ class Trainer:
     # --- setup ----------------------------------------------------------------
     def _setup(self) -> None:
         cfg = self.cfg
-        seed = cfg.seed + self.dist.rank
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
+        # per-rank streams from (seed, rank): runs and ranks never share a seed
+        py_seed, np_seed, torch_seed, method_seed = dist_utils.rank_seeds(cfg.seed, self.dist.rank).generate_state(4)
+        random.seed(int(py_seed))
+        np.random.seed(int(np_seed))
+        torch.manual_seed(int(torch_seed))
         cls, options = resolve_method(cfg)
         data = cfg.data
         if data.context_slices < 1 or data.context_slices % 2 == 0:
@@ -207,7 +208,7 @@ class Trainer:
             raise ConfigError(f"method {cfg.method!r} maps both ways and needs data.context_slices 1")
         t0 = time.time()
         self.cohort = load_cohort(data, seed=cfg.seed)
-        self.sampler = SliceSampler(self.cohort, data, seed=cfg.seed * 7919 + self.dist.rank)
+        self.sampler = SliceSampler(self.cohort, data, seed=dist_utils.rank_seeds(cfg.seed, self.dist.rank, 1))
         self.valset: ValidationSet = validation_set(self.cohort, data)
         self.log(f"data: {len(self.cohort.train)} training / {len(self.cohort.val)} validation subjects, "
                  f"{len(self.sampler.source_index)} source slices ({time.time() - t0:.1f} s)")
@@ -223,7 +224,7 @@ class Trainer:
                           for name, opt in self.method.optimizers.items()}
         dtype = autocast_dtype(cfg.precision, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=dtype == torch.float16)
-        self.method_rng = torch.Generator().manual_seed(seed)
+        self.method_rng = torch.Generator().manual_seed(int(method_seed))
         self.ctx = StepContext(self.device, self.scaler, dtype,
                                lambda params: dist_utils.average_gradients(params, self.dist),
                                self.method_rng)
@@ -235,16 +236,18 @@ class Trainer:
         last = self.run.checkpoints_dir / self.last_name
         if self.resume and last.exists():
             meta = load_checkpoint(last, method=self.method, scaler=self.scaler, method_generator=self.method_rng,
-                                   restore_rng=self.dist.rank == 0)
+                                   rank=self.dist.rank)
             self.iteration = int(meta["iteration"])
             self.best = meta.get("best")
             self.elapsed_before = float(meta.get("elapsed", 0.0))
             self.last_checkpoint_iteration = self.iteration
             self._apply_configured_lrs(configured_lrs)
-            if self.dist.rank == 0:
+            if meta["rng"] is not None:  # this rank's own streams, pools restored above
                 self.sampler.set_state(meta["rng"]["sampler"])
-            else:  # other ranks: fresh, rank-specific streams that differ from the first run's
-                self.sampler.rng = np.random.default_rng([cfg.seed, self.dist.rank, self.iteration])
+            else:  # a rank the checkpoint has no state of: fresh streams that differ from the first run's
+                self.sampler.rng = np.random.default_rng(dist_utils.rank_seeds(cfg.seed, self.dist.rank, self.iteration))
+                self.method_rng.manual_seed(int(dist_utils.rank_seeds(cfg.seed, self.dist.rank,
+                                                                      self.iteration).generate_state(1)[0]))
             if self.is_main:
                 self.run.truncate_metrics(self.iteration)
             self.log(f"resumed from {last} at iteration {self.iteration}")
@@ -430,11 +433,14 @@ class Trainer:
 
     # --- checkpoints and the translator ---------------------------------------------
     def _checkpoint(self, it: int, elapsed: float) -> None:
+        own = rank_state(self.method, self.sampler.state(), self.method_rng)
+        states = dist_utils.gather_to_main(own, self.dist)  # collective: every rank sends its state
         if not self.is_main:
             return
         data = checkpoint_bytes(method=self.method, scaler=self.scaler, sampler_state=self.sampler.state(),
                                 iteration=it, config=self.cfg.to_dict(), best=self.best,
-                                method_generator=self.method_rng, elapsed=self.elapsed_before + elapsed)
+                                method_generator=self.method_rng, elapsed=self.elapsed_before + elapsed,
+                                other_ranks=states[1:])
         save_checkpoint(self.run.checkpoints_dir / self.last_name, data)
         if getattr(self, "_best_pending", False):
             save_checkpoint(self.run.checkpoints_dir / self.best_name, data)
@@ -458,6 +464,8 @@ class Trainer:
             size=cfg.data.size,
             context_slices=cfg.data.context_slices,
             outputs=list(method.outputs),
+            regime=cfg.data.phantom or ("paired" if cfg.data.paired else "unpaired"),
+            deviations=method.deviations(),
             provenance={"run": str(self.run.path.resolve()), "iterations": self.iteration,
                         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                         "data": self.cohort.description, "version": napari_medtrans.__version__,

@@ -29,17 +29,39 @@ def gan_loss(prediction: Tensor, real: bool, mode: Literal["lsgan", "vanilla", "
     raise ValueError(f"unknown GAN loss mode {mode!r}")
 
 
-def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
-    """WGAN-GP penalty (‖∇D(x̂)‖₂ − 1)² on random interpolates (Gulrajani et al., NeurIPS 2017).
+def critic_score(critic: nn.Module, images: Tensor) -> Tensor:
+    """Per-sample critic score (B,): the mean over a patch critic's outputs, the
+    output itself for a scalar critic — the quantity the Wasserstein estimate uses."""
+    return critic(images).flatten(1).mean(1)
 
-    Computed in float32 outside autocast so the double backward is exact.
+
+def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, *, one_sided: bool = False,
+                     generator: torch.Generator | None = None) -> Tensor:
+    """WGAN-GP penalty on random interpolates x̂ (Gulrajani et al., NeurIPS 2017).
+
+    Two-sided: (‖∇D(x̂)‖₂ − 1)²; one-sided: max(0, ‖∇D(x̂)‖₂ − 1)² (as the
+    PI/UAPI reference code). D is the per-sample score of :func:`critic_score`
+    (for a patch critic the MEAN of its outputs, the quantity whose difference
+    estimates the Wasserstein distance), so a patch critic is held to
+    1-Lipschitz like a scalar one. One mixing weight per sample, drawn from
+    ``generator``. Computed in float32 outside autocast so the double backward
+    is exact.
     """
     with torch.autocast(real.device.type, enabled=False):
-        alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+        alpha = torch.rand(real.shape[0], 1, 1, 1, generator=generator).to(real.device)
         mixed = (alpha * real.float() + (1 - alpha) * fake.float()).requires_grad_(True)
-        score = critic(mixed)
+        score = critic_score(critic, mixed)
         (grad,) = torch.autograd.grad(score.sum(), mixed, create_graph=True)
-        return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+        excess = grad.flatten(1).norm(2, dim=1) - 1
+        if one_sided:
+            excess = excess.clamp(min=0)
+        return (excess**2).mean()
+
+
+def drift_penalty(score_real: Tensor, score_fake: Tensor) -> Tensor:
+    """Drift term E[D(x)²] + E[D(G(z))²] that keeps critic scores near 0 (Karras et al.,
+    ICLR 2018; weight 5e-4 in the PI/UAPI reference code)."""
+    return score_real.float().square().mean() + score_fake.float().square().mean()
 
 
 def smoothness_loss(field: Tensor) -> Tensor:
@@ -107,21 +129,40 @@ class ImagePool:
         self.images = [] if stacked is None else [t.unsqueeze(0).to(device) for t in stacked]
 
 
-def sample_crop_box(height: int, width: int, min_scale: float, max_scale: float,
-                    generator: torch.Generator | None = None) -> tuple[int, int, int, int]:
-    """Patch operator of PI/UAPI: a random square-ish box (top, left, h, w) whose side
-    is ``min_scale..max_scale`` of the image side (drawn from ``generator``)."""
-    frac = min_scale + (max_scale - min_scale) * float(torch.rand((), generator=generator))
-    side_h = max(1, int(round(height * frac)))
-    side_w = max(1, int(round(width * frac)))
-    top = int(torch.randint(0, height - side_h + 1, (), generator=generator))
-    left = int(torch.randint(0, width - side_w + 1, (), generator=generator))
-    return top, left, side_h, side_w
+CropBox = tuple[int, int, int, int]
+"""(top, left, height, width) of a crop."""
 
 
-def crop_resize(image: Tensor, box: tuple[int, int, int, int]) -> Tensor:
-    """Crop ``box`` out of (B, C, H, W) ``image`` and resize it back to (H, W), bilinear.
-    Differentiable, so it can sit inside a loss."""
-    top, left, side_h, side_w = box
-    crop = image[..., top:top + side_h, left:left + side_w]
-    return F.interpolate(crop, size=tuple(image.shape[-2:]), mode="bilinear", align_corners=False)
+def sample_crop_boxes(count: int, height: int, width: int, min_scale: float, max_scale: float,
+                      generator: torch.Generator | None = None) -> list[CropBox]:
+    """Patch operators of PI/UAPI, one per sample: random boxes whose side is
+    ``min_scale..max_scale`` of the image side (drawn from ``generator``)."""
+    boxes = []
+    for _ in range(count):
+        frac = min_scale + (max_scale - min_scale) * float(torch.rand((), generator=generator))
+        side_h = max(1, int(height * frac))
+        side_w = max(1, int(width * frac))
+        top = int(torch.randint(0, height - side_h + 1, (), generator=generator))
+        left = int(torch.randint(0, width - side_w + 1, (), generator=generator))
+        boxes.append((top, left, side_h, side_w))
+    return boxes
+
+
+def crop_resize(image: Tensor, boxes: list[CropBox], *, clip: tuple[float, float] | None = None) -> Tensor:
+    """Crop box ``boxes[i]`` out of sample ``i`` of a (B, C, H, W) batch and resize it
+    back to (H, W) bicubically (as the PI/UAPI reference), then clamp to ``clip``.
+
+    ``boxes`` holds one box per sample; a batch that stacks several groups of
+    ``len(boxes)`` samples (e.g. ``cat([x, y])``) reuses the boxes per group.
+    Differentiable, so it can sit inside a loss.
+    """
+    if image.shape[0] % len(boxes):
+        raise ValueError(f"{image.shape[0]} samples do not split into groups of {len(boxes)} boxes")
+    size = tuple(image.shape[-2:])
+    crops = []
+    for index, sample in enumerate(image.split(1, 0)):
+        top, left, side_h, side_w = boxes[index % len(boxes)]
+        crop = sample[..., top:top + side_h, left:left + side_w]
+        crops.append(F.interpolate(crop, size=size, mode="bicubic", align_corners=False))
+    out = torch.cat(crops, 0)
+    return out if clip is None else out.clamp(*clip)

@@ -19,7 +19,7 @@ import numpy as np
 from napari_medtrans.cli import CommandError
 from napari_medtrans.constants import DEVICES
 
-DEFAULT_MODEL = "t1-ct-uapi"
+DEFAULT_MODEL = "t1-ct-uapi-supervised"
 DEFAULT_OUT = "medtrans-demo"
 MONTAGE_WINDOW_HU = (-160.0, 240.0)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from napari_medtrans.cli import CommandError
 from napari_medtrans.model_card import card_lines
@@ -16,6 +17,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON list of objects (with each model card)")
     parser.add_argument("--card", metavar="NAME", help="print the model card of translator NAME")
     parser.set_defaults(func=run)
+
+
+def format_deviations(deviations: dict[str, Any]) -> str:
+    """The names of a translator's deviations from its paper (values: ``--json``), or ``none``."""
+    return ",".join(sorted(deviations)) or "none"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,9 +40,10 @@ def run(args: argparse.Namespace) -> int:
     if not infos:
         print(f"no translators found (shipped demos, {user_dir()}, registered runs)")
         return 0
-    rows = [("NAME", "METHOD", "SOURCE→TARGET", "OUTPUTS", "ORIGIN", "PATH")]
+    rows = [("NAME", "METHOD", "SOURCE→TARGET", "OUTPUTS", "REGIME", "DEVIATIONS", "ORIGIN", "PATH")]
     rows += [(i.name, i.metadata.method, f"{i.metadata.source}→{i.metadata.target}",
-              ",".join(i.metadata.outputs), i.origin, str(i.path)) for i in infos]
+              ",".join(i.metadata.outputs), i.metadata.regime or "not recorded",
+              format_deviations(i.metadata.deviations), i.origin, str(i.path)) for i in infos]
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])

@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from napari_medtrans.nets.discriminators import PatchGANDiscriminator, WGANCritic
+from napari_medtrans.nets.discriminators import DCGANCritic, PatchGANDiscriminator, WGANCritic
 from napari_medtrans.nets.registration import RegistrationNet, warp
 from napari_medtrans.nets.resnet import ResnetGenerator
 from napari_medtrans.nets.unet import SegUNet, UNetGenerator
@@ -24,6 +24,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "unet": UNetGenerator,
     "patchgan": PatchGANDiscriminator,
     "wgan_critic": WGANCritic,
+    "dcgan_critic": DCGANCritic,
     "registration": RegistrationNet,
     "seg_unet": SegUNet,
 }
@@ -43,6 +44,7 @@ def build_network(spec: dict[str, Any]) -> nn.Module:
 
 __all__ = [
     "ARCHITECTURES",
+    "DCGANCritic",
     "PatchGANDiscriminator",
     "RegistrationNet",
     "ResnetGenerator",

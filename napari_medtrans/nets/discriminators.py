@@ -1,4 +1,4 @@
-"""PatchGAN discriminator and WGAN critic.
+"""PatchGAN discriminator, WGAN patch critic and the DCGAN scalar critic.
 
 PatchGAN: Isola et al., "Image-to-Image Translation with Conditional
 Adversarial Networks" (pix2pix), CVPR 2017 — with ``n_layers=3`` each output
@@ -6,6 +6,8 @@ sees a 70×70 patch. Layers live in a flat ``model`` ``nn.Sequential`` as in the
 public CycleGAN code. The WGAN critic (Gulrajani et al., "Improved Training of
 Wasserstein GANs", NeurIPS 2017) has the same layout without instance/batch
 norm (which break the gradient penalty): no norm or layer norm, no sigmoid.
+The DCGAN critic is the one of the PI/UAPI reference code (Angermann et al.,
+``critic_networks.define_dcgan_critic``): one score per image.
 """
 
 from __future__ import annotations
@@ -51,3 +53,32 @@ class WGANCritic(PatchGANDiscriminator):
 
     def __init__(self, in_channels: int = 1, ndf: int = 64, n_layers: int = 3, norm: str = "none") -> None:
         super().__init__(in_channels, ndf, n_layers, norm)
+
+
+class DCGANCritic(nn.Module):
+    """Scalar WGAN critic of the PI/UAPI reference code (``define_dcgan_critic``).
+
+    ``n_down`` stages, each a stride-2 4×4 convolution followed by a stride-1
+    4×4 convolution of the same width (``ndf·2^i``; TensorFlow's "same"
+    padding, 1 before and 2 after), LeakyReLU 0.2, no norm;
+    then a 4×4 valid convolution to one score per image. The reference runs it
+    on 128² images, where five stages leave exactly 4×4; other sizes are
+    average-pooled to 4×4 first (a no-op at 128²), so every input of at least
+    ``2**n_down`` pixels gives a (B, 1) score. ``ndf`` 24 and five stages are
+    the reference's (4.72 M parameters for one input channel).
+    """
+
+    def __init__(self, in_channels: int = 1, ndf: int = 24, n_down: int = 5) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_channels
+        for stage in range(n_down):
+            out = ndf * 2**stage
+            layers += [nn.Conv2d(width, out, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
+                       nn.ZeroPad2d((1, 2, 1, 2)), nn.Conv2d(out, out, 4), nn.LeakyReLU(0.2)]
+            width = out
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Conv2d(width, 1, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(nn.functional.adaptive_avg_pool2d(self.features(x), 4)).flatten(1)

@@ -41,15 +41,23 @@ class GeneratorOptions:
     """Options every method shares: the translator generator and the learning-rate policy."""
 
     generator: str = "resnet"
-    """Generator architecture: ``resnet`` (ResNet blocks between down- and upsampling) or ``unet``."""
+    """Generator architecture: ``resnet`` (CycleGAN's) or ``unet``."""
     ngf: int = 64
-    """Channels of the generator's first layer (doubled at each downsampling)."""
+    """Filters of the generator's first layer."""
     n_blocks: int = 9
-    """Residual blocks of a ``resnet`` generator (9 for 256-pixel crops in the papers)."""
+    """Residual blocks of the ResNet generator (9 in the papers at 256²)."""
     generator_options: dict[str, Any] = dataclasses.field(default_factory=dict)
-    """Further keyword arguments of the generator network, e.g. ``{"dropout": 0.5}``."""
+    """Further generator hyper-parameters, e.g. ``{"depth": 4}`` for the U-Net."""
     lr_decay_start: float = 0.5
-    """Fraction of the run after which the learning rate decays linearly to zero (0.5 = the papers' 100+100 epochs)."""
+    """Fraction of the iterations after which the learning rate decays linearly to 0 (1 = constant)."""
+
+
+def option_deviations(options: Any) -> dict[str, Any]:
+    """Options whose value differs from the registered default (the paper's value,
+    see docs/training.md), as recorded in a translator's ``deviations``."""
+    defaults = type(options)()
+    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)
+            if getattr(options, f.name) != getattr(defaults, f.name)}
 
 
 class StepContext:
@@ -125,10 +133,13 @@ class Method:
     betas: ClassVar[tuple[float, float]] = (0.5, 0.999)
     generator_net: ClassVar[str] = "G"
     registration_net: ClassVar[str | None] = None
+    init_type: ClassVar[str] = "normal"
+    """Weight initialisation of the reference code (:func:`napari_medtrans.nets.init.init_weights`)."""
 
     def __init__(self, options: Any, *, in_channels: int, out_channels: int, lr: float,
                  device: torch.device) -> None:
         from napari_medtrans.nets import build_network
+        from napari_medtrans.nets.init import init_weights
 
         self.options = options
         self.in_channels = in_channels
@@ -140,7 +151,16 @@ class Method:
             name: build_network(dict(spec)).to(device) for name, spec in self.specs.items()
         }
         self.nets.update({name: module.to(device) for name, module in self.extra_networks().items()})
+        for net in self.nets.values():
+            init_weights(net, self.init_type)  # type: ignore[arg-type]
         self.optimizers: dict[str, torch.optim.Optimizer] = self.build_optimizers()
+
+    def deviations(self) -> dict[str, Any]:
+        """Settings of this run that differ from the method's paper defaults."""
+        found = option_deviations(self.options)
+        if self.lr != self.default_lr:
+            found["lr"] = self.lr
+        return found
 
     @property
     def pairs_required(self) -> bool:

@@ -4,7 +4,9 @@ Zhu et al., "Unpaired Image-to-Image Translation using Cycle-Consistent
 Adversarial Networks", ICCV 2017. Defaults from the paper / public code:
 ResNet generators (9 blocks, ngf 64), 70×70 PatchGAN discriminators, LSGAN,
 cycle weight λ = 10, identity weight 0.5·λ, image pool of 50, Adam lr 2e-4,
-β = (0.5, 0.999), linear decay over the second half of training.
+β = (0.5, 0.999), linear decay over the second half of training, weights
+from N(0, 0.02). Each step updates both generators first, then the
+discriminators on pooled translations (the reference's order).
 
 The step computes exactly the reference losses with fewer, batched network
 calls: G_AB runs once on [A, B] (translation + identity), G_BA once on
@@ -28,11 +30,17 @@ from training.methods.base import GeneratorOptions, Method, StepContext, registe
 @dataclass
 class CycleGANOptions(GeneratorOptions):
     ndf: int = 64
+    """Filters of the discriminators' first layer (paper: 64)."""
     n_layers_d: int = 3
+    """Stride-2 layers of the PatchGAN discriminators (paper: 3, 70×70 patches)."""
     gan_mode: str = "lsgan"
+    """Adversarial loss: ``lsgan`` (paper), ``vanilla`` or ``wgan``."""
     lambda_cycle: float = 10.0
+    """Cycle-consistency weight λ (paper: 10)."""
     lambda_identity: float = 0.5
+    """Identity loss weight as a fraction of λ (reference: 0.5)."""
     pool_size: int = 50
+    """Earlier translations each discriminator sees (paper: 50)."""
 
 
 @register("cyclegan")

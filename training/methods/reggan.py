@@ -7,7 +7,11 @@ generator, LSGAN PatchGAN discriminator, registration network R on
 adv 1 + correction L1 20 (warped translation vs the misaligned target)
 + smoothness 10 (squared forward differences of the field); Adam lr 1e-4,
 β = (0.5, 0.999). Optional cycle mode (C-RegGAN: a second generator and
-discriminator and the CycleGAN cycle loss, weight 10).
+discriminator and the CycleGAN cycle loss, weight 10). As in the reference,
+G and R step first, then D on the translation of the updated G; the learning
+rate stays constant, the networks keep PyTorch's default initialisation, and
+the LSGAN loss is taken on the mean of the PatchGAN's scores per image (the
+reference discriminator average-pools its patch map).
 
 Unlike the reference code, R is saved with the translator (role
 ``registration``) so that the viewer can show the fields.
@@ -23,22 +27,35 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from napari_medtrans.nets import warp
+from training.losses import critic_score as image_score
 from training.losses import gan_loss, smoothness_loss
 from training.methods.base import GeneratorOptions, Method, StepContext, register, set_requires_grad
 
 
 @dataclass
 class RegGANOptions(GeneratorOptions):
+    lr_decay_start: float = 1.0
+    """Fraction of iterations before linear learning-rate decay (reference: constant, 1)."""
     ndf: int = 64
+    """Filters of the discriminator's first layer (reference: 64)."""
     n_layers_d: int = 3
+    """Stride-2 layers of the PatchGAN discriminator (reference: 3)."""
     reg_nf: int = 16
+    """Filters of the registration network's first level."""
     reg_depth: int = 4
+    """Resolution levels of the registration network."""
     lambda_adv: float = 1.0
+    """Adversarial weight (paper: 1)."""
     lambda_corr: float = 20.0
+    """Correction loss weight, L1 of the registered translation vs the target (paper: 20)."""
     lambda_smooth: float = 10.0
-    reg_lr: float = 0.0  # learning rate of R; 0 = the method's learning rate (as in the paper)
+    """Smoothness weight of the displacement field (paper: 10)."""
+    reg_lr: float = 0.0
+    """Learning rate of R; 0 = the method's learning rate (as in the paper)."""
     cycle: bool = False
+    """C-RegGAN: add a second generator/discriminator and the cycle loss."""
     lambda_cycle: float = 10.0
+    """Cycle loss weight in cycle mode (paper: 10)."""
 
 
 @register("reggan")
@@ -50,6 +67,7 @@ class RegGAN(Method):
     outputs = ("image", "field")
     default_lr = 1e-4
     registration_net = "R"
+    init_type = "default"
 
     def network_specs(self) -> dict[str, dict[str, Any]]:
         o = self.options
@@ -83,7 +101,7 @@ class RegGAN(Method):
             set_requires_grad(discs, False)
             field = R(fake_b, real_b)
             registered = warp(fake_b, field)
-            loss_adv = gan_loss(D(fake_b), True, "lsgan")
+            loss_adv = gan_loss(image_score(D, fake_b), True, "lsgan")
             loss_corr = F.l1_loss(registered, real_b)
             loss_smooth = smoothness_loss(field)
             loss = o.lambda_adv * loss_adv + o.lambda_corr * loss_corr + o.lambda_smooth * loss_smooth
@@ -93,7 +111,7 @@ class RegGAN(Method):
                 fake_a_rec = g_ba(torch.cat([fake_b, real_b], 0))
                 rec_a, fake_a = fake_a_rec.chunk(2, 0)
                 rec_b = G(fake_a)
-                loss_adv_a = gan_loss(d_a(fake_a), True, "lsgan")
+                loss_adv_a = gan_loss(image_score(d_a, fake_a), True, "lsgan")
                 loss_cyc = F.l1_loss(rec_a, real_a) + F.l1_loss(rec_b, real_b)
                 loss = loss + o.lambda_adv * loss_adv_a + o.lambda_cycle * loss_cyc
                 losses.update(G_adv_A=loss_adv_a, cycle=loss_cyc)
@@ -103,11 +121,13 @@ class RegGAN(Method):
         ctx.step(self.optimizers["R"])
         set_requires_grad(discs, True)
         with ctx.autocast():
-            pred_real, pred_fake = D(torch.cat([real_b, fake_b.detach()], 0)).chunk(2, 0)
+            with torch.no_grad():  # the reference trains D on the translation of the updated G
+                fake_b = G(real_a)
+            pred_real, pred_fake = image_score(D, torch.cat([real_b, fake_b], 0)).chunk(2, 0)
             loss_d = o.lambda_adv * (gan_loss(pred_real, True, "lsgan") + gan_loss(pred_fake, False, "lsgan"))
             losses["D"] = loss_d
             if o.cycle:
-                pred_real_a, pred_fake_a = self.nets["D_A"](torch.cat([real_a, fake_a.detach()], 0)).chunk(2, 0)
+                pred_real_a, pred_fake_a = image_score(self.nets["D_A"], torch.cat([real_a, fake_a.detach()], 0)).chunk(2, 0)
                 loss_d_a = o.lambda_adv * (gan_loss(pred_real_a, True, "lsgan")
                                            + gan_loss(pred_fake_a, False, "lsgan"))
                 loss_d = loss_d + loss_d_a
