@@ -191,7 +191,7 @@ def test_translate_strict_refuses_ct_and_warns_otherwise(tmp_path, capsys, held_
 
 
 def test_models_card_cli(capsys):
-    assert main(["models", "--card", "t1-ct-uapi"]) == 0
+    assert main(["models", "--card", "t1-ct-uapi-supervised"]) == 0
     out = capsys.readouterr().out
     assert "Limits: research use only; trained on a procedural phantom" in out
 

@@ -12,7 +12,7 @@ from napari_medtrans.io import read_volume, write_volume
 
 @pytest.fixture(scope="module")
 def uapi():
-    return load_translator("t1-ct-uapi", device="cpu")
+    return load_translator("t1-ct-uapi-supervised", device="cpu")
 
 
 def test_outside_the_mask_is_air_and_inside_is_unchanged(uapi, small_subject):
