@@ -20,6 +20,8 @@ import numpy as np
 import pyqtgraph as pg
 from qtpy.QtWidgets import QLabel, QPlainTextEdit, QProgressBar, QVBoxLayout, QWidget
 
+from ._layout import breakable
+
 NON_LOSS_KEYS = frozenset({"iteration", "step", "epoch", "time", "elapsed", "lr", "it_per_s",
                            "seconds", "samples_per_s", "rank"})
 """Numeric metric keys that are not losses (not drawn as curves)."""
@@ -62,7 +64,7 @@ class LossPlot(pg.PlotWidget):
         self.addLegend(offset=(-5, 5))
         self.setClipToView(True)
         self.setDownsampling(auto=True, mode="peak")
-        self.setMinimumHeight(180)
+        self.setMinimumHeight(120)
         self._points: dict[str, tuple[list[float], list[float]]] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._colors = cycle(_COLORS)
@@ -112,6 +114,7 @@ class RunView(QWidget):
         self.run_label = QLabel("no run")
         self.run_label.setWordWrap(True)
         self.state_label = QLabel()
+        self.state_label.setWordWrap(True)  # a long stop/error message must not widen the dock
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -128,7 +131,7 @@ class RunView(QWidget):
 
     def reset(self, run_path: str) -> None:
         """Start showing another run."""
-        self.run_label.setText(f"run: {run_path}")
+        self.run_label.setText(breakable(f"run: {run_path}"))
         self.state_label.setText("waiting for the trainer…")
         self.progress.setRange(0, 1)
         self.progress.setValue(0)

@@ -45,6 +45,7 @@ from napari_medtrans.launcher import (
 from napari_medtrans.rundir import FINAL_STATES, RunDir
 from napari_medtrans.runwatch import RunUpdate, RunWatcher
 
+from ._layout import breakable, make_scrollable
 from ._preview_layers import PreviewLayers
 from ._run_view import RunView
 from ._train_form import TrainForm
@@ -127,6 +128,8 @@ class TrainWidget(QWidget):
         run_layout.addLayout(buttons)
         run_layout.addWidget(self.message)
         run_layout.addWidget(self.view)
+        make_scrollable(run_area, min_height=80)
+        form_area.setMinimumHeight(80)
         splitter = QSplitter(Qt.Vertical)
         splitter.addWidget(form_area)
         splitter.addWidget(run_area)
@@ -200,7 +203,7 @@ class TrainWidget(QWidget):
         if not RunDir(path).exists():
             self._say(f"{path} is not a run directory (no config.json)", error=True)
             return
-        self._say(f"attached to {path}")
+        self._say(breakable(f"attached to {path}"))
         self._follow(Path(path), None)
 
     # ------------------------------------------------------------------ following
@@ -284,7 +287,7 @@ class TrainWidget(QWidget):
         except (OSError, CheckpointError) as exc:
             self._say(f"finished, but its translator cannot be listed: {exc}", error=True)
             return
-        self._say(f"finished: {path} is listed in the Translate widget")
+        self._say(breakable(f"finished: {path} is listed in the Translate widget"))
 
     # ------------------------------------------------------------------ helpers
     def _update_buttons(self) -> None:

@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -42,6 +43,7 @@ from napari_medtrans.io import Volume, volume_from_layer
 from napari_medtrans.onthefly import SliceOutcome, SliceScheduler
 
 from . import overlays
+from ._layout import make_scrollable
 from ._panels import ComparePanel, FieldPanel, UncertaintyPanel
 from ._threads import call_limited, limit_torch_threads
 
@@ -190,10 +192,18 @@ class TranslateWidget(QWidget):
         run_layout.addRow(buttons)
         run_layout.addRow(self.progress)
         run_layout.addRow(self.status_label)
+        panels = QTabWidget()  # one panel at a time: the dock stays short
+        for panel, title in ((self.uncertainty_panel, "Uncertainty"), (self.field_panel, "Field"),
+                             (self.compare_panel, "Compare")):
+            panel.setTitle("")
+            panel.setFlat(True)
+            panels.addTab(panel, title)
+        self.panels = panels
         layout = QVBoxLayout(self)
-        for box in (source, run, self.uncertainty_panel, self.field_panel, self.compare_panel):
-            layout.addWidget(box)
+        for widget in (source, run, panels):
+            layout.addWidget(widget)
         layout.addStretch()
+        make_scrollable(self, min_height=200)
 
     # -- choices ---------------------------------------------------------------
     def _refresh_layer_choices(self, event: Any = None) -> None:
