@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from _tiny_translators import FIELD_BIAS, REGGAN, UAPI, make_tiny_translators
+from _tiny_translators import DROPOUT, FIELD_BIAS, REGGAN, UAPI, make_tiny_translators
 
 from qtpy.QtCore import Qt
 
@@ -253,3 +253,73 @@ def test_event_loop_never_stalls_during_translation(demo, qtbot, monkeypatch):
     worst = sorted(gaps, reverse=True)[:5]
     print(f"longest event-loop stalls during inference (s, phase): {worst} over {len(gaps)} ticks")
     assert len(gaps) > 20 and worst[0][0] < 0.1, worst
+
+
+def _items(combo) -> list[str]:
+    return [combo.itemText(i) for i in range(combo.count())]
+
+
+def test_a_translator_written_later_is_listed_without_refresh(make_napari_viewer, qtbot, models_dir,
+                                                              monkeypatch, tmp_path):
+    import shutil
+
+    from napari_medtrans._widgets.translate import REGISTRY_POLL_MS, TranslateWidget
+
+    monkeypatch.setenv("MEDTRANS_MODELS_DIR", str(tmp_path))
+    shutil.copy(models_dir / f"{UAPI}.safetensors", tmp_path)
+    widget = TranslateWidget(make_napari_viewer())
+    assert REGGAN not in _items(widget.translator_combo)
+    shutil.copy(models_dir / f"{REGGAN}.safetensors", tmp_path)  # a training run just finished
+    qtbot.waitUntil(lambda: REGGAN in _items(widget.translator_combo), timeout=3 * REGISTRY_POLL_MS)
+    (tmp_path / f"{REGGAN}.safetensors").unlink()
+    qtbot.waitUntil(lambda: REGGAN not in _items(widget.translator_combo), timeout=3 * REGISTRY_POLL_MS)
+    assert widget.translator_combo.currentText() == UAPI
+
+
+def test_uncertainty_choices_are_those_the_translator_supports(make_napari_viewer, models_dir, monkeypatch):
+    monkeypatch.setenv("MEDTRANS_MODELS_DIR", str(models_dir))
+    from napari_medtrans._widgets.translate import TranslateWidget
+
+    widget = TranslateWidget(make_napari_viewer())
+    expected = {UAPI: ["scale map", "none", "tta"], REGGAN: ["none", "tta"], DROPOUT: ["none", "tta", "mc_dropout"]}
+    for name, choices in expected.items():
+        widget.select(translator=name)
+        assert _items(widget.volume_uncertainty) == choices, name
+
+
+def test_switching_translator_clears_the_previous_legend_overlay_and_progress(demo, qtbot):
+    from napari_medtrans._widgets._panels import NO_UNCERTAINTY
+
+    viewer, widget = demo(UAPI)
+    qtbot.waitUntil(lambda: "r(σ, |error|)" in widget.uncertainty_panel.legend.text(), timeout=20000)
+    assert viewer.text_overlay.visible and "r(σ, |error|)" in viewer.text_overlay.text
+    with qtbot.waitSignal(widget.volume_finished, timeout=60000):
+        widget.volume_button.click()
+    assert widget.progress.value() == widget.progress.maximum() > 0
+    widget.select(translator=REGGAN)
+    assert widget.uncertainty_panel.legend.text() == NO_UNCERTAINTY
+    assert not viewer.text_overlay.visible and viewer.text_overlay.text == ""
+    assert widget.progress.value() == widget.progress.minimum() - 1  # reset: no percentage shown
+
+
+def test_register_loads_a_chosen_registration_translator(make_napari_viewer, qtbot, models_dir, monkeypatch,
+                                                         small_subject):
+    monkeypatch.setenv("MEDTRANS_MODELS_DIR", str(models_dir))
+    from napari_medtrans._widgets.demo import INPUT_NAME, REFERENCE_NAME, add_phantom
+    from napari_medtrans._widgets.translate import TranslateWidget
+
+    viewer = make_napari_viewer(show=True)
+    add_phantom(viewer, small_subject)
+    widget = TranslateWidget(viewer)
+    panel = widget.field_panel
+    widget.select(input=INPUT_NAME, translator=UAPI, reference=REFERENCE_NAME)
+    assert not panel.button.isEnabled() and "no registration network" in panel.label.text()
+    widget.select(translator=REGGAN)
+    assert widget.session is None and panel.button.isEnabled()
+    assert panel.label.text().startswith("Loads the translator")
+    widget.select(reference="(none)")
+    assert not panel.button.isEnabled() and "Choose a reference layer" in panel.label.text()
+    widget.select(reference=REFERENCE_NAME)
+    qtbot.mouseClick(panel.button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: "vectors" in panel.layers, timeout=60000)
+    assert widget.session.complete and panel.label.text().startswith("|field|: median")

@@ -259,7 +259,7 @@ class TrainWidget(QWidget):
             self.previews.show(update.preview)
 
     def _conclude(self, run: FollowedRun, returncode: int | None) -> None:
-        """Explain how the run ended, and register a finished translator."""
+        """Explain how the run ended (replacing e.g. "stop requested"), and register a finished translator."""
         status = run.watcher.status
         state = run.watcher.state
         log = run.watcher.log_tail(LOG_LINES)
@@ -269,8 +269,11 @@ class TrainWidget(QWidget):
         elif state == "failed":
             error = status.get("last_error") or "the trainer reported a failure"
             self.view.show_problem(f"Training failed: {error}", ["", "log.txt:", *log])
+            self._say("training failed (details below)", error=True)
         elif state == "stopped":
             self.view.show_status(status, "Resume continues from the last checkpoint")
+            self._say(f"stopped at iteration {status.get('iteration', '?')}; "
+                      "Resume continues from the last checkpoint")
         else:
             how = (f"exited with code {returncode}" if returncode is not None
                    else "is no longer running")
@@ -279,6 +282,7 @@ class TrainWidget(QWidget):
             self.view.show_problem(f"The trainer {how} while the run was '{state}'."
                                    " Resume continues from the last checkpoint.", lines)
             self.view.show_status(status, "trainer gone")
+            self._say(f"the trainer {how}", error=True)
 
     def _register(self, run: RunDir) -> None:
         """List the run's translator in the Translate widget (via :func:`registry.register_run`)."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import napari
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -37,47 +37,23 @@ from qtpy.QtWidgets import (
 )
 
 from napari_medtrans import registry
-from napari_medtrans.comparison import resample_like
-from napari_medtrans.inference import Cancelled, Translator, load_translator
-from napari_medtrans.io import Volume, volume_from_layer
+from napari_medtrans.checkpoint import TranslatorMetadata
+from napari_medtrans.inference import Cancelled, PreparedVolume, Translator, load_translator
+from napari_medtrans.io import Volume
 from napari_medtrans.onthefly import SliceOutcome, SliceScheduler
+from napari_medtrans.shipped import shipped_dir
 
 from . import overlays
 from ._layout import make_scrollable
 from ._panels import ComparePanel, FieldPanel, UncertaintyPanel
 from ._threads import call_limited, limit_torch_threads
+from ._translate_state import Session, TranslateState, layer_volume
+
+__all__ = ["Session", "TranslateWidget", "layer_volume", "uncertainty_choices"]
 
 NONE = "(none)"
-
-
-@dataclass
-class Session:
-    """A translator applied to one input layer, with the layers it fills."""
-
-    translator: Translator
-    prepared: Any
-    input_layer: napari.layers.Image
-    volume: Volume
-    output: napari.layers.Image
-    uncertainty: napari.layers.Image | None
-    scheduler: SliceScheduler
-    complete: bool = False
-    uncertainty_fitted: bool = False
-    key: tuple = field(default_factory=tuple)
-
-    @property
-    def axis(self) -> int:
-        """Array axis the translator works along."""
-        return self.translator.metadata.slice_axis
-
-    def input_slice(self, index: int) -> np.ndarray:
-        """Slice ``index`` of the input along the translator's axis."""
-        return np.take(self.volume.array, index, axis=self.axis)
-
-    @property
-    def units(self) -> str:
-        """Units of the translated image (HU for CT)."""
-        return overlays.units_of(self.translator.metadata.target)
+REGISTRY_POLL_MS = 2000
+"""Interval between two looks for translators added or removed (e.g. by a finished run)."""
 
 
 class _Progress(QObject):
@@ -105,13 +81,13 @@ class TranslateWidget(QWidget):
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self.session: Session | None = None
+        self.state = TranslateState(viewer)
+        self._translators: dict[str, registry.TranslatorInfo] = {}
         self._loading: Any = None
         self._volume_worker: Any = None
         self._volume_session: Session | None = None
         self._cancel = threading.Event()
         self._requested: tuple[int, float] | None = None
-        self._reference_cache: dict[tuple, np.ndarray] = {}
 
         self.input_combo = QComboBox()
         self.reference_combo = QComboBox()
@@ -137,14 +113,22 @@ class TranslateWidget(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
-        self.uncertainty_panel = UncertaintyPanel(self)
-        self.field_panel = FieldPanel(self)
-        self.compare_panel = ComparePanel(self)
+        self.uncertainty_panel = UncertaintyPanel(self.state)
+        self.field_panel = FieldPanel(self.state)
+        self.compare_panel = ComparePanel(self.state)
         self._build_layout()
 
         self.refresh_translators()
         self._refresh_layer_choices()
         self._show_metadata()
+        self._on_reference_changed()
+        self.state.status.connect(self.status_label.setText)
+        self.state.volume_requested.connect(self.translate_volume)
+        self._registry_seen = registry_fingerprint()
+        self.registry_timer = QTimer(self)
+        self.registry_timer.setInterval(REGISTRY_POLL_MS)
+        self.registry_timer.timeout.connect(self._refresh_if_registry_changed)
+        self.registry_timer.start()
         layers = viewer.layers.events
         self._viewer_connections = [
             (layers.inserted, self._refresh_layer_choices),
@@ -222,7 +206,8 @@ class TranslateWidget(QWidget):
     def refresh_translators(self) -> None:
         """List the registry's translators again, keeping the current choice when it still exists."""
         current = self.translator_combo.currentText()
-        names = [info.name for info in registry.list_translators()]
+        self._translators = {info.name: info for info in registry.list_translators()}
+        names = list(self._translators)
         self.translator_combo.blockSignals(True)
         self.translator_combo.clear()
         self.translator_combo.addItems(names)
@@ -231,6 +216,17 @@ class TranslateWidget(QWidget):
         self.translator_combo.blockSignals(False)
         if self.translator_combo.currentText() != current:
             self._on_choice_changed()
+
+    def _refresh_if_registry_changed(self) -> None:
+        seen = registry_fingerprint()
+        if seen != self._registry_seen:
+            self._registry_seen = seen
+            self.refresh_translators()
+
+    @property
+    def session(self) -> Session | None:
+        """The loaded session (translator + prepared input + output layers), if any."""
+        return self.state.session
 
     def select(self, *, input: str | None = None, translator: str | None = None, reference: str | None = None) -> None:
         """Choose the input layer, translator and reference layer by name."""
@@ -251,20 +247,15 @@ class TranslateWidget(QWidget):
         return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401 (LayerList has no get)
 
     def reference_array(self) -> np.ndarray | None:
-        """The reference resampled onto the input grid (cached per layer and geometry)."""
-        layer, session = self.reference_layer(), self.session
-        if layer is None or session is None:
-            return None
-        key = (id(layer), id(layer.data), session.key)
-        if key not in self._reference_cache:
-            self._reference_cache = {key: resample_like(layer_volume(layer), session.volume)}
-        return self._reference_cache[key]
+        """The reference resampled onto the input grid (see :meth:`TranslateState.reference_array`)."""
+        return self.state.reference_array()
 
     def _show_metadata(self) -> None:
         name = self.translator_combo.currentText()
-        infos = {info.name: info for info in registry.list_translators()}
+        infos = self._translators
         if name not in infos:
             self.info_label.setText("No translator found (see `medtrans models`).")
+            self.state.choose(None)
             return
         meta = infos[name].metadata
         self.info_label.setText(f"{meta.method}: {meta.source} → {meta.target}, {meta.size}², {'+'.join(meta.outputs)}")
@@ -274,7 +265,8 @@ class TranslateWidget(QWidget):
             f"file {infos[name].path}"
         )
         self.volume_uncertainty.clear()
-        self.volume_uncertainty.addItems((["scale map"] if "scale" in meta.outputs else []) + ["none", "tta", "mc_dropout"])
+        self.volume_uncertainty.addItems(uncertainty_choices(meta))
+        self.state.choose(meta)
 
     def _on_choice_changed(self, *args: Any) -> None:
         self._show_metadata()
@@ -283,7 +275,7 @@ class TranslateWidget(QWidget):
             self.start_session()
 
     def _on_reference_changed(self, *args: Any) -> None:
-        self.uncertainty_panel.update_correlation()
+        self.state.set_reference(self.reference_layer())
 
     def _on_preview_mode(self, mode: str) -> None:
         if self.session is not None:
@@ -311,7 +303,7 @@ class TranslateWidget(QWidget):
     def _loading_finished(self) -> None:
         self._loading = None
 
-    def _on_loaded(self, loaded: tuple[Translator, Any, napari.layers.Image, Volume]) -> None:
+    def _on_loaded(self, loaded: tuple[Translator, PreparedVolume, napari.layers.Image, Volume]) -> None:
         translator, prepared, layer, volume = loaded
         if layer.name not in self.viewer.layers or layer.name != self.input_combo.currentText():
             return  # the choice changed while loading
@@ -336,14 +328,14 @@ class TranslateWidget(QWidget):
             preview_precision="bf16",
             preview="never" if precision == "bf16" else self.preview_combo.currentText(),
         )
-        self.session = Session(
+        session = Session(
             translator, prepared, layer, volume, output, uncertainty, scheduler, key=(layer.name, meta.name, precision)
         )
         self.status_label.setText(f"{meta.name} ready on {translator.device}.")
         self.viewer.layers.selection.active = layer
+        self.state.set_session(session)
         if self.onthefly_check.isChecked():
             self._start_onthefly()
-        self.uncertainty_panel.bind(self.session)
         self.session_ready.emit()
 
     def close_session(self) -> None:
@@ -351,8 +343,8 @@ class TranslateWidget(QWidget):
         self.cancel_volume()
         if self.session is not None:
             self.session.scheduler.stop()
-            self.session = None
-        self._reference_cache.clear()
+            self.state.set_session(None)
+        self.progress.reset()
 
     def _on_worker_error(self, exc: Exception) -> None:
         self.status_label.setText(f"Error: {exc}")
@@ -384,11 +376,7 @@ class TranslateWidget(QWidget):
 
     def current_index(self) -> int | None:
         """Slice index of the session's input shown in the viewer now."""
-        session = self.session
-        if session is None:
-            return None
-        point = session.input_layer.world_to_data(self.viewer.dims.point)
-        return int(np.clip(np.round(point[session.axis]), 0, session.scheduler.n_slices - 1))
+        return self.state.current_index()
 
     def _on_step(self, event: Any = None) -> None:
         session = self.session
@@ -425,7 +413,7 @@ class TranslateWidget(QWidget):
                 overlays.fit_uncertainty_limits(session.uncertainty, result.scale, session.input_slice(index))
                 session.uncertainty_fitted = exact
             session.uncertainty.refresh(extent=False, highlight=False, thumbnail=exact)
-        self.uncertainty_panel.update_correlation()
+        self.state.slice_shown.emit(index)
         kind = "exact" if exact else "preview"
         self.status_label.setText(f"Slice {index}: {kind} ({precision}).")
         if self._requested is not None and self._requested[0] == index:
@@ -491,6 +479,7 @@ class TranslateWidget(QWidget):
         if not finished and session is self.session and self.onthefly_check.isChecked():
             self._start_onthefly()
         self.volume_finished.emit(finished)
+        self.state.volume_finished.emit(finished)
 
     def _on_volume_done(self, result: Any) -> None:
         session = self._volume_session
@@ -507,7 +496,7 @@ class TranslateWidget(QWidget):
                 self.viewer, f"{session.output.name} σ ({units})", sigma.astype(np.float32, copy=False), session.volume, units
             )
             overlays.fit_uncertainty_limits(session.uncertainty, sigma, session.volume.array)
-            self.uncertainty_panel.bind(session)
+            self.state.set_session(session)  # the panels pick up the new σ layer
         self._volume_ended(session, True, f"Whole volume translated ({session.output.name}).")
 
     def _on_volume_error(self, exc: Exception) -> None:
@@ -523,16 +512,47 @@ class TranslateWidget(QWidget):
         for emitter, callback in self._viewer_connections:
             emitter.disconnect(callback)
         self._cancel.set()
+        self.registry_timer.stop()
         if self.session is not None:
             self.session.scheduler.stop()
 
 
+def registry_fingerprint() -> tuple[int | None, ...]:
+    """Modification times of the places the registry lists translators from.
+
+    A translator file added, replaced or removed in the user folder, or a run
+    registered, changes it.
+    """
+    user = registry.user_dir()
+    places = (user, user / registry.REGISTERED_FILE, shipped_dir() / "models")
+    return tuple(_mtime(place) for place in places)
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def _load(
     name: str, device: str, layer: napari.layers.Image, volume: Volume
-) -> tuple[Translator, Any, napari.layers.Image, Volume]:
+) -> tuple[Translator, PreparedVolume, napari.layers.Image, Volume]:
     translator = load_translator(name, device=device)
     limit_torch_threads(translator)
     return translator, translator.prepare(volume.array, axis=translator.metadata.slice_axis), layer, volume
+
+
+def uncertainty_choices(meta: TranslatorMetadata) -> list[str]:
+    """The whole-volume uncertainty choices a translator supports, its own scale map first.
+
+    ``mc_dropout`` needs dropout layers in the generator (its network spec's ``dropout`` > 0).
+    """
+    choices = ["scale map"] if "scale" in meta.outputs else []
+    choices += ["none", "tta"]
+    if float(meta.networks["generator"].get("dropout", 0.0)) > 0:
+        choices.append("mc_dropout")
+    return choices
 
 
 def _tagged(scheduler: SliceScheduler, translator: Translator) -> Any:
@@ -540,13 +560,6 @@ def _tagged(scheduler: SliceScheduler, translator: Translator) -> Any:
     limit_torch_threads(translator)
     for outcome in scheduler.run():
         yield scheduler, outcome
-
-
-def layer_volume(layer: napari.layers.Image) -> Volume:
-    """The volume of an image layer, with the physical geometry of its transform."""
-    return volume_from_layer(
-        layer.data, layer.metadata, scale=layer.scale, translate=layer.translate, affine=layer.affine.affine_matrix
-    )
 
 
 def _devices() -> list[str]:
