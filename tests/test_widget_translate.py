@@ -93,7 +93,7 @@ def test_current_slice_is_translated_after_a_dims_change(demo, qtbot):
     assert not np.array_equal(_slice(session.output, 2), fill)
     # prefetch: the neighbours get translated without being asked for
     qtbot.waitUntil(lambda: session.scheduler.cached(3) is not None and session.scheduler.cached(1) is not None, timeout=20000)
-    assert session.output.name == f"phantom T1 → CT ({UAPI})"
+    assert session.output.name == f"CT (HU) · {UAPI}" and session.uncertainty.name == f"σ (HU) · {UAPI}"
     assert session.uncertainty.colormap.name == "inferno (fading)" and session.uncertainty.colorbar.visible
     assert session.uncertainty.colormap.colors[0, 3] == 0 and session.uncertainty.colormap.colors[-1, 3] == 1
     assert "HU" in widget.uncertainty_panel.legend.text() and "r(σ, |error|) in the head" in widget.uncertainty_panel.legend.text()
@@ -170,7 +170,7 @@ def test_comparison_layers(demo, qtbot):
         widget.volume_button.click()
     panel = widget.compare_panel
     panel.show_difference()
-    difference = viewer.layers[f"phantom T1 → CT ({UAPI}) − phantom CT (reference) (HU)"]
+    difference = viewer.layers[f"Δ reference (HU) · {UAPI}"]
     np.testing.assert_allclose(
         difference.data, widget.session.output.data - viewer.layers["phantom CT (reference)"].data, atol=1e-3
     )
@@ -323,3 +323,31 @@ def test_register_loads_a_chosen_registration_translator(make_napari_viewer, qtb
     qtbot.mouseClick(panel.button, Qt.LeftButton)
     qtbot.waitUntil(lambda: "vectors" in panel.layers, timeout=60000)
     assert widget.session.complete and panel.label.text().startswith("|field|: median")
+
+
+def test_one_short_named_layer_per_role_and_ct_windows_everywhere(demo, qtbot):
+    from napari_medtrans._widgets.overlays import window_limits
+
+    viewer, widget = demo(UAPI)
+    reference = viewer.layers["phantom CT (reference)"]
+    output = widget.session.output
+    assert reference.contrast_limits == list(window_limits("soft tissue"))  # the reference is windowed too
+    widget.window_combo.setCurrentText("bone")
+    assert output.contrast_limits == reference.contrast_limits == list(window_limits("bone")) == [-800, 2000]
+    # HU in the status bar readout of translation, σ and reference
+    reference.visible = True
+    for layer in (output, widget.session.uncertainty, reference):
+        assert layer.get_status((8, 32, 32), world=False)["value"].endswith(" HU"), layer.name
+    # linked contrast: one CT layer's contrast moves the others
+    widget.link_contrast.setChecked(True)
+    reference.contrast_limits = (0, 100)
+    assert output.contrast_limits == [0, 100]
+    widget.link_contrast.setChecked(False)
+    reference.contrast_limits = (0, 50)
+    assert output.contrast_limits == [0, 100]
+    # another translator reuses the translation layer and drops the σ of the previous one
+    widget.select(translator=REGGAN)
+    qtbot.waitUntil(lambda: widget.session is not None and widget.session.translator.metadata.name == REGGAN,
+                    timeout=30000)
+    assert widget.session.output.name == output.name == f"CT (HU) · {REGGAN}"  # the same layer, renamed
+    assert [layer.name for layer in viewer.layers] == ["phantom T1", "phantom CT (reference)", output.name]

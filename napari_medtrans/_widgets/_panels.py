@@ -219,8 +219,9 @@ class FieldPanel(QGroupBox):
     def _show(self, result: Any) -> None:
         session = self._session
         self._field = np.asarray(result.field, np.float32)
-        prefix = session.output.name
-        self.layers = overlays.add_field_layers(self.state.viewer, prefix, self._field, result.warped, session.volume, self.step.value())
+        self.layers = overlays.add_field_layers(
+            self.state.viewer, self._field, result.warped, session.volume, self.step.value(), **session.owner
+        )
         magnitude = comparison.field_magnitude(self._field)
         self.label.setText(f"|field|: median {np.median(magnitude):.2f} mm, max {magnitude.max():.2f} mm")
         self.state.viewer.layers.selection.active = self.layers["vectors"]
@@ -228,7 +229,7 @@ class FieldPanel(QGroupBox):
     def _regrid(self, step: int) -> None:
         session = self.state.session
         if self._field is not None and session is not None and "vectors" in self.layers:
-            overlays.upsert_vectors(self.state.viewer, self.layers["vectors"].name, self._field, session.volume, step)
+            overlays.upsert_vectors(self.state.viewer, self._field, session.volume, step, **session.owner)
 
 
 class ComparePanel(QGroupBox):
@@ -275,7 +276,7 @@ class ComparePanel(QGroupBox):
 
     def composite_name(self, session: Session) -> str:
         """Name of the comparison layer of a session."""
-        return f"{session.output.name} vs {self.state.reference.name}"
+        return overlays.short_name("vs reference", session.owner["translator"], session.units)
 
     def show_composite(self) -> None:
         """Checkerboard or curtain of translation and reference in one layer."""
@@ -288,14 +289,19 @@ class ComparePanel(QGroupBox):
             mixed = comparison.checkerboard(a, b, self.tile.value())
         else:
             mixed = comparison.curtain(a, b, self.position.value() / 100)
-        overlays.upsert_image(
-            self.state.viewer, self.composite_name(session), mixed, session.volume,
-            colormap="gray", contrast_limits=session.output.contrast_limits,
-        ).metadata["medtrans_role"] = "comparison"
+        layer = overlays.upsert_image(
+            self.state.viewer, self.composite_name(session), mixed, session.volume, role="comparison",
+            **session.owner, colormap="gray", contrast_limits=session.output.contrast_limits,
+            modality=session.translator.metadata.target,
+        )
+        overlays.show_value_units(layer, session.units)
 
     def _update_if_shown(self, *args: Any) -> None:
         session = self.state.session
-        if session is not None and self.state.reference is not None and self.composite_name(session) in self.state.viewer.layers:
+        if (
+            session is not None and self.state.reference is not None
+            and overlays.role_layer(self.state.viewer, "comparison", session.owner["source"]) is not None
+        ):
             self.show_composite()
 
     def show_difference(self) -> None:
@@ -304,10 +310,11 @@ class ComparePanel(QGroupBox):
         if pair is None:
             return
         session, reference = pair
-        name = f"{session.output.name} − {self.state.reference.name} ({session.units})"
+        name = overlays.short_name("Δ reference", session.owner["translator"], session.units)
         layer = overlays.upsert_image(
-            self.state.viewer, name, session.output.data - reference, session.volume,
-            colormap="PiYG", contrast_limits=(-DIFFERENCE_LIMIT_HU, DIFFERENCE_LIMIT_HU),
+            self.state.viewer, name, session.output.data - reference, session.volume, role="difference",
+            **session.owner, colormap="PiYG", contrast_limits=(-DIFFERENCE_LIMIT_HU, DIFFERENCE_LIMIT_HU),
         )
-        layer.metadata.update(medtrans_role="difference", units=session.units)
+        layer.metadata["units"] = session.units
+        overlays.show_value_units(layer, session.units)
         layer.colorbar.visible = True

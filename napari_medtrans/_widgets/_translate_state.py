@@ -50,6 +50,11 @@ class Session:
         return np.take(self.volume.array, index, axis=self.axis)
 
     @property
+    def owner(self) -> dict[str, str]:
+        """Who the session's layers belong to: ``source`` (input layer name) and ``translator`` (its name)."""
+        return {"source": self.input_layer.name, "translator": self.translator.metadata.name}
+
+    @property
     def units(self) -> str:
         """Units of the translated image (HU for CT)."""
         return overlays.units_of(self.translator.metadata.target)

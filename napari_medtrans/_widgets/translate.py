@@ -105,6 +105,10 @@ class TranslateWidget(QWidget):
         self.window_combo = QComboBox()
         self.window_combo.addItems(list(overlays.CT_WINDOWS))
         self.window_combo.setCurrentText("soft tissue")
+        self.window_combo.setToolTip("HU window applied to every CT layer: translations, references, opened CT volumes")
+        self.link_contrast = QCheckBox("Link CT contrast")
+        self.link_contrast.setToolTip("Changing the contrast of one CT layer changes all of them")
+        self.contrast_link = overlays.LinkedContrast(viewer)
         self.onthefly_check = QCheckBox("Translate while scrolling")
         self.status_label = QLabel("Pick an input layer and a translator.")
         self.status_label.setWordWrap(True)
@@ -130,8 +134,10 @@ class TranslateWidget(QWidget):
         self.registry_timer.timeout.connect(self._refresh_if_registry_changed)
         self.registry_timer.start()
         layers = viewer.layers.events
+        for layer in viewer.layers:
+            self._adopt(layer)
         self._viewer_connections = [
-            (layers.inserted, self._refresh_layer_choices),
+            (layers.inserted, self._on_layer_inserted),
             (layers.removed, self._refresh_layer_choices),
             (layers.reordered, self._refresh_layer_choices),
             (viewer.dims.events.current_step, self._on_step),
@@ -146,6 +152,7 @@ class TranslateWidget(QWidget):
         self.precision_combo.currentTextChanged.connect(self._on_choice_changed)
         self.preview_combo.currentTextChanged.connect(self._on_preview_mode)
         self.window_combo.currentTextChanged.connect(self._apply_window)
+        self.link_contrast.toggled.connect(self.contrast_link.set_enabled)
         self.onthefly_check.toggled.connect(self._on_onthefly_toggled)
         self.refresh_button.clicked.connect(self.refresh_translators)
         self.volume_button.clicked.connect(self.translate_volume)
@@ -164,7 +171,10 @@ class TranslateWidget(QWidget):
         form.addRow("Device", self.device_combo)
         form.addRow("Precision", self.precision_combo)
         form.addRow("Fast preview", self.preview_combo)
-        form.addRow("CT window", self.window_combo)
+        window_row = QHBoxLayout()
+        window_row.addWidget(self.window_combo, 1)
+        window_row.addWidget(self.link_contrast)
+        form.addRow("CT window", window_row)
         form.addRow("Reference", self.reference_combo)
         run = QGroupBox("Translate")
         run_layout = QFormLayout(run)
@@ -190,6 +200,17 @@ class TranslateWidget(QWidget):
         make_scrollable(self, min_height=200)
 
     # -- choices ---------------------------------------------------------------
+    def _on_layer_inserted(self, event: Any) -> None:
+        self._adopt(event.value)
+        self._refresh_layer_choices()
+
+    def _adopt(self, layer: napari.layers.Layer) -> None:
+        """A CT layer gets the chosen HU window and HU in its status readout; contrast links follow it."""
+        self.contrast_link.watch(layer)
+        if layer in overlays.ct_layers(self.viewer):
+            layer.contrast_limits = overlays.window_limits(self.window_combo.currentText())
+            overlays.show_value_units(layer, "HU")
+
     def _refresh_layer_choices(self, event: Any = None) -> None:
         images = [layer.name for layer in self.viewer.layers if _is_volume_image(layer)]
         for combo, extra in ((self.input_combo, []), (self.reference_combo, [NONE])):
@@ -282,8 +303,9 @@ class TranslateWidget(QWidget):
             self.session.scheduler.preview = mode
 
     def _apply_window(self, window: str) -> None:
-        if self.session is not None and self.session.translator.metadata.target == "CT":
-            self.session.output.contrast_limits = overlays.window_limits(window)
+        """Window every CT layer (translations and references alike) with the named preset."""
+        for layer in overlays.ct_layers(self.viewer):
+            layer.contrast_limits = overlays.window_limits(window)
 
     # -- sessions --------------------------------------------------------------
     def start_session(self) -> None:
@@ -310,15 +332,16 @@ class TranslateWidget(QWidget):
         meta = translator.metadata
         shape = volume.array.shape
         fill = -1024.0 if meta.target == "CT" else 0.0  # slices not translated yet show as air
-        tag = f"{layer.name} → {meta.target} ({meta.name})"
+        owner = {"source": layer.name, "translator": meta.name}
+        overlays.remove_other_translators(self.viewer, **owner)
         output = overlays.add_translation_layer(
-            self.viewer, tag, np.full(shape, fill, np.float32), volume, meta.target, self.window_combo.currentText()
+            self.viewer, np.full(shape, fill, np.float32), volume, **owner, target=meta.target,
+            window=self.window_combo.currentText(),
         )
         uncertainty = None
         if "scale" in meta.outputs:
-            units = overlays.units_of(meta.target)
             uncertainty = overlays.add_uncertainty_layer(
-                self.viewer, f"{tag} σ ({units})", np.zeros(shape, np.float32), volume, units
+                self.viewer, np.zeros(shape, np.float32), volume, **owner, units=overlays.units_of(meta.target)
             )
         precision = self.precision_combo.currentText()
         scheduler = SliceScheduler(
@@ -491,9 +514,8 @@ class TranslateWidget(QWidget):
         session.output.data = result.image.astype(np.float32, copy=False)
         sigma = result.uncertainty if result.uncertainty is not None else result.scale
         if sigma is not None:
-            units = session.units
             session.uncertainty = overlays.add_uncertainty_layer(
-                self.viewer, f"{session.output.name} σ ({units})", sigma.astype(np.float32, copy=False), session.volume, units
+                self.viewer, sigma.astype(np.float32, copy=False), session.volume, **session.owner, units=session.units
             )
             overlays.fit_uncertainty_limits(session.uncertainty, sigma, session.volume.array)
             self.state.set_session(session)  # the panels pick up the new σ layer
