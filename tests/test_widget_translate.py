@@ -351,3 +351,43 @@ def test_one_short_named_layer_per_role_and_ct_windows_everywhere(demo, qtbot):
                     timeout=30000)
     assert widget.session.output.name == output.name == f"CT (HU) · {REGGAN}"  # the same layer, renamed
     assert [layer.name for layer in viewer.layers] == ["phantom T1", "phantom CT (reference)", output.name]
+
+
+def test_shortcuts_flip_layers_and_translators(demo, qtbot):
+    from napari_medtrans._widgets.translate import SHORTCUTS
+
+    viewer, widget = demo(UAPI)
+    assert all(key in widget.toolTip() for key in SHORTCUTS)
+    canvas = viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+    names = ["phantom T1", f"CT (HU) · {UAPI}", "phantom CT (reference)"]
+
+    def visible() -> list[bool]:
+        return [viewer.layers[name].visible for name in names]
+
+    for key, expected in ((Qt.Key_3, [False, False, True]), (Qt.Key_2, [False, True, False]),
+                          (Qt.Key_1, [True, False, False])):
+        qtbot.keyClick(canvas, key, Qt.AltModifier)
+        assert visible() == expected
+    before = widget.translator_combo.currentIndex()
+    qtbot.keyClick(canvas, Qt.Key_N, Qt.AltModifier)
+    assert widget.translator_combo.currentIndex() == (before + 1) % widget.translator_combo.count()
+
+
+def test_save_the_synthetic_ct(demo, qtbot, tmp_path):
+    from napari_medtrans.io import read_volume
+
+    viewer, widget = demo(UAPI, onthefly=False)
+    assert widget.save_button.text() == "Save synthetic CT…"
+    assert widget.save_translation(tmp_path / "early.nii.gz") is None  # not translated as a whole yet
+    assert "whole volume first" in widget.status_label.text() and not (tmp_path / "early.nii.gz").exists()
+    with qtbot.waitSignal(widget.volume_finished, timeout=60000):
+        widget.volume_button.click()
+    for name in ("sct.nii.gz", "sct.mha", "sct.nrrd"):
+        written = widget.save_translation(tmp_path / name)
+        back = read_volume(written)
+        np.testing.assert_allclose(back.array, widget.session.output.data, atol=1e-4)
+        assert back.modality == "CT"
+        np.testing.assert_allclose(back.spacing, widget.session.volume.spacing, rtol=1e-6)
+        np.testing.assert_allclose(back.origin, widget.session.volume.origin, atol=1e-4)
+    assert widget.save_translation(tmp_path / "sct.mha") is None and "already exists" in widget.status_label.text()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -39,7 +41,7 @@ from qtpy.QtWidgets import (
 from napari_medtrans import registry
 from napari_medtrans.checkpoint import TranslatorMetadata
 from napari_medtrans.inference import Cancelled, PreparedVolume, Translator, load_translator
-from napari_medtrans.io import Volume
+from napari_medtrans.io import Volume, write_volume
 from napari_medtrans.onthefly import SliceOutcome, SliceScheduler
 from napari_medtrans.shipped import shipped_dir
 
@@ -52,6 +54,14 @@ from ._translate_state import Session, TranslateState, layer_volume
 __all__ = ["Session", "TranslateWidget", "layer_volume", "uncertainty_choices"]
 
 NONE = "(none)"
+SHORTCUTS = {
+    "Alt-1": ("input", "show the input (MR) alone"),
+    "Alt-2": ("translation", "show the translation (synthetic CT) alone"),
+    "Alt-3": ("reference", "show the reference alone"),
+    "Alt-N": ("next", "next translator"),
+}
+"""Viewer key bindings while the widget is open: key → (action, what it does)."""
+SAVE_FILTER = "NIfTI (*.nii.gz *.nii);;MetaImage (*.mha);;NRRD (*.nrrd)"
 REGISTRY_POLL_MS = 2000
 """Interval between two looks for translators added or removed (e.g. by a finished run)."""
 
@@ -115,6 +125,8 @@ class TranslateWidget(QWidget):
         self.volume_uncertainty = QComboBox()
         self.volume_button = QPushButton("Translate whole volume")
         self.cancel_button = QPushButton("Cancel")
+        self.save_button = QPushButton("Save translation…")
+        self.save_button.setToolTip("Write the translated volume with the input's geometry (NIfTI, MetaImage, NRRD)")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
         self.uncertainty_panel = UncertaintyPanel(self.state)
@@ -126,7 +138,7 @@ class TranslateWidget(QWidget):
         self._refresh_layer_choices()
         self._show_metadata()
         self._on_reference_changed()
-        self.state.status.connect(self.status_label.setText)
+        self.state.status.connect(self.status_label.setText, check_nargs=False)
         self.state.volume_requested.connect(self.translate_volume)
         self._registry_seen = registry_fingerprint()
         self.registry_timer = QTimer(self)
@@ -157,6 +169,10 @@ class TranslateWidget(QWidget):
         self.refresh_button.clicked.connect(self.refresh_translators)
         self.volume_button.clicked.connect(self.translate_volume)
         self.cancel_button.clicked.connect(self.cancel_volume)
+        self.save_button.clicked.connect(self._choose_save_path)
+        self.setToolTip("Shortcuts in the viewer: " + "; ".join(f"{key}: {text}" for key, (_, text) in SHORTCUTS.items()))
+        for key, (action, _) in SHORTCUTS.items():
+            viewer.bind_key(key, _key_binding(self, action), overwrite=True)
 
     # -- layout ----------------------------------------------------------------
     def _build_layout(self) -> None:
@@ -184,6 +200,7 @@ class TranslateWidget(QWidget):
         buttons.addWidget(self.volume_button)
         buttons.addWidget(self.cancel_button)
         run_layout.addRow(buttons)
+        run_layout.addRow(self.save_button)
         run_layout.addRow(self.progress)
         run_layout.addRow(self.status_label)
         panels = QTabWidget()  # one panel at a time: the dock stays short
@@ -287,6 +304,7 @@ class TranslateWidget(QWidget):
         )
         self.volume_uncertainty.clear()
         self.volume_uncertainty.addItems(uncertainty_choices(meta))
+        self.save_button.setText(f"Save synthetic {meta.target}…")
         self.state.choose(meta)
 
     def _on_choice_changed(self, *args: Any) -> None:
@@ -529,14 +547,75 @@ class TranslateWidget(QWidget):
         self._volume_ended(session, False, f"Error: {exc}")
         show_error(f"napari-medtrans: {exc}")
 
+    # -- shortcuts and saving ----------------------------------------------------
+    def show_alone(self, role: str) -> None:
+        """Show only the ``input``, ``translation`` or ``reference`` layer of the three."""
+        layers = {"input": self.input_layer(), "reference": self.reference_layer()}
+        source = layers["input"]
+        layers["translation"] = overlays.role_layer(self.viewer, "translation", source.name) if source else None
+        if layers[role] is None:
+            self.status_label.setText(f"No {role} layer to show.")
+            return
+        for name, layer in layers.items():
+            if layer is not None:
+                layer.visible = name == role
+
+    def next_translator(self) -> None:
+        """Choose the next translator of the list (wrapping around)."""
+        count = self.translator_combo.count()
+        if count:
+            self.translator_combo.setCurrentIndex((self.translator_combo.currentIndex() + 1) % count)
+
+    def _choose_save_path(self) -> None:
+        target = self.state.chosen.target if self.state.chosen else "translation"
+        path, _ = QFileDialog.getSaveFileName(self, f"Save synthetic {target}", f"synthetic_{target.lower()}.nii.gz",
+                                              SAVE_FILTER)
+        if path:  # the dialog has asked before choosing an existing file
+            self.save_translation(path, overwrite=True)
+
+    def save_translation(self, path: str | Path, *, overwrite: bool = False) -> Path | None:
+        """Write the whole translated volume (input geometry, target modality) to ``path``.
+
+        Returns:
+            The path written, or None (said in the status line) when the volume is not translated yet or
+            cannot be written.
+        """
+        session = self.session
+        if session is None or not session.complete:
+            self.status_label.setText("Translate the whole volume first, then save it.")
+            return None
+        volume = session.volume.with_array(np.asarray(session.output.data), modality=session.translator.metadata.target)
+        try:
+            written = write_volume(volume, path, overwrite=overwrite)
+        except (OSError, ValueError) as exc:
+            self.status_label.setText(f"Not saved: {exc}")
+            return None
+        self.status_label.setText(f"Saved {written}.")
+        return written
+
     def _teardown(self) -> None:
-        """When the widget is destroyed: leave the viewer's events, stop the workers."""
+        """When the widget is destroyed: leave the viewer's events and keys, stop the workers."""
         for emitter, callback in self._viewer_connections:
             emitter.disconnect(callback)
+        for key in SHORTCUTS:
+            self.viewer.bind_key(key, None, overwrite=True)
         self._cancel.set()
         self.registry_timer.stop()
         if self.session is not None:
             self.session.scheduler.stop()
+
+
+def _key_binding(widget: TranslateWidget, action: str) -> Callable[[napari.viewer.Viewer], None]:
+    """The viewer key binding for an action of :data:`SHORTCUTS`."""
+
+    def on_key(viewer: napari.viewer.Viewer) -> None:
+        if action == "next":
+            widget.next_translator()
+        else:
+            widget.show_alone(action)
+
+    on_key.__name__ = f"medtrans_{action}"  # napari lists bindings by function name
+    return on_key
 
 
 def registry_fingerprint() -> tuple[int | None, ...]:
