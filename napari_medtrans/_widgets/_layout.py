@@ -9,6 +9,7 @@ labels wrap (:func:`breakable`) instead of widening the dock.
 
 from __future__ import annotations
 
+from qtpy.QtCore import QEvent, QObject, QSize
 from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
 MIN_DOCK_HEIGHT = 160
@@ -16,6 +17,31 @@ MIN_DOCK_HEIGHT = 160
 title bars fit the ~950 px below napari's menu bar."""
 
 ZERO_WIDTH_SPACE = "\u200b"
+
+
+class VerticalScrollArea(QScrollArea):
+    """A scroll area as wide as its content needs (now, not when it was built), scrolling vertically."""
+
+    def __init__(self, min_height: int) -> None:
+        super().__init__()
+        self._min_height = min_height
+
+    def setWidget(self, widget: QWidget) -> None:
+        """Show ``widget``; its later layout changes (e.g. combos filled) update this area's size hint."""
+        super().setWidget(widget)
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        """Pass the content's layout requests on to the dock."""
+        if watched is self.widget() and event.type() == QEvent.LayoutRequest:
+            self.updateGeometry()
+        return super().eventFilter(watched, event)
+
+    def minimumSizeHint(self) -> QSize:
+        """The content's minimum width plus the scroll bar; :attr:`_min_height` high."""
+        content = self.widget()
+        width = content.minimumSizeHint().width() if content is not None else 0
+        return QSize(width + self.verticalScrollBar().sizeHint().width(), self._min_height)
 
 
 def make_scrollable(widget: QWidget, min_height: int = MIN_DOCK_HEIGHT) -> QScrollArea:
@@ -29,13 +55,10 @@ def make_scrollable(widget: QWidget, min_height: int = MIN_DOCK_HEIGHT) -> QScro
     """
     content = QWidget()
     content.setLayout(widget.layout())  # reparents the layout and the widgets it manages
-    area = QScrollArea()
+    area = VerticalScrollArea(min_height)
     area.setWidgetResizable(True)
     area.setFrameShape(QFrame.NoFrame)
     area.setWidget(content)
-    area.setMinimumHeight(min_height)
-    # as wide as the content needs: it scrolls vertically only
-    area.setMinimumWidth(content.minimumSizeHint().width() + area.verticalScrollBar().sizeHint().width())
     outer = QVBoxLayout(widget)
     outer.setContentsMargins(0, 0, 0, 0)
     outer.addWidget(area)

@@ -247,7 +247,7 @@ def add_field_layers(
     owner = {"source": source, "translator": translator}
     layers: dict[str, napari.layers.Layer] = {
         "warped": upsert_image(
-            viewer, short_name("warped onto reference", translator), warped, volume, role="warped", **owner,
+            viewer, short_name("warped", translator), warped, volume, role="warped", **owner,
             colormap="gray", visible=False,
         ),
         "magnitude": upsert_image(

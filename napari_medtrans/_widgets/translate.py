@@ -116,7 +116,7 @@ class TranslateWidget(QWidget):
         self.window_combo.addItems(list(overlays.CT_WINDOWS))
         self.window_combo.setCurrentText("soft tissue")
         self.window_combo.setToolTip("HU window applied to every CT layer: translations, references, opened CT volumes")
-        self.link_contrast = QCheckBox("Link CT contrast")
+        self.link_contrast = QCheckBox("Link contrast")
         self.link_contrast.setToolTip("Changing the contrast of one CT layer changes all of them")
         self.contrast_link = overlays.LinkedContrast(viewer)
         self.onthefly_check = QCheckBox("Translate while scrolling")
@@ -140,6 +140,8 @@ class TranslateWidget(QWidget):
         self._on_reference_changed()
         self.state.status.connect(self.status_label.setText, check_nargs=False)
         self.state.volume_requested.connect(self.translate_volume)
+        self.state.chosen_changed.connect(self._show_panel_of)
+        self._show_panel_of(self.state.chosen)
         self._registry_seen = registry_fingerprint()
         self.registry_timer = QTimer(self)
         self.registry_timer.setInterval(REGISTRY_POLL_MS)
@@ -312,6 +314,13 @@ class TranslateWidget(QWidget):
         self.close_session()
         if self.onthefly_check.isChecked():
             self.start_session()
+
+    def _show_panel_of(self, meta: TranslatorMetadata | None) -> None:
+        """Bring the panel of the chosen translator's extra output (field, uncertainty) to the front."""
+        if meta is not None and "field" in meta.outputs:
+            self.panels.setCurrentWidget(self.field_panel)
+        elif meta is not None and "scale" in meta.outputs:
+            self.panels.setCurrentWidget(self.uncertainty_panel)
 
     def _on_reference_changed(self, *args: Any) -> None:
         self.state.set_reference(self.reference_layer())
