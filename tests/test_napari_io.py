@@ -178,3 +178,23 @@ def test_a_4d_file_warns_in_the_viewer(make_napari_viewer, tmp_path):
     assert layer.data.shape == (4, 5, 6)
     messages = [str(n.message) for n in shown]
     assert any("reading only the first 3-D volume (2 more skipped)" in m for m in messages), messages
+
+
+def test_tissue_names_travel_as_labels_features(make_napari_viewer, tmp_path):
+    from napari_medtrans.label_names import names_path, read_label_names, write_label_names
+
+    labels = oblique_volume(dtype=np.uint8, modality=None)
+    labels.array[:] = labels.array % 3
+    path = write_volume(labels, tmp_path / "sub_labels.nii.gz")
+    write_label_names(path, {0: "background", 1: "bone", 2: "brain"})
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(path), plugin=PLUGIN)
+    assert list(layer.features["tissue"]) == ["background", "bone", "brain"]
+    out = tmp_path / "copy_labels.mha"
+    viewer.layers.selection = {layer}
+    viewer.layers.save(str(out), selected=True, plugin=PLUGIN)
+    assert names_path(out).is_file() and read_label_names(out) == {0: "background", 1: "bone", 2: "brain"}
+    # the phantom sample names its tissues too
+    layers = viewer.open_sample("napari-medtrans", "phantom_head")
+    phantom = next(layer for layer in layers if layer.name == "phantom labels")
+    assert "cortical bone" in list(phantom.features["tissue"])

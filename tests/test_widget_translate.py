@@ -12,7 +12,6 @@ import time
 import numpy as np
 import pytest
 from _tiny_translators import DROPOUT, FIELD_BIAS, REGGAN, UAPI, make_tiny_translators
-
 from qtpy.QtCore import Qt
 
 from napari_medtrans.io import Volume, layer_geometry
@@ -377,7 +376,7 @@ def test_shortcuts_flip_layers_and_translators(demo, qtbot):
 def test_save_the_synthetic_ct(demo, qtbot, tmp_path):
     from napari_medtrans.io import read_volume
 
-    viewer, widget = demo(UAPI, onthefly=False)
+    _, widget = demo(UAPI, onthefly=False)
     assert widget.save_button.text() == "Save synthetic CT…"
     assert widget.save_translation(tmp_path / "early.nii.gz") is None  # not translated as a whole yet
     assert "whole volume first" in widget.status_label.text() and not (tmp_path / "early.nii.gz").exists()

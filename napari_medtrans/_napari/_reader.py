@@ -6,7 +6,9 @@ its own layer, named after its SeriesDescription) with ``scale``, ``translate``
 and ``affine`` from :func:`napari_medtrans.io.layer_geometry`. Integer volumes
 whose name has a ``_labels`` or ``_seg`` part (``sub_labels``,
 ``sub_labels_reviewed``, ``sub_seg``) open as Labels layers, without a
-modality (label values are not intensities of any modality).
+modality (label values are not intensities of any modality), and with the
+tissue names of their ``.names.json`` sidecar as features
+(:mod:`napari_medtrans.label_names`).
 
 Warnings of the reading (e.g. "reading only the first 3-D volume" of a 4-D
 file) are shown in the viewer as napari notifications, not only on the terminal.
@@ -27,7 +29,14 @@ from pathlib import Path
 from napari.types import LayerDataTuple
 from napari.utils.notifications import show_warning
 
-from napari_medtrans.io import READ_SUFFIXES, Volume, layer_geometry, read_volumes, volume_stem
+from napari_medtrans.io import (
+    READ_SUFFIXES,
+    Volume,
+    layer_geometry,
+    read_volumes,
+    volume_stem,
+)
+from napari_medtrans.label_names import LabelNamesError, as_features, read_label_names
 
 LABELS_NAME = re.compile(r"_(labels|seg)(_|$)", re.IGNORECASE)
 """A ``_labels`` or ``_seg`` part of a file name: the file holds labels."""
@@ -85,7 +94,15 @@ def layer_data(volume: Volume) -> LayerDataTuple:
     """A napari layer data tuple for ``volume`` (labels without a modality, or image)."""
     name = layer_name(volume)
     if is_labels(volume):
-        return (volume.array, {"name": name, **layer_geometry(replace(volume, modality=None))}, "labels")
+        kwargs = {"name": name, **layer_geometry(replace(volume, modality=None))}
+        try:
+            names = read_label_names(volume.path) if volume.path else {}
+        except LabelNamesError as exc:  # the labels still open, without names
+            warnings.warn(f"{exc}; opening the labels without tissue names", UserWarning, stacklevel=2)
+            names = {}
+        if names:
+            kwargs["features"] = as_features(names)
+        return (volume.array, kwargs, "labels")
     kwargs = {"name": name, **layer_geometry(volume)}
     kwargs["colormap"] = "gray"
     return (volume.array, kwargs, "image")
