@@ -390,3 +390,21 @@ def test_save_the_synthetic_ct(demo, qtbot, tmp_path):
         np.testing.assert_allclose(back.spacing, widget.session.volume.spacing, rtol=1e-6)
         np.testing.assert_allclose(back.origin, widget.session.volume.origin, atol=1e-4)
     assert widget.save_translation(tmp_path / "sct.mha") is None and "already exists" in widget.status_label.text()
+
+
+def test_orientation_letters_follow_the_displayed_axes(demo, qtbot):
+    from napari_medtrans._widgets.orientation import edge_letters
+
+    assert edge_letters((1, 2)) == {"top_center": "A", "bottom_center": "P", "middle_left": "R", "middle_right": "L"}
+    assert edge_letters((0, 2), vertical="up") == {"top_center": "S", "bottom_center": "I",
+                                                   "middle_left": "R", "middle_right": "L"}
+    viewer, widget = demo(UAPI)
+
+    def letters() -> list[str]:
+        return [overlay.text for overlay in widget.orientation.overlays.values()]
+
+    assert letters() == ["A", "P", "R", "L"] and all(o.visible for o in widget.orientation.overlays.values())
+    viewer.dims.order = (1, 0, 2)  # coronal: z down the screen
+    assert letters() == ["I", "S", "R", "L"]
+    viewer.dims.ndisplay = 3
+    assert not any(o.visible for o in widget.orientation.overlays.values())

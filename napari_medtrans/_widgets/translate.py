@@ -47,6 +47,7 @@ from napari_medtrans.shipped import shipped_dir
 
 from . import overlays
 from ._layout import make_scrollable
+from .orientation import OrientationLabels
 from ._panels import ComparePanel, FieldPanel, UncertaintyPanel
 from ._threads import call_limited, limit_torch_threads
 from ._translate_state import Session, TranslateState, layer_volume
@@ -142,6 +143,7 @@ class TranslateWidget(QWidget):
         self.state.volume_requested.connect(self.translate_volume)
         self.state.chosen_changed.connect(self._show_panel_of)
         self._show_panel_of(self.state.chosen)
+        self.orientation = OrientationLabels(viewer)
         self._registry_seen = registry_fingerprint()
         self.registry_timer = QTimer(self)
         self.registry_timer.setInterval(REGISTRY_POLL_MS)
@@ -608,6 +610,7 @@ class TranslateWidget(QWidget):
             emitter.disconnect(callback)
         for key in SHORTCUTS:
             self.viewer.bind_key(key, None, overwrite=True)
+        self.orientation.remove()
         self._cancel.set()
         self.registry_timer.stop()
         if self.session is not None:
