@@ -118,14 +118,17 @@ class UncertaintyPanel(QGroupBox):
         session = self.state.session
         if session is None or session.uncertainty is None:
             return
-        text = f"σ in {session.units} (colorbar, top right)"
+        canvas = f"σ in {session.units}"
+        text = canvas + " (colorbar, top right)"
         r = self.correlation()
         if r is not None:
             value = f"{r:.2f}" if np.isfinite(r) else "undefined"
             text += f"; r(σ, |error|) in the head, slice {self.state.current_index()}: {value}"
+            canvas += f"; r(σ, |error|) = {value}"  # short: the edges' centres carry the orientation letters
         self.legend.setText(text)
         overlay = self.state.viewer.text_overlay
-        overlay.text = text.replace(" (colorbar, top right)", "")
+        overlay.text = canvas
+        overlay.position = "top_left"
         overlay.visible = session.uncertainty.visible
 
 
