@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from qtpy.QtWidgets import QLabel, QPlainTextEdit, QProgressBar, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QPlainTextEdit, QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 
 from ._layout import breakable
 
@@ -65,6 +65,8 @@ class LossPlot(pg.PlotWidget):
         self.setClipToView(True)
         self.setDownsampling(auto=True, mode="peak")
         self.setMinimumHeight(120)
+        # fill what the dock has (its 480 px size hint would make the scrolled run view overflow)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Ignored)
         self._points: dict[str, tuple[list[float], list[float]]] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._colors = cycle(_COLORS)
@@ -128,6 +130,7 @@ class RunView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         for widget in (self.run_label, self.state_label, self.progress, self.plot, self.problem):
             layout.addWidget(widget)
+        layout.setStretchFactor(self.plot, 1)  # the curves take the room left
 
     def reset(self, run_path: str) -> None:
         """Start showing another run."""

@@ -22,6 +22,7 @@ from pathlib import Path
 from napari.qt.threading import create_worker
 from napari.viewer import Viewer
 from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QShowEvent
 from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -127,7 +128,7 @@ class TrainWidget(QWidget):
         run_layout.setContentsMargins(0, 0, 0, 0)
         run_layout.addLayout(buttons)
         run_layout.addWidget(self.message)
-        run_layout.addWidget(self.view)
+        run_layout.addWidget(self.view, 1)
         make_scrollable(run_area, min_height=80)
         form_area.setMinimumHeight(80)
         splitter = QSplitter(Qt.Vertical)
@@ -135,6 +136,8 @@ class TrainWidget(QWidget):
         splitter.addWidget(run_area)
         splitter.setStretchFactor(0, 1)
         splitter.setStretchFactor(1, 1)
+        self.splitter = splitter
+        self._split = False
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
@@ -148,6 +151,14 @@ class TrainWidget(QWidget):
         self._methods_worker.returned.connect(self.form.set_methods)
         self._methods_worker.errored.connect(lambda exc: self._say(str(exc), error=True))
         self._methods_worker.start()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """On the first show, give the run view (buttons, progress, curves) 3/5 of the height."""
+        super().showEvent(event)
+        if not self._split:
+            total = sum(self.splitter.sizes())
+            self.splitter.setSizes([total * 2 // 5, total - total * 2 // 5])
+            self._split = True
 
     # ------------------------------------------------------------------ actions
     def start(self) -> None:
