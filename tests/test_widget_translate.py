@@ -98,11 +98,22 @@ def test_current_slice_is_translated_after_a_dims_change(demo, qtbot):
     assert "HU" in widget.uncertainty_panel.legend.text() and "r(σ, |error|) in the head" in widget.uncertainty_panel.legend.text()
 
 
-def test_whole_volume_can_be_cancelled_then_completes(demo, qtbot):
+def test_whole_volume_can_be_cancelled_then_completes(demo, qtbot, monkeypatch):
     _, widget = demo(UAPI, onthefly=False)
+    translator = widget.session.translator
+    original = translator.translate_volume
+
+    def after_cancel(*args, cancel, **kwargs):  # the tiny model would finish before Cancel is pressed
+        deadline = time.monotonic() + 10
+        while not cancel() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return original(*args, cancel=cancel, **kwargs)
+
+    monkeypatch.setattr(translator, "translate_volume", after_cancel)
     with qtbot.waitSignal(widget.volume_finished, timeout=30000) as blocker:
         widget.volume_button.click()
         widget.cancel_button.click()
+    monkeypatch.setattr(translator, "translate_volume", original)
     assert blocker.args == [False]
     assert "cancelled" in widget.status_label.text()
     assert not widget.session.complete and widget.volume_button.isEnabled()
