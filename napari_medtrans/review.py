@@ -22,7 +22,7 @@ import getpass
 import hashlib
 import io as _io
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -282,7 +282,7 @@ class ReviewSession:
             if path.exists() and not overwrite:
                 raise ReviewError(f"{path} exists; pass overwrite=True to replace it")
         out.mkdir(parents=True, exist_ok=True)
-        volume = self.image.with_array(self.reviewed_labels(), modality=None)
+        volume = replace(self.image.with_array(self.reviewed_labels()), modality=None)  # labels: no modality
         write_volume(volume, paths["labels"], overwrite=overwrite)
         atomic_write_bytes(paths["csv"], self._log_csv().encode())
         log = self.to_dict() | {"exported_labels": paths["labels"].name, "exported_at": _now()}

@@ -6,8 +6,9 @@ Rerunnable; needs a display, e.g.::
 
 Writes ``docs/screenshot_<view>.png`` for: the on-the-fly demo window, the
 uncertainty overlay, the deformation field (vectors + warped grid, and the
-magnitude), the checkerboard and curtain comparisons, the difference in HU and
-the side-by-side grid. Uses the shipped demo translators.
+magnitude), the checkerboard and curtain comparisons, the difference in HU,
+the side-by-side grid, and all four MedTrans docks in a 1600×1000 window.
+Uses the shipped demo translators.
 """
 
 from __future__ import annotations
@@ -101,6 +102,18 @@ def field_views(out: Path, model: str) -> None:
     viewer.close()
 
 
+def docks_view(out: Path, model: str) -> None:
+    """The demo with Translate, Train, Evaluate and Review docked in a 1600×1000 window."""
+    viewer = napari.Viewer(title="napari-medtrans", show=True)
+    viewer.window.resize(1600, 1000)
+    _demo(viewer, model)
+    for name in ("Train", "Evaluate", "Review pseudo labels"):
+        viewer.window.add_plugin_dock_widget("napari-medtrans", name)
+    wait(2.0)  # the Train form asks the trainer for its methods
+    _save(viewer, out, "docks", canvas_only=False)
+    viewer.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs")
@@ -112,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NAPARI_APPLICATION_GUI_NOTIFICATION_LEVEL", "error")
     uapi_views(args.out, args.uapi)
     field_views(args.out, args.reggan)
+    docks_view(args.out, args.uapi)
     return 0
 
 

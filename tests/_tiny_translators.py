@@ -12,6 +12,7 @@ from napari_medtrans.nets import build_network
 
 UAPI = "tiny-uapi"
 REGGAN = "tiny-reggan"
+DROPOUT = "tiny-pix2pix-dropout"
 GENERATOR = {"arch": "unet", "in_channels": 1, "out_channels": 1, "ngf": 8, "depth": 2}
 #: constant displacement (Δrow, Δcol) in pixels that the tiny registration network predicts
 FIELD_BIAS = (1.5, -2.0)
@@ -30,10 +31,12 @@ def _save(folder: Path, name: str, method: str, networks: dict, outputs: list[st
 
 
 def make_tiny_translators(folder: Path) -> Path:
-    """Write ``tiny-uapi`` (U-Net + scale head) and ``tiny-reggan`` (U-Net + registration) to ``folder``."""
+    """Write ``tiny-uapi`` (U-Net + scale head), ``tiny-reggan`` (U-Net + registration) and
+    ``tiny-pix2pix-dropout`` (U-Net with dropout, for MC dropout) to ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     _save(folder, UAPI, "uapi", {"generator": {**GENERATOR, "scale_head": True}}, ["image", "scale"])
     registration = {"arch": "registration", "nf": 4, "depth": 2}
     _save(folder, REGGAN, "reggan", {"generator": GENERATOR, "registration": registration}, ["image", "field"])
+    _save(folder, DROPOUT, "pix2pix", {"generator": {**GENERATOR, "dropout": 0.5}}, ["image"])
     return folder

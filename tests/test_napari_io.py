@@ -140,3 +140,61 @@ def test_bad_file_reports_clear_error_and_viewer_stays_up(make_napari_viewer, tm
     assert len(viewer.layers) == 0
     [layer] = viewer.open(str(tmp_path / "good.nii.gz"), plugin=None)
     assert layer.name == "good" and len(viewer.layers) == 1
+
+
+def test_reviewed_and_saved_labels_reopen_as_labels_without_modality(make_napari_viewer, tmp_path):
+    ct = oblique_volume(dtype=np.int16, modality="CT")
+    labels = ct.with_array((ct.array > 0).astype(np.uint8) * 3)  # still tagged CT, as an export once was
+    viewer = make_napari_viewer()
+    [reviewed] = viewer.open(str(write_volume(labels, tmp_path / "sub-000_labels_reviewed.nii.gz")), plugin=PLUGIN)
+    assert reviewed._type_string == "labels" and reviewed.name == "sub-000_labels_reviewed"
+    assert reviewed.metadata["medtrans"]["modality"] is None
+    np.testing.assert_array_equal(reviewed.data, labels.array)
+    # a labels layer saved by the plugin has no modality in its header and reopens as labels
+    out = tmp_path / "copy_labels.mha"
+    viewer.layers.selection = {reviewed}
+    viewer.layers.save(str(out), selected=True, plugin=PLUGIN)
+    assert read_volume(out).modality is None
+    [again] = viewer.open(str(out), plugin=PLUGIN)
+    assert again._type_string == "labels"
+    # names merely containing "seg" or "labels" inside a word stay images
+    [image] = viewer.open(str(write_volume(ct, tmp_path / "segmental_ct.nii.gz")), plugin=PLUGIN)
+    assert image._type_string == "image" and image.metadata["medtrans"]["modality"] == "CT"
+
+
+def test_a_4d_file_warns_in_the_viewer(make_napari_viewer, tmp_path):
+    import SimpleITK as sitk
+    from napari.utils.notifications import notification_manager
+
+    path = tmp_path / "dynamic.nii.gz"
+    sitk.WriteImage(sitk.JoinSeries([sitk.Image([6, 5, 4], sitk.sitkFloat32)] * 3), str(path))
+    viewer = make_napari_viewer()
+    shown = []
+    notification_manager.notification_ready.connect(shown.append)
+    try:
+        [layer] = viewer.open(str(path), plugin=PLUGIN)
+    finally:
+        notification_manager.notification_ready.disconnect(shown.append)
+    assert layer.data.shape == (4, 5, 6)
+    messages = [str(n.message) for n in shown]
+    assert any("reading only the first 3-D volume (2 more skipped)" in m for m in messages), messages
+
+
+def test_tissue_names_travel_as_labels_features(make_napari_viewer, tmp_path):
+    from napari_medtrans.label_names import names_path, read_label_names, write_label_names
+
+    labels = oblique_volume(dtype=np.uint8, modality=None)
+    labels.array[:] = labels.array % 3
+    path = write_volume(labels, tmp_path / "sub_labels.nii.gz")
+    write_label_names(path, {0: "background", 1: "bone", 2: "brain"})
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(path), plugin=PLUGIN)
+    assert list(layer.features["tissue"]) == ["background", "bone", "brain"]
+    out = tmp_path / "copy_labels.mha"
+    viewer.layers.selection = {layer}
+    viewer.layers.save(str(out), selected=True, plugin=PLUGIN)
+    assert names_path(out).is_file() and read_label_names(out) == {0: "background", 1: "bone", 2: "brain"}
+    # the phantom sample names its tissues too
+    layers = viewer.open_sample("napari-medtrans", "phantom_head")
+    phantom = next(layer for layer in layers if layer.name == "phantom labels")
+    assert "cortical bone" in list(phantom.features["tissue"])

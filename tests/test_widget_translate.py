@@ -11,8 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from _tiny_translators import FIELD_BIAS, REGGAN, UAPI, make_tiny_translators
-
+from _tiny_translators import DROPOUT, FIELD_BIAS, REGGAN, UAPI, make_tiny_translators
 from qtpy.QtCore import Qt
 
 from napari_medtrans.io import Volume, layer_geometry
@@ -93,17 +92,28 @@ def test_current_slice_is_translated_after_a_dims_change(demo, qtbot):
     assert not np.array_equal(_slice(session.output, 2), fill)
     # prefetch: the neighbours get translated without being asked for
     qtbot.waitUntil(lambda: session.scheduler.cached(3) is not None and session.scheduler.cached(1) is not None, timeout=20000)
-    assert session.output.name == f"phantom T1 → CT ({UAPI})"
+    assert session.output.name == f"CT (HU) · {UAPI}" and session.uncertainty.name == f"σ (HU) · {UAPI}"
     assert session.uncertainty.colormap.name == "inferno (fading)" and session.uncertainty.colorbar.visible
     assert session.uncertainty.colormap.colors[0, 3] == 0 and session.uncertainty.colormap.colors[-1, 3] == 1
     assert "HU" in widget.uncertainty_panel.legend.text() and "r(σ, |error|) in the head" in widget.uncertainty_panel.legend.text()
 
 
-def test_whole_volume_can_be_cancelled_then_completes(demo, qtbot):
+def test_whole_volume_can_be_cancelled_then_completes(demo, qtbot, monkeypatch):
     _, widget = demo(UAPI, onthefly=False)
+    translator = widget.session.translator
+    original = translator.translate_volume
+
+    def after_cancel(*args, cancel, **kwargs):  # the tiny model would finish before Cancel is pressed
+        deadline = time.monotonic() + 10
+        while not cancel() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return original(*args, cancel=cancel, **kwargs)
+
+    monkeypatch.setattr(translator, "translate_volume", after_cancel)
     with qtbot.waitSignal(widget.volume_finished, timeout=30000) as blocker:
         widget.volume_button.click()
         widget.cancel_button.click()
+    monkeypatch.setattr(translator, "translate_volume", original)
     assert blocker.args == [False]
     assert "cancelled" in widget.status_label.text()
     assert not widget.session.complete and widget.volume_button.isEnabled()
@@ -170,7 +180,7 @@ def test_comparison_layers(demo, qtbot):
         widget.volume_button.click()
     panel = widget.compare_panel
     panel.show_difference()
-    difference = viewer.layers[f"phantom T1 → CT ({UAPI}) − phantom CT (reference) (HU)"]
+    difference = viewer.layers[f"Δ reference (HU) · {UAPI}"]
     np.testing.assert_allclose(
         difference.data, widget.session.output.data - viewer.layers["phantom CT (reference)"].data, atol=1e-3
     )
@@ -253,3 +263,159 @@ def test_event_loop_never_stalls_during_translation(demo, qtbot, monkeypatch):
     worst = sorted(gaps, reverse=True)[:5]
     print(f"longest event-loop stalls during inference (s, phase): {worst} over {len(gaps)} ticks")
     assert len(gaps) > 20 and worst[0][0] < 0.1, worst
+
+
+def _items(combo) -> list[str]:
+    return [combo.itemText(i) for i in range(combo.count())]
+
+
+def test_a_translator_written_later_is_listed_without_refresh(make_napari_viewer, qtbot, models_dir,
+                                                              monkeypatch, tmp_path):
+    import shutil
+
+    from napari_medtrans._widgets.translate import REGISTRY_POLL_MS, TranslateWidget
+
+    monkeypatch.setenv("MEDTRANS_MODELS_DIR", str(tmp_path))
+    shutil.copy(models_dir / f"{UAPI}.safetensors", tmp_path)
+    widget = TranslateWidget(make_napari_viewer())
+    assert REGGAN not in _items(widget.translator_combo)
+    shutil.copy(models_dir / f"{REGGAN}.safetensors", tmp_path)  # a training run just finished
+    qtbot.waitUntil(lambda: REGGAN in _items(widget.translator_combo), timeout=3 * REGISTRY_POLL_MS)
+    (tmp_path / f"{REGGAN}.safetensors").unlink()
+    qtbot.waitUntil(lambda: REGGAN not in _items(widget.translator_combo), timeout=3 * REGISTRY_POLL_MS)
+    assert widget.translator_combo.currentText() == UAPI
+
+
+def test_uncertainty_choices_are_those_the_translator_supports(make_napari_viewer, models_dir, monkeypatch):
+    monkeypatch.setenv("MEDTRANS_MODELS_DIR", str(models_dir))
+    from napari_medtrans._widgets.translate import TranslateWidget
+
+    widget = TranslateWidget(make_napari_viewer())
+    expected = {UAPI: ["scale map", "none", "tta"], REGGAN: ["none", "tta"], DROPOUT: ["none", "tta", "mc_dropout"]}
+    for name, choices in expected.items():
+        widget.select(translator=name)
+        assert _items(widget.volume_uncertainty) == choices, name
+
+
+def test_switching_translator_clears_the_previous_legend_overlay_and_progress(demo, qtbot):
+    from napari_medtrans._widgets._panels import NO_UNCERTAINTY
+
+    viewer, widget = demo(UAPI)
+    qtbot.waitUntil(lambda: "r(σ, |error|)" in widget.uncertainty_panel.legend.text(), timeout=20000)
+    assert viewer.text_overlay.visible and "r(σ, |error|)" in viewer.text_overlay.text
+    with qtbot.waitSignal(widget.volume_finished, timeout=60000):
+        widget.volume_button.click()
+    assert widget.progress.value() == widget.progress.maximum() > 0
+    widget.select(translator=REGGAN)
+    assert widget.uncertainty_panel.legend.text() == NO_UNCERTAINTY
+    assert not viewer.text_overlay.visible and viewer.text_overlay.text == ""
+    assert widget.progress.value() == widget.progress.minimum() - 1  # reset: no percentage shown
+
+
+def test_register_loads_a_chosen_registration_translator(make_napari_viewer, qtbot, models_dir, monkeypatch,
+                                                         small_subject):
+    monkeypatch.setenv("MEDTRANS_MODELS_DIR", str(models_dir))
+    from napari_medtrans._widgets.demo import INPUT_NAME, REFERENCE_NAME, add_phantom
+    from napari_medtrans._widgets.translate import TranslateWidget
+
+    viewer = make_napari_viewer(show=True)
+    add_phantom(viewer, small_subject)
+    widget = TranslateWidget(viewer)
+    panel = widget.field_panel
+    widget.select(input=INPUT_NAME, translator=UAPI, reference=REFERENCE_NAME)
+    assert not panel.button.isEnabled() and "no registration network" in panel.label.text()
+    widget.select(translator=REGGAN)
+    assert widget.session is None and panel.button.isEnabled()
+    assert panel.label.text().startswith("Loads the translator")
+    widget.select(reference="(none)")
+    assert not panel.button.isEnabled() and "Choose a reference layer" in panel.label.text()
+    widget.select(reference=REFERENCE_NAME)
+    qtbot.mouseClick(panel.button, Qt.LeftButton)
+    qtbot.waitUntil(lambda: "vectors" in panel.layers, timeout=60000)
+    assert widget.session.complete and panel.label.text().startswith("|field|: median")
+
+
+def test_one_short_named_layer_per_role_and_ct_windows_everywhere(demo, qtbot):
+    from napari_medtrans._widgets.overlays import window_limits
+
+    viewer, widget = demo(UAPI)
+    reference = viewer.layers["phantom CT (reference)"]
+    output = widget.session.output
+    assert reference.contrast_limits == list(window_limits("soft tissue"))  # the reference is windowed too
+    widget.window_combo.setCurrentText("bone")
+    assert output.contrast_limits == reference.contrast_limits == list(window_limits("bone")) == [-800, 2000]
+    # HU in the status bar readout of translation, σ and reference
+    reference.visible = True
+    for layer in (output, widget.session.uncertainty, reference):
+        assert layer.get_status((8, 32, 32), world=False)["value"].endswith(" HU"), layer.name
+    # linked contrast: one CT layer's contrast moves the others
+    widget.link_contrast.setChecked(True)
+    reference.contrast_limits = (0, 100)
+    assert output.contrast_limits == [0, 100]
+    widget.link_contrast.setChecked(False)
+    reference.contrast_limits = (0, 50)
+    assert output.contrast_limits == [0, 100]
+    # another translator reuses the translation layer and drops the σ of the previous one
+    widget.select(translator=REGGAN)
+    qtbot.waitUntil(lambda: widget.session is not None and widget.session.translator.metadata.name == REGGAN,
+                    timeout=30000)
+    assert widget.session.output.name == output.name == f"CT (HU) · {REGGAN}"  # the same layer, renamed
+    assert [layer.name for layer in viewer.layers] == ["phantom T1", "phantom CT (reference)", output.name]
+
+
+def test_shortcuts_flip_layers_and_translators(demo, qtbot):
+    from napari_medtrans._widgets.translate import SHORTCUTS
+
+    viewer, widget = demo(UAPI)
+    assert all(key in widget.toolTip() for key in SHORTCUTS)
+    canvas = viewer.window._qt_viewer.canvas.native
+    canvas.setFocus()
+    names = ["phantom T1", f"CT (HU) · {UAPI}", "phantom CT (reference)"]
+
+    def visible() -> list[bool]:
+        return [viewer.layers[name].visible for name in names]
+
+    for key, expected in ((Qt.Key_3, [False, False, True]), (Qt.Key_2, [False, True, False]),
+                          (Qt.Key_1, [True, False, False])):
+        qtbot.keyClick(canvas, key, Qt.AltModifier)
+        assert visible() == expected
+    before = widget.translator_combo.currentIndex()
+    qtbot.keyClick(canvas, Qt.Key_N, Qt.AltModifier)
+    assert widget.translator_combo.currentIndex() == (before + 1) % widget.translator_combo.count()
+
+
+def test_save_the_synthetic_ct(demo, qtbot, tmp_path):
+    from napari_medtrans.io import read_volume
+
+    _, widget = demo(UAPI, onthefly=False)
+    assert widget.save_button.text() == "Save synthetic CT…"
+    assert widget.save_translation(tmp_path / "early.nii.gz") is None  # not translated as a whole yet
+    assert "whole volume first" in widget.status_label.text() and not (tmp_path / "early.nii.gz").exists()
+    with qtbot.waitSignal(widget.volume_finished, timeout=60000):
+        widget.volume_button.click()
+    for name in ("sct.nii.gz", "sct.mha", "sct.nrrd"):
+        written = widget.save_translation(tmp_path / name)
+        back = read_volume(written)
+        np.testing.assert_allclose(back.array, widget.session.output.data, atol=1e-4)
+        assert back.modality == "CT"
+        np.testing.assert_allclose(back.spacing, widget.session.volume.spacing, rtol=1e-6)
+        np.testing.assert_allclose(back.origin, widget.session.volume.origin, atol=1e-4)
+    assert widget.save_translation(tmp_path / "sct.mha") is None and "already exists" in widget.status_label.text()
+
+
+def test_orientation_letters_follow_the_displayed_axes(demo, qtbot):
+    from napari_medtrans._widgets.orientation import edge_letters
+
+    assert edge_letters((1, 2)) == {"top_center": "A", "bottom_center": "P", "middle_left": "R", "middle_right": "L"}
+    assert edge_letters((0, 2), vertical="up") == {"top_center": "S", "bottom_center": "I",
+                                                   "middle_left": "R", "middle_right": "L"}
+    viewer, widget = demo(UAPI)
+
+    def letters() -> list[str]:
+        return [overlay.text for overlay in widget.orientation.overlays.values()]
+
+    assert letters() == ["A", "P", "R", "L"] and all(o.visible for o in widget.orientation.overlays.values())
+    viewer.dims.order = (1, 0, 2)  # coronal: z down the screen
+    assert letters() == ["I", "S", "R", "L"]
+    viewer.dims.ndisplay = 3
+    assert not any(o.visible for o in widget.orientation.overlays.values())

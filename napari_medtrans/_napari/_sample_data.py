@@ -5,7 +5,8 @@ from __future__ import annotations
 from napari.types import LayerDataTuple
 
 from napari_medtrans.io import layer_geometry
-from napari_medtrans.phantom import PhantomSubject, generate_subject, misalign
+from napari_medtrans.label_names import as_features
+from napari_medtrans.phantom import TISSUES, PhantomSubject, generate_subject, misalign
 
 SAMPLE_SEED = 0
 MISALIGNMENT_LEVEL = 3
@@ -24,7 +25,8 @@ def _image(subject: PhantomSubject, image: str, name: str, **display) -> LayerDa
 
 def _labels(subject: PhantomSubject, name: str) -> LayerDataTuple:
     volume = subject.volume("labels")
-    return (volume.array, {"name": name, **layer_geometry(volume), "opacity": 0.35}, "labels")
+    return (volume.array, {"name": name, **layer_geometry(volume), "opacity": 0.35, "features": as_features(TISSUES)},
+            "labels")
 
 
 def phantom_head() -> list[LayerDataTuple]:

@@ -3,9 +3,9 @@
 Input, output and target are laid side by side (in that order, then the
 misaligned target of registration methods and the uncertainty), so all are
 visible at once; the displacement field that registers the output to the
-misaligned target is drawn as vectors over the output (the vectors hold the
-displacement in pixels; early in training it is tiny, so the layer's display
-``length`` is raised until the longest arrow spans one grid step).
+misaligned target is drawn as vectors over the output, at true scale (an arrow
+is as long as the displacement in pixels; the layer name says so): a field that
+is still near zero early in training looks near zero, not like a deformation.
 
 Keeping the viewer responsive while a run is followed: creating a napari layer
 costs a few hundred milliseconds (vispy visuals, layer controls), updating one
@@ -37,7 +37,7 @@ IMAGE_ROLES = {"input": "gray", "output": "gray", "target": "gray", "registratio
 OUTPUT_ROLES = {"scale": ("scale",), "field": ("registration_target", "field")}
 """Preview arrays that come with each optional translator output."""
 
-LABELS = {"scale": "uncertainty", "registration_target": "misaligned target"}
+LABELS = {"scale": "uncertainty", "registration_target": "misaligned target", "field": "field (×1, px)"}
 GAP = 4  # pixels between neighbouring previews
 VECTORS_PER_SIDE = 16
 
@@ -55,8 +55,8 @@ def as_slices(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def field_vectors(field: np.ndarray) -> tuple[np.ndarray, float]:
-    """napari vectors (M, 2, D) of a displacement field on a coarse grid, and a display length.
+def field_vectors(field: np.ndarray) -> np.ndarray:
+    """napari vectors (M, 2, D) of a displacement field on a coarse grid, drawn at true scale.
 
     Parameters
     ----------
@@ -66,10 +66,7 @@ def field_vectors(field: np.ndarray) -> tuple[np.ndarray, float]:
     Returns
     -------
     vectors : numpy.ndarray
-        Grid positions and displacements in pixels (the layer's data stay true to the field).
-    length : float
-        napari's display multiplier (the layer's "length" control) that draws the
-        largest displacement about one grid step long; 1 when that is already so.
+        Grid positions and displacements in pixels.
     """
     field = np.asarray(field, dtype=np.float32)
     stack = field.ndim == 4 and field.shape[0] > 1
@@ -87,9 +84,7 @@ def field_vectors(field: np.ndarray) -> tuple[np.ndarray, float]:
             position.insert(0, np.full(d_row.shape, index))
             direction.insert(0, np.zeros_like(d_row))
         vectors.append(np.stack([np.stack(position, -1), np.stack(direction, -1)], 1))
-    vectors = np.concatenate(vectors).astype(np.float32)
-    longest = float(np.linalg.norm(vectors[:, 1], axis=-1).max(initial=0.0))
-    return vectors, max(1.0, 0.8 * step / longest) if longest > 0 else 1.0
+    return np.concatenate(vectors).astype(np.float32)
 
 
 def layer_name(role: str) -> str:
@@ -157,10 +152,10 @@ class PreviewLayers:
             self._pending.append(lambda r=role, d=data, t=translate, c=colormap:
                                  self._set(Image, r, d, translate=t, colormap=c))
             if role == "output" and "field" in preview.arrays:
-                vectors, length = field_vectors(preview.arrays["field"])
+                vectors = field_vectors(preview.arrays["field"])
                 vectors[:, 0, -1] += offset
-                self._pending.append(lambda v=vectors, n=length: self._set(
-                    Vectors, "field", v, edge_color="yellow", edge_width=1.0, length=n))
+                self._pending.append(lambda v=vectors: self._set(
+                    Vectors, "field", v, edge_color="yellow", edge_width=1.0, length=1.0))
             offset += data.shape[-1] + GAP
         self.iteration = preview.iteration
 
@@ -200,7 +195,7 @@ class PreviewLayers:
             layer.refresh()
         else:
             layer.data = data
-            if isinstance(layer, Vectors):  # new vectors get no colour; the length scale changes
+            if isinstance(layer, Vectors):  # new vectors get no colour
                 for key, value in options.items():
                     setattr(layer, key, value)
         if translate is not None and not np.array_equal(layer.translate, translate):

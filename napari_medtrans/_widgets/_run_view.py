@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from qtpy.QtWidgets import QLabel, QPlainTextEdit, QProgressBar, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QPlainTextEdit, QProgressBar, QSizePolicy, QVBoxLayout, QWidget
+
+from ._layout import breakable
 
 NON_LOSS_KEYS = frozenset({"iteration", "step", "epoch", "time", "elapsed", "lr", "it_per_s",
                            "seconds", "samples_per_s", "rank"})
@@ -69,7 +71,9 @@ class LossPlot(pg.PlotWidget):
         self.addLegend(offset=(-5, 5))
         self.setClipToView(True)
         self.setDownsampling(auto=True, mode="peak")
-        self.setMinimumHeight(180)
+        self.setMinimumHeight(120)
+        # fill what the dock has (its 480 px size hint would make the scrolled run view overflow)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Ignored)
         self._points: dict[str, tuple[list[float], list[float]]] = {}
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._colors = cycle(_COLORS)
@@ -119,6 +123,7 @@ class RunView(QWidget):
         self.run_label = QLabel("no run")
         self.run_label.setWordWrap(True)
         self.state_label = QLabel()
+        self.state_label.setWordWrap(True)  # a long stop/error message must not widen the dock
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -132,10 +137,11 @@ class RunView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         for widget in (self.run_label, self.state_label, self.progress, self.plot, self.problem):
             layout.addWidget(widget)
+        layout.setStretchFactor(self.plot, 1)  # the curves take the room left
 
     def reset(self, run_path: str) -> None:
         """Start showing another run."""
-        self.run_label.setText(f"run: {run_path}")
+        self.run_label.setText(breakable(f"run: {run_path}"))
         self.state_label.setText("waiting for the trainer…")
         self.progress.setRange(0, 1)
         self.progress.setValue(0)

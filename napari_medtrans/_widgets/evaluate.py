@@ -28,6 +28,8 @@ from napari_medtrans.evaluation import VolumeComparison, compare_volume
 from napari_medtrans.metrics import MetricUnavailable
 from napari_medtrans.segmenter import Segmenter, load_segmenter, shipped_segmenter
 
+from ._layout import make_scrollable
+
 if TYPE_CHECKING:
     import napari
 
@@ -81,6 +83,7 @@ class EvaluateWidget(QWidget):
         layout.addWidget(self.message)
         layout.addWidget(self.table)
         layout.addWidget(self.plot)
+        make_scrollable(self)
 
         for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
             event.connect(lambda _: self.refresh_layers())

@@ -37,6 +37,8 @@ from qtpy.QtWidgets import (
 from napari_medtrans.io import layer_geometry
 from napari_medtrans.review import ReviewError, ReviewSession
 
+from ._layout import make_scrollable
+
 if TYPE_CHECKING:
     import napari
 
@@ -99,6 +101,7 @@ class ReviewWidget(QWidget):
         layout.addWidget(self.show_uncertainty)
         layout.addWidget(export_button)
         layout.addWidget(self.message)
+        make_scrollable(self)
         self._bind_keys()
         viewer, keys = self.viewer, list(self.SHORTCUTS)
         self.destroyed.connect(lambda *_: _unbind_keys(viewer, keys))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from napari.viewer import Viewer
 from qtpy.QtCore import Qt, QTimer
+from qtpy.QtGui import QShowEvent
 from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -45,6 +46,7 @@ from napari_medtrans.rundir import FINAL_STATES, RunDir
 from napari_medtrans.runwatch import RunUpdate, RunWatcher
 
 from ._background import BackgroundCall
+from ._layout import breakable, make_scrollable
 from ._preview_layers import PreviewLayers
 from ._run_view import RunView
 from ._train_form import TrainForm
@@ -126,12 +128,16 @@ class TrainWidget(QWidget):
         run_layout.setContentsMargins(0, 0, 0, 0)
         run_layout.addLayout(buttons)
         run_layout.addWidget(self.message)
-        run_layout.addWidget(self.view)
+        run_layout.addWidget(self.view, 1)
+        make_scrollable(run_area, min_height=80)
+        form_area.setMinimumHeight(80)
         splitter = QSplitter(Qt.Vertical)
         splitter.addWidget(form_area)
         splitter.addWidget(run_area)
         splitter.setStretchFactor(0, 1)
         splitter.setStretchFactor(1, 1)
+        self.splitter = splitter
+        self._split = False
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
@@ -144,6 +150,14 @@ class TrainWidget(QWidget):
         self._methods_call = BackgroundCall(query_methods, self.form.set_methods,
                                             lambda exc: self._say(str(exc), error=True), parent=self)
         self._methods_call.start()  # not create_worker: see _background (closing while it runs)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        """On the first show, give the run view (buttons, progress, curves) 3/5 of the height."""
+        super().showEvent(event)
+        if not self._split:
+            total = sum(self.splitter.sizes())
+            self.splitter.setSizes([total * 2 // 5, total - total * 2 // 5])
+            self._split = True
 
     # ------------------------------------------------------------------ actions
     def start(self) -> None:
@@ -199,7 +213,7 @@ class TrainWidget(QWidget):
         if not RunDir(path).exists():
             self._say(f"{path} is not a run directory (no config.json)", error=True)
             return
-        self._say(f"attached to {path}")
+        self._say(breakable(f"attached to {path}"))
         self._follow(Path(path), None)
 
     # ------------------------------------------------------------------ following
@@ -257,7 +271,7 @@ class TrainWidget(QWidget):
             self.view.show_file_problems(update.errors)
 
     def _conclude(self, run: FollowedRun, returncode: int | None) -> None:
-        """Explain how the run ended, and register a finished translator."""
+        """Explain how the run ended (replacing e.g. "stop requested"), and register a finished translator."""
         status = run.watcher.status
         state = run.watcher.state
         log = run.watcher.log_tail(LOG_LINES)
@@ -267,8 +281,11 @@ class TrainWidget(QWidget):
         elif state == "failed":
             error = status.get("last_error") or "the trainer reported a failure"
             self.view.show_problem(f"Training failed: {error}", ["", "log.txt:", *log])
+            self._say("training failed (details below)", error=True)
         elif state == "stopped":
             self.view.show_status(status, "Resume continues from the last checkpoint")
+            self._say(f"stopped at iteration {status.get('iteration', '?')}; "
+                      "Resume continues from the last checkpoint")
         else:
             how = (f"exited with code {returncode}" if returncode is not None
                    else "is no longer running")
@@ -277,6 +294,7 @@ class TrainWidget(QWidget):
             self.view.show_problem(f"The trainer {how} while the run was '{state}'."
                                    " Resume continues from the last checkpoint.", lines)
             self.view.show_status(status, "trainer gone")
+            self._say(f"the trainer {how}", error=True)
 
     def _register(self, run: RunDir) -> None:
         """List the run's translator in the Translate widget (via :func:`registry.register_run`)."""
@@ -285,7 +303,7 @@ class TrainWidget(QWidget):
         except (OSError, CheckpointError) as exc:
             self._say(f"finished, but its translator cannot be listed: {exc}", error=True)
             return
-        self._say(f"finished: {path} is listed in the Translate widget")
+        self._say(breakable(f"finished: {path} is listed in the Translate widget"))
 
     # ------------------------------------------------------------------ helpers
     def _update_buttons(self) -> None:

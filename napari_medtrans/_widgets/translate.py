@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import napari
@@ -21,65 +22,53 @@ import numpy as np
 import torch
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from napari_medtrans import registry
+from napari_medtrans.checkpoint import TranslatorMetadata
 from napari_medtrans.constants import AIR_HU
-from napari_medtrans.comparison import resample_like
-from napari_medtrans.inference import Cancelled, Translator, load_translator
+from napari_medtrans.inference import Cancelled, PreparedVolume, Translator, load_translator
 from napari_medtrans.input_check import Verdict
-from napari_medtrans.io import Volume, volume_from_layer
+from napari_medtrans.io import Volume, write_volume
 from napari_medtrans.onthefly import SliceOutcome, SliceScheduler
+from napari_medtrans.shipped import shipped_dir
 
 from . import overlays
 from ._card_panel import LAYER_WARNING, CardPanel, InputWarning
 from ._dicom_action import SaveDicomButton
+from ._layout import make_scrollable
+from .orientation import OrientationLabels
 from ._panels import ComparePanel, FieldPanel, UncertaintyPanel
 from ._threads import call_limited, limit_torch_threads
+from ._translate_state import Session, TranslateState, layer_volume
+
+__all__ = ["Session", "TranslateWidget", "layer_volume", "uncertainty_choices"]
 
 NONE = "(none)"
-
-
-@dataclass
-class Session:
-    """A translator applied to one input layer, with the layers it fills."""
-
-    translator: Translator
-    prepared: Any
-    input_layer: napari.layers.Image
-    volume: Volume
-    output: napari.layers.Image
-    uncertainty: napari.layers.Image | None
-    scheduler: SliceScheduler
-    complete: bool = False
-    uncertainty_fitted: bool = False
-    key: tuple = field(default_factory=tuple)
-
-    @property
-    def axis(self) -> int:
-        """Array axis the translator works along."""
-        return self.translator.metadata.slice_axis
-
-    def input_slice(self, index: int) -> np.ndarray:
-        """Slice ``index`` of the input along the translator's axis."""
-        return np.take(self.volume.array, index, axis=self.axis)
-
-    @property
-    def units(self) -> str:
-        """Units of the translated image (HU for CT)."""
-        return overlays.units_of(self.translator.metadata.target)
+SHORTCUTS = {
+    "Alt-1": ("input", "show the input (MR) alone"),
+    "Alt-2": ("translation", "show the translation (synthetic CT) alone"),
+    "Alt-3": ("reference", "show the reference alone"),
+    "Alt-N": ("next", "next translator"),
+}
+"""Viewer key bindings while the widget is open: key → (action, what it does)."""
+SAVE_FILTER = "NIfTI (*.nii.gz *.nii);;MetaImage (*.mha);;NRRD (*.nrrd)"
+REGISTRY_POLL_MS = 2000
+"""Interval between two looks for translators added or removed (e.g. by a finished run)."""
 
 
 class _Progress(QObject):
@@ -107,13 +96,13 @@ class TranslateWidget(QWidget):
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
-        self.session: Session | None = None
+        self.state = TranslateState(viewer)
+        self._translators: dict[str, registry.TranslatorInfo] = {}
         self._loading: Any = None
         self._volume_worker: Any = None
         self._volume_session: Session | None = None
         self._cancel = threading.Event()
         self._requested: tuple[int, float] | None = None
-        self._reference_cache: dict[tuple, np.ndarray] = {}
 
         self.input_combo = QComboBox()
         self.reference_combo = QComboBox()
@@ -131,17 +120,23 @@ class TranslateWidget(QWidget):
         self.window_combo = QComboBox()
         self.window_combo.addItems(list(overlays.CT_WINDOWS))
         self.window_combo.setCurrentText("soft tissue")
+        self.window_combo.setToolTip("HU window applied to every CT layer: translations, references, opened CT volumes")
+        self.link_contrast = QCheckBox("Link contrast")
+        self.link_contrast.setToolTip("Changing the contrast of one CT layer changes all of them")
+        self.contrast_link = overlays.LinkedContrast(viewer)
         self.onthefly_check = QCheckBox("Translate while scrolling")
         self.status_label = QLabel("Pick an input layer and a translator.")
         self.status_label.setWordWrap(True)
         self.volume_uncertainty = QComboBox()
         self.volume_button = QPushButton("Translate whole volume")
         self.cancel_button = QPushButton("Cancel")
+        self.save_button = QPushButton("Save translation…")
+        self.save_button.setToolTip("Write the translated volume with the input's geometry (NIfTI, MetaImage, NRRD)")
         self.cancel_button.setEnabled(False)
         self.progress = QProgressBar()
-        self.uncertainty_panel = UncertaintyPanel(self)
-        self.field_panel = FieldPanel(self)
-        self.compare_panel = ComparePanel(self)
+        self.uncertainty_panel = UncertaintyPanel(self.state)
+        self.field_panel = FieldPanel(self.state)
+        self.compare_panel = ComparePanel(self.state)
         self.card_panel = CardPanel()
         self.input_warning = InputWarning()
         self.save_dicom_button = SaveDicomButton(self)
@@ -150,9 +145,22 @@ class TranslateWidget(QWidget):
         self.refresh_translators()
         self._refresh_layer_choices()
         self._show_metadata()
+        self._on_reference_changed()
+        self.state.status.connect(self.status_label.setText, check_nargs=False)
+        self.state.volume_requested.connect(self.translate_volume)
+        self.state.chosen_changed.connect(self._show_panel_of)
+        self._show_panel_of(self.state.chosen)
+        self.orientation = OrientationLabels(viewer)
+        self._registry_seen = registry_fingerprint()
+        self.registry_timer = QTimer(self)
+        self.registry_timer.setInterval(REGISTRY_POLL_MS)
+        self.registry_timer.timeout.connect(self._refresh_if_registry_changed)
+        self.registry_timer.start()
         layers = viewer.layers.events
+        for layer in viewer.layers:
+            self._adopt(layer)
         self._viewer_connections = [
-            (layers.inserted, self._refresh_layer_choices),
+            (layers.inserted, self._on_layer_inserted),
             (layers.removed, self._refresh_layer_choices),
             (layers.reordered, self._refresh_layer_choices),
             (viewer.dims.events.current_step, self._on_step),
@@ -167,10 +175,15 @@ class TranslateWidget(QWidget):
         self.precision_combo.currentTextChanged.connect(self._on_choice_changed)
         self.preview_combo.currentTextChanged.connect(self._on_preview_mode)
         self.window_combo.currentTextChanged.connect(self._apply_window)
+        self.link_contrast.toggled.connect(self.contrast_link.set_enabled)
         self.onthefly_check.toggled.connect(self._on_onthefly_toggled)
         self.refresh_button.clicked.connect(self.refresh_translators)
         self.volume_button.clicked.connect(self.translate_volume)
         self.cancel_button.clicked.connect(self.cancel_volume)
+        self.save_button.clicked.connect(self._choose_save_path)
+        self.setToolTip("Shortcuts in the viewer: " + "; ".join(f"{key}: {text}" for key, (_, text) in SHORTCUTS.items()))
+        for key, (action, _) in SHORTCUTS.items():
+            viewer.bind_key(key, _key_binding(self, action), overwrite=True)
 
     # -- layout ----------------------------------------------------------------
     def _build_layout(self) -> None:
@@ -185,7 +198,10 @@ class TranslateWidget(QWidget):
         form.addRow("Device", self.device_combo)
         form.addRow("Precision", self.precision_combo)
         form.addRow("Fast preview", self.preview_combo)
-        form.addRow("CT window", self.window_combo)
+        window_row = QHBoxLayout()
+        window_row.addWidget(self.window_combo, 1)
+        window_row.addWidget(self.link_contrast)
+        form.addRow("CT window", window_row)
         form.addRow("Reference", self.reference_combo)
         run = QGroupBox("Translate")
         run_layout = QFormLayout(run)
@@ -195,16 +211,36 @@ class TranslateWidget(QWidget):
         buttons.addWidget(self.volume_button)
         buttons.addWidget(self.cancel_button)
         run_layout.addRow(buttons)
+        run_layout.addRow(self.save_button)
         run_layout.addRow(self.save_dicom_button)
         run_layout.addRow(self.progress)
         run_layout.addRow(self.status_label)
         run_layout.addRow(self.input_warning)
+        panels = QTabWidget()  # one panel at a time: the dock stays short
+        for panel, title in ((self.uncertainty_panel, "Uncertainty"), (self.field_panel, "Field"),
+                             (self.compare_panel, "Compare")):
+            panel.setTitle("")
+            panel.setFlat(True)
+            panels.addTab(panel, title)
+        self.panels = panels
         layout = QVBoxLayout(self)
-        for box in (source, self.card_panel, run, self.uncertainty_panel, self.field_panel, self.compare_panel):
-            layout.addWidget(box)
+        for widget in (source, self.card_panel, run, panels):
+            layout.addWidget(widget)
         layout.addStretch()
+        make_scrollable(self, min_height=200)
 
     # -- choices ---------------------------------------------------------------
+    def _on_layer_inserted(self, event: Any) -> None:
+        self._adopt(event.value)
+        self._refresh_layer_choices()
+
+    def _adopt(self, layer: napari.layers.Layer) -> None:
+        """A CT layer gets the chosen HU window and HU in its status readout; contrast links follow it."""
+        self.contrast_link.watch(layer)
+        if layer in overlays.ct_layers(self.viewer):
+            layer.contrast_limits = overlays.window_limits(self.window_combo.currentText())
+            overlays.show_value_units(layer, "HU")
+
     def _refresh_layer_choices(self, event: Any = None) -> None:
         images = [layer.name for layer in self.viewer.layers if _is_volume_image(layer)]
         for combo, extra in ((self.input_combo, []), (self.reference_combo, [NONE])):
@@ -221,7 +257,8 @@ class TranslateWidget(QWidget):
     def refresh_translators(self) -> None:
         """List the registry's translators again, keeping the current choice when it still exists."""
         current = self.translator_combo.currentText()
-        names = [info.name for info in registry.list_translators()]
+        self._translators = {info.name: info for info in registry.list_translators()}
+        names = list(self._translators)
         self.translator_combo.blockSignals(True)
         self.translator_combo.clear()
         self.translator_combo.addItems(names)
@@ -230,6 +267,17 @@ class TranslateWidget(QWidget):
         self.translator_combo.blockSignals(False)
         if self.translator_combo.currentText() != current:
             self._on_choice_changed()
+
+    def _refresh_if_registry_changed(self) -> None:
+        seen = registry_fingerprint()
+        if seen != self._registry_seen:
+            self._registry_seen = seen
+            self.refresh_translators()
+
+    @property
+    def session(self) -> Session | None:
+        """The loaded session (translator + prepared input + output layers), if any."""
+        return self.state.session
 
     def select(self, *, input: str | None = None, translator: str | None = None, reference: str | None = None) -> None:
         """Choose the input layer, translator and reference layer by name."""
@@ -250,20 +298,15 @@ class TranslateWidget(QWidget):
         return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401 (LayerList has no get)
 
     def reference_array(self) -> np.ndarray | None:
-        """The reference resampled onto the input grid (cached per layer and geometry)."""
-        layer, session = self.reference_layer(), self.session
-        if layer is None or session is None:
-            return None
-        key = (id(layer), id(layer.data), session.key)
-        if key not in self._reference_cache:
-            self._reference_cache = {key: resample_like(layer_volume(layer), session.volume)}
-        return self._reference_cache[key]
+        """The reference resampled onto the input grid (see :meth:`TranslateState.reference_array`)."""
+        return self.state.reference_array()
 
     def _show_metadata(self) -> None:
         name = self.translator_combo.currentText()
-        infos = {info.name: info for info in registry.list_translators()}
+        infos = self._translators
         if name not in infos:
             self.info_label.setText("No translator found (see `medtrans models`).")
+            self.state.choose(None)
             return
         meta = infos[name].metadata
         self.card_panel.show_card(meta.card)
@@ -274,7 +317,9 @@ class TranslateWidget(QWidget):
             f"file {infos[name].path}"
         )
         self.volume_uncertainty.clear()
-        self.volume_uncertainty.addItems((["scale map"] if "scale" in meta.outputs else []) + ["none", "tta", "mc_dropout"])
+        self.volume_uncertainty.addItems(uncertainty_choices(meta))
+        self.save_button.setText(f"Save synthetic {meta.target}…")
+        self.state.choose(meta)
 
     def _on_choice_changed(self, *args: Any) -> None:
         self._show_metadata()
@@ -283,16 +328,24 @@ class TranslateWidget(QWidget):
         if self.onthefly_check.isChecked():
             self.start_session()
 
+    def _show_panel_of(self, meta: TranslatorMetadata | None) -> None:
+        """Bring the panel of the chosen translator's extra output (field, uncertainty) to the front."""
+        if meta is not None and "field" in meta.outputs:
+            self.panels.setCurrentWidget(self.field_panel)
+        elif meta is not None and "scale" in meta.outputs:
+            self.panels.setCurrentWidget(self.uncertainty_panel)
+
     def _on_reference_changed(self, *args: Any) -> None:
-        self.uncertainty_panel.update_correlation()
+        self.state.set_reference(self.reference_layer())
 
     def _on_preview_mode(self, mode: str) -> None:
         if self.session is not None:
             self.session.scheduler.preview = mode
 
     def _apply_window(self, window: str) -> None:
-        if self.session is not None and self.session.translator.metadata.target == "CT":
-            self.session.output.contrast_limits = overlays.window_limits(window)
+        """Window every CT layer (translations and references alike) with the named preset."""
+        for layer in overlays.ct_layers(self.viewer):
+            layer.contrast_limits = overlays.window_limits(window)
 
     # -- sessions --------------------------------------------------------------
     def start_session(self) -> None:
@@ -312,22 +365,25 @@ class TranslateWidget(QWidget):
     def _loading_finished(self) -> None:
         self._loading = None
 
-    def _on_loaded(self, loaded: tuple[Translator, Any, napari.layers.Image, Volume]) -> None:
+    def _on_loaded(self, loaded: tuple[Translator, PreparedVolume, napari.layers.Image, Volume, Verdict]) -> None:
         translator, prepared, layer, volume, verdict = loaded
         if layer.name not in self.viewer.layers or layer.name != self.input_combo.currentText():
             return  # the choice changed while loading
         meta = translator.metadata
         shape = volume.array.shape
         fill = AIR_HU if meta.target == "CT" else 0.0  # slices not translated yet show as air
-        tag = f"{layer.name} → {meta.target} ({meta.name})" + (LAYER_WARNING if verdict.ood else "")
+        owner = {"source": layer.name, "translator": meta.name}
+        overlays.remove_other_translators(self.viewer, **owner)
         output = overlays.add_translation_layer(
-            self.viewer, tag, np.full(shape, fill, np.float32), volume, meta.target, self.window_combo.currentText()
+            self.viewer, np.full(shape, fill, np.float32), volume, **owner, target=meta.target,
+            window=self.window_combo.currentText(),
         )
+        if verdict.ood:
+            output.name = output.name + LAYER_WARNING
         uncertainty = None
         if "scale" in meta.outputs:
-            units = overlays.units_of(meta.target)
             uncertainty = overlays.add_uncertainty_layer(
-                self.viewer, f"{tag} σ ({units})", np.zeros(shape, np.float32), volume, units
+                self.viewer, np.zeros(shape, np.float32), volume, **owner, units=overlays.units_of(meta.target)
             )
         precision = self.precision_combo.currentText()
         scheduler = SliceScheduler(
@@ -337,15 +393,15 @@ class TranslateWidget(QWidget):
             preview_precision="bf16",
             preview="never" if precision == "bf16" else self.preview_combo.currentText(),
         )
-        self.session = Session(
+        session = Session(
             translator, prepared, layer, volume, output, uncertainty, scheduler, key=(layer.name, meta.name, precision)
         )
         self.status_label.setText(f"{meta.name} ready on {translator.device}.")
         self.input_warning.show_verdict(verdict)
         self.viewer.layers.selection.active = layer
+        self.state.set_session(session)
         if self.onthefly_check.isChecked():
             self._start_onthefly()
-        self.uncertainty_panel.bind(self.session)
         self.session_ready.emit()
 
     def close_session(self) -> None:
@@ -353,8 +409,8 @@ class TranslateWidget(QWidget):
         self.cancel_volume()
         if self.session is not None:
             self.session.scheduler.stop()
-            self.session = None
-        self._reference_cache.clear()
+            self.state.set_session(None)
+        self.progress.reset()
 
     def _on_worker_error(self, exc: Exception) -> None:
         self.status_label.setText(f"Error: {exc}")
@@ -386,11 +442,7 @@ class TranslateWidget(QWidget):
 
     def current_index(self) -> int | None:
         """Slice index of the session's input shown in the viewer now."""
-        session = self.session
-        if session is None:
-            return None
-        point = session.input_layer.world_to_data(self.viewer.dims.point)
-        return int(np.clip(np.round(point[session.axis]), 0, session.scheduler.n_slices - 1))
+        return self.state.current_index()
 
     def _on_step(self, event: Any = None) -> None:
         session = self.session
@@ -427,7 +479,7 @@ class TranslateWidget(QWidget):
                 overlays.fit_uncertainty_limits(session.uncertainty, result.scale, session.input_slice(index))
                 session.uncertainty_fitted = exact
             session.uncertainty.refresh(extent=False, highlight=False, thumbnail=exact)
-        self.uncertainty_panel.update_correlation()
+        self.state.slice_shown.emit(index)
         kind = "exact" if exact else "preview"
         self.status_label.setText(f"Slice {index}: {kind} ({precision}).")
         if self._requested is not None and self._requested[0] == index:
@@ -493,6 +545,7 @@ class TranslateWidget(QWidget):
         if not finished and session is self.session and self.onthefly_check.isChecked():
             self._start_onthefly()
         self.volume_finished.emit(finished)
+        self.state.volume_finished.emit(finished)
 
     def _on_volume_done(self, result: Any) -> None:
         session = self._volume_session
@@ -504,12 +557,11 @@ class TranslateWidget(QWidget):
         session.output.data = result.image.astype(np.float32, copy=False)
         sigma = result.uncertainty if result.uncertainty is not None else result.scale
         if sigma is not None:
-            units = session.units
             session.uncertainty = overlays.add_uncertainty_layer(
-                self.viewer, f"{session.output.name} σ ({units})", sigma.astype(np.float32, copy=False), session.volume, units
+                self.viewer, sigma.astype(np.float32, copy=False), session.volume, **session.owner, units=session.units
             )
             overlays.fit_uncertainty_limits(session.uncertainty, sigma, session.volume.array)
-            self.uncertainty_panel.bind(session)
+            self.state.set_session(session)  # the panels pick up the new σ layer
         self._volume_ended(session, True, f"Whole volume translated ({session.output.name}).")
 
     def _on_volume_error(self, exc: Exception) -> None:
@@ -520,22 +572,115 @@ class TranslateWidget(QWidget):
         self._volume_ended(session, False, f"Error: {exc}")
         show_error(f"napari-medtrans: {exc}")
 
+    # -- shortcuts and saving ----------------------------------------------------
+    def show_alone(self, role: str) -> None:
+        """Show only the ``input``, ``translation`` or ``reference`` layer of the three."""
+        layers = {"input": self.input_layer(), "reference": self.reference_layer()}
+        source = layers["input"]
+        layers["translation"] = overlays.role_layer(self.viewer, "translation", source.name) if source else None
+        if layers[role] is None:
+            self.status_label.setText(f"No {role} layer to show.")
+            return
+        for name, layer in layers.items():
+            if layer is not None:
+                layer.visible = name == role
+
+    def next_translator(self) -> None:
+        """Choose the next translator of the list (wrapping around)."""
+        count = self.translator_combo.count()
+        if count:
+            self.translator_combo.setCurrentIndex((self.translator_combo.currentIndex() + 1) % count)
+
+    def _choose_save_path(self) -> None:
+        target = self.state.chosen.target if self.state.chosen else "translation"
+        path, _ = QFileDialog.getSaveFileName(self, f"Save synthetic {target}", f"synthetic_{target.lower()}.nii.gz",
+                                              SAVE_FILTER)
+        if path:  # the dialog has asked before choosing an existing file
+            self.save_translation(path, overwrite=True)
+
+    def save_translation(self, path: str | Path, *, overwrite: bool = False) -> Path | None:
+        """Write the whole translated volume (input geometry, target modality) to ``path``.
+
+        Returns:
+            The path written, or None (said in the status line) when the volume is not translated yet or
+            cannot be written.
+        """
+        session = self.session
+        if session is None or not session.complete:
+            self.status_label.setText("Translate the whole volume first, then save it.")
+            return None
+        volume = session.volume.with_array(np.asarray(session.output.data), modality=session.translator.metadata.target)
+        try:
+            written = write_volume(volume, path, overwrite=overwrite)
+        except (OSError, ValueError) as exc:
+            self.status_label.setText(f"Not saved: {exc}")
+            return None
+        self.status_label.setText(f"Saved {written}.")
+        return written
+
     def _teardown(self) -> None:
-        """When the widget is destroyed: leave the viewer's events, stop the workers."""
+        """When the widget is destroyed: leave the viewer's events and keys, stop the workers."""
         for emitter, callback in self._viewer_connections:
             emitter.disconnect(callback)
+        for key in SHORTCUTS:
+            self.viewer.bind_key(key, None, overwrite=True)
+        self.orientation.remove()
         self._cancel.set()
+        self.registry_timer.stop()
         if self.session is not None:
             self.session.scheduler.stop()
 
 
+def _key_binding(widget: TranslateWidget, action: str) -> Callable[[napari.viewer.Viewer], None]:
+    """The viewer key binding for an action of :data:`SHORTCUTS`."""
+
+    def on_key(viewer: napari.viewer.Viewer) -> None:
+        if action == "next":
+            widget.next_translator()
+        else:
+            widget.show_alone(action)
+
+    on_key.__name__ = f"medtrans_{action}"  # napari lists bindings by function name
+    return on_key
+
+
+def registry_fingerprint() -> tuple[int | None, ...]:
+    """Modification times of the places the registry lists translators from.
+
+    A translator file added, replaced or removed in the user folder, or a run
+    registered, changes it.
+    """
+    user = registry.user_dir()
+    places = (user, user / registry.REGISTERED_FILE, shipped_dir() / "models")
+    return tuple(_mtime(place) for place in places)
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def _load(
     name: str, device: str, layer: napari.layers.Image, volume: Volume
-) -> tuple[Translator, Any, napari.layers.Image, Volume, Verdict]:
+) -> tuple[Translator, PreparedVolume, napari.layers.Image, Volume, Verdict]:
     translator = load_translator(name, device=device)
     limit_torch_threads(translator)
     prepared = translator.prepare(volume.array, axis=translator.metadata.slice_axis)
     return translator, prepared, layer, volume, translator.check_input(volume)
+
+
+def uncertainty_choices(meta: TranslatorMetadata) -> list[str]:
+    """The whole-volume uncertainty choices a translator supports, its own scale map first.
+
+    ``mc_dropout`` needs dropout layers in the generator (its network spec's ``dropout`` > 0).
+    """
+    choices = ["scale map"] if "scale" in meta.outputs else []
+    choices += ["none", "tta"]
+    if float(meta.networks["generator"].get("dropout", 0.0)) > 0:
+        choices.append("mc_dropout")
+    return choices
 
 
 def _tagged(scheduler: SliceScheduler, translator: Translator) -> Any:
@@ -543,13 +688,6 @@ def _tagged(scheduler: SliceScheduler, translator: Translator) -> Any:
     limit_torch_threads(translator)
     for outcome in scheduler.run():
         yield scheduler, outcome
-
-
-def layer_volume(layer: napari.layers.Image) -> Volume:
-    """The volume of an image layer, with the physical geometry of its transform."""
-    return volume_from_layer(
-        layer.data, layer.metadata, scale=layer.scale, translate=layer.translate, affine=layer.affine.affine_matrix
-    )
 
 
 def _devices() -> list[str]:

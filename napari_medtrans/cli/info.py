@@ -1,4 +1,7 @@
-"""``medtrans info FILE``: shape, dtype, geometry, modality and intensity range of a volume."""
+"""``medtrans info FILE``: shape, dtype, geometry, modality and intensity range of a volume.
+
+A labels file with a ``.names.json`` sidecar also lists its tissues with their voxel counts.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from napari_medtrans.cli import CommandError
-from napari_medtrans.io import Volume, VolumeReadError, list_dicom_series, read_volume, read_volumes
+from napari_medtrans.io import (
+    Volume,
+    VolumeReadError,
+    list_dicom_series,
+    read_volume,
+    read_volumes,
+)
+from napari_medtrans.label_names import LabelNamesError, read_label_names
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +48,19 @@ def describe(volume: Volume) -> dict:
         "direction": list(volume.direction),
         "modality": volume.modality,
         "intensity_range": [float(array.min()), float(array.max())] if array.size else None,
+        "tissues": _tissues(volume),
     }
+
+
+def _tissues(volume: Volume) -> dict[str, dict] | None:
+    """Label value → name and voxel count, for an integer volume with a label-names sidecar."""
+    if volume.path is None or volume.array.dtype.kind not in "iu":
+        return None
+    try:
+        names = read_label_names(volume.path)
+    except LabelNamesError as exc:
+        raise CommandError(str(exc)) from exc
+    return {str(k): {"name": n, "voxels": int(np.count_nonzero(volume.array == k))} for k, n in names.items()} or None
 
 
 def _numbers(values) -> str:
@@ -58,6 +80,9 @@ def _format(info: dict) -> str:
     ]
     if info["intensity_range"]:
         lines.append(f"  intensity range:     {_numbers(info['intensity_range'])}")
+    if info["tissues"]:
+        lines.append("  tissues:")
+        lines += [f"    {value:>3}  {t['name']}  ({t['voxels']} voxels)" for value, t in info["tissues"].items()]
     return "\n".join(lines)
 
 
