@@ -43,14 +43,14 @@ def test_ct_given_to_an_mr_to_ct_translator_shows_a_warning(open_translate):
     assert widget.input_warning.visibleRegion().boundingRect().height() > 0  # on screen, not just flagged
     assert "• header says CT; this translator expects T1" in widget.input_warning.text()
     assert widget.input_warning.height() >= widget.input_warning.heightForWidth(widget.input_warning.width())
-    assert widget.session.output.name == f"input ct → CT (t1-ct-resnet){LAYER_WARNING}"
+    assert widget.session.output.name == f"CT (HU) · t1-ct-resnet{LAYER_WARNING}"
     assert widget.session.output.name in viewer.layers
 
 
 def test_t1_shows_no_warning_and_the_card_unfolds(open_translate):
     _viewer, widget = open_translate("t1")
     assert not widget.input_warning.isVisible()
-    assert widget.session.output.name == "input t1 → CT (t1-ct-resnet)"
+    assert widget.session.output.name == "CT (HU) · t1-ct-resnet"
     assert not widget.card_panel.text.isVisible()  # folded by default
     widget.card_panel.setChecked(True)
     assert widget.card_panel.text.isVisible()

@@ -215,7 +215,6 @@ class TranslateWidget(QWidget):
         run_layout.addRow(self.save_dicom_button)
         run_layout.addRow(self.progress)
         run_layout.addRow(self.status_label)
-        run_layout.addRow(self.input_warning)
         panels = QTabWidget()  # one panel at a time: the dock stays short
         for panel, title in ((self.uncertainty_panel, "Uncertainty"), (self.field_panel, "Field"),
                              (self.compare_panel, "Compare")):
@@ -224,7 +223,7 @@ class TranslateWidget(QWidget):
             panels.addTab(panel, title)
         self.panels = panels
         layout = QVBoxLayout(self)
-        for widget in (source, self.card_panel, run, panels):
+        for widget in (self.input_warning, source, self.card_panel, run, panels):  # the warning first: seen at once
             layout.addWidget(widget)
         layout.addStretch()
         make_scrollable(self, min_height=200)
