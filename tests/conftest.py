@@ -25,3 +25,22 @@ def small_cohort():
     from napari_medtrans.phantom import generate_cohort
 
     return generate_cohort(4, "paired", seed=0, shape=SMALL_SHAPE)
+
+
+def _fake_cpu(monkeypatch, flags: set[str]) -> None:
+    from napari_medtrans import cpu_features
+
+    monkeypatch.setattr(cpu_features, "cpu_flags", lambda: frozenset(flags))
+    monkeypatch.setattr(cpu_features, "cpu_model", lambda: "Fake CPU")
+
+
+@pytest.fixture()
+def native_bf16(monkeypatch):
+    """Fake a CPU with AMX-BF16 (bf16 is offered and chosen; on a CPU without it, it runs emulated)."""
+    _fake_cpu(monkeypatch, {"avx512f", "amx_tile", "amx_bf16", "avx512_bf16"})
+
+
+@pytest.fixture()
+def emulated_bf16(monkeypatch):
+    """Fake an AVX-512 CPU without bf16 or fp16 instructions (bf16 is emulated there)."""
+    _fake_cpu(monkeypatch, {"avx512f", "avx2"})

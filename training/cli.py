@@ -53,6 +53,8 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
     loop.add_argument("--precision", choices=get_args(get_type_hints(TrainConfig)["precision"]),
                       help="autocast dtype: auto (fp16 AMP on CUDA, fp32 elsewhere), fp32, bf16 (fast on CPUs "
                            "with AMX), fp16 (CUDA)")
+    loop.add_argument("--force-precision", action="store_true", default=None,
+                      help="keep --precision even where the device only emulates it (refused otherwise)")
     loop.add_argument("--checkpoint-every", type=int)
     loop.add_argument("--preview-every", type=int)
     loop.add_argument("--log-every", type=int)
@@ -68,6 +70,7 @@ _FLAG_PATHS = {
     "source_modality": ["data", "source_modality"], "target_modality": ["data", "target_modality"],
     "size": ["data", "size"], "iterations": ["iterations"], "batch_size": ["batch_size"], "lr": ["lr"],
     "device": ["device"], "threads": ["num_threads"], "precision": ["precision"], "seed": ["seed"],
+    "force_precision": ["force_precision"],
     "checkpoint_every": ["checkpoint_every"],
     "preview_every": ["preview_every"], "log_every": ["log_every"], "name": ["name"],
 }

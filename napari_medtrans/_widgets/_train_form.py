@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ from napari_medtrans.launcher import (
     OptionSpec,
     TrainRequest,
 )
+
+from ._precision import offer_precisions
 
 FOLDERS = "folders"
 """Data-source choice meaning "source and target folders" (the others are phantom regimes)."""
@@ -246,6 +249,8 @@ class TrainForm(QWidget):
         self.precision.addItems(PRECISIONS)
         self.precision.setToolTip("autocast dtype: auto = fp16 AMP on CUDA, fp32 elsewhere; bf16 is about "
                                   "2× faster on CPUs with AMX (and slower on CPUs without); fp16 needs CUDA")
+        offer_precisions(self.precision, self.device.currentText())
+        self.device.currentTextChanged.connect(partial(offer_precisions, self.precision))
         self.threads = QSpinBox()
         self.threads.setRange(0, 1024)
         self.threads.setSpecialValueText("default")

@@ -37,12 +37,13 @@ from qtpy.QtWidgets import (
 
 from napari_medtrans import registry
 from napari_medtrans.comparison import resample_like
-from napari_medtrans.inference import Cancelled, Translator, load_translator
+from napari_medtrans.inference import Cancelled, Translator, load_translator, resolve_device
 from napari_medtrans.io import Volume, volume_from_layer
 from napari_medtrans.onthefly import SliceOutcome, SliceScheduler
 
 from . import overlays
 from ._panels import ComparePanel, FieldPanel, UncertaintyPanel
+from ._precision import offer_precisions
 from ._threads import call_limited, limit_torch_threads
 
 NONE = "(none)"
@@ -121,6 +122,7 @@ class TranslateWidget(QWidget):
         self.device_combo.addItems(_devices())
         self.precision_combo = QComboBox()
         self.precision_combo.addItems(["fp32", "bf16"])
+        offer_precisions(self.precision_combo, str(resolve_device(self.device_combo.currentText())))
         self.preview_combo = QComboBox()
         self.preview_combo.addItems(["auto", "always", "never"])
         self.preview_combo.setToolTip("Show a bf16 preview first, replaced by the exact result")
@@ -155,6 +157,8 @@ class TranslateWidget(QWidget):
         self.destroyed.connect(partial(TranslateWidget._teardown, self))
         self.translator_combo.currentTextChanged.connect(self._on_choice_changed)
         self.input_combo.currentTextChanged.connect(self._on_choice_changed)
+        self.device_combo.currentTextChanged.connect(
+            lambda text: offer_precisions(self.precision_combo, str(resolve_device(text))))
         self.device_combo.currentTextChanged.connect(self._on_choice_changed)
         self.reference_combo.currentTextChanged.connect(self._on_reference_changed)
         self.precision_combo.currentTextChanged.connect(self._on_choice_changed)
@@ -325,6 +329,7 @@ class TranslateWidget(QWidget):
             final_precision=precision,
             preview_precision="bf16",
             preview="never" if precision == "bf16" else self.preview_combo.currentText(),
+            device=str(translator.device),
         )
         self.session = Session(
             translator, prepared, layer, volume, output, uncertainty, scheduler, key=(layer.name, meta.name, precision)

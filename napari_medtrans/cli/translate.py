@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from napari_medtrans import cpu_features
 from napari_medtrans.checkpoint import CheckpointError
 from napari_medtrans.cli import CommandError
 from napari_medtrans.inference import DEVICES, PRECISIONS, Translator, load_translator, resolve_device
@@ -33,7 +34,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="also write a per-voxel uncertainty: test-time flips, MC-dropout or the scale map")
     parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
-                        help="fp32 (default) for results; bf16/fp16 are faster, less exact")
+                        help="fp32 (default) for results; bf16/fp16 are faster where the device has them, "
+                             "less exact (refused where they are emulated, unless --force)")
+    parser.add_argument("--force", action="store_true", help="run a --precision this device only emulates")
     parser.add_argument("--axis", type=int, choices=(0, 1, 2), help="slice axis in (z, y, x) (default: the model's)")
     parser.add_argument("--batch-size", type=int, help="slices per batch (default: sized to the network and "
                         "slice so that its activations fit the CPU caches, larger on a GPU)")
@@ -100,6 +103,13 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise CommandError(f"--batch-size must be ≥ 1, got {args.batch_size}")
     translator = _load(args)
+    try:
+        warning = cpu_features.check_precision(args.precision, translator.device, force=args.force,
+                                               how_to_force="add --force")
+    except cpu_features.EmulatedPrecisionError as exc:
+        raise CommandError(f"--precision {args.precision}: {exc}") from exc
+    if warning:
+        print(warning, file=sys.stderr)
     target = translator.metadata.target
     plan = _plan(args, target)
     for source, image_path, uncertainty_path in plan:
