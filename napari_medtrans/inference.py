@@ -21,9 +21,9 @@ them, bf16 is emulated and slower than fp32 (see
 ``benchmarks/results/inference_throughput.md``). The generators' input layer
 stays in fp32, and uniform slices (pure air) are translated in fp32.
 
-Batch size: by default slices are batched so that the activations of the
-network's first layer stay within :data:`ACTIVATION_BUDGET` (on a CPU, larger
-batches fall out of the caches and are slower per slice).
+Batch size: by default measured once per (translator, slice size, device,
+threads, precision) on the first slices of a volume and cached in the user's
+cache folder (:mod:`napari_medtrans.batch_size`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -43,6 +44,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from napari_medtrans import cpu_features
+from napari_medtrans.batch_size import (
+    BatchKey,
+    BatchSizeCache,
+    MeasuredBatches,
+    network_id,
+)
 from napari_medtrans.checkpoint import TranslatorMetadata, load_modules
 from napari_medtrans.intensity import IntensityMapping
 from napari_medtrans.io import Volume
@@ -57,14 +65,14 @@ UNCERTAINTIES = ("tta", "mc_dropout")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 #: Test-time augmentations: flips over these tensor dims (identity first).
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
-#: Automatic batch size: slices per batch × padded pixels × channels of the network's first
-#: layer stays within this many activations. On a CPU a batch is fastest while its feature maps
-#: fit the caches (measured: ResNet ngf 16 at 128² fastest at 4–8 slices, ngf 64 at 256² and
-#: ngf 16 at 512² at 1 slice, in fp32 and bf16; ``benchmarks/results/inference_throughput.md``);
-#: accelerators get a larger budget (not measured here).
+#: Batch size of the registration network: slices per batch × padded pixels × channels of its
+#: first layer stays within this many activations (on a CPU a batch is fastest while its feature
+#: maps fit the caches); accelerators get a larger budget.
 ACTIVATION_BUDGET = {"cpu": 2**21}
 ACCELERATOR_BUDGET = 2**26
 MAX_BATCH = 64
+#: Measured generator batch sizes (the user's cache folder).
+BATCH_SIZES = BatchSizeCache()
 
 
 class Cancelled(Exception):
@@ -250,7 +258,7 @@ class Translator:
         return result
 
     def auto_batch_size(self, height: int, width: int, network: nn.Module | None = None) -> int:
-        """Slices per batch for ``height`` × ``width`` slices (see :data:`ACTIVATION_BUDGET`)."""
+        """Slices per batch for ``height`` × ``width`` slices estimated from :data:`ACTIVATION_BUDGET`."""
         network = network or self.generator
         multiple = network.size_multiple
         pixels = math.ceil(height / multiple) * multiple * math.ceil(width / multiple) * multiple
@@ -258,6 +266,17 @@ class Translator:
         channels = first.out_channels if first is not None else 1
         budget = ACTIVATION_BUDGET.get(self.device.type, ACCELERATOR_BUDGET)
         return max(1, min(MAX_BATCH, budget // (pixels * channels)))
+
+    def batch_key(self, height: int, width: int, precision: str) -> BatchKey:
+        """What the measured batch size of ``height`` × ``width`` slices is cached under."""
+        if self.device.type == "cpu":
+            device = f"cpu {cpu_features.cpu_model()}"
+        elif self.device.type == "cuda":
+            device = f"cuda {torch.cuda.get_device_name(self.device)}"
+        else:
+            device = self.device.type
+        network = network_id(self.metadata.name, self.metadata.networks, self.metadata.context_slices)
+        return BatchKey(network, height, width, device, torch.get_num_threads(), precision)
 
     def translate_volume(
         self,
@@ -271,7 +290,7 @@ class Translator:
         cancel: Callable[[], bool] | None = None,
         mc_samples: int = 8,
     ) -> TranslationResult:
-        """Translate a whole volume in batches of slices (``batch_size`` None: :meth:`auto_batch_size`).
+        """Translate a whole volume in batches of slices (``batch_size`` None: measured, see :meth:`batch_key`).
 
         ``progress(done, total)`` is called after each batch; when ``cancel()``
         returns true the next batch is not started and :class:`Cancelled` is raised.
@@ -279,7 +298,6 @@ class Translator:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
         prepared = self.prepare(volume.array if isinstance(volume, Volume) else volume, axis=axis, cache_size=0)
-        batch_size = batch_size or self.auto_batch_size(*prepared.slice_shape)
         shape = prepared.array.shape
         outputs = {
             "image": np.empty(shape, np.float32),
@@ -288,7 +306,9 @@ class Translator:
         }
         views = {k: np.moveaxis(v, prepared.axis, 0) for k, v in outputs.items() if v is not None}
         total = prepared.n_slices
-        for start, stop in _batches(total, batch_size):
+        key = self.batch_key(*prepared.slice_shape, precision)
+        batches = MeasuredBatches(total, batch_size or BATCH_SIZES.get(key), partial(BATCH_SIZES.put, key))
+        for start, stop in batches:
             if cancel is not None and cancel():
                 raise Cancelled(f"cancelled after {start} of {total} slices")
             batch = self._run(prepared.network_input(start, stop), precision, uncertainty, mc_samples)

@@ -11,6 +11,14 @@ import pytest
 SMALL_SHAPE = (16, 64, 64)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_dir(tmp_path_factory):
+    """Measured batch sizes go to a temporary cache folder, never the user's (also in subprocesses)."""
+    import os
+
+    os.environ["MEDTRANS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture(scope="session")
 def small_subject():
     """One phantom head of shape (16, 64, 64), seed 0 (a ``PhantomSubject``)."""

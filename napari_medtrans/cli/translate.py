@@ -38,8 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                              "less exact (refused where they are emulated, unless --force)")
     parser.add_argument("--force", action="store_true", help="run a --precision this device only emulates")
     parser.add_argument("--axis", type=int, choices=(0, 1, 2), help="slice axis in (z, y, x) (default: the model's)")
-    parser.add_argument("--batch-size", type=int, help="slices per batch (default: sized to the network and "
-                        "slice so that its activations fit the CPU caches, larger on a GPU)")
+    parser.add_argument("--batch-size", type=int, help="slices per batch (default: measured on the first "
+                        "slices once per model, slice size, device and threads, then cached)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.set_defaults(func=run)
 
