@@ -138,6 +138,24 @@ def test_uniform_slices_run_in_fp32_under_bf16(resnet, unet, volume, uncertainty
             np.testing.assert_array_equal(bf16.scale[1], alone.scale)
 
 
+def test_engine_equals_the_bare_generator_bit_for_bit(resnet, unet, volume):
+    """translate_volume adds no arithmetic: slice by slice it gives exactly the bare generator's output
+    on the normalised slices, mapped to HU; the scale head changes nothing in the image."""
+    for translator in (resnet, unet):
+        x = translator.prepare(volume).network_input(0, len(volume))
+        with torch.inference_mode():
+            bare = torch.cat([translator.generator(x[i : i + 1]) for i in range(len(x))])[:, 0]
+        expected = translator.output_mapping.from_network(bare.numpy())
+        for scale in (True, False):
+            result = translator.translate_volume(volume, batch_size=1, scale=scale)
+            np.testing.assert_array_equal(result.image, expected)
+            assert (result.scale is not None) == (scale and translator.provides_scale)
+    with torch.inference_mode():
+        sigma = torch.cat([unet.generator.forward_with_scale(x[i : i + 1])[1] for i in range(len(x))])[:, 0]
+    np.testing.assert_array_equal(unet.translate_volume(volume, batch_size=1).scale,
+                                  unet.output_mapping.scale_from_network(sigma.numpy()))
+
+
 def test_tta_and_mc_dropout_uncertainty(resnet, unet, volume):
     tta = resnet.translate_volume(volume[:2], uncertainty="tta")
     assert tta.uncertainty.shape == volume[:2].shape and (tta.uncertainty >= 0).all()

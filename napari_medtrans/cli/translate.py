@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             precision=args.precision,
             uncertainty=args.uncertainty if args.uncertainty in ("tta", "mc_dropout") else None,
+            scale=args.uncertainty == "scale",
             progress=progress_bar(source.name),
         )
         outputs = [(image_path, result.image)]
