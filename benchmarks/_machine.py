@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+from napari_medtrans import cpu_features
 
 
 def bf16_native() -> bool:
-    """Whether this CPU has bfloat16 matrix instructions (AMX or AVX-512-BF16); else bf16 is emulated."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    """Whether this CPU has bfloat16 instructions (AMX, AVX-512-BF16, ARM bf16); else bf16 is emulated."""
+    return cpu_features.precision_support("bf16", "cpu").native
 
 
 def load_note(load_start: float, load_end: float) -> str:

@@ -107,6 +107,9 @@ class TrainConfig:
     on CUDA, fp32 elsewhere; ``bf16`` = bfloat16 autocast on any device (weights
     and optimiser stay float32; fast on CPUs with AMX/AVX-512-BF16); ``fp16``
     needs CUDA. See :func:`training.loop.autocast_dtype`."""
+    force_precision: bool = False
+    """Train in ``precision`` even where the device only emulates it (bf16 on a CPU without
+    AMX/AVX-512-BF16 is many times slower than fp32); without it such a run is refused."""
     log_every: int = 10
     """Add a point to the loss curves every N iterations."""
     checkpoint_every: int = 200

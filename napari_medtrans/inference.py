@@ -21,9 +21,9 @@ them, bf16 is emulated and slower than fp32 (see
 ``benchmarks/results/inference_throughput.md``). The generators' input layer
 stays in fp32, and uniform slices (pure air) are translated in fp32.
 
-Batch size: by default slices are batched so that the activations of the
-network's first layer stay within :data:`ACTIVATION_BUDGET` (on a CPU, larger
-batches fall out of the caches and are slower per slice).
+Batch size: by default measured once per (translator, slice size, device,
+threads, precision) on the first slices of a volume and cached in the user's
+cache folder (:mod:`napari_medtrans.batch_size`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import numpy as np
@@ -44,6 +45,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from napari_medtrans import constants
+from napari_medtrans import cpu_features
+from napari_medtrans.batch_size import (
+    BatchKey,
+    BatchSizeCache,
+    MeasuredBatches,
+    network_id,
+)
 from napari_medtrans.checkpoint import TranslatorMetadata, load_modules
 from napari_medtrans.input_check import Verdict, check_input
 from napari_medtrans.intensity import IntensityMapping
@@ -59,16 +67,16 @@ UNCERTAINTIES = ("tta", "mc_dropout")
 DEVICES = constants.DEVICES
 #: Test-time augmentations: flips over these tensor dims (identity first).
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
-#: Automatic batch size: slices per batch × padded pixels × channels of the network's first
-#: layer stays within this many activations. On a CPU a batch is fastest while its feature maps
-#: fit the caches (measured: ResNet ngf 16 at 128² fastest at 4–8 slices, ngf 64 at 256² and
-#: ngf 16 at 512² at 1 slice, in fp32 and bf16; ``benchmarks/results/inference_throughput.md``);
-#: accelerators get a larger budget (not measured here).
+#: Batch size of the registration network: slices per batch × padded pixels × channels of its
+#: first layer stays within this many activations (on a CPU a batch is fastest while its feature
+#: maps fit the caches); accelerators get a larger budget.
 ACTIVATION_BUDGET = {"cpu": 2**21}
 ACCELERATOR_BUDGET = 2**26
 MAX_BATCH = 64
 #: Output outside a translation mask, per target modality (others: the low bound of the output mapping).
 BACKGROUND = {"CT": -1000.0}
+#: Measured generator batch sizes (the user's cache folder).
+BATCH_SIZES = BatchSizeCache()
 
 
 class Cancelled(Exception):
@@ -258,7 +266,7 @@ class Translator:
         return result
 
     def auto_batch_size(self, height: int, width: int, network: nn.Module | None = None) -> int:
-        """Slices per batch for ``height`` × ``width`` slices (see :data:`ACTIVATION_BUDGET`)."""
+        """Slices per batch for ``height`` × ``width`` slices estimated from :data:`ACTIVATION_BUDGET`."""
         network = network or self.generator
         multiple = network.size_multiple
         pixels = math.ceil(height / multiple) * multiple * math.ceil(width / multiple) * multiple
@@ -266,6 +274,17 @@ class Translator:
         channels = first.out_channels if first is not None else 1
         budget = ACTIVATION_BUDGET.get(self.device.type, ACCELERATOR_BUDGET)
         return max(1, min(MAX_BATCH, budget // (pixels * channels)))
+
+    def batch_key(self, height: int, width: int, precision: str) -> BatchKey:
+        """What the measured batch size of ``height`` × ``width`` slices is cached under."""
+        if self.device.type == "cpu":
+            device = f"cpu {cpu_features.cpu_model()}"
+        elif self.device.type == "cuda":
+            device = f"cuda {torch.cuda.get_device_name(self.device)}"
+        else:
+            device = self.device.type
+        network = network_id(self.metadata.name, self.metadata.networks, self.metadata.context_slices)
+        return BatchKey(network, height, width, device, torch.get_num_threads(), precision)
 
     def translate_volume(
         self,
@@ -279,33 +298,37 @@ class Translator:
         cancel: Callable[[], bool] | None = None,
         mc_samples: int = 8,
         mask: np.ndarray | None = None,
+        scale: bool = True,
     ) -> TranslationResult:
-        """Translate a whole volume in batches of slices (``batch_size`` None: :meth:`auto_batch_size`).
+        """Translate a whole volume in batches of slices (``batch_size`` None: measured, see :meth:`batch_key`).
 
         ``progress(done, total)`` is called after each batch; when ``cancel()``
         returns true the next batch is not started and :class:`Cancelled` is raised.
         With a ``mask`` (nonzero inside, the volume's shape) the output outside it is
         the target's background (:data:`BACKGROUND`: air, −1000 HU, for CT) and its
         uncertainty 0.
+        ``scale=False`` skips the generator's scale head (no ``scale`` in the result;
+        about 7 % faster for the demo UAPI at 256²).
         """
         if mask is not None and np.shape(mask) != np.shape(volume.array if isinstance(volume, Volume) else volume):
             raise ValueError(f"mask shape {np.shape(mask)} differs from the volume's")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
         prepared = self.prepare(volume.array if isinstance(volume, Volume) else volume, axis=axis, cache_size=0)
-        batch_size = batch_size or self.auto_batch_size(*prepared.slice_shape)
         shape = prepared.array.shape
         outputs = {
             "image": np.empty(shape, np.float32),
-            "scale": np.empty(shape, np.float32) if self.provides_scale else None,
+            "scale": np.empty(shape, np.float32) if scale and self.provides_scale else None,
             "uncertainty": np.empty(shape, np.float32) if uncertainty else None,
         }
         views = {k: np.moveaxis(v, prepared.axis, 0) for k, v in outputs.items() if v is not None}
         total = prepared.n_slices
-        for start, stop in _batches(total, batch_size):
+        key = self.batch_key(*prepared.slice_shape, precision)
+        batches = MeasuredBatches(total, batch_size or BATCH_SIZES.get(key), partial(BATCH_SIZES.put, key))
+        for start, stop in batches:
             if cancel is not None and cancel():
                 raise Cancelled(f"cancelled after {start} of {total} slices")
-            batch = self._run(prepared.network_input(start, stop), precision, uncertainty, mc_samples)
+            batch = self._run(prepared.network_input(start, stop), precision, uncertainty, mc_samples, scale)
             for name, view in views.items():
                 view[start:stop] = batch[name]
             if progress is not None:
@@ -368,9 +391,12 @@ class Translator:
 
     # ------------------------------------------------------------------ internals
     def _run(
-        self, x: torch.Tensor, precision: str, uncertainty: str | None, mc_samples: int = 8
+        self, x: torch.Tensor, precision: str, uncertainty: str | None, mc_samples: int = 8, scale: bool = True
     ) -> dict[str, np.ndarray | None]:
-        """Translate a (B, k, H, W) batch → image/scale/uncertainty (B, H, W) in target units."""
+        """Translate a (B, k, H, W) batch → image/scale/uncertainty (B, H, W) in target units.
+
+        ``scale``: run the generator's scale head (when it has one).
+        """
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if uncertainty not in (None, *UNCERTAINTIES):
@@ -383,52 +409,53 @@ class Translator:
         flat = x.flatten(1)
         uniform = None if precision == "fp32" else flat.amax(1) == flat.amin(1)
         if uniform is None or not uniform.any():
-            images, scales = self._predict(x, precision, uncertainty, mc_samples)
+            images, scales = self._predict(x, precision, uncertainty, mc_samples, scale)
         else:
-            images, scales = self._predict(x[~uniform], precision, uncertainty, mc_samples)
-            exact_images, exact_scales = self._predict(x[uniform], "fp32", uncertainty, mc_samples)
+            images, scales = self._predict(x[~uniform], precision, uncertainty, mc_samples, scale)
+            exact_images, exact_scales = self._predict(x[uniform], "fp32", uncertainty, mc_samples, scale)
             images = _merge(images, exact_images, uniform)
             scales = None if scales is None else _merge(scales, exact_scales, uniform)
         images = images[:, :, 0, crop[0], crop[1]]
         out: dict[str, np.ndarray | None] = {"image": None, "scale": None, "uncertainty": None}
-        out["image"] = self.output_mapping.from_network(images.mean(0).cpu().numpy())
+        out["image"] = self.output_mapping.from_network(_sample_mean(images).cpu().numpy())
         if uncertainty:
             std = images.std(0, correction=0)
             out["uncertainty"] = self.output_mapping.scale_from_network(std.cpu().numpy())
         if scales is not None:
             scales = scales[:, :, 0, crop[0], crop[1]]
-            out["scale"] = self.output_mapping.scale_from_network(scales.mean(0).cpu().numpy())
+            out["scale"] = self.output_mapping.scale_from_network(_sample_mean(scales).cpu().numpy())
         return out
 
     def _predict(
-        self, x: torch.Tensor, precision: str, uncertainty: str | None, mc_samples: int
+        self, x: torch.Tensor, precision: str, uncertainty: str | None, mc_samples: int, scale: bool
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(images, scales) stacked over TTA/MC samples: (S, B, 1, H, W) each (scales None without a head)."""
         with torch.inference_mode(), self._autocast(precision):
-            samples = list(self._samples(x, uncertainty, mc_samples))
-        images = torch.stack([image for image, _ in samples])
-        scales = torch.stack([scale for _, scale in samples]) if self.provides_scale else None
+            samples = list(self._samples(x, uncertainty, mc_samples, scale and self.provides_scale))
+        images = _stack([image for image, _ in samples])
+        scales = _stack([s for _, s in samples]) if samples[0][1] is not None else None
         return images, scales
 
     def _samples(
-        self, x: torch.Tensor, uncertainty: str | None, mc_samples: int
+        self, x: torch.Tensor, uncertainty: str | None, mc_samples: int, scale: bool
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        """(image, scale) predictions in float32, one per TTA flip / MC sample."""
+        """(image, scale) predictions in float32, one per TTA flip / MC sample (scale None unless ``scale``)."""
         if uncertainty == "tta":
             for dims in FLIPS:
-                image, scale = self._forward(self.generator, x.flip(dims) if dims else x)
-                yield (image.flip(dims), scale.flip(dims) if scale is not None else None) if dims else (image, scale)
+                image, sigma = self._forward(self.generator, x.flip(dims) if dims else x, scale)
+                yield (image.flip(dims), sigma.flip(dims) if sigma is not None else None) if dims else (image, sigma)
         elif uncertainty == "mc_dropout":
             generator = self._dropout_generator()
             for _ in range(mc_samples):
-                yield self._forward(generator, x)
+                yield self._forward(generator, x, scale)
         else:
-            yield self._forward(self.generator, x)
+            yield self._forward(self.generator, x, scale)
 
-    def _forward(self, net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.provides_scale:
-            image, scale = net.forward_with_scale(x)
-            return image.float(), scale.float()
+    @staticmethod
+    def _forward(net: nn.Module, x: torch.Tensor, scale: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if scale:
+            image, sigma = net.forward_with_scale(x)
+            return image.float(), sigma.float()
         return net(x).float(), None
 
     def _dropout_generator(self) -> nn.Module:
@@ -451,6 +478,16 @@ class Translator:
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+
+def _stack(samples: list[torch.Tensor]) -> torch.Tensor:
+    """(S, …) from S samples; a single one is a view, not a copy."""
+    return samples[0].unsqueeze(0) if len(samples) == 1 else torch.stack(samples)
+
+
+def _sample_mean(samples: torch.Tensor) -> torch.Tensor:
+    """The mean over dim 0; a single sample as it is (the same values, no pass over them)."""
+    return samples[0] if len(samples) == 1 else samples.mean(0)
 
 
 def _merge(rest: torch.Tensor, picked: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
+from napari_medtrans import cpu_features
+
 R = TypeVar("R")
 PreviewMode = Literal["auto", "always", "never"]
 
@@ -59,7 +61,10 @@ class SliceScheduler(Generic[R]):
         the exact computation takes longer than ``preview_threshold_s`` and the
         preview is not measured to be slower than 0.7× the exact one
         (exponential moving averages of measured times; on some CPUs bf16 is
-        slower than fp32).
+        slower than fp32). A preview precision that ``device`` only emulates
+        (:func:`napari_medtrans.cpu_features.precision_support`) is never used.
+    device
+        The device ``compute`` runs on.
     prefetch
         How many slices ahead of the scroll direction (and behind it) to
         translate once the current slice is done.
@@ -78,12 +83,14 @@ class SliceScheduler(Generic[R]):
         preview_threshold_s: float = 0.12,
         prefetch: int = 2,
         cache_size: int = 64,
+        device: str = "cpu",
     ) -> None:
         self._compute = compute
         self.n_slices = int(n_slices)
         self.final_precision = final_precision
         self.preview_precision = preview_precision
         self.preview = preview
+        self.preview_native = cpu_features.precision_support(preview_precision, device).native
         self.preview_threshold_s = preview_threshold_s
         self.prefetch = prefetch
         self.cache_size = cache_size
@@ -142,6 +149,8 @@ class SliceScheduler(Generic[R]):
     @property
     def uses_preview(self) -> bool:
         """Whether the current slice gets a preview before its exact result."""
+        if not self.preview_native:
+            return False
         if self.preview != "auto":
             return self.preview == "always"
         final = self._seconds.get(self.final_precision)

@@ -49,7 +49,7 @@ def test_translate_writes_hu_with_geometry(tmp_path, models_dir, t1_file, capsys
     assert main(["translate", str(t1_file), "--model", "tiny-resnet", "--out", str(out), "--overwrite"]) == 0
 
 
-def test_translate_scale_map_by_path(tmp_path, t1_file):
+def test_translate_scale_map_by_path(tmp_path, t1_file, native_bf16):
     model = make_translator(tmp_path / "uapi.safetensors", UNET_SCALE)
     out = tmp_path / "out"
     assert main(["translate", str(t1_file), "--model", str(model), "--out", str(out), "--uncertainty", "scale",

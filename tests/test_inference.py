@@ -82,15 +82,13 @@ def test_batching_equals_one_by_one_and_slice_api(resnet, volume):
         resnet.translate_slice(prepared, 99)
 
 
-def test_automatic_batch_size_follows_the_activation_budget(resnet, unet, volume):
-    """Slices × padded pixels × first-layer channels ≤ the CPU budget (2²¹), at least 1, at most 64."""
+def test_estimated_batch_size_follows_the_activation_budget(resnet, unet, volume):
+    """(The registration's batch size) slices × padded pixels × first-layer channels ≤ the CPU budget
+    (2²¹), at least 1, at most 64; the generator's is measured (test_batch_size.py)."""
     assert resnet.auto_batch_size(128, 128) == 2**21 // (128 * 128 * 8) == 16
     assert resnet.auto_batch_size(511, 510) == 1  # padded to 512² (multiple of 4)
     assert resnet.auto_batch_size(8, 8) == 64
     assert unet.auto_batch_size(64, 64) == 2**21 // (64 * 64 * 8)
-    calls = []
-    resnet.translate_volume(volume, progress=lambda done, total: calls.append(done))
-    assert calls == [6]  # one batch: 6 slices of 64² fit the budget
 
 
 def test_context_slices_25d(tmp_path, volume):
@@ -123,16 +121,39 @@ def test_bf16_runs_close_to_fp32(resnet, volume):
 
 @pytest.mark.parametrize("uncertainty", [None, "tta"])
 def test_uniform_slices_run_in_fp32_under_bf16(resnet, unet, volume, uncertainty):
-    """A slice of pure air (constant after clipping) is computed in fp32 even in a bf16 batch."""
+    """A slice of pure air (constant after clipping) is computed in fp32 even in a bf16 batch.
+
+    It must equal that slice translated alone in fp32 bit for bit (same batch size, so the
+    same kernels on any CPU, native or emulated bf16); the other slices differ from fp32.
+    """
     mixed = volume[:3].copy()
     mixed[1] = 0.0
     for translator in (resnet, unet):
         fp32 = translator.translate_volume(mixed, uncertainty=uncertainty)
-        bf16 = translator.translate_volume(mixed, precision="bf16", uncertainty=uncertainty)
-        np.testing.assert_allclose(bf16.image[1], fp32.image[1], atol=0.05)  # fp32 up to batch-size rounding
+        alone = translator.translate_slice(translator.prepare(mixed), 1, uncertainty=uncertainty)
+        bf16 = translator.translate_volume(mixed, batch_size=3, precision="bf16", uncertainty=uncertainty)
+        np.testing.assert_array_equal(bf16.image[1], alone.image)
         assert np.abs(bf16.image[0] - fp32.image[0]).mean() > 0.5  # the others did run in bf16
         if translator.provides_scale:
-            np.testing.assert_allclose(bf16.scale[1], fp32.scale[1], atol=0.05)
+            np.testing.assert_array_equal(bf16.scale[1], alone.scale)
+
+
+def test_engine_equals_the_bare_generator_bit_for_bit(resnet, unet, volume):
+    """translate_volume adds no arithmetic: slice by slice it gives exactly the bare generator's output
+    on the normalised slices, mapped to HU; the scale head changes nothing in the image."""
+    for translator in (resnet, unet):
+        x = translator.prepare(volume).network_input(0, len(volume))
+        with torch.inference_mode():
+            bare = torch.cat([translator.generator(x[i : i + 1]) for i in range(len(x))])[:, 0]
+        expected = translator.output_mapping.from_network(bare.numpy())
+        for scale in (True, False):
+            result = translator.translate_volume(volume, batch_size=1, scale=scale)
+            np.testing.assert_array_equal(result.image, expected)
+            assert (result.scale is not None) == (scale and translator.provides_scale)
+    with torch.inference_mode():
+        sigma = torch.cat([unet.generator.forward_with_scale(x[i : i + 1])[1] for i in range(len(x))])[:, 0]
+    np.testing.assert_array_equal(unet.translate_volume(volume, batch_size=1).scale,
+                                  unet.output_mapping.scale_from_network(sigma.numpy()))
 
 
 def test_tta_and_mc_dropout_uncertainty(resnet, unet, volume):

@@ -85,7 +85,7 @@ def test_stale_requests_are_dropped_while_worker_is_busy():
     assert scheduler.claim()
 
 
-def test_preview_then_final_and_preview_evicted():
+def test_preview_then_final_and_preview_evicted(native_bf16):
     compute, _ = _recorder()
     scheduler = SliceScheduler(compute, 5, prefetch=1, preview="always")
     scheduler.request(2)
@@ -97,7 +97,7 @@ def test_preview_then_final_and_preview_evicted():
     assert all(j.precision == "fp32" for j in _drain(scheduler))  # prefetch is exact only
 
 
-def test_auto_preview_only_for_slow_translators_and_only_if_faster():
+def test_auto_preview_only_for_slow_translators_and_only_if_faster(native_bf16):
     def compute(index: int, precision: str) -> int:
         time.sleep(delays[precision])
         return index

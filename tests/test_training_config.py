@@ -82,7 +82,7 @@ def test_medtrans_train_forwards_and_training_imports_no_qt():
     assert "reggan" in out.stdout
 
 
-def test_precision_resolves_per_device(tmp_path):
+def test_precision_resolves_per_device(tmp_path, native_bf16):
     import torch
 
     from training.loop import autocast_dtype

@@ -60,7 +60,7 @@ def test_method_trains_and_exports_translator(method, tmp_path):
 
 
 @pytest.mark.parametrize("method", sorted(TINY_MODEL))
-def test_method_trains_with_bf16_autocast(method, tmp_path):
+def test_method_trains_with_bf16_autocast(method, tmp_path, native_bf16):
     """``--precision bf16``: the step runs under bfloat16 autocast, losses stay finite and
     the exported weights stay float32."""
     import torch

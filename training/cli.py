@@ -73,6 +73,7 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
                  "checkpoint-minutes", "preview-every", "log-every", "name"):
         _config_flag(loop, f"--{flag}", flag.replace("-", "_"))
     _config_flag(loop, "--threads", "num_threads")
+    _config_flag(loop, "--force-precision", "force_precision", action="store_true", default=None)
     loop.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                       help="override any config field, e.g. --set model.ngf=32 --set data.flip=false")
     return p

@@ -17,6 +17,7 @@ import socket
 import sys
 import time
 import traceback
+import warnings
 from datetime import datetime, timezone
 from types import FrameType
 from typing import Any
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 import napari_medtrans
+from napari_medtrans import cpu_features
 from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
 from napari_medtrans.inference import PRECISIONS
 from napari_medtrans.model_card import annotate
@@ -44,19 +46,26 @@ class StopTraining(Exception):
     """Raised inside the loop when a stop was requested (file or signal)."""
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+def autocast_dtype(precision: str, device: torch.device, *, force: bool = False) -> torch.dtype | None:
     """The autocast dtype for ``TrainConfig.precision`` on ``device`` (None = float32).
 
     ``auto`` keeps the usual choice: float16 AMP with gradient scaling on CUDA,
     float32 elsewhere. ``bf16`` is opt-in on CPU: on CPUs with AMX or
     AVX-512-BF16 it makes a CycleGAN step about 2.3× faster than fp32
     (``benchmarks/results/training_throughput.md``); without them it is emulated
-    and slower than float32.
+    and many times slower than float32, so an explicit precision the device only
+    emulates is refused unless ``force`` (``--force-precision``).
     """
     if precision == "auto":
         return torch.float16 if device.type == "cuda" else None
     if precision == "fp16" and device.type != "cuda":
         raise ConfigError(f"precision fp16 needs a CUDA device (training on {device}); use bf16 or fp32")
+    try:
+        warning = cpu_features.check_precision(precision, device, force=force, how_to_force="add --force-precision")
+    except cpu_features.EmulatedPrecisionError as exc:
+        raise ConfigError(f"precision {precision}: {exc}") from exc
+    if warning:
+        warnings.warn(warning, RuntimeWarning, stacklevel=2)
     return PRECISIONS[precision]
 
 
@@ -222,7 +231,7 @@ class Trainer:
                 group.setdefault("initial_lr", group["lr"])
         configured_lrs = {name: [g["initial_lr"] for g in opt.param_groups]
                           for name, opt in self.method.optimizers.items()}
-        dtype = autocast_dtype(cfg.precision, self.device)
+        dtype = autocast_dtype(cfg.precision, self.device, force=cfg.force_precision)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=dtype == torch.float16)
         self.method_rng = torch.Generator().manual_seed(int(method_seed))
         self.ctx = StepContext(self.device, self.scaler, dtype,

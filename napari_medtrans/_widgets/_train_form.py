@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,8 @@ from qtpy.QtWidgets import (
 from napari_medtrans.constants import DEVICES, MODALITIES, REGIMES, TRAIN_PRECISIONS
 from napari_medtrans.contract import DataConfig, MethodSpec, OptionSpec, TrainConfig, option_help
 from napari_medtrans.launcher import MAX_SIZE, MIN_SIZE, TrainRequest
+
+from ._precision import offer_precisions
 
 FOLDERS = "folders"
 """Data-source choice meaning "source and target folders" (the others are phantom regimes)."""
@@ -246,6 +249,8 @@ class TrainForm(QWidget):
         self.precision.addItems(TRAIN_PRECISIONS)
         self.precision.setCurrentText(config.precision)
         self.precision.setToolTip(CONFIG_HELP["precision"])
+        offer_precisions(self.precision, self.device.currentText())
+        self.device.currentTextChanged.connect(partial(offer_precisions, self.precision))
         self.threads = QSpinBox()
         self.threads.setRange(0, 1024)
         self.threads.setSpecialValueText("default")

@@ -41,7 +41,7 @@ from qtpy.QtWidgets import (
 from napari_medtrans import registry
 from napari_medtrans.checkpoint import TranslatorMetadata
 from napari_medtrans.constants import AIR_HU
-from napari_medtrans.inference import Cancelled, PreparedVolume, Translator, load_translator
+from napari_medtrans.inference import Cancelled, PreparedVolume, Translator, load_translator, resolve_device
 from napari_medtrans.input_check import Verdict
 from napari_medtrans.io import Volume, write_volume
 from napari_medtrans.onthefly import SliceOutcome, SliceScheduler
@@ -53,6 +53,7 @@ from ._dicom_action import SaveDicomButton
 from ._layout import make_scrollable
 from .orientation import OrientationLabels
 from ._panels import ComparePanel, FieldPanel, UncertaintyPanel
+from ._precision import offer_precisions
 from ._threads import call_limited, limit_torch_threads
 from ._translate_state import Session, TranslateState, layer_volume
 
@@ -114,6 +115,7 @@ class TranslateWidget(QWidget):
         self.device_combo.addItems(_devices())
         self.precision_combo = QComboBox()
         self.precision_combo.addItems(["fp32", "bf16"])
+        offer_precisions(self.precision_combo, str(resolve_device(self.device_combo.currentText())))
         self.preview_combo = QComboBox()
         self.preview_combo.addItems(["auto", "always", "never"])
         self.preview_combo.setToolTip("Show a bf16 preview first, replaced by the exact result")
@@ -170,6 +172,8 @@ class TranslateWidget(QWidget):
         self.destroyed.connect(partial(TranslateWidget._teardown, self))
         self.translator_combo.currentTextChanged.connect(self._on_choice_changed)
         self.input_combo.currentTextChanged.connect(self._on_choice_changed)
+        self.device_combo.currentTextChanged.connect(
+            lambda text: offer_precisions(self.precision_combo, str(resolve_device(text))))
         self.device_combo.currentTextChanged.connect(self._on_choice_changed)
         self.reference_combo.currentTextChanged.connect(self._on_reference_changed)
         self.precision_combo.currentTextChanged.connect(self._on_choice_changed)
@@ -391,6 +395,7 @@ class TranslateWidget(QWidget):
             final_precision=precision,
             preview_precision="bf16",
             preview="never" if precision == "bf16" else self.preview_combo.currentText(),
+            device=str(translator.device),
         )
         session = Session(
             translator, prepared, layer, volume, output, uncertainty, scheduler, key=(layer.name, meta.name, precision)

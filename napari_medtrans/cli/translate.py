@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_medtrans import cpu_features
 from napari_medtrans.checkpoint import CheckpointError
 from napari_medtrans.cli import CommandError
 from napari_medtrans.inference import DEVICES, PRECISIONS, Translator, load_translator, resolve_device
@@ -46,10 +47,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="also write a per-voxel uncertainty: test-time flips, MC-dropout or the scale map")
     parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
-                        help="fp32 (default) for results; bf16/fp16 are faster, less exact")
+                        help="fp32 (default) for results; bf16/fp16 are faster where the device has them, "
+                             "less exact (refused where they are emulated, unless --force)")
+    parser.add_argument("--force", action="store_true", help="run a --precision this device only emulates")
     parser.add_argument("--axis", type=int, choices=(0, 1, 2), help="slice axis in (z, y, x) (default: the model's)")
-    parser.add_argument("--batch-size", type=int, help="slices per batch (default: sized to the network and "
-                        "slice so that its activations fit the CPU caches, larger on a GPU)")
+    parser.add_argument("--batch-size", type=int, help="slices per batch (default: measured on the first "
+                        "slices once per model, slice size, device and threads, then cached)")
     parser.add_argument("--series-uid", help="the DICOM series to read from a folder holding several")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--mask", type=Path, metavar="FILE",
@@ -183,6 +186,13 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise CommandError(f"--batch-size must be ≥ 1, got {args.batch_size}")
     translator = _load(args)
+    try:
+        warning = cpu_features.check_precision(args.precision, translator.device, force=args.force,
+                                               how_to_force="add --force")
+    except cpu_features.EmulatedPrecisionError as exc:
+        raise CommandError(f"--precision {args.precision}: {exc}") from exc
+    if warning:
+        print(warning, file=sys.stderr)
     target = translator.metadata.target
     plan = _plan(args, target)
     mask = _read_mask(args.mask) if args.mask else None
@@ -215,6 +225,7 @@ def _translate_one(args: argparse.Namespace, translator: Translator, source: Pat
         batch_size=args.batch_size,
         precision=args.precision,
         uncertainty=args.uncertainty if args.uncertainty in ("tta", "mc_dropout") else None,
+        scale=args.uncertainty == "scale",
         progress=progress_bar(source.name),
         mask=_mask_for(mask, volume, source),
     )
