@@ -73,6 +73,7 @@ class EvalSettings:
     frd_image_types: Sequence[str] | None = None
     frd_max_slices: int = FRD_MAX_SLICES
     set_bootstrap: int = SET_BOOTSTRAP   # subject resamples for the SWD/FRD intervals
+    frd_scenarios: Sequence[str] | None = None   # FRD only under these scenarios (None: all); it is the slow one
     pcc_min_foreground: float = 0.1   # σ–error correlation over slices with ≥ this body fraction (0: all)
 
 
@@ -267,7 +268,10 @@ def _distribution(row: Row, reasons: dict, translated: list[np.ndarray], cases: 
         row.out["swd"], row.ci95["swd"] = swd.value, _interval(swd.ci95)
     except metrics.MetricUnavailable as exc:
         _unavailable(row.out, reasons, row.where, ["swd"], str(exc))
-    if settings.frd:
+    scenario = row.where.split("/")[-1]
+    if settings.frd_scenarios is not None and scenario not in settings.frd_scenarios:
+        _unavailable(row.out, reasons, row.where, ["frd"], "FRD not computed under this scenario (frd_scenarios)")
+    elif settings.frd:
         fake_s, masks_s, groups_s = _slices_for_frd(fake, masks, groups, settings.frd_max_slices)
         real_s = _slices_for_frd(real, masks, groups, settings.frd_max_slices)[0]
         try:
@@ -399,6 +403,7 @@ def evaluate(translators: dict[str, Translator], cases: Sequence[EvalCase], sett
                                         "cases": [c.name for c in cases], "frd": settings.frd,
                                         "frd_image_types": settings.frd_image_types,
                                         "frd_max_slices": settings.frd_max_slices,
+                                        "frd_scenarios": list(settings.frd_scenarios or settings.scenarios),
                                         "fid_weights": str(settings.fid_weights) if settings.fid_weights else None,
                                         "pcc_min_foreground": settings.pcc_min_foreground,
                                         "conventions": CONVENTIONS})

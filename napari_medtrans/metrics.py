@@ -391,7 +391,8 @@ def swd(
     set by its own statistics, which would hide a global shift); the result is the mean over
     levels. Two sets of the same distribution give a small positive value, not 0.
     With ``groups`` (the subject of each image) and ``bootstrap`` > 0, the interval resamples
-    subjects in both sets and reuses the drawn patches (one repeat of the directions each).
+    subjects in both sets and reuses the drawn patches (each resample: one draw of a quarter
+    of the directions, which widens the interval a little rather than narrowing it).
     """
     if not images or not reference:
         raise MetricUnavailable("SWD needs at least one image in each set")
@@ -414,7 +415,7 @@ def swd(
             draws = []
             for _ in range(bootstrap):
                 pick_a, pick_b = _resample(group_a, rng), _resample(group_b, rng)
-                draws.append(1e3 * np.mean([_sliced_wasserstein(a[pick_a], b[pick_b], directions, 1, rng)
+                draws.append(1e3 * np.mean([_sliced_wasserstein(a[pick_a], b[pick_b], max(1, directions // 4), 1, rng)
                                             for a, b in zip(levels_a, levels_b)]))
             result.ci95 = (float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5)))
     return result
@@ -541,6 +542,10 @@ def frd(
         raise MetricUnavailable("FRD needs at least two images in each set")
     features_a, features_b = radiomics_features(images, reference, masks, reference_masks,
                                                 image_types=image_types, num_workers=num_workers)
+    if len(features_a) != len(images) or len(features_b) != len(reference):
+        # PyRadiomics skipped some images (a mask too small for a feature): subjects are no longer
+        # known per row, so the interval resamples images
+        groups = reference_groups = None
     return frd_from_features(features_a, features_b, groups, reference_groups, bootstrap=bootstrap, seed=seed)
 
 
