@@ -13,7 +13,7 @@ subjects fixed by ``--test-seeds`` and never used for anything else:
     python benchmarks/evaluation_study.py --scale full --test-seeds 5000 5001 5002 5003 5004 5005 --device cuda
 
 Runs go to ``build/study_runs/<scale>/`` (a finished run with the same command line is
-reused); results to ``benchmarks/results/evaluation_study.md`` and
+reused, and so is its evaluation, cached in ``eval_cache/`` there); results to ``benchmarks/results/evaluation_study.md`` and
 ``benchmarks/results/evaluation_study/`` (metrics.json per question, runs.json).
 """
 
@@ -332,13 +332,13 @@ def main() -> int:
     q1 = [r for r in runs if r.question == 1]
     if q1:
         results[1] = evaluate_runs(q1, work, cases, evaluation.EvalSettings(scenarios=["GN0"], frd=False, **base),
-                                   folder / "cache")
+                                   work / "eval_cache")
         sections += question1(results[1], q1)
     q2 = [r for r in runs if r.question == 2]
     if q2:
         frd_scenarios = [s for s in recipe["frd_scenarios"] or args.scenarios if s in args.scenarios]
         settings = evaluation.EvalSettings(scenarios=args.scenarios, frd_scenarios=frd_scenarios, **base)
-        results[2] = evaluate_runs(q2, work, cases, settings, folder / "cache")
+        results[2] = evaluate_runs(q2, work, cases, settings, work / "eval_cache")
         for number, section in ((2, question2), (3, question3), (4, question4)):
             if number in args.questions:
                 sections += section(results[2], q2)
