@@ -98,7 +98,7 @@ def plan(args: argparse.Namespace, recipe: dict[str, Any]) -> list[Run]:
         runs += [Run(1, m, s, level) for level in args.levels or recipe["levels"] for m in Q1_METHODS
                  for s in args.train_seeds]
     if {2, 3, 4} & set(args.questions):
-        runs += [Run(2, m, s) for m in Q2_METHODS for s in args.train_seeds]
+        runs += [Run(2, m, s) for m in args.q2_methods for s in args.train_seeds]
     return runs
 
 
@@ -208,7 +208,7 @@ def question2(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]
              "| method | " + " | ".join(f"MAE {s}" for s in scenarios) + " | Dice GN0 | Dice IP10 | P99 air GN0 (HU) |",
              "|---" * (len(scenarios) + 4) + "|"]
     change = {}
-    for method in Q2_METHODS:
+    for method in sorted({r.method for r in runs if r.question == 2}, key=Q2_METHODS.index):
         mine = [r.name for r in runs if r.question == 2 and r.method == method]
         cells = [_over_seeds([result.models[n][s].get("mae") for n in mine]) for s in scenarios]
         dice = [_over_seeds([result.models[n][s].get("dice_mean") for n in mine]) for s in ("GN0", "IP10")
@@ -284,6 +284,21 @@ def regimes(runs: list[Run], recipe: dict[str, Any], params: dict[str, int]) -> 
     return lines + [""]
 
 
+def deviations(args: argparse.Namespace, recipe: dict[str, Any]) -> str:
+    """What this run left out of the protocol's scale, in words."""
+    left = []
+    if args.levels and tuple(args.levels) != tuple(recipe["levels"]):
+        left.append(f"question 1 at levels {', '.join(map(str, args.levels))} only "
+                    f"(scale: {', '.join(map(str, recipe['levels']))})")
+    if list(args.scenarios) != list(metrics.SCENARIOS):
+        left.append(f"questions 2–4 under {', '.join(args.scenarios)} only (protocol: all seven scenarios)")
+    if list(args.q2_methods) != list(Q2_METHODS):
+        left.append(f"questions 2–4 without {', '.join(m for m in Q2_METHODS if m not in args.q2_methods)}")
+    if len(args.train_seeds) < 3:
+        left.append(f"{len(args.train_seeds)} training seed(s) (protocol: ≥ 3)")
+    return "; ".join(left)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=sorted(RECIPES), default="small")
@@ -292,6 +307,8 @@ def main() -> int:
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2], help="≥ 3 per method")
     parser.add_argument("--questions", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
     parser.add_argument("--levels", type=int, nargs="+", help="misalignment levels of question 1 (default: the scale's)")
+    parser.add_argument("--q2-methods", nargs="+", default=list(Q2_METHODS), choices=Q2_METHODS,
+                        help="methods of questions 2–4 (protocol: all four)")
     parser.add_argument("--scenarios", nargs="+", default=list(metrics.SCENARIOS),
                         help="scenarios of question 2 (protocol: all; fewer only where the machine cannot afford them)")
     parser.add_argument("--train-only", action="store_true", help="train the runs and stop")
@@ -366,6 +383,7 @@ def main() -> int:
         (f"FRD: Original features, ≤ {recipe['frd_max_slices']} slices per set, under "
          f"{', '.join(recipe['frd_scenarios'] or args.scenarios)}; SWD/FRD intervals: {recipe['set_bootstrap']} "
          "subject resamples.  "),
+        f"Departures from the protocol (machine time): {deviations(args, recipe) or 'none'}.  ",
         "Full tables, metrics.json and plots: `benchmarks/results/evaluation_study/question*/`.", "",
     ]
     parameters = {name: n for r in results.values() for name, n in r.settings.get("parameters", {}).items()}

@@ -24,7 +24,7 @@ def _flags(argv: list[str]) -> dict[str, str]:
 
 
 def test_question_two_models_share_everything_but_the_method():
-    args = argparse.Namespace(questions=[2], train_seeds=[0, 1, 2], levels=None)
+    args = argparse.Namespace(questions=[2], train_seeds=[0, 1, 2], levels=None, q2_methods=list(study.Q2_METHODS))
     recipe = study.RECIPES["small"]
     runs = study.plan(args, recipe)
     assert sorted({r.method for r in runs}) == sorted(study.Q2_METHODS) and len(runs) == 12
