@@ -132,7 +132,7 @@ def evaluate_runs(runs: list[Run], work: Path, cases: list, settings: evaluation
     """Evaluate one model at a time (cached in ``cache/<run>.json`` under the same settings), merged."""
     from napari_medtrans.inference import load_translator
 
-    merged = evaluation.EvaluationResult()
+    merged, parameters = evaluation.EvaluationResult(), {}
     for run in runs:
         folder = work / run.name
         key = {"run": run.name, "mtime": (folder / "translator.safetensors").stat().st_mtime,
@@ -152,7 +152,8 @@ def evaluate_runs(runs: list[Run], work: Path, cases: list, settings: evaluation
         for attribute in ("models", "reasons", "per_slice", "uncertainty"):
             getattr(merged, attribute).update(getattr(loaded, attribute))
         merged.reference, merged.settings = loaded.reference, loaded.settings
-        merged.settings.setdefault("parameters", {})[run.name] = part["parameters"]
+        parameters[run.name] = part["parameters"]
+    merged.settings["parameters"] = parameters
     return merged
 
 
