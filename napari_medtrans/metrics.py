@@ -4,6 +4,10 @@ Every function takes numpy volumes in array order (z, y, x) on the original
 intensity scale (HU for CT). Slices are taken along axis 0. A metric that cannot
 be computed raises :class:`MetricUnavailable` (with the reason as its message);
 callers report it as ``null`` plus that reason, never as a number.
+
+:data:`METRICS` is the one table of metric descriptors (key, title, unit, better higher or
+lower, per slice / per volume / per set, definition, paired function) that the evaluation,
+its report and plots and the Evaluate widget read: a new metric is one entry plus its function.
 """
 
 from __future__ import annotations
