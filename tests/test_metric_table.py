@@ -50,3 +50,19 @@ def test_no_consumer_keeps_its_own_list_of_metric_names():
                 items = node.keys if isinstance(node, ast.Dict) else node.elts
                 found = [i.value for i in items if isinstance(i, ast.Constant) and i.value in names]
                 assert len(found) < 3, f"{relative}:{node.lineno} lists {found}; read napari_medtrans.metrics.METRICS"
+
+
+def test_report_shows_intervals_conventions_and_frd_overlaps():
+    from napari_medtrans.evaluation import EvaluationResult
+
+    def row(frd: float, ci: list[float]) -> dict:
+        return {"mae": 50.0, "frd": frd, "ci95": {"mae": [40.0, 60.0], "frd": ci}, "cases": {}}
+
+    result = EvaluationResult(
+        models={"a": {"GN0": row(4.0, [3.5, 4.5])}, "b": {"GN0": row(4.2, [4.1, 4.9])},
+                "c": {"GN0": row(9.0, [8.0, 10.0])}},
+        settings={"scenarios": ["GN0"], "cases": ["s0", "s1"], "seed": 0})
+    text = evaluation_report.markdown(result)
+    assert "Conventions: MAE unclipped in the body mask (SynthRAD 2023)" in text
+    assert "| a | 50 [40, 60] |" in text and "MAE (HU)" in text
+    assert "- GN0: FRD intervals overlap for a / b — their FRD difference is within the noise." in text
