@@ -1,23 +1,20 @@
-"""Evaluation study (issue 7): the shipped T1→CT translators on held-out phantom subjects.
+"""Evaluation study under the protocol of docs/evaluation.md ("Study protocol"): one command.
 
-Every scenario (GN0 clean, GN5/10/20 Gaussian noise, IP2/5/10 impulse noise on
-the T1 input) and every metric of :mod:`napari_medtrans.evaluation`, then the
-seed findings checked from the numbers:
+Trains every model the four questions need (≥ 3 training seeds per method, the same recipe,
+subjects and budget for every method of a question), then evaluates them on phantom test
+subjects fixed by ``--test-seeds`` and never used for anything else:
 
-1. robustness: how much MAE and Dice degrade from GN0 to the noisy scenarios,
-   per model (the UAPI paper: UAPI degrades less than PI);
-2. uncertainty: the σ-vs-error Pearson correlation per scenario (UAPI paper:
-   0.69 IXI, 0.72 fastMRI; our goal on the phantom: ≥ 0.80);
-3. metric agreement: whether FRD / SWD / MAE rank the models as Dice does, per
-   scenario and pooled over all (model, scenario) points (Spearman).
+1. RegGAN vs pix2pix on misaligned pairs (levels of the phantom's misaligned regime);
+2. UAPI vs PI vs CycleGAN vs CUT (unpaired) under every scenario GN0 … IP10;
+3. UAPI's σ–error correlation per subject (median over subjects, per training seed);
+4. whether FRD / SWD / MAE / SSIM rank the models of question 2 as Dice does.
 
-Run: ``python benchmarks/evaluation_study.py [--subjects 3] [--models NAME ...]``. The
-recorded run adds a PI model (not shipped) trained with UAPI's demo settings, no scale head:
-``python -m training --method pi`` + :data:`PI_ARGS`, run folder ``build/study_runs/t1-ct-pi``.
-Each model's numbers are cached in ``evaluation_study/cache/<model>.json`` (keyed on
-settings and file times), so models can be added one run at a time.
-Writes ``benchmarks/results/evaluation_study.md`` and, under
-``benchmarks/results/evaluation_study/``, ``metrics.json``, ``report.md`` and the plots.
+    python benchmarks/evaluation_study.py --scale small --test-seeds 5000 5001 5002 --jobs 2
+    python benchmarks/evaluation_study.py --scale full --test-seeds 5000 5001 5002 5003 5004 5005 --device cuda
+
+Runs go to ``build/study_runs/<scale>/`` (a finished run with the same command line is
+reused, and so is its evaluation, cached in ``eval_cache/`` there); results to ``benchmarks/results/evaluation_study.md`` and
+``benchmarks/results/evaluation_study/`` (metrics.json per question, runs.json).
 """
 
 from __future__ import annotations
@@ -26,182 +23,374 @@ import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
-from dataclasses import asdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 from scipy import stats
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
 from _machine import load_note
-from napari_medtrans import evaluation
-from napari_medtrans.evaluation_report import markdown, ranking, write_report
-from napari_medtrans.inference import load_translator
-from napari_medtrans.registry import list_translators
-from napari_medtrans.registry import resolve as translator_path
+
+from napari_medtrans import evaluation, metrics
+from napari_medtrans.evaluation_report import write_report
 from napari_medtrans.rundir import atomic_write_bytes, atomic_write_json
-from napari_medtrans.segmenter import load_segmenter, shipped_segmenter
 
-RESULTS = Path(__file__).resolve().parent / "results"
-#: How the study's PI model was trained (the t1-ct-uapi demo settings with ``--method pi``).
-PI_ARGS = ("--phantom paired --lr 2e-4 --size 128 --batch-size 4 --log-every 20 --checkpoint-every 100 "
-           "--preview-every 100 --set model.lr_decay_start=0.7 --set data.val_slices=8 --subjects 48 "
-           "--set model.ngf=16 --set model.generator_options.depth=4 --set model.ndf=16 --set model.n_critic=1 "
-           "--set model.lambda_paired=10 --set data.phantom_depth=32 --precision bf16 "
-           "--run-dir build/study_runs/t1-ct-pi --iterations 3000 --name t1-ct-pi --threads 1")
+RESULTS = ROOT / "benchmarks" / "results"
+Q1_METHODS = ("pix2pix", "reggan")
+Q2_METHODS = ("uapi", "pi", "cyclegan", "cut")
 
-
-def _relative(result: evaluation.EvaluationResult, model: str, metric: str, scenario: str) -> float | None:
-    rows = result.models[model]
-    base, value = rows["GN0"].get(metric), rows.get(scenario, {}).get(metric)
-    return None if base in (None, 0) or value is None else (value - base) / abs(base)
-
-
-def _fmt(value: float | None, pattern: str = "{:+.1%}") -> str:
-    return "null" if value is None else pattern.format(value)
+#: The recipe of each scale, fixed before the run (protocol: selection on validation subjects only).
+RECIPES: dict[str, dict[str, Any]] = {
+    "small": {"size": 64, "depth": 12, "subjects": 10, "iterations": 100, "batch": 4, "ngf": 16, "ndf": 16,
+              "blocks": 4, "unet_depth": 4, "levels": (1, 3, 5), "frd_scenarios": ("GN0", "IP10"),
+              "frd_max_slices": 24, "set_bootstrap": 20},
+    "full": {"size": 128, "depth": 32, "subjects": 48, "iterations": 3000, "batch": 4, "ngf": 16, "ndf": 16,
+             "blocks": 4, "unet_depth": 4, "levels": (1, 2, 3, 4, 5), "frd_scenarios": None,
+             "frd_max_slices": 96, "set_bootstrap": 50},
+}
 
 
-def findings(result: evaluation.EvaluationResult, methods: dict[str, str]) -> list[str]:
-    """The seed findings, each stated from the measured numbers."""
-    models = list(result.models)
-    noisy = [s for s in result.settings["scenarios"] if s != "GN0"]
-    lines = ["## Findings", "", "### 1. Robustness: change from GN0 (MAE up is worse, Dice down is worse)", "",
-             "| model (method) | " + " | ".join(f"ΔMAE {s}" for s in noisy) + " | " +
-             " | ".join(f"ΔDice {s}" for s in noisy) + " |", "|---" * (1 + 2 * len(noisy)) + "|"]
-    for m in models:
-        lines.append(f"| {m} ({methods[m]}) | " + " | ".join(_fmt(_relative(result, m, "mae", s)) for s in noisy)
-                     + " | " + " | ".join(_fmt(_relative(result, m, "dice_mean", s)) for s in noisy) + " |")
-    mean_mae = {m: np.mean([v for s in noisy if (v := _relative(result, m, "mae", s)) is not None] or [np.nan])
-                for m in models}
-    lines += ["", "Mean relative MAE increase over the noisy scenarios: "
-              + ", ".join(f"{m} {v:+.1%}" for m, v in sorted(mean_mae.items(), key=lambda kv: kv[1])) + ".", ""]
-    lines += ["### 2. Does σ track the error?", ""]
-    with_sigma = [m for m in models if "uncertainty_pcc" in result.models[m]["GN0"]]
-    if not with_sigma:
-        lines.append("No evaluated model provides a scale map σ.")
-    least = result.settings["pcc_min_foreground"]
-    for m in with_sigma:
-        values = {s: result.models[m][s].get("uncertainty_pcc") for s in result.settings["scenarios"]}
-        lines.append(f"- {m}: PCC(mean σ, mean |error|) per slice, slices with ≥ {least:.0%} body: "
-                     + ", ".join(f"{s} {_fmt(v, '{:.2f}')}" for s, v in values.items())
-                     + " (goal ≥ 0.80; UAPI paper 0.69 IXI / 0.72 fastMRI).")
-        lines.append("  " + uncertainty_detail(result.uncertainty[m], least))
-    lines += ["", "### 3. Do FRD / SWD / MAE rank the translators as Dice does?", ""]
-    for scenario in result.settings["scenarios"]:
-        orders = {k: ranking(result, scenario, k) for k in ("dice_mean", "frd", "swd", "mae")}
-        lines.append(f"- {scenario}: Dice {' > '.join(orders['dice_mean']) or 'n/a'}; "
-                     + "; ".join(f"{k.upper()} {'same' if orders[k] == orders['dice_mean'] else ' > '.join(orders[k])}"
-                                 for k in ("frd", "swd", "mae")))
-    for metric in ("frd", "swd", "mae", "ssim"):
-        pairs = [(r.get(metric), r.get("dice_mean")) for rows in result.models.values() for r in rows.values()]
-        pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
-        if len(pairs) >= 4:
-            rho = stats.spearmanr(*zip(*pairs)).statistic
-            lines.append(f"- pooled over {len(pairs)} (model, scenario) points: Spearman ρ({metric}, Dice) = {rho:+.2f}"
-                         f" ({'lower' if metric != 'ssim' else 'higher'} {metric} should go with higher Dice: "
-                         f"{'negative' if metric != 'ssim' else 'positive'} ρ expected)")
-    return lines + [""]
+@dataclass
+class Run:
+    """One training run of the study."""
+
+    question: int
+    method: str
+    seed: int
+    level: int | None = None
+
+    @property
+    def name(self) -> str:
+        """Folder and row name, e.g. ``q1-reggan-L3-s0``."""
+        return f"q{self.question}-{self.method}" + (f"-L{self.level}" if self.level is not None else "") + f"-s{self.seed}"
+
+    def argv(self, recipe: dict[str, Any], work: Path, device: str) -> list[str]:
+        """The trainer command line: the same recipe for every method, only the method's own parts differ."""
+        regime = ["--phantom", "misaligned", "--level", str(self.level)] if self.question == 1 else ["--phantom", "unpaired"]
+        argv = ["--method", self.method, *regime, "--run-dir", str(work / self.name), "--name", self.name,
+                "--subjects", str(recipe["subjects"]), "--size", str(recipe["size"]),
+                "--iterations", str(recipe["iterations"]), "--batch-size", str(recipe["batch"]),
+                "--seed", str(self.seed), "--device", device, "--threads", "1", "--precision", "fp32",
+                "--log-every", "50", "--checkpoint-every", str(recipe["iterations"]), "--preview-every", "0",
+                "--set", f"data.phantom_depth={recipe['depth']}", "--set", f"model.ngf={recipe['ngf']}",
+                "--set", f"model.ndf={recipe['ndf']}"]
+        if self.method in ("uapi", "pi"):  # the papers' U-Net generator
+            argv += ["--set", f"model.generator_options.depth={recipe['unet_depth']}"]
+        else:  # the papers' ResNet generator
+            argv += ["--set", f"model.n_blocks={recipe['blocks']}"]
+        return argv
 
 
-def uncertainty_detail(per_scenario: dict[str, dict[str, list[float]]], least: float) -> str:
-    """PCC over every slice with body, mean σ and error per scenario, and the PCC pooled over scenarios."""
-    def pcc(scale: list[float], error: list[float]) -> str:
-        try:
-            return f"{evaluation.metrics.pearson(scale, error):.2f}"
-        except evaluation.metrics.MetricUnavailable:
-            return "null"
-
-    every = ", ".join(f"{s} {pcc(d['scale'], d['error'])}" for s, d in per_scenario.items())
-    means = ", ".join(f"{s} {np.mean(d['scale']):.0f}/{np.mean(d['error']):.0f}" for s, d in per_scenario.items())
-    kept = [(a, b) for d in per_scenario.values() for a, b, f in zip(d["scale"], d["error"], d["foreground"])
-            if f >= least]
-    return (f"Every slice with body (also slivers < {least:.0%}): {every}. Mean σ / mean |error| (HU): {means}. "
-            f"Pooled over all scenarios (slices ≥ {least:.0%}): {pcc(*map(list, zip(*kept)))}.")
+def plan(args: argparse.Namespace, recipe: dict[str, Any]) -> list[Run]:
+    """Every run of the chosen questions (question 3 and 4 reuse question 2's models)."""
+    runs = []
+    if 1 in args.questions:
+        runs += [Run(1, m, s, level) for level in args.levels or recipe["levels"] for m in Q1_METHODS
+                 for s in args.train_seeds]
+    if {2, 3, 4} & set(args.questions):
+        runs += [Run(2, m, s) for m in args.q2_methods for s in args.train_seeds]
+    return runs
 
 
-def evaluate_cached(translators: dict, specs: dict[str, str], cases: list, settings: evaluation.EvalSettings,
-                    cache: Path, segmenter_file: Path) -> evaluation.EvaluationResult:
-    """Evaluate one model at a time, reusing ``cache/<model>.json`` computed with the same settings.
+def train(run: Run, recipe: dict[str, Any], work: Path, device: str) -> float:
+    """Train one run in a niced subprocess unless it finished before with the same command; seconds spent."""
+    argv = run.argv(recipe, work, device)
+    folder = work / run.name
+    stamp = folder / "study_argv.json"
+    if (folder / "translator.safetensors").is_file() and stamp.is_file() and json.loads(stamp.read_text()) == argv:
+        return 0.0
+    if folder.exists():
+        raise SystemExit(f"{folder} exists from another command line or an unfinished run; remove it first")
+    started = time.time()
+    log = work / f"{run.name}.log"
+    with log.open("w") as out:
+        code = subprocess.call(["nice", "-n", "10", sys.executable, "-m", "training", *argv], stdout=out,
+                               stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if code:
+        raise SystemExit(f"training {run.name} failed (exit {code}); see {log}")
+    atomic_write_json(stamp, argv)
+    return time.time() - started
 
-    Noise is seeded per case and scenario, so models evaluated in separate runs see identical inputs.
-    """
-    merged, seconds, loads = evaluation.EvaluationResult(), 0.0, []
-    for name, translator in translators.items():
-        key = {"scenarios": list(settings.scenarios), "cases": [c.name for c in cases], "seed": settings.seed,
-               "frd_image_types": list(settings.frd_image_types or []),
-               "pcc_min_foreground": settings.pcc_min_foreground,
-               "model_mtime": translator_path(specs[name]).stat().st_mtime,
-               "segmenter_mtime": segmenter_file.stat().st_mtime}
-        path = cache / f"{name}.json"
+
+def test_cases(seeds: list[int], shape: tuple[int, int, int]) -> list[evaluation.EvalCase]:
+    """One phantom test subject per seed (aligned T1, CT and labels)."""
+    return [case for seed in seeds for case in evaluation.phantom_cases(1, "T1", "CT", seed=seed, shape=shape)]
+
+
+def evaluate_runs(runs: list[Run], work: Path, cases: list, settings: evaluation.EvalSettings,
+                  cache: Path) -> evaluation.EvaluationResult:
+    """Evaluate one model at a time (cached in ``cache/<run>.json`` under the same settings), merged."""
+    from napari_medtrans.inference import load_translator
+
+    merged, parameters = evaluation.EvaluationResult(), {}
+    for run in runs:
+        folder = work / run.name
+        key = {"run": run.name, "mtime": (folder / "translator.safetensors").stat().st_mtime,
+               "cases": [c.name for c in cases], "scenarios": list(settings.scenarios),
+               "frd_scenarios": list(settings.frd_scenarios or []), "frd": settings.frd,
+               "frd_max_slices": settings.frd_max_slices, "set_bootstrap": settings.set_bootstrap}
+        path = cache / f"{run.name}.json"
         part = json.loads(path.read_text()) if path.is_file() else None
         if part is None or part["key"] != key:
-            started, load_before = time.time(), os.getloadavg()[0]
-            result = evaluation.evaluate({name: translator}, cases, settings,
+            translator = load_translator(folder, device="cpu")
+            result = evaluation.evaluate({run.name: translator}, cases, settings,
                                          progress=lambda m: print(m, file=sys.stderr, flush=True))
-            part = {"key": key, "result": asdict(result), "seconds": time.time() - started,
-                    "load_average": [load_before, os.getloadavg()[0]]}
-            path.parent.mkdir(parents=True, exist_ok=True)
+            part = {"key": key, "result": asdict(result),
+                    "parameters": sum(int(np.prod(t.shape)) for t in translator.generator.state_dict().values())}
             atomic_write_json(path, part)
         loaded = evaluation.EvaluationResult(**part["result"])
         for attribute in ("models", "reasons", "per_slice", "uncertainty"):
             getattr(merged, attribute).update(getattr(loaded, attribute))
         merged.reference, merged.settings = loaded.reference, loaded.settings
-        seconds += part["seconds"]
-        loads += part["load_average"]
-    merged.settings["seconds"] = seconds
-    merged.settings["load_average"] = [min(loads), max(loads)]
+        parameters[run.name] = part["parameters"]
+    merged.settings["parameters"] = parameters
     return merged
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def _f(value: float | None, pattern: str = "{:.3g}") -> str:
+    return "null" if value is None or not np.isfinite(value) else pattern.format(value)
+
+
+def _ci(interval: list[float] | None, pattern: str = "{:.3g}") -> str:
+    return "" if not interval else f" [{_f(interval[0], pattern)}, {_f(interval[1], pattern)}]"
+
+
+def _over_seeds(values: list[float | None]) -> str:
+    """Mean over training seeds and the spread (min–max)."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return "null"
+    return f"{np.mean(known):.3g} ({min(known):.3g}–{max(known):.3g}, n={len(known)})"
+
+
+def question1(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]:
+    """RegGAN vs pix2pix per misalignment level: MAE and SSIM, per seed and over seeds."""
+    lines = ["## 1. RegGAN vs pix2pix on misaligned pairs (GN0, against the aligned test CT)", "",
+             "| level | method | MAE (HU), mean over seeds (min–max) | SSIM | per seed: MAE [95 % CI over test subjects] |",
+             "|---|---|---|---|---|"]
+    levels = sorted({r.level for r in runs if r.question == 1})
+    verdicts = []
+    for level in levels:
+        means = {}
+        for method in Q1_METHODS:
+            mine = [r for r in runs if r.question == 1 and r.method == method and r.level == level]
+            rows = [result.models[r.name]["GN0"] for r in mine]
+            maes = [row.get("mae") for row in rows]
+            means[method] = [m for m in maes if m is not None]
+            per_seed = "; ".join(f"s{r.seed} {_f(row.get('mae'))}{_ci(row['ci95'].get('mae'))}"
+                                 for r, row in zip(mine, rows))
+            lines.append(f"| {level} | {method} | {_over_seeds(maes)} | {_over_seeds([row.get('ssim') for row in rows])} "
+                         f"| {per_seed} |")
+        better = ("RegGAN lower MAE with every seed" if max(means["reggan"]) < min(means["pix2pix"]) else
+                  "pix2pix lower MAE with every seed" if max(means["pix2pix"]) < min(means["reggan"]) else
+                  "seed ranges overlap: not separable")
+        verdicts.append(f"level {level}: {better}")
+    return lines + ["", "Per level: " + "; ".join(verdicts) + ".", ""]
+
+
+def question2(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]:
+    """Per method and scenario: MAE, Dice, p99 outside, mean over seeds with spread; change from GN0."""
+    scenarios = result.settings["scenarios"]
+    lines = ["## 2. UAPI vs PI vs CycleGAN vs CUT (unpaired) under perturbations", "",
+             "Mean over training seeds (min–max over seeds). MAE in HU inside the body.", "",
+             "| method | " + " | ".join(f"MAE {s}" for s in scenarios) + " | Dice GN0 | Dice IP10 | P99 air GN0 (HU) |",
+             "|---" * (len(scenarios) + 4) + "|"]
+    change = {}
+    for method in sorted({r.method for r in runs if r.question == 2}, key=Q2_METHODS.index):
+        mine = [r.name for r in runs if r.question == 2 and r.method == method]
+        cells = [_over_seeds([result.models[n][s].get("mae") for n in mine]) for s in scenarios]
+        dice = [_over_seeds([result.models[n][s].get("dice_mean") for n in mine]) for s in ("GN0", "IP10")
+                if s in scenarios]
+        p99 = _over_seeds([result.models[n]["GN0"].get("p99_outside") for n in mine])
+        lines.append(f"| {method} | " + " | ".join(cells) + " | " + " | ".join(dice) + f" | {p99} |")
+        noisy = [s for s in scenarios if s != "GN0"]
+        change[method] = [np.mean([(result.models[n][s]["mae"] - result.models[n]["GN0"]["mae"])
+                                   / result.models[n]["GN0"]["mae"] for s in noisy]) for n in mine]
+    lines += ["", "Mean relative MAE increase over the noisy scenarios, per seed: "
+              + "; ".join(f"{m} " + ", ".join(f"{v:+.0%}" for v in vs) for m, vs in change.items()) + ".", ""]
+    order = sorted(change, key=lambda m: np.mean(change[m]))
+    most = order[0]
+    separated = all(max(change[most]) < min(change[m]) for m in order[1:])
+    lines.append(f"Least degradation on average: {most}; "
+                 + ("below every other method with every seed." if separated else
+                    "its seed range overlaps another method's, so the study cannot call it the most robust."))
+    return lines + [""]
+
+
+def question3(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]:
+    """UAPI's σ–error PCC per subject: median over subjects with its interval, per seed and scenario."""
+    lines = ["## 3. UAPI: σ–error correlation per test subject", "",
+             ("Median over test subjects of the per-subject Pearson correlation (slices with ≥ "
+              f"{result.settings['pcc_min_foreground']:.0%} body) [95 % bootstrap interval of the median]."), "",
+             "| run | " + " | ".join(result.settings["scenarios"]) + " |", "|---" * (len(result.settings["scenarios"]) + 1) + "|"]
+    for run in (r for r in runs if r.question == 2 and r.method == "uapi"):
+        rows = result.models[run.name]
+        lines.append(f"| {run.name} | " + " | ".join(
+            f"{_f(rows[s].get('uncertainty_pcc'), '{:.2f}')}{_ci(rows[s]['ci95'].get('uncertainty_pcc'), '{:.2f}')}"
+            for s in result.settings["scenarios"]) + " |")
+    return lines + ["", "The UAPI paper's 0.69 (IXI) and 0.72 (fastMRI) were measured on other data; not compared.", ""]
+
+
+def question4(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]:
+    """Spearman ρ between each metric and Dice across the question-2 models, per scenario."""
+    names = [r.name for r in runs if r.question == 2]
+    metrics_shown = ("frd", "swd", "mae", "ssim", "p99_outside")
+    lines = ["## 4. Do distribution metrics rank translators as Dice does?", "",
+             (f"Spearman ρ across the {len(names)} models of question 2 (sign flipped for lower-is-better metrics, "
+              "so +1 = same order as Dice)."), "",
+             "| scenario | " + " | ".join(metrics.METRIC_BY_KEY[k].title for k in metrics_shown) + " |",
+             "|---" * (len(metrics_shown) + 1) + "|"]
+    collected: dict[str, list[float]] = {k: [] for k in metrics_shown}
+    for scenario in result.settings["scenarios"]:
+        cells = []
+        for key in metrics_shown:
+            pairs = [(result.models[n][scenario].get(key), result.models[n][scenario].get("dice_mean")) for n in names]
+            pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+            if len(pairs) < 4:
+                cells.append("–")
+                continue
+            rho = metrics.METRIC_BY_KEY[key].better * stats.spearmanr(*zip(*pairs)).statistic
+            collected[key].append(rho)
+            cells.append(f"{rho:+.2f}")
+        lines.append(f"| {scenario} | " + " | ".join(cells) + " |")
+    lines.append("| mean | " + " | ".join(f"{np.mean(v):+.2f}" if v else "–" for v in collected.values()) + " |")
+    return lines + [""]
+
+
+def regimes(runs: list[Run], recipe: dict[str, Any], params: dict[str, int]) -> list[str]:
+    """The training regime of every model (``params``: generator parameters per run)."""
+    lines = ["## Training regime of every model", "",
+             (f"All: phantom T1→CT, {recipe['subjects']} phantom subjects (seeds 0…{recipe['subjects'] - 1}; "
+              f"20 % validation, split by training seed), slices {recipe['size']}×{recipe['size']}, "
+              f"{recipe['depth']} per subject, {recipe['iterations']} iterations, batch {recipe['batch']}, "
+              f"ngf {recipe['ngf']}, ndf {recipe['ndf']} (ResNet generators {recipe['blocks']} blocks, U-Net depth "
+              f"{recipe['unet_depth']}), fp32, 1 thread, last iteration evaluated. Question 1: misaligned regime at "
+              "the given level; question 2: unpaired regime. Methods as on main on the run's date."), "",
+             "| run | method | regime | generator parameters |", "|---|---|---|---|"]
+    lines += [f"| {r.name} | {r.method} | {'misaligned L' + str(r.level) if r.level else 'unpaired'} | "
+              f"{params.get(r.name, 'n/a')} |" for r in runs]
+    return lines + [""]
+
+
+def deviations(args: argparse.Namespace, recipe: dict[str, Any]) -> str:
+    """What this run left out of the protocol's scale, in words."""
+    left = []
+    if args.levels and tuple(args.levels) != tuple(recipe["levels"]):
+        left.append(f"question 1 at levels {', '.join(map(str, args.levels))} only "
+                    f"(scale: {', '.join(map(str, recipe['levels']))})")
+    if list(args.scenarios) != list(metrics.SCENARIOS):
+        left.append(f"questions 2–4 under {', '.join(args.scenarios)} only (protocol: all seven scenarios)")
+    if list(args.q2_methods) != list(Q2_METHODS):
+        left.append(f"questions 2–4 without {', '.join(m for m in Q2_METHODS if m not in args.q2_methods)}")
+    if len(args.train_seeds) < 3:
+        left.append(f"{len(args.train_seeds)} training seed(s) (protocol: ≥ 3)")
+    return "; ".join(left)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--subjects", type=int, default=3, help="held-out phantom subjects (seeds 5000…)")
-    parser.add_argument("--models", nargs="+",
-                        help="translator names or run folders (default: every shipped T1→CT translator)")
-    parser.add_argument("--frd-image-types", nargs="+", default=["Original"],
-                        help="PyRadiomics filters for FRD (default Original: LoG+Wavelet triple the time)")
-    parser.add_argument("--scenarios", nargs="+", default=list(evaluation.metrics.SCENARIOS), help="GN0 first")
+    parser.add_argument("--scale", choices=sorted(RECIPES), default="small")
+    parser.add_argument("--test-seeds", type=int, nargs="+", default=[5000, 5001, 5002],
+                        help="phantom seeds of the test subjects (never used for anything else)")
+    parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2], help="≥ 3 per method")
+    parser.add_argument("--questions", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
+    parser.add_argument("--levels", type=int, nargs="+", help="misalignment levels of question 1 (default: the scale's)")
+    parser.add_argument("--q2-methods", nargs="+", default=list(Q2_METHODS), choices=Q2_METHODS,
+                        help="methods of questions 2–4 (protocol: all four)")
+    parser.add_argument("--scenarios", nargs="+", default=list(metrics.SCENARIOS),
+                        help="scenarios of question 2 (protocol: all; fewer only where the machine cannot afford them)")
+    parser.add_argument("--train-only", action="store_true", help="train the runs and stop")
+    parser.add_argument("--jobs", type=int, default=2, help="training runs in parallel")
+    parser.add_argument("--device", default="cpu", help="training device (cpu, cuda)")
+    parser.add_argument("--work-dir", type=Path, default=ROOT / "build" / "study_runs")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if len(args.train_seeds) < 3:
+        print("note: the protocol asks for ≥ 3 training seeds per method", file=sys.stderr)
+
+    import torch
 
     torch.set_num_threads(1)
-    names = args.models or [i.name for i in list_translators()
-                            if i.origin == "shipped" and (i.metadata.source, i.metadata.target) == ("T1", "CT")]
-    specs = {Path(n).name.split(".")[0]: n for n in names}  # display name → registry name or run folder
-    translators = {name: load_translator(spec, device="cpu") for name, spec in specs.items()}
-    methods = {n: t.metadata.method for n, t in translators.items()}
-    segmenter_file = shipped_segmenter("CT")
-    segmenter = load_segmenter(segmenter_file)
-    cases = evaluation.phantom_cases(args.subjects, "T1", "CT")
-    settings = evaluation.EvalSettings(scenarios=args.scenarios, segmenter=segmenter,
-                                       frd_image_types=args.frd_image_types,
-                                       label_names={k: v for k, v in segmenter.metadata.labels.items() if k})
+    recipe = RECIPES[args.scale]
+    work = args.work_dir / args.scale
+    work.mkdir(parents=True, exist_ok=True)
+    started, load_start = datetime.now(timezone.utc), os.getloadavg()[0]
+    runs = plan(args, recipe)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        train_seconds = sum(pool.map(lambda r: train(r, recipe, work, args.device), runs))
+    train_load = os.getloadavg()[0]
+    if args.train_only:
+        print(f"trained {len(runs)} runs in {work} ({train_seconds / 60:.1f} min summed)")
+        return 0
+
+    from napari_medtrans.segmenter import load_segmenter, shipped_segmenter
+
+    segmenter = load_segmenter(shipped_segmenter("CT"))
+    shape = (recipe["depth"], recipe["size"], recipe["size"])
+    cases = test_cases(args.test_seeds, shape)
+    base = {"segmenter": segmenter, "label_names": {k: v for k, v in segmenter.metadata.labels.items() if k},
+            "frd_image_types": ["Original"], "frd_max_slices": recipe["frd_max_slices"],
+            "set_bootstrap": recipe["set_bootstrap"]}
     folder = args.out / "evaluation_study"
-    result = evaluate_cached(translators, specs, cases, settings, folder / "cache", segmenter_file)
-    seconds = result.settings["seconds"]
-    write_report(result, folder)
+    eval_started = time.time()
+    sections, results = [], {}
+    q1 = [r for r in runs if r.question == 1]
+    if q1:
+        results[1] = evaluate_runs(q1, work, cases, evaluation.EvalSettings(scenarios=["GN0"], frd=False, **base),
+                                   work / "eval_cache")
+        sections += question1(results[1], q1)
+    q2 = [r for r in runs if r.question == 2]
+    if q2:
+        frd_scenarios = [s for s in recipe["frd_scenarios"] or args.scenarios if s in args.scenarios]
+        settings = evaluation.EvalSettings(scenarios=args.scenarios, frd_scenarios=frd_scenarios, **base)
+        results[2] = evaluate_runs(q2, work, cases, settings, work / "eval_cache")
+        for number, section in ((2, question2), (3, question3), (4, question4)):
+            if number in args.questions:
+                sections += section(results[2], q2)
+    for number, result in results.items():
+        write_report(result, folder / f"question{number}")
+    eval_seconds = time.time() - eval_started
+    atomic_write_json(folder / "runs.json", {"recipe": recipe, "runs": [asdict(r) | {"name": r.name,
+                      "argv": r.argv(recipe, work, args.device)} for r in runs]})
     command = "python benchmarks/evaluation_study.py " + " ".join(sys.argv[1:])
+    reference = results[max(results)].reference
     header = [
-        "# Evaluation study: shipped T1→CT translators on held-out phantom subjects", "",
-        f"Command: `{command.strip()}` ({seconds / 60:.1f} min of evaluation in all, one model at a time, on "
-        f"{platform.machine()}, torch {torch.__version__}, 1 thread). During the evaluations: {load_note(*result.settings['load_average'])}  ",
-        "Models (method, training iterations, run): " + "; ".join(
-            f"{n} ({t.metadata.method}, {t.metadata.provenance.get('iterations')} it, "
-            f"{Path(str(t.metadata.provenance.get('run', '?'))).name})" for n, t in translators.items()) + ".  ",
-        f"A model from build/study_runs was trained for this study: `python -m training --method pi {PI_ARGS}`.  ",
-        f"Held-out subjects: {', '.join(c.name for c in cases)} (shape {cases[0].source.array.shape}).  ",
-        f"Segmenter: shipped segmenter-ct (held-out Dice on real CT: "
-        f"{segmenter.metadata.provenance.get('held_out', {}).get('dice_mean', float('nan')):.3f}).  ",
-        f"FRD: FRDv1 (frd-score) on image types {', '.join(args.frd_image_types)}, ≤ "
-        f"{settings.frd_max_slices} slices per set.  ",
-        "Plots and metrics.json: `benchmarks/results/evaluation_study/`.", "",
+        f"# Evaluation study ({args.scale} scale) under the protocol of docs/evaluation.md", "",
+        f"Command: `{command.strip()}`  ",
+        (f"Date: {started:%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+         f"torch {torch.__version__}, training on {args.device} ({args.jobs} runs in parallel, niced), "
+         f"evaluation on CPU, 1 thread.  "),
+        (f"Time: training {train_seconds / 60:.1f} min (summed over runs, 0 for runs reused), evaluation "
+         f"{eval_seconds / 60:.1f} min. Load: during training {load_note(load_start, train_load)} "
+         f"At the end: 1-min load average {os.getloadavg()[0]:.1f}.  "),
+        (f"Test subjects: phantom seeds {', '.join(map(str, args.test_seeds))} (shape {shape}); training seeds "
+         f"{', '.join(map(str, args.train_seeds))}.  "),
+        (f"Segmenter: shipped segmenter-ct; Dice on the real test CT (ceiling): "
+         f"{_f(reference.get('dice_mean'))}{_ci((reference.get('ci95') or {}).get('dice_mean'))}.  "),
+        f"Metric conventions: {evaluation.CONVENTIONS}  ",
+        (f"FRD: Original features, ≤ {recipe['frd_max_slices']} slices per set, under "
+         f"{', '.join(recipe['frd_scenarios'] or args.scenarios)}; SWD/FRD intervals: {recipe['set_bootstrap']} "
+         "subject resamples.  "),
+        f"Departures from the protocol (machine time): {deviations(args, recipe) or 'none'}.  ",
+        "Full tables, metrics.json and plots: `benchmarks/results/evaluation_study/question*/`.", "",
     ]
-    tables = markdown(result).replace("# Evaluation report", "# Full tables", 1)
-    text = "\n".join(header + findings(result, methods)) + "\n" + tables
+    parameters = {name: n for r in results.values() for name, n in r.settings.get("parameters", {}).items()}
+    text = "\n".join(header + sections + regimes(runs, recipe, parameters))
     atomic_write_bytes(args.out / "evaluation_study.md", text.encode())
-    print(f"wrote {args.out / 'evaluation_study.md'} and {folder}")
+    print(f"wrote {args.out / 'evaluation_study.md'}")
     return 0
 
 

@@ -38,11 +38,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import DSfloat
 
+from napari_medtrans.constants import AIR_HU
 from napari_medtrans.io import Volume, list_dicom_series, read_volume
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 RESCALE_SLOPE = 1.0
-AIR_HU = -1024.0
 #: Geometry of the sCT and the ``like`` series must agree to this many mm (NIfTI keeps float32).
 GEOMETRY_TOLERANCE_MM = 1e-3
 IDENTITY_TAGS = (

@@ -798,3 +798,31 @@ def volume_from_layer(
         for k in keys:
             setattr(volume, k, tuple(float(v) for v in stored[k]))
     return volume
+
+
+class GridMismatch(ValueError):
+    """Two volumes that must share a voxel grid do not; the message names both."""
+
+
+GRID_TOLERANCE_MM = 1e-3
+"""Spacing and origin may differ by this much (mm) and still count as the same grid."""
+
+
+def require_same_grid(reference: Volume, other: Volume, *, what: str) -> None:
+    """Raise :class:`GridMismatch` unless ``other`` lies on ``reference``'s grid.
+
+    Same shape, spacing and origin (within :data:`GRID_TOLERANCE_MM`) and direction
+    (within 1e-4). ``what`` names the role of ``other`` in the message ("labels",
+    "translated volume"); both files are named.
+    """
+    differences = []
+    if reference.array.shape != other.array.shape:
+        differences.append(f"shape (z, y, x) {other.array.shape} vs {reference.array.shape}")
+    for name, tolerance in (("spacing", GRID_TOLERANCE_MM), ("origin", GRID_TOLERANCE_MM), ("direction", 1e-4)):
+        mine, theirs = getattr(other, name), getattr(reference, name)
+        if not np.allclose(mine, theirs, rtol=0, atol=tolerance):
+            differences.append(f"{name} {tuple(round(v, 4) for v in mine)} vs {tuple(round(v, 4) for v in theirs)}")
+    if differences:
+        raise GridMismatch(f"{what} {other.path or '(in memory)'} does not lie on the grid of "
+                           f"{reference.path or '(in memory)'}: " + "; ".join(differences)
+                           + " (resample it onto the reference first)")

@@ -15,7 +15,8 @@ from napari_medtrans.nets import build_network
 from napari_medtrans.phantom import TISSUES
 from napari_medtrans.segmenter import SegmenterMetadata, save_segmenter
 
-METRIC_KEYS = {"mae", "psnr", "ssim", "nmae", "frd", "swd", "fid", "kid", "dice_mean", "dice"}
+METRIC_KEYS = {"mae", "psnr", "ssim", "nmae", "mae_outside", "p99_outside", "hot_voxels_outside", "frd", "swd", "fid",
+               "kid", "dice_mean", "dice", "cases", "ci95"}
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def test_evaluate_phantom_writes_schema_report_and_plots(tmp_path, setup, capsys
     out = tmp_path / "out"
     args = ["evaluate", "--model", str(setup["resnet"]), str(setup["uapi"]), "--phantom", "1",
             "--shape", "6", "64", "64", "--scenarios", "GN0,IP5", "--segmenter", str(setup["segmenter"]),
-            "--frd-original-only", "--device", "cpu", "--out", str(out)]
+            "--frd-original-only", "--device", "cpu", "--set-bootstrap", "5", "--out", str(out)]
     assert main(args) == 0
     doc = json.loads((out / "metrics.json").read_text())
     assert set(doc["models"]) == {"tiny-resnet", "tiny-uapi"}
@@ -48,10 +49,15 @@ def test_evaluate_phantom_writes_schema_report_and_plots(tmp_path, setup, capsys
             assert values["fid"] is None and values["kid"] is None
             assert set(values["dice"]) == set(TISSUES.values()) - {"air"}
             assert ("uncertainty_pcc" in values) == (name == "tiny-uapi")
+            assert set(values["cases"]) == {"phantom-5000"}
+            case = values["cases"]["phantom-5000"]
+            assert case["mae"] == pytest.approx(values["mae"]) and case["hot_voxels_outside"] >= 0
+            assert values["ci95"]["mae"] is None  # one subject: no interval
     assert doc["models"]["tiny-resnet"]["GN0"]["mae"] != doc["models"]["tiny-resnet"]["IP5"]["mae"]
     assert "tiny-resnet/GN0/fid" in doc["reasons"]
     report = (out / "report.md").read_text()
     assert "## GN0" in report and "| tiny-uapi |" in report and "feature-extractor weights" in report
+    assert "Conventions: MAE unclipped" in report and "P99 air (HU)" in report
     for plot in ("per_slice_mae.png", "robustness.png", "uncertainty_scatter.png", "metric_vs_dice.png"):
         assert (out / plot).stat().st_size > 1000
     assert main(args) == 2 and "--overwrite" in capsys.readouterr().err
@@ -80,3 +86,66 @@ def test_folder_cases_match_by_name(tmp_path, small_subject):
     assert case_mask(cases[0]).sum() == (small_subject.labels > 0).sum()
     no_labels = EvalCase("x", cases[0].source, cases[0].target)
     assert case_mask(no_labels).mean() > 0.1
+
+
+def _write_data(folder, subjects):
+    """DATA/t1, DATA/ct, DATA/labels with one file per subject; returns their CT volumes."""
+    cts = {}
+    for subject in subjects:
+        for kind, sub in (("t1", "t1"), ("ct", "ct"), ("labels", "labels")):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+            write_volume(subject.volume(kind), folder / sub / f"{subject.name}.nii.gz")
+        cts[subject.name] = subject.volume("ct")
+    return cts
+
+
+@pytest.mark.slow
+def test_evaluate_translated_folders_mixed_with_a_model(tmp_path, setup):
+    """Two folders on disk (+30 HU in the body as .nii.gz, exact copies as .mha) and a model in one table."""
+    from napari_medtrans.phantom import generate_subject
+
+    subjects = [generate_subject(seed, shape=(8, 48, 48)) for seed in (7, 8, 9)]
+    cts = _write_data(tmp_path / "data", subjects)
+    for folder, suffix, bias in (("biased", ".nii.gz", 30.0), ("exact", ".mha", 0.0)):
+        (tmp_path / folder).mkdir()
+        for subject in subjects:
+            ct = cts[subject.name]
+            write_volume(ct.with_array(ct.array + bias * (subject.labels > 0)), tmp_path / folder / f"{subject.name}{suffix}")
+    out = tmp_path / "out"
+    args = ["evaluate", "--model", str(setup["resnet"]), "--translated", str(tmp_path / "biased"),
+            "--translated", str(tmp_path / "exact"), "--name", "biased", "theirs", "--data", str(tmp_path / "data"),
+            "--scenarios", "GN0", "--segmenter", str(setup["segmenter"]), "--no-frd", "--device", "cpu",
+            "--set-bootstrap", "5",
+            "--out", str(out)]
+    assert main(args) == 0
+    doc = json.loads((out / "metrics.json").read_text())
+    assert set(doc["models"]) == {"tiny-resnet", "biased", "theirs"}
+    biased, exact = doc["models"]["biased"]["GN0"], doc["models"]["theirs"]["GN0"]
+    assert set(biased["cases"]) == {s.name for s in subjects}
+    assert biased["mae"] == pytest.approx(30, rel=1e-5) and biased["ci95"]["mae"] == pytest.approx([30, 30], rel=1e-5)
+    assert exact["mae"] == 0 and exact["ssim"] == pytest.approx(1) and exact["hot_voxels_outside"] >= 0
+    assert biased["ssim"] > 0.999 and "uncertainty_pcc" not in biased
+    assert list(doc["models"]["biased"]) == ["GN0"]
+    assert "| biased |" in (out / "report.md").read_text()
+
+
+def test_evaluate_translated_needs_the_reference_grid_and_every_case(tmp_path, capsys):
+    from napari_medtrans.phantom import generate_subject
+
+    subject = generate_subject(7, shape=(8, 48, 48))
+    cts = _write_data(tmp_path / "data", [subject])
+    (tmp_path / "theirs").mkdir()
+    moved = cts[subject.name]
+    moved.spacing = (1.0, 1.0, 2.5)
+    path = tmp_path / "theirs" / f"{subject.name}.nii.gz"
+    write_volume(moved, path)
+    base = ["evaluate", "--translated", str(tmp_path / "theirs"), "--data", str(tmp_path / "data"), "--no-frd",
+            "--out", str(tmp_path / "out")]
+    assert main([*base, "--target", "CT"]) == 2
+    err = capsys.readouterr().err
+    assert "translated volume" in err and str(path) in err and f"{subject.name}.nii.gz" in err and "spacing" in err
+    path.unlink()
+    assert main([*base, "--target", "CT"]) == 2
+    assert f"no translation of case(s) {subject.name}" in capsys.readouterr().err
+    assert main(base) == 2
+    assert "--target" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from napari_medtrans import metrics
 
@@ -20,21 +21,79 @@ def ct_volume() -> np.ndarray:
 
 def test_identical_images_are_perfect(ct_volume):
     result = metrics.paired_metrics(ct_volume, ct_volume)
-    assert result.mae == 0 and result.nmae == 0
-    assert result.ssim == pytest.approx(1.0)
-    assert result.psnr == float("inf")
+    assert result.values["mae"] == 0 and result.values["nmae"] == 0
+    assert result.values["ssim"] == pytest.approx(1.0)
+    assert result.values["psnr"] == float("inf")
     assert result.per_slice["mae"].shape == (4,)
+    assert result.values["mae_outside"] is None and "outside" in result.reasons["mae_outside"]
 
 
 def test_constant_offset_gives_known_values(ct_volume):
     mask = metrics.body_mask(ct_volume, threshold=-500)
     shifted = ct_volume + 100 * mask
-    result = metrics.paired_metrics(shifted, ct_volume, mask)
-    assert result.mae == pytest.approx(100)
-    assert result.nmae == pytest.approx(100 / 4024)
-    assert result.psnr == pytest.approx(10 * np.log10(4024**2 / 100**2))
-    assert 0 < result.ssim < 1
-    np.testing.assert_allclose(result.per_slice["mae"], 100)
+    result = metrics.paired_metrics(shifted, ct_volume, mask).values
+    assert result["mae"] == pytest.approx(100)
+    assert result["nmae"] == pytest.approx(100 / 4024)
+    assert result["psnr"] == pytest.approx(10 * np.log10(4024**2 / 100**2))
+    assert 0 < result["ssim"] < 1
+    assert result["mae_outside"] == 0 and result["hot_voxels_outside"] == 0
+    np.testing.assert_allclose(metrics.paired_metrics(shifted, ct_volume, mask).per_slice["mae"], 100)
+
+
+def test_mae_is_unclipped_and_psnr_clipped_as_synthrad():
+    reference = np.zeros((1, 8, 8))
+    prediction = np.full((1, 8, 8), 5000.0)  # 2000 HU beyond the CT range
+    values = metrics.paired_metrics(prediction, reference).values
+    assert values["mae"] == 5000
+    assert values["psnr"] == pytest.approx(10 * np.log10(4024**2 / 3000**2))
+
+
+def test_ssim_soft_tissue_bias_is_small_synthrad_style():
+    """+30 HU on 40 HU soft tissue: uniform images, so SSIM is its luminance term, computed by hand
+    on values shifted by +1024 (C1 = (0.01 · 4024)²); unshifted it would be 0.889."""
+    reference = np.full((8, 16, 16), 40.0)
+    c1 = (0.01 * 4024) ** 2
+    by_hand = (2 * 1064 * 1094 + c1) / (1064**2 + 1094**2 + c1)
+    everywhere = np.ones(reference.shape, bool)
+    assert metrics.ssim(reference + 30, reference, everywhere, metrics.CT_RANGE).value == pytest.approx(by_hand)
+    assert by_hand == pytest.approx(0.99961, abs=1e-5)
+    assert (2 * 40 * 70 + c1) / (40**2 + 70**2 + c1) == pytest.approx(0.889, abs=1e-3)
+
+
+def test_ssim_fills_outside_the_mask_and_is_3d():
+    """A textured head on air with +30 HU in the body scores 0.9995 (the issue's case); what the
+    prediction does outside the mask does not count; a 3-D map leaves the 3 edge slices out."""
+    rng = np.random.default_rng(0)
+    _, yy, xx = np.mgrid[:16, :64, :64]
+    body = ((yy - 32) / 26) ** 2 + ((xx - 32) / 22) ** 2 < 1
+    reference = np.where(body, 40 + rng.normal(0, 10, body.shape), -1000)
+    prediction = reference + 30 * body
+    score = metrics.ssim(prediction, reference, body, metrics.CT_RANGE)
+    assert score.value == pytest.approx(0.9995, abs=2e-4)
+    wild_air = np.where(body, prediction, 2000)
+    assert metrics.ssim(wild_air, reference, body, metrics.CT_RANGE).value == pytest.approx(score.value)
+    assert np.isnan(score.per_slice[:3]).all() and np.isnan(score.per_slice[-3:]).all()
+    assert np.isfinite(score.per_slice[3:-3]).all()
+
+
+def test_outside_body_metrics_count_hallucinations_in_air():
+    reference = np.full((2, 10, 10), -1000.0)
+    mask = np.zeros(reference.shape, bool)
+    mask[:, 2:8, 2:8] = True
+    reference[mask] = 40
+    reference[0, 2, 2] = 100  # a range for the MR case below
+    prediction = reference.copy()
+    prediction[0, 0, :5] = 200  # five hot voxels in the air of slice 0: 1200 HU off
+    values = metrics.paired_metrics(prediction, reference, mask)
+    outside = (~mask).sum()  # 128 voxels
+    assert values.values["mae_outside"] == pytest.approx(5 * 1200 / outside)
+    assert values.values["hot_voxels_outside"] == 5
+    np.testing.assert_array_equal(values.per_slice["hot_voxels_outside"], [5, 0])
+    deviation = np.sort(np.abs(prediction[~mask] + 1000))
+    assert values.values["p99_outside"] == pytest.approx(np.percentile(deviation, 99))
+    assert values.values["p99_outside"] > 1000
+    mr = metrics.paired_metrics(prediction, reference, mask, modality="T1")
+    assert mr.values["hot_voxels_outside"] is None and "CT" in mr.reasons["hot_voxels_outside"]
 
 
 def test_empty_slice_is_nan_and_empty_mask_unavailable(ct_volume):
@@ -97,19 +156,53 @@ def _slices(volume: np.ndarray, seed: int) -> list[np.ndarray]:
     return [s + rng.normal(0, 30, s.shape) for s in volume for _ in range(2)]
 
 
-def test_swd_is_lower_for_the_same_distribution(ct_volume):
-    same = metrics.swd(_slices(ct_volume, 1), _slices(ct_volume, 2))
-    shifted = metrics.swd(_slices(ct_volume + 300, 1), _slices(ct_volume, 2))
-    assert metrics.swd(_slices(ct_volume, 1), _slices(ct_volume, 1)) == pytest.approx(0, abs=1e-9)
-    assert same < shifted
+def _textures(seed: int, n: int = 16) -> list[np.ndarray]:
+    """Slices around 500 HU with texture: nowhere near the clip limits of the CT range."""
+    rng = np.random.default_rng(seed)
+    xx = np.mgrid[:64, :64][1]
+    return [500 + 200 * np.sin(xx / 4) + rng.normal(0, 50, (64, 64)) for _ in range(n)]
 
 
-def test_frd_against_itself_is_lower_than_against_shifted(ct_volume):
+def test_swd_scores_a_global_offset_through_the_low_pass_level():
+    """+500 HU everywhere, no clipping involved: only the low-pass level sees it, and clearly."""
+    same = metrics.swd(_textures(1), _textures(2))
+    offset = metrics.swd([s + 500 for s in _textures(1)], _textures(2))
+    assert len(same.per_level) == 3  # 64, 32 (band-pass) and the 16-pixel low-pass level
+    np.testing.assert_allclose(offset.per_level[:-1], same.per_level[:-1])
+    assert offset.per_level[-1] > 50 * same.per_level[-1]
+    assert offset.value > 20 * same.value
+
+
+def test_swd_draws_patch_positions_independently_per_set():
+    """The same images in both sets: independent positions give a small positive distance."""
+    images = _textures(1)
+    same = metrics.swd(images, images)
+    assert 0 < same.value < metrics.swd(images, _textures(2, n=16)).value * 2
+    assert metrics.swd(images, images).value == same.value  # seeded
+
+
+def test_frd_uses_a_full_rank_subset_and_gives_an_interval(ct_volume):
     reference = _slices(ct_volume, 1)
     masks = [s > -500 for s in reference]
-    same = metrics.frd(_slices(ct_volume, 2), reference, masks, masks, image_types=["Original"])
-    shifted = metrics.frd(_slices(ct_volume * 1.5 + 300, 2), reference, masks, masks, image_types=["Original"])
-    assert same < shifted
+    groups = [i // 2 for i in range(len(reference))]  # two slices per subject
+    same = metrics.frd(_slices(ct_volume, 2), reference, masks, masks, groups=groups, reference_groups=groups,
+                       image_types=["Original"])
+    shifted = metrics.frd(_slices(ct_volume * 1.5 + 300, 2), reference, masks, masks, groups=groups,
+                          reference_groups=groups, image_types=["Original"])
+    assert same.samples == (8, 8) and same.features > 50 and same.features_used == 4
+    assert same.value < shifted.value
+    assert same.ci95[0] <= same.value <= same.ci95[1]
+
+
+def test_frd_from_features_by_hand():
+    """Two Gaussian feature sets a known mean apart: full rank needs n ≥ 2 d, else fewer features."""
+    rng = np.random.default_rng(0)
+    reference = rng.normal(0, 1, (4000, 3)) * [3, 2, 1]
+    features = rng.normal(0, 1, (4000, 3)) * [3, 2, 1] + [2, 0, 0]
+    full = metrics.frd_from_features(features, reference, bootstrap=50)
+    assert full.features_used == 3 and full.value == pytest.approx(np.log(4), abs=0.1)
+    few = metrics.frd_from_features(features[:4], reference[:4], bootstrap=0)
+    assert few.features_used == 2 and few.ci95 is None
 
 
 def test_fid_kid_with_a_local_torchscript_extractor(tmp_path, ct_volume):
@@ -140,11 +233,24 @@ def test_gaussian_scenarios_have_the_stated_std(name):
 
 
 @pytest.mark.parametrize("name", ["IP2", "IP5", "IP10"])
-def test_impulse_scenarios_hit_the_stated_fraction(name):
-    image = np.full((4, 64, 64), 500.0, np.float32)
+def test_impulse_scenarios_replace_pixels_by_uniform_values(name):
+    """UAPI's impulse perturbation: the stated fraction of pixels, each replaced by a value
+    uniform in the range (mean 500, std 1000/√12 ≈ 288.7), not salt and pepper."""
+    image = np.full((8, 64, 64), 500.0, np.float32)
     noisy = metrics.apply_scenario(name, image, seed=3, value_range=(0.0, 1000.0))
-    assert set(np.unique(noisy)) <= {0.0, 500.0, 1000.0}
-    assert (noisy != 500).mean() == pytest.approx(metrics.SCENARIOS[name][1], rel=0.1)
+    replaced = noisy[noisy != 500]
+    assert replaced.size / image.size == pytest.approx(metrics.SCENARIOS[name][1], rel=0.1)
+    assert replaced.min() >= 0 and replaced.max() <= 1000
+    assert replaced.mean() == pytest.approx(500, abs=20) and replaced.std() == pytest.approx(288.7, rel=0.06)
+    assert np.mean((replaced > 1) & (replaced < 999)) > 0.99  # not the extremes
+    assert stats.kstest(replaced, stats.uniform(0, 1000).cdf).pvalue > 0.01
+
+
+def test_bootstrap_interval_and_overlap():
+    low, high = metrics.bootstrap_ci([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert 1.0 <= low < 3.0 < high <= 5.0
+    assert metrics.bootstrap_ci([1.0]) is None and metrics.bootstrap_ci([1.0, None, float("nan")]) is None
+    assert metrics.intervals_overlap((1, 2), (2, 3)) and not metrics.intervals_overlap((1, 2), (2.5, 3))
 
 
 def test_clean_scenario_is_identity_and_unknown_fails(ct_volume):

@@ -46,7 +46,14 @@ def test_table_and_curve_show_the_bad_slice(widget):
     mae = comparison.paired.per_slice["mae"]
     assert np.nanargmax(mae) == 5 and mae[0] == pytest.approx(0)
     table = _table(widget)
-    assert float(table["MAE"]) == pytest.approx(comparison.paired.mae, rel=1e-3)
+    assert float(table["MAE (HU)"]) == pytest.approx(comparison.paired.values["mae"], rel=1e-3)
+    # slice 5 is +200 HU everywhere, air included: error outside the body
+    assert float(table["MAE out (HU)"]) == pytest.approx(comparison.paired.values["mae_outside"], rel=1e-3)
+    assert comparison.paired.values["mae_outside"] > 0
+    assert float(table["hot air (voxels)"]) == comparison.paired.values["hot_voxels_outside"]
+    assert float(table["P99 air (HU)"]) >= 199
+    titles = [widget.metric_combo.itemText(i) for i in range(widget.metric_combo.count())]
+    assert titles[:3] == ["MAE (HU)", "PSNR (dB)", "SSIM"] and "P99 air (HU)" in titles
     assert "Dice (mean)" not in table and "labels layer" in widget.message.text()
     x, y = widget.plot.getPlotItem().listDataItems()[0].getData()
     assert list(x) == list(np.flatnonzero(np.isfinite(mae))) and y[list(x).index(5)] == pytest.approx(mae[5])

@@ -1,9 +1,11 @@
 """The Evaluate dock widget: metrics of a translated layer against a reference layer.
 
 Pick the translated and reference image layers (and, for Dice, a labels layer
-with the source labels); *Compute* fills a table (MAE, PSNR, SSIM, NMAE inside
-the body mask, Dice per tissue of the shipped segmenter of the reference's
-modality) and a per-slice curve. Clicking the curve moves the viewer to that slice.
+with the source labels); *Compute* fills a table (every paired metric of
+:data:`napari_medtrans.metrics.METRICS`: MAE, PSNR, SSIM, NMAE inside the body mask and,
+for CT, the error and hot voxels in the air outside it; Dice per tissue of the shipped
+segmenter of the reference's modality) and a per-slice curve of the chosen metric.
+Clicking the curve moves the viewer to that slice.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from qtpy.QtWidgets import (
 
 from napari_medtrans.constants import MODALITIES
 from napari_medtrans.evaluation import VolumeComparison, compare_volume
-from napari_medtrans.metrics import MetricUnavailable
+from napari_medtrans.metrics import METRIC_BY_KEY, SLICE_METRICS, MetricUnavailable
 from napari_medtrans.segmenter import Segmenter, load_segmenter, shipped_segmenter
 
 from ._layout import make_scrollable
@@ -34,7 +36,12 @@ if TYPE_CHECKING:
     import napari
 
 NONE = "(none)"
-SLICE_METRICS = ("mae", "psnr", "ssim", "nmae")
+
+
+def _title(key: str) -> str:
+    """A metric's title and unit from the metric table, e.g. ``MAE (HU)``."""
+    spec = METRIC_BY_KEY[key]
+    return f"{spec.title} ({spec.unit})" if spec.unit else spec.title
 
 
 def layer_modality(layer: Any) -> str | None:
@@ -57,7 +64,8 @@ class EvaluateWidget(QWidget):
         self.modality_combo.setCurrentText("CT")
         self.reference_combo.currentTextChanged.connect(self._guess_modality)
         self.metric_combo = QComboBox()
-        self.metric_combo.addItems([m.upper() for m in SLICE_METRICS])
+        for key in SLICE_METRICS:
+            self.metric_combo.addItem(_title(key), key)
         self.metric_combo.currentTextChanged.connect(lambda _: self._plot())
         self.compute_button = QPushButton("Compute")
         self.compute_button.clicked.connect(self.compute)
@@ -149,7 +157,7 @@ class EvaluateWidget(QWidget):
 
     def _fill_table(self) -> None:
         assert self.comparison is not None
-        rows = [(k.upper(), v) for k, v in self.comparison.paired.as_dict().items()]
+        rows = [(_title(k), v) for k, v in self.comparison.paired.as_dict().items()]
         if self.comparison.dice is not None:
             values = [v for v in self.comparison.dice.values() if v is not None]
             rows.append(("Dice (mean)", float(np.mean(values)) if values else None))
@@ -163,11 +171,13 @@ class EvaluateWidget(QWidget):
         self.plot.clear()
         if self.comparison is None:
             return
-        metric = self.metric_combo.currentText().lower()
-        values = self.comparison.paired.per_slice[metric]
+        metric = self.metric_combo.currentData()
+        values = self.comparison.paired.per_slice.get(metric)
+        self.plot.setLabel("left", self.metric_combo.currentText())
+        if values is None:
+            return
         keep = np.isfinite(values)
         self.plot.plot(np.flatnonzero(keep), values[keep], pen="y", symbol="o", symbolSize=5)
-        self.plot.setLabel("left", metric.upper())
 
     # ----------------------------------------------------------------- navigation
     def _on_plot_click(self, event: Any) -> None:

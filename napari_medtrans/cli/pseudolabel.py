@@ -74,16 +74,28 @@ def run(args: argparse.Namespace) -> int:
                 shape=tuple(args.phantom_shape), seed=args.phantom_seed,
             )
         else:
+            _require_label_grids(args.source_images, args.source_labels)
+            if args.target_labels is not None:
+                _require_label_grids(args.target_images, args.target_labels)
             sources, targets, names = pl.folder_inputs(
                 args.source_images, args.source_labels, args.target_images, args.target_labels,
                 source_modality=source_modality, target_modality=target_modality,
             )
         settings = pl.SegmenterSettings(args.iterations, args.batch_size, args.seed, args.device)
         results = pl.run(args.strategy, translator, sources, targets, names, settings)
-    except (pl.PseudoLabelError, ValueError, OSError) as exc:
+    except (pl.PseudoLabelError, ValueError, OSError) as exc:  # GridMismatch is a ValueError
         raise CommandError(str(exc)) from exc
     info = pl.describe(args.strategy, translator, settings)
     summary = pl.write_results(results, args.out, info, overwrite=args.overwrite)
     print(json.dumps({c["name"]: c["mean_dice"] for c in summary["cases"]} | {"mean_dice": summary["mean_dice"]}))
     print(f"wrote {len(results)} pseudo-label volumes and summary.json to {args.out}")
     return 0
+
+
+def _require_label_grids(images: Path, labels: Path) -> None:
+    """Every label volume lies on the grid of the image of the same name (else a clear error)."""
+    from napari_medtrans.io import read_volume, require_same_grid, volume_files
+
+    image_files, label_files = volume_files(images), volume_files(labels)
+    for name in sorted(set(image_files) & set(label_files)):
+        require_same_grid(read_volume(image_files[name]), read_volume(label_files[name]), what="labels")
