@@ -170,3 +170,28 @@ def test_generator_due_doubles_critic_updates_during_warmup():
 
     assert [i for i in range(1, 19) if generator_due(i, 3, 2)] == [6, 12, 15, 18]
     assert [i for i in range(1, 5) if generator_due(i, 1, 0)] == [1, 2, 3, 4]
+
+
+def test_gcgan_rotation_is_the_reference_transpose_then_reverse():
+    from training.methods.gcgan import transform
+
+    x = torch.arange(6.0).reshape(1, 1, 2, 3)
+    assert torch.equal(transform(x, "rot"), x.transpose(2, 3).flip(3))  # reference rot90(·, 0)
+    assert transform(x, "rot").tolist() == [[[[3.0, 0.0], [4.0, 1.0], [5.0, 2.0]]]]
+    assert torch.equal(transform(transform(x, "rot"), "rot", inverse=True), x)
+    assert transform(x, "vf").tolist() == [[[[3.0, 4.0, 5.0], [0.0, 1.0, 2.0]]]]
+    with pytest.raises(ValueError, match="unknown GcGAN geometry 'hf'"):
+        transform(x, "hf")
+
+
+@pytest.mark.parametrize("geometry", ["rot", "vf"])
+def test_gcgan_loss_is_zero_for_an_equivariant_generator(geometry):
+    from training.methods.gcgan import geometry_consistency_loss, transform
+
+    x = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    pointwise = lambda image: torch.tanh(2 * image) - 0.5 * image  # noqa: E731 - commutes with any permutation
+    assert geometry_consistency_loss(pointwise(x), pointwise(transform(x, geometry)), geometry).item() == 0.0
+    # a G that ignores f is off by |G(x) − f(G(x))| in both halves
+    g_x = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    # rot: f(G(x)) has the 1 at (0, 1); each half: 2 of 4 pixels differ by 1 → 0.5, total 1.0
+    assert geometry_consistency_loss(g_x, g_x, geometry).item() == pytest.approx(1.0)

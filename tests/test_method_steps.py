@@ -26,6 +26,7 @@ OPTIONS = {
     "cyclegan": {**RESNET, "pool_size": 2},
     "reggan": {**RESNET, "reg_nf": 8, "reg_depth": 3},
     "cut": {**RESNET, "num_patches": 16, "nce_features": 16, "nce_layers": [0, 4, 7, 10, 11]},
+    "gcgan": {**RESNET, "pool_size": 2},
     "pi": {**UNET, "n_critic": 1, "critic_warmup": 0},
     "uapi": {**UNET, "n_critic": 1, "critic_warmup": 0},
 }
@@ -35,6 +36,7 @@ EXPECTED = {
     "cyclegan": [({"G_AB", "G_BA"}, ["G"]), ({"D_A", "D_B"}, ["D"])],
     "reggan": [({"G", "R"}, ["G", "R"]), ({"D"}, ["D"])],
     "cut": [({"D"}, ["D"]), ({"G", "F"}, ["G", "F"])],
+    "gcgan": [({"G"}, ["G"]), ({"D_B", "D_gc"}, ["D"])],
     "pi": [({"C"}, ["C"]), ({"C"}, ["C"]), ({"G"}, ["G"])],
     "uapi": [({"C"}, ["C"]), ({"C"}, ["C"]), ({"G"}, ["G"])],
 }
@@ -128,3 +130,11 @@ def test_deviations_list_options_that_differ_from_the_defaults():
     assert method.deviations() == {"ngf": 8, "ndf": 8, "generator_options": {"depth": 2}, "n_layers_d": 3,
                                    "n_critic": 1, "critic_warmup": 0, "lambda_paired": 10.0}
     assert build("pix2pix").deviations() == RESNET
+
+
+def test_gcgan_cross_model_trains_both_generators():
+    method = build("gcgan", share_generator=False)
+    ctx = RecordingContext(method)
+    method.train_step(batch("gcgan"), ctx)
+    assert ctx.events == [({"G", "G_gc"}, ["G"]), ({"D_B", "D_gc"}, ["D"])]
+    assert method.translator_modules() == {"generator": method.nets["G"]}

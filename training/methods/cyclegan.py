@@ -21,26 +21,43 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from training.losses import ImagePool, gan_loss
 from training.methods.base import GeneratorOptions, Method, StepContext, register, set_requires_grad
 
 
 @dataclass
-class CycleGANOptions(GeneratorOptions):
+class PatchGANOptions(GeneratorOptions):
+    """Options of the methods with pooled 70×70 PatchGAN discriminators (CycleGAN and its descendants)."""
+
     ndf: int = 64
     """Filters of the discriminators' first layer (paper: 64)."""
     n_layers_d: int = 3
     """Stride-2 layers of the PatchGAN discriminators (paper: 3, 70×70 patches)."""
     gan_mode: str = "lsgan"
     """Adversarial loss: ``lsgan`` (paper), ``vanilla`` or ``wgan``."""
+    pool_size: int = 50
+    """Earlier translations each discriminator sees (paper: 50)."""
+
+
+@dataclass
+class CycleGANOptions(PatchGANOptions):
     lambda_cycle: float = 10.0
     """Cycle-consistency weight λ (paper: 10)."""
     lambda_identity: float = 0.5
     """Identity loss weight as a fraction of λ (reference: 0.5)."""
-    pool_size: int = 50
-    """Earlier translations each discriminator sees (paper: 50)."""
+
+
+def patchgan_spec(options: PatchGANOptions, in_channels: int) -> dict[str, Any]:
+    """``build_network`` spec of a PatchGAN discriminator from the shared options."""
+    return {"arch": "patchgan", "ndf": options.ndf, "n_layers": options.n_layers_d, "in_channels": in_channels}
+
+
+def discriminator_loss(net: nn.Module, real: Tensor, fake: Tensor, mode: str) -> Tensor:
+    """Half the sum of the real and fake adversarial losses, from one pass over [real, fake]."""
+    pred_real, pred_fake = net(torch.cat([real, fake], 0)).chunk(2, 0)
+    return 0.5 * (gan_loss(pred_real, True, mode) + gan_loss(pred_fake, False, mode))  # type: ignore[arg-type]
 
 
 @register("cyclegan")
@@ -52,13 +69,11 @@ class CycleGAN(Method):
     generator_net = "G_AB"
 
     def network_specs(self) -> dict[str, dict[str, Any]]:
-        o = self.options
-        d_spec = {"arch": "patchgan", "ndf": o.ndf, "n_layers": o.n_layers_d}
         return {
             "G_AB": self.generator_spec(self.in_channels, self.out_channels),
             "G_BA": self.generator_spec(self.out_channels, self.in_channels),
-            "D_A": {**d_spec, "in_channels": self.in_channels},
-            "D_B": {**d_spec, "in_channels": self.out_channels},
+            "D_A": patchgan_spec(self.options, self.in_channels),
+            "D_B": patchgan_spec(self.options, self.out_channels),
         }
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -97,18 +112,13 @@ class CycleGAN(Method):
         ctx.step(opt_g)
         set_requires_grad([d_a, d_b], True)
         with ctx.autocast():
-            loss_d_a = self._d_loss(d_a, real_a, self.pool_a.query(fake_a))
-            loss_d_b = self._d_loss(d_b, real_b, self.pool_b.query(fake_b))
+            loss_d_a = discriminator_loss(d_a, real_a, self.pool_a.query(fake_a), o.gan_mode)
+            loss_d_b = discriminator_loss(d_b, real_b, self.pool_b.query(fake_b), o.gan_mode)
         ctx.zero_grad(opt_d)
         ctx.backward(loss_d_a + loss_d_b)
         ctx.step(opt_d)
         losses.update(D_A=loss_d_a, D_B=loss_d_b)
         return {k: v.detach() for k, v in losses.items()}
-
-    def _d_loss(self, net: torch.nn.Module, real: Tensor, fake: Tensor) -> Tensor:
-        pred_real, pred_fake = net(torch.cat([real, fake], 0)).chunk(2, 0)
-        mode = self.options.gan_mode
-        return 0.5 * (gan_loss(pred_real, True, mode) + gan_loss(pred_fake, False, mode))
 
     def extra_state(self) -> dict[str, Tensor]:
         return {**self.pool_a.state_tensors("pool_A"), **self.pool_b.state_tensors("pool_B")}
