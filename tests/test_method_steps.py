@@ -27,6 +27,7 @@ OPTIONS = {
     "reggan": {**RESNET, "reg_nf": 8, "reg_depth": 3},
     "cut": {**RESNET, "num_patches": 16, "nce_features": 16, "nce_layers": [0, 4, 7, 10, 11]},
     "gcgan": {**RESNET, "pool_size": 2},
+    "ugac": {**TINY, "n_layers_d": 3, "generator_options": {"depth": 2, "cascade": 2}},
     "pi": {**UNET, "n_critic": 1, "critic_warmup": 0},
     "uapi": {**UNET, "n_critic": 1, "critic_warmup": 0},
 }
@@ -37,6 +38,7 @@ EXPECTED = {
     "reggan": [({"G", "R"}, ["G", "R"]), ({"D"}, ["D"])],
     "cut": [({"D"}, ["D"]), ({"G", "F"}, ["G", "F"])],
     "gcgan": [({"G"}, ["G"]), ({"D_B", "D_gc"}, ["D"])],
+    "ugac": [({"G_AB", "G_BA"}, ["G"]), ({"D_A", "D_B"}, ["D"])],
     "pi": [({"C"}, ["C"]), ({"C"}, ["C"]), ({"G"}, ["G"])],
     "uapi": [({"C"}, ["C"]), ({"C"}, ["C"]), ({"G"}, ["G"])],
 }
@@ -138,3 +140,15 @@ def test_gcgan_cross_model_trains_both_generators():
     method.train_step(batch("gcgan"), ctx)
     assert ctx.events == [({"G", "G_gc"}, ["G"]), ({"D_B", "D_gc"}, ["D"])]
     assert method.translator_modules() == {"generator": method.nets["G"]}
+
+
+def test_ugac_translates_with_a_ggd_sigma_map():
+    method = build("ugac")
+    out = method.translate(batch("ugac")["source"])
+    assert set(out) == {"image", "scale"} and out["scale"].shape == (2, 1, 32, 32)
+    mean, inv_alpha, beta = method.generator.forward_ggd(batch("ugac")["source"])
+    alpha, shape = 1 / (inv_alpha + 1e-5), beta + 0.1
+    expected = alpha * torch.sqrt(torch.exp(torch.lgamma(3 / shape) - torch.lgamma(1 / shape)))
+    assert torch.allclose(out["scale"], expected) and torch.equal(out["image"], mean)
+    with pytest.raises(ValueError, match="UGAC needs the generator 'unet_ggd'"):
+        build("ugac", generator="resnet")

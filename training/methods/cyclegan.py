@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from training.losses import ImagePool, gan_loss
+from training.losses import ImagePool, critic_score, gan_loss
 from training.methods.base import GeneratorOptions, Method, StepContext, register, set_requires_grad
 
 
@@ -54,9 +54,11 @@ def patchgan_spec(options: PatchGANOptions, in_channels: int) -> dict[str, Any]:
     return {"arch": "patchgan", "ndf": options.ndf, "n_layers": options.n_layers_d, "in_channels": in_channels}
 
 
-def discriminator_loss(net: nn.Module, real: Tensor, fake: Tensor, mode: str) -> Tensor:
-    """Half the sum of the real and fake adversarial losses, from one pass over [real, fake]."""
-    pred_real, pred_fake = net(torch.cat([real, fake], 0)).chunk(2, 0)
+def discriminator_loss(net: nn.Module, real: Tensor, fake: Tensor, mode: str, *, per_image: bool = False) -> Tensor:
+    """Half the sum of the real and fake adversarial losses, from one pass over [real, fake];
+    ``per_image``: on the mean of each image's patch scores (:func:`critic_score`)."""
+    both = torch.cat([real, fake], 0)
+    pred_real, pred_fake = (critic_score(net, both) if per_image else net(both)).chunk(2, 0)
     return 0.5 * (gan_loss(pred_real, True, mode) + gan_loss(pred_fake, False, mode))  # type: ignore[arg-type]
 
 
