@@ -220,3 +220,12 @@ def test_ugac_sigma_of_gaussian_and_laplace(beta, ratio):
     # β = 2: GGD = N(0, α²/2), σ = α/√2; β = 1: Laplace(α), σ = √2·α
     sigma = ggd_sigma(torch.tensor([0.5]), torch.tensor([beta]), alpha_eps=0.0, beta_eps=0.0)
     assert sigma.item() == pytest.approx(2.0 * ratio, rel=1e-6)
+
+
+def test_shape_consistency_is_the_cross_entropy_against_the_source_labels():
+    from training.methods.shape_cyclegan import shape_consistency_loss
+
+    # two pixels, two classes; logits (0, log 3): p(class 1) = 3/4
+    logits = torch.tensor([0.0, math.log(3.0)]).reshape(1, 2, 1, 1).repeat(1, 1, 1, 2)
+    labels = torch.tensor([[[1, 0]]])  # −log(3/4) = 0.287682, −log(1/4) = 1.386294
+    assert shape_consistency_loss(logits, labels).item() == pytest.approx((0.287682 + 1.386294) / 2, abs=1e-6)

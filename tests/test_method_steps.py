@@ -27,6 +27,7 @@ OPTIONS = {
     "reggan": {**RESNET, "reg_nf": 8, "reg_depth": 3},
     "cut": {**RESNET, "num_patches": 16, "nce_features": 16, "nce_layers": [0, 4, 7, 10, 11]},
     "gcgan": {**RESNET, "pool_size": 2},
+    "shape-cyclegan": {**RESNET, "pool_size": 2, "seg_features": 8, "seg_depth": 2},
     "ugac": {**TINY, "n_layers_d": 3, "generator_options": {"depth": 2, "cascade": 2}},
     "pi": {**UNET, "n_critic": 1, "critic_warmup": 0},
     "uapi": {**UNET, "n_critic": 1, "critic_warmup": 0},
@@ -38,6 +39,7 @@ EXPECTED = {
     "reggan": [({"G", "R"}, ["G", "R"]), ({"D"}, ["D"])],
     "cut": [({"D"}, ["D"]), ({"G", "F"}, ["G", "F"])],
     "gcgan": [({"G"}, ["G"]), ({"D_B", "D_gc"}, ["D"])],
+    "shape-cyclegan": [({"G_AB", "G_BA", "S_A", "S_B"}, ["G", "S"]), ({"D_A", "D_B"}, ["D"])],
     "ugac": [({"G_AB", "G_BA"}, ["G"]), ({"D_A", "D_B"}, ["D"])],
     "pi": [({"C"}, ["C"]), ({"C"}, ["C"]), ({"G"}, ["G"])],
     "uapi": [({"C"}, ["C"]), ({"C"}, ["C"]), ({"G"}, ["G"])],
@@ -82,8 +84,12 @@ def build(name: str, **overrides):
 def batch(name: str) -> dict[str, torch.Tensor]:
     size = 16 if name in ("pi", "uapi") else 32  # PatchGAN discriminators need 32²
     generator = torch.Generator().manual_seed(1)
-    return {"source": torch.rand(2, 1, size, size, generator=generator) * 2 - 1,
-            "target": torch.rand(2, 1, size, size, generator=generator) * 2 - 1}
+    images = {"source": torch.rand(2, 1, size, size, generator=generator) * 2 - 1,
+              "target": torch.rand(2, 1, size, size, generator=generator) * 2 - 1}
+    if name == "shape-cyclegan":
+        images.update(source_labels=torch.randint(0, 10, (2, size, size), generator=generator),
+                      target_labels=torch.randint(0, 10, (2, size, size), generator=generator))
+    return images
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -152,3 +158,10 @@ def test_ugac_translates_with_a_ggd_sigma_map():
     assert torch.allclose(out["scale"], expected) and torch.equal(out["image"], mean)
     with pytest.raises(ValueError, match="UGAC needs the generator 'unet_ggd'"):
         build("ugac", generator="resnet")
+
+
+def test_shape_cyclegan_refuses_batches_without_labels():
+    method = build("shape-cyclegan")
+    images = {k: v for k, v in batch("shape-cyclegan").items() if not k.endswith("_labels")}
+    with pytest.raises(ValueError, match="shape-cyclegan needs label maps of both domains"):
+        method.train_step(images, RecordingContext(method))

@@ -17,7 +17,7 @@ discriminator once on [real, pooled fake].
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -69,6 +69,8 @@ class CycleGAN(Method):
     Options = CycleGANOptions
     supports_context = False
     generator_net = "G_AB"
+    per_image_scores: ClassVar[bool] = False
+    """Whether the discriminator losses take each image's mean patch score (UGAC) or every patch."""
 
     def network_specs(self) -> dict[str, dict[str, Any]]:
         return {
@@ -84,43 +86,53 @@ class CycleGAN(Method):
         return {"G": self.adam("G_AB", "G_BA"), "D": self.adam("D_A", "D_B")}
 
     def train_step(self, batch: dict[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:
+        real_a, real_b = batch["source"], batch["target"]
+        with ctx.autocast():
+            loss_g, losses, fake_a, fake_b = self.generator_losses(real_a, real_b)
+        ctx.zero_grad(self.optimizers["G"])
+        ctx.backward(loss_g)
+        ctx.step(self.optimizers["G"])
+        losses.update(self.discriminator_step(real_a, real_b, fake_a, fake_b, ctx))
+        return {k: v.detach() for k, v in losses.items()}
+
+    def generator_losses(self, real_a: Tensor, real_b: Tensor) -> tuple[Tensor, dict[str, Tensor], Tensor, Tensor]:
+        """(generator objective, its terms, G_BA(b), G_AB(a)) with the discriminators frozen."""
         o = self.options
         g_ab, g_ba, d_a, d_b = (self.nets[k] for k in ("G_AB", "G_BA", "D_A", "D_B"))
-        opt_g, opt_d = self.optimizers["G"], self.optimizers["D"]
-        real_a, real_b = batch["source"], batch["target"]
         n = real_a.shape[0]
         use_idt = o.lambda_identity > 0
-        with ctx.autocast():
-            out_ab = g_ab(torch.cat([real_a, real_b], 0) if use_idt else real_a)
-            fake_b = out_ab[:n]
-            out_ba = g_ba(torch.cat([real_b, fake_b] + ([real_a] if use_idt else []), 0))
-            fake_a, rec_a = out_ba[:n], out_ba[n:2 * n]
-            rec_b = g_ab(fake_a)
-            set_requires_grad([d_a, d_b], False)
-            loss_g_ab = gan_loss(d_b(fake_b), True, o.gan_mode)
-            loss_g_ba = gan_loss(d_a(fake_a), True, o.gan_mode)
-            loss_cyc_a = F.l1_loss(rec_a, real_a)
-            loss_cyc_b = F.l1_loss(rec_b, real_b)
-            loss_g = loss_g_ab + loss_g_ba + o.lambda_cycle * (loss_cyc_a + loss_cyc_b)
-            losses = {"G_AB": loss_g_ab, "G_BA": loss_g_ba, "cycle_A": loss_cyc_a, "cycle_B": loss_cyc_b}
-            if use_idt:
-                idt_b, idt_a = out_ab[n:], out_ba[2 * n:]
-                loss_idt_a = F.l1_loss(idt_b, real_b)
-                loss_idt_b = F.l1_loss(idt_a, real_a)
-                loss_g = loss_g + o.lambda_cycle * o.lambda_identity * (loss_idt_a + loss_idt_b)
-                losses.update(idt_A=loss_idt_a, idt_B=loss_idt_b)
-        ctx.zero_grad(opt_g)
-        ctx.backward(loss_g)
-        ctx.step(opt_g)
+        out_ab = g_ab(torch.cat([real_a, real_b], 0) if use_idt else real_a)
+        fake_b = out_ab[:n]
+        out_ba = g_ba(torch.cat([real_b, fake_b] + ([real_a] if use_idt else []), 0))
+        fake_a, rec_a = out_ba[:n], out_ba[n:2 * n]
+        rec_b = g_ab(fake_a)
+        set_requires_grad([d_a, d_b], False)
+        loss_g_ab = gan_loss(d_b(fake_b), True, o.gan_mode)
+        loss_g_ba = gan_loss(d_a(fake_a), True, o.gan_mode)
+        loss_cyc_a = F.l1_loss(rec_a, real_a)
+        loss_cyc_b = F.l1_loss(rec_b, real_b)
+        loss_g = loss_g_ab + loss_g_ba + o.lambda_cycle * (loss_cyc_a + loss_cyc_b)
+        losses = {"G_AB": loss_g_ab, "G_BA": loss_g_ba, "cycle_A": loss_cyc_a, "cycle_B": loss_cyc_b}
+        if use_idt:
+            idt_b, idt_a = out_ab[n:], out_ba[2 * n:]
+            loss_idt_a = F.l1_loss(idt_b, real_b)
+            loss_idt_b = F.l1_loss(idt_a, real_a)
+            loss_g = loss_g + o.lambda_cycle * o.lambda_identity * (loss_idt_a + loss_idt_b)
+            losses.update(idt_A=loss_idt_a, idt_B=loss_idt_b)
+        return loss_g, losses, fake_a, fake_b
+
+    def discriminator_step(self, real_a: Tensor, real_b: Tensor, fake_a: Tensor, fake_b: Tensor,
+                           ctx: StepContext) -> dict[str, Tensor]:
+        """Unfreeze the discriminators and update them on pooled translations."""
+        d_a, d_b, mode = self.nets["D_A"], self.nets["D_B"], self.options.gan_mode
         set_requires_grad([d_a, d_b], True)
         with ctx.autocast():
-            loss_d_a = discriminator_loss(d_a, real_a, self.pool_a.query(fake_a), o.gan_mode)
-            loss_d_b = discriminator_loss(d_b, real_b, self.pool_b.query(fake_b), o.gan_mode)
-        ctx.zero_grad(opt_d)
+            loss_d_a = discriminator_loss(d_a, real_a, self.pool_a.query(fake_a), mode, per_image=self.per_image_scores)
+            loss_d_b = discriminator_loss(d_b, real_b, self.pool_b.query(fake_b), mode, per_image=self.per_image_scores)
+        ctx.zero_grad(self.optimizers["D"])
         ctx.backward(loss_d_a + loss_d_b)
-        ctx.step(opt_d)
-        losses.update(D_A=loss_d_a, D_B=loss_d_b)
-        return {k: v.detach() for k, v in losses.items()}
+        ctx.step(self.optimizers["D"])
+        return {"D_A": loss_d_a, "D_B": loss_d_b}
 
     def extra_state(self) -> dict[str, Tensor]:
         return {**self.pool_a.state_tensors("pool_A"), **self.pool_b.state_tensors("pool_B")}

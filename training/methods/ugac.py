@@ -37,7 +37,7 @@ from torch import Tensor
 
 from training.losses import critic_score, gan_loss, ggd_nll
 from training.methods.base import StepContext, register, set_requires_grad
-from training.methods.cyclegan import CycleGAN, PatchGANOptions, discriminator_loss
+from training.methods.cyclegan import CycleGAN, PatchGANOptions
 
 
 @dataclass
@@ -75,6 +75,7 @@ class UGAC(CycleGAN):
     default_lr = 1e-5
     betas = (0.9, 0.999)
     init_type = "default"
+    per_image_scores = True
 
     @property
     def pairs_required(self) -> bool:
@@ -117,14 +118,7 @@ class UGAC(CycleGAN):
         ctx.zero_grad(self.optimizers["G"])
         ctx.backward(loss_g)
         ctx.step(self.optimizers["G"])
-        set_requires_grad([d_a, d_b], True)
-        with ctx.autocast():
-            loss_d_a = discriminator_loss(d_a, real_a, self.pool_a.query(fake_a), o.gan_mode, per_image=True)
-            loss_d_b = discriminator_loss(d_b, real_b, self.pool_b.query(fake_b), o.gan_mode, per_image=True)
-        ctx.zero_grad(self.optimizers["D"])
-        ctx.backward(loss_d_a + loss_d_b)
-        ctx.step(self.optimizers["D"])
         losses = {"G_AB": loss_adv_b, "G_BA": loss_adv_a, "cycle_nll_A": nll_a, "cycle_nll_B": nll_b,
                   "cycle_A": cyc_a, "cycle_B": cyc_b, "idt_A": idt_loss_a, "idt_B": idt_loss_b,
-                  "D_A": loss_d_a, "D_B": loss_d_b}
+                  **self.discriminator_step(real_a, real_b, fake_a, fake_b, ctx)}
         return {k: v.detach() for k, v in losses.items()}
