@@ -90,8 +90,10 @@ def laplace_nll(prediction: Tensor, target: Tensor, scale: Tensor, eps: float = 
 
 def ggd_nll(prediction: Tensor, target: Tensor, inv_alpha: Tensor, beta: Tensor, *,
             alpha_eps: float = 1e-5, beta_eps: float = 0.1) -> Tensor:
-    """Negative log-likelihood of ``target`` under a generalised Gaussian GGD(prediction, α, β),
-    up to log 2, averaged over pixels (UGAC, Upadhyay et al., NeurIPS 2021, the paper's form):
+    """Generalised-Gaussian negative log-likelihood (UGAC, Upadhyay et al., NeurIPS 2021).
+
+    The NLL of ``target`` under GGD(prediction, α, β), up to log 2, averaged over
+    pixels, in the paper's form:
 
     ``(|target − prediction| / α)^β − log(1/α) − log β + log Γ(1/β)``
 
