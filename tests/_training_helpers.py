@@ -19,12 +19,19 @@ TINY_MODEL = {
              "model.nll_beta=1"],
     "cut": ["model.n_blocks=2", "model.ndf=8", "model.num_patches=32", "model.nce_features=32",
             "model.nce_layers=[0,4,7,10,11]"],
+    "gcgan": ["model.n_blocks=2", "model.ndf=8", "model.pool_size=4"],
+    "ugac": ["model.ndf=8", "model.n_layers_d=3", "model.generator_options.depth=2",
+             "model.generator_options.cascade=2"],
+    "shape-cyclegan": ["model.n_blocks=2", "model.ndf=8", "model.pool_size=4", "model.seg_features=8",
+                       "model.seg_depth=2"],
     "fastcut": ["model.n_blocks=2", "model.ndf=8", "model.num_patches=32", "model.nce_features=32",
                 "model.nce_layers=[0,4,7,10,11]"],
 }
 
 REGIME = {"pix2pix": "paired", "reggan": "misaligned", "cyclegan": "unpaired", "pi": "unpaired",
-          "uapi": "paired", "cut": "unpaired", "fastcut": "unpaired"}
+          "uapi": "paired", "cut": "unpaired", "fastcut": "unpaired",
+          "gcgan": "unpaired", "ugac": "unpaired",
+          "shape-cyclegan": "unpaired"}
 
 
 def tiny_args(method: str, run_dir: Path, *, iterations: int = 6, regime: str | None = None,

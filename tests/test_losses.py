@@ -15,6 +15,7 @@ from training.losses import (
     crop_resize,
     drift_penalty,
     gan_loss,
+    ggd_nll,
     gradient_penalty,
     laplace_nll,
     sample_crop_boxes,
@@ -170,3 +171,61 @@ def test_generator_due_doubles_critic_updates_during_warmup():
 
     assert [i for i in range(1, 19) if generator_due(i, 3, 2)] == [6, 12, 15, 18]
     assert [i for i in range(1, 5) if generator_due(i, 1, 0)] == [1, 2, 3, 4]
+
+
+def test_gcgan_rotation_is_the_reference_transpose_then_reverse():
+    from training.methods.gcgan import transform
+
+    x = torch.arange(6.0).reshape(1, 1, 2, 3)
+    assert torch.equal(transform(x, "rot"), x.transpose(2, 3).flip(3))  # reference rot90(·, 0)
+    assert transform(x, "rot").tolist() == [[[[3.0, 0.0], [4.0, 1.0], [5.0, 2.0]]]]
+    assert torch.equal(transform(transform(x, "rot"), "rot", inverse=True), x)
+    assert transform(x, "vf").tolist() == [[[[3.0, 4.0, 5.0], [0.0, 1.0, 2.0]]]]
+    with pytest.raises(ValueError, match="unknown GcGAN geometry 'hf'"):
+        transform(x, "hf")
+
+
+@pytest.mark.parametrize("geometry", ["rot", "vf"])
+def test_gcgan_loss_is_zero_for_an_equivariant_generator(geometry):
+    from training.methods.gcgan import geometry_consistency_loss, transform
+
+    x = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    pointwise = lambda image: torch.tanh(2 * image) - 0.5 * image  # noqa: E731 - commutes with any permutation
+    assert geometry_consistency_loss(pointwise(x), pointwise(transform(x, geometry)), geometry).item() == 0.0
+    # a G that ignores f is off by |G(x) − f(G(x))| in both halves
+    g_x = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    # rot: f(G(x)) has the 1 at (0, 1); each half: 2 of 4 pixels differ by 1 → 0.5, total 1.0
+    assert geometry_consistency_loss(g_x, g_x, geometry).item() == pytest.approx(1.0)
+
+
+def test_ugac_ggd_nll_by_hand_is_the_papers_power_not_the_repositorys_product():
+    prediction = torch.tensor([0.0, 0.0])
+    target = torch.tensor([1.0, -0.5])
+    inv_alpha = torch.tensor([2.0, 1.0])
+    beta = torch.tensor([3.0, 1.0])
+    # pixel 1: (1·2)^3 − log 2 − log 3 + log Γ(1/3) = 8 − 0.693147 − 1.098612 + 0.985420 = 7.193661
+    # pixel 2: (0.5·1)^1 − log 1 − log 1 + log Γ(1) = 0.5   (the repository's |r|/α·β gives 6 for pixel 1)
+    nll = ggd_nll(prediction, target, inv_alpha, beta, alpha_eps=0.0, beta_eps=0.0)
+    assert nll.item() == pytest.approx((7.193661 + 0.5) / 2, abs=1e-5)
+    # with the reference's offsets 1/α + 1e-5, β + 0.1 the value moves accordingly
+    offset = ggd_nll(prediction, target, torch.zeros(2), torch.zeros(2))  # 1/α = 1e-5, β = 0.1
+    by_hand = [(r * 1e-5) ** 0.1 - math.log(1e-5) - math.log(0.1) + math.lgamma(10.0) for r in (1.0, 0.5)]
+    assert offset.item() == pytest.approx(sum(by_hand) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize(("beta", "ratio"), [(2.0, math.sqrt(0.5)), (1.0, math.sqrt(2.0))])
+def test_ugac_sigma_of_gaussian_and_laplace(beta, ratio):
+    from napari_medtrans.nets.ggd import ggd_sigma
+
+    # β = 2: GGD = N(0, α²/2), σ = α/√2; β = 1: Laplace(α), σ = √2·α
+    sigma = ggd_sigma(torch.tensor([0.5]), torch.tensor([beta]), alpha_eps=0.0, beta_eps=0.0)
+    assert sigma.item() == pytest.approx(2.0 * ratio, rel=1e-6)
+
+
+def test_shape_consistency_is_the_cross_entropy_against_the_source_labels():
+    from training.methods.shape_cyclegan import shape_consistency_loss
+
+    # two pixels, two classes; logits (0, log 3): p(class 1) = 3/4
+    logits = torch.tensor([0.0, math.log(3.0)]).reshape(1, 2, 1, 1).repeat(1, 1, 1, 2)
+    labels = torch.tensor([[[1, 0]]])  # −log(3/4) = 0.287682, −log(1/4) = 1.386294
+    assert shape_consistency_loss(logits, labels).item() == pytest.approx((0.287682 + 1.386294) / 2, abs=1e-6)

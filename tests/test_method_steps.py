@@ -26,6 +26,9 @@ OPTIONS = {
     "cyclegan": {**RESNET, "pool_size": 2},
     "reggan": {**RESNET, "reg_nf": 8, "reg_depth": 3},
     "cut": {**RESNET, "num_patches": 16, "nce_features": 16, "nce_layers": [0, 4, 7, 10, 11]},
+    "gcgan": {**RESNET, "pool_size": 2},
+    "shape-cyclegan": {**RESNET, "pool_size": 2, "seg_features": 8, "seg_depth": 2},
+    "ugac": {**TINY, "n_layers_d": 3, "generator_options": {"depth": 2, "cascade": 2}},
     "pi": {**UNET, "n_critic": 1, "critic_warmup": 0},
     "uapi": {**UNET, "n_critic": 1, "critic_warmup": 0},
 }
@@ -35,6 +38,9 @@ EXPECTED = {
     "cyclegan": [({"G_AB", "G_BA"}, ["G"]), ({"D_A", "D_B"}, ["D"])],
     "reggan": [({"G", "R"}, ["G", "R"]), ({"D"}, ["D"])],
     "cut": [({"D"}, ["D"]), ({"G", "F"}, ["G", "F"])],
+    "gcgan": [({"G"}, ["G"]), ({"D_B", "D_gc"}, ["D"])],
+    "shape-cyclegan": [({"G_AB", "G_BA", "S_A", "S_B"}, ["G", "S"]), ({"D_A", "D_B"}, ["D"])],
+    "ugac": [({"G_AB", "G_BA"}, ["G"]), ({"D_A", "D_B"}, ["D"])],
     "pi": [({"C"}, ["C"]), ({"C"}, ["C"]), ({"G"}, ["G"])],
     "uapi": [({"C"}, ["C"]), ({"C"}, ["C"]), ({"G"}, ["G"])],
 }
@@ -78,8 +84,12 @@ def build(name: str, **overrides):
 def batch(name: str) -> dict[str, torch.Tensor]:
     size = 16 if name in ("pi", "uapi") else 32  # PatchGAN discriminators need 32²
     generator = torch.Generator().manual_seed(1)
-    return {"source": torch.rand(2, 1, size, size, generator=generator) * 2 - 1,
-            "target": torch.rand(2, 1, size, size, generator=generator) * 2 - 1}
+    images = {"source": torch.rand(2, 1, size, size, generator=generator) * 2 - 1,
+              "target": torch.rand(2, 1, size, size, generator=generator) * 2 - 1}
+    if name == "shape-cyclegan":
+        images.update(source_labels=torch.randint(0, 10, (2, size, size), generator=generator),
+                      target_labels=torch.randint(0, 10, (2, size, size), generator=generator))
+    return images
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -128,3 +138,30 @@ def test_deviations_list_options_that_differ_from_the_defaults():
     assert method.deviations() == {"ngf": 8, "ndf": 8, "generator_options": {"depth": 2}, "n_layers_d": 3,
                                    "n_critic": 1, "critic_warmup": 0, "lambda_paired": 10.0}
     assert build("pix2pix").deviations() == RESNET
+
+
+def test_gcgan_cross_model_trains_both_generators():
+    method = build("gcgan", share_generator=False)
+    ctx = RecordingContext(method)
+    method.train_step(batch("gcgan"), ctx)
+    assert ctx.events == [({"G", "G_gc"}, ["G"]), ({"D_B", "D_gc"}, ["D"])]
+    assert method.translator_modules() == {"generator": method.nets["G"]}
+
+
+def test_ugac_translates_with_a_ggd_sigma_map():
+    method = build("ugac")
+    out = method.translate(batch("ugac")["source"])
+    assert set(out) == {"image", "scale"} and out["scale"].shape == (2, 1, 32, 32)
+    mean, inv_alpha, beta = method.generator.forward_ggd(batch("ugac")["source"])
+    alpha, shape = 1 / (inv_alpha + 1e-5), beta + 0.1
+    expected = alpha * torch.sqrt(torch.exp(torch.lgamma(3 / shape) - torch.lgamma(1 / shape)))
+    assert torch.allclose(out["scale"], expected) and torch.equal(out["image"], mean)
+    with pytest.raises(ValueError, match="UGAC needs the generator 'unet_ggd'"):
+        build("ugac", generator="resnet")
+
+
+def test_shape_cyclegan_refuses_batches_without_labels():
+    method = build("shape-cyclegan")
+    images = {k: v for k, v in batch("shape-cyclegan").items() if not k.endswith("_labels")}
+    with pytest.raises(ValueError, match="shape-cyclegan needs label maps of both domains"):
+        method.train_step(images, RecordingContext(method))

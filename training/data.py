@@ -35,13 +35,17 @@ class Subject:
     """One subject's normalised volumes, slice axis first (network units).
 
     ``target`` is what training sees (possibly misaligned or another subject's);
-    ``truth`` is the aligned ground truth used for validation metrics, if known.
+    ``truth`` is the aligned ground truth used for validation metrics, if known;
+    ``source_labels`` / ``target_labels`` are label maps on the grids of ``source`` /
+    ``target`` (int64, slice axis first), where the data has them (the phantom).
     """
 
     name: str
     source: np.ndarray | None
     target: np.ndarray | None
     truth: np.ndarray | None = None
+    source_labels: np.ndarray | None = None
+    target_labels: np.ndarray | None = None
 
 
 @dataclass
@@ -58,6 +62,10 @@ class Cohort:
 
 def _to_slices(array: np.ndarray, axis: int) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(np.asarray(array, dtype=np.float32), axis, 0))
+
+
+def _to_labels(labels: np.ndarray, axis: int) -> np.ndarray:
+    return np.ascontiguousarray(np.moveaxis(np.asarray(labels, dtype=np.int64), axis, 0))
 
 
 def _split(names: list[str], fraction: float, seed: int) -> tuple[set[str], set[str]]:
@@ -113,8 +121,10 @@ def _phantom_cohort(cfg: DataConfig, seed: int) -> Cohort:
     src = _normalise(src_raw, src_model, cfg.slice_axis)
     tgt = _normalise(tgt_raw, default_for(cfg.target_modality), cfg.slice_axis)
     truth = _normalise(truth_raw, default_for(cfg.target_modality), cfg.slice_axis)
+    labels = {p.source.name: (_to_labels(p.source.labels, cfg.slice_axis), _to_labels(p.target.labels, cfg.slice_axis))
+              for p in pairs}
     train_names, val_names = _split(names, cfg.val_fraction, seed)
-    make = lambda name: Subject(name, src[name], tgt[name], truth[name])  # noqa: E731
+    make = lambda name: Subject(name, src[name], tgt[name], truth[name], *labels[name])  # noqa: E731
     return Cohort(
         train=[make(n) for n in names if n in train_names],
         val=[make(n) for n in names if n in val_names],
@@ -188,10 +198,12 @@ def context_stack(volume: np.ndarray, index: int, k: int) -> np.ndarray:
     return volume[ids]
 
 
-def window(image: np.ndarray, size: int, top: int, left: int) -> np.ndarray:
-    """A (C, size, size) window of (C, H, W) ``image`` at (top, left), padded with −1 outside."""
+def window(image: np.ndarray, size: int, top: int, left: int, fill: float = -1.0) -> np.ndarray:
+    """A (C, size, size) window of (C, H, W) ``image`` at (top, left), padded with ``fill`` outside
+    (float32, or the dtype of an integer label ``image``)."""
     c, h, w = image.shape
-    out = np.full((c, size, size), -1.0, dtype=np.float32)
+    dtype = image.dtype if np.issubdtype(image.dtype, np.integer) else np.float32
+    out = np.full((c, size, size), fill, dtype=dtype)
     r0, c0 = max(top, 0), max(left, 0)
     r1, c1 = min(top + size, h), min(left + size, w)
     if r1 > r0 and c1 > c0:
@@ -221,30 +233,42 @@ class SliceSampler:
         if not self.sources or not self.targets:
             raise ConfigError("no training subjects left after the validation split; add data or "
                               "lower data.val_fraction")
+        self.labelled = all(s.source_labels is not None for s in self.sources) and \
+            all(s.target_labels is not None for s in self.targets)
         self.source_index = [(i, z) for i, s in enumerate(self.sources)
                              for z in foreground_slices(s.source, cfg.min_foreground)]
         self.target_index = [(i, z) for i, s in enumerate(self.targets)
                              for z in foreground_slices(s.target, cfg.min_foreground)]
 
     def sample(self, batch_size: int) -> dict[str, np.ndarray]:
-        """A batch: ``source`` (B, k, S, S), ``target`` (B, 1, S, S) float32 arrays."""
+        """A batch: ``source`` (B, k, S, S), ``target`` (B, 1, S, S) float32 arrays, and where
+        every subject has label maps ``source_labels`` / ``target_labels`` (B, S, S) int64
+        (the same windows and flips; background 0 outside the slice)."""
         cfg, size, k = self.cfg, self.cfg.size, self.cfg.context_slices
-        sources, targets = [], []
+        sources, targets, source_labels, target_labels = [], [], [], []
         for _ in range(batch_size):
             i, z = self.source_index[self.rng.integers(len(self.source_index))]
             src = context_stack(self.sources[i].source, z, k)
             top, left = self._offset(src.shape[1:])
             flip = cfg.flip and self.rng.random() < 0.5
             sources.append(self._augment(window(src, size, top, left), flip))
-            if self.aligned:
-                tgt = self.sources[i].target[z:z + 1]
-            else:
+            if self.labelled:
+                labels = self.sources[i].source_labels[z:z + 1]
+                source_labels.append(self._augment(window(labels, size, top, left, 0)[0], flip))
+            owner, zt = self.sources[i], z
+            if not self.aligned:
                 j, zt = self.target_index[self.rng.integers(len(self.target_index))]
-                tgt = self.targets[j].target[zt:zt + 1]
-                top, left = self._offset(tgt.shape[1:])
+                owner = self.targets[j]
+                top, left = self._offset(owner.target.shape[1:])
                 flip = cfg.flip and self.rng.random() < 0.5
-            targets.append(self._augment(window(tgt, size, top, left), flip))
-        return {"source": np.stack(sources), "target": np.stack(targets)}
+            targets.append(self._augment(window(owner.target[zt:zt + 1], size, top, left), flip))
+            if self.labelled:
+                labels = owner.target_labels[zt:zt + 1]
+                target_labels.append(self._augment(window(labels, size, top, left, 0)[0], flip))
+        batch = {"source": np.stack(sources), "target": np.stack(targets)}
+        if self.labelled:
+            batch.update(source_labels=np.stack(source_labels), target_labels=np.stack(target_labels))
+        return batch
 
     def _offset(self, shape: tuple[int, ...]) -> tuple[int, int]:
         h, w = shape

@@ -88,6 +88,27 @@ def laplace_nll(prediction: Tensor, target: Tensor, scale: Tensor, eps: float = 
     return nll.mean()
 
 
+def ggd_nll(prediction: Tensor, target: Tensor, inv_alpha: Tensor, beta: Tensor, *,
+            alpha_eps: float = 1e-5, beta_eps: float = 0.1) -> Tensor:
+    """Generalised-Gaussian negative log-likelihood (UGAC, Upadhyay et al., NeurIPS 2021).
+
+    The NLL of ``target`` under GGD(prediction, α, β), up to log 2, averaged over
+    pixels, in the paper's form:
+
+    ``(|target − prediction| / α)^β − log(1/α) − log β + log Γ(1/β)``
+
+    with 1/α = ``inv_alpha`` + ``alpha_eps`` and β = ``beta`` + ``beta_eps`` (the
+    reference's offsets). The base |r|/α is clamped at 1e-6 so the power's gradient
+    stays finite for β < 1. The reference repository's active loss instead takes
+    ``clamp(|r|/α · β, 1e-6, 50)``, a product where the paper raises to the power β.
+    """
+    inv_alpha = inv_alpha + alpha_eps
+    beta = beta + beta_eps
+    base = ((target - prediction).abs() * inv_alpha).clamp(min=1e-6)
+    nll = base.pow(beta) - torch.log(inv_alpha) - torch.log(beta) + torch.lgamma(1.0 / beta)
+    return nll.mean()
+
+
 class ImagePool:
     """History of generated images for the discriminator (Shrivastava et al., CVPR 2017).
 
@@ -102,7 +123,7 @@ class ImagePool:
 
     def query(self, images: Tensor) -> Tensor:
         if self.size <= 0:
-            return images
+            return images.detach()
         out = []
         for image in images.detach():
             image = image.unsqueeze(0)

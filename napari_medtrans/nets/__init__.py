@@ -15,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from napari_medtrans.nets.discriminators import DCGANCritic, PatchGANDiscriminator, WGANCritic
+from napari_medtrans.nets.ggd import GGDUNetGenerator
 from napari_medtrans.nets.registration import RegistrationNet, warp
 from napari_medtrans.nets.resnet import ResnetGenerator
 from napari_medtrans.nets.unet import SegUNet, UNetGenerator
@@ -27,6 +28,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "dcgan_critic": DCGANCritic,
     "registration": RegistrationNet,
     "seg_unet": SegUNet,
+    "unet_ggd": GGDUNetGenerator,
 }
 
 
@@ -45,6 +47,7 @@ def build_network(spec: dict[str, Any]) -> nn.Module:
 __all__ = [
     "ARCHITECTURES",
     "DCGANCritic",
+    "GGDUNetGenerator",
     "PatchGANDiscriminator",
     "RegistrationNet",
     "ResnetGenerator",
