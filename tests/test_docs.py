@@ -25,7 +25,7 @@ def test_api_reference_builds(tmp_path):
     contract = (tmp_path / "napari_medtrans" / "contract.html").read_text(encoding="utf-8")
     assert "RunStatus" in contract and "Autocast dtype of the training step" in contract
     base = (tmp_path / "training" / "methods" / "base.html").read_text(encoding="utf-8")
-    assert "learning rate decays linearly to zero" in base  # an option's attribute docstring
+    assert "learning rate decays linearly to 0" in base  # an option's attribute docstring
 
 
 def test_architecture_names_files_and_modules_that_exist():
