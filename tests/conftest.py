@@ -52,3 +52,14 @@ def native_bf16(monkeypatch):
 def emulated_bf16(monkeypatch):
     """Fake an AVX-512 CPU without bf16 or fp16 instructions (bf16 is emulated there)."""
     _fake_cpu(monkeypatch, {"avx512f", "avx2"})
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks: one intra-op thread (on a shared CPU, spinning OpenMP threads make a step ~50× slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
