@@ -39,6 +39,6 @@ def test_models_table_has_regime_and_deviation_columns(shipped_only, capsys):
 
 
 def test_unknown_regime_is_refused():
-    meta = read_metadata(shipped_dir() / "t1-ct-resnet.safetensors")
+    meta = read_metadata(shipped_dir() / "models" / "t1-ct-resnet.safetensors")
     with pytest.raises(CheckpointError, match="regime must be one of"):
         dataclasses.replace(meta, regime="semi").validate()
