@@ -91,7 +91,11 @@ def write_report(results: dict[str, Any], out: Path, iterations: int, note: str)
              f"each method trained for {iterations} iterations with the same arguments, data and seed by "
              "the code before (main) and after (branch methods); held-out phantom subjects "
              f"{', '.join(map(str, TEST_SEEDS))} of shape {TEST_SHAPE}, metrics in the body mask. "
-             "Short runs: early-training behaviour, not converged quality. " + note, "",
+             "Short runs: early-training behaviour, not converged quality. One run per version and method; the "
+             "seed is the same, but the new trainer derives its streams with SeedSequence([seed, rank]), so the "
+             "two versions draw different batches: differences of this size are within run-to-run spread. "
+             "Iterations are critic iterations for UAPI (after: 10 per generator update during the warm-up, so "
+             "20 generator updates in 200 iterations; before: 40). " + note, "",
              ("| method | MAE before (HU) | MAE after (HU) | SSIM before | SSIM after | σ–error PCC before | "
               "σ–error PCC after | wall before (s) | wall after (s) |"), "|---|---|---|---|---|---|---|---|---|"]
     for method, e in results.items():
