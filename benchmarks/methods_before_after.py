@@ -84,6 +84,30 @@ def evaluate(path: Path) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
+def write_report(results: dict[str, Any], out: Path, iterations: int, note: str) -> None:
+    """The markdown table of :func:`main`'s results (also for a partial run)."""
+    lines = ["# Methods before and after issue 13 (short like-for-like runs)", "",
+             f"`python benchmarks/methods_before_after.py --old /work/main --new . --iterations {iterations}`: "
+             f"each method trained for {iterations} iterations with the same arguments, data and seed by "
+             "the code before (main) and after (branch methods); held-out phantom subjects "
+             f"{', '.join(map(str, TEST_SEEDS))} of shape {TEST_SHAPE}, metrics in the body mask. "
+             "Short runs: early-training behaviour, not converged quality. One run per version and method; the "
+             "seed is the same, but the new trainer derives its streams with SeedSequence([seed, rank]), so the "
+             "two versions draw different batches: differences of this size are within run-to-run spread. "
+             "Iterations are critic iterations for UAPI (after: 10 per generator update during the warm-up, so "
+             "20 generator updates in 200 iterations; before: 40). " + note, "",
+             ("| method | MAE before (HU) | MAE after (HU) | SSIM before | SSIM after | σ–error PCC before | "
+              "σ–error PCC after | wall before (s) | wall after (s) |"), "|---|---|---|---|---|---|---|---|---|"]
+    for method, e in results.items():
+        b, a = e["before"], e["after"]
+        pcc = [f"{x['sigma_error_pcc']:.2f}" if "sigma_error_pcc" in x else "–" for x in (b, a)]
+        lines.append(f"| {method} | {b['mae']:.1f} | {a['mae']:.1f} | {b['ssim']:.3f} | {a['ssim']:.3f} | "
+                     f"{pcc[0]} | {pcc[1]} | {b['wall_seconds']} | {a['wall_seconds']} |")
+    lines += ["", "Arguments per method (plus `--iterations N --run-dir DIR`):", ""]
+    lines += [f"- {m}: `python -m training {e['args']}`" for m, e in results.items()]
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", type=Path, required=True, help="source tree of the code before")
@@ -106,23 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             print(method, version, entry[version], flush=True)
         results[method] = entry
         out_json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    note = load_note(load_start, os.getloadavg()[0])
-    lines = ["# Methods before and after issue 13 (short like-for-like runs)", "",
-             f"`python benchmarks/methods_before_after.py --old /work/main --new . --iterations {args.iterations}`: "
-             f"each method trained for {args.iterations} iterations with the same arguments, data and seed by "
-             "the code before (main) and after (branch methods); held-out phantom subjects "
-             f"{', '.join(map(str, TEST_SEEDS))} of shape {TEST_SHAPE}, metrics in the body mask. "
-             "Short runs: early-training behaviour, not converged quality. " + note, "",
-             ("| method | MAE before (HU) | MAE after (HU) | SSIM before | SSIM after | σ–error PCC before | "
-              "σ–error PCC after | wall before (s) | wall after (s) |"), "|---|---|---|---|---|---|---|---|---|"]
-    for method, e in results.items():
-        b, a = e["before"], e["after"]
-        pcc = [f"{x['sigma_error_pcc']:.2f}" if "sigma_error_pcc" in x else "–" for x in (b, a)]
-        lines.append(f"| {method} | {b['mae']:.1f} | {a['mae']:.1f} | {b['ssim']:.3f} | {a['ssim']:.3f} | "
-                     f"{pcc[0]} | {pcc[1]} | {b['wall_seconds']} | {a['wall_seconds']} |")
-    lines += ["", "Arguments per method (plus `--iterations N --run-dir DIR`):", ""]
-    lines += [f"- {m}: `python -m training {e['args']}`" for m, e in results.items()]
-    args.out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_report(results, args.out.with_suffix(".md"), args.iterations, load_note(load_start, os.getloadavg()[0]))
     return 0
 
 

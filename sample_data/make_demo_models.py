@@ -28,10 +28,12 @@ differ: the 48-subject recipe with ``--seed 1`` and ``--seed 2`` gave 0.72 and
   2e-5, same ratio). Trained in the background of a loaded 2-core machine and
   stopped at the iteration recorded in ``results.json`` (constant learning
   rate, so the recipe with ``--iterations`` at that number is the same run).
-  GPU recipe (same code, the paper's settings): ``python -m training --method
-  uapi --phantom unpaired --subjects 48 --size 128 --batch-size 4 --iterations
-  45000 --run-dir runs/uapi-unpaired`` (defaults are the paper's: 15 critic
-  iterations per generator update, 2·15 for the first 150).
+  It was resumed at iteration 929 with ``--set model.n_critic=1`` and stopped
+  at 1080: it has not converged (see ``docs/training.md``). GPU recipe (same
+  code, the paper's settings): ``python -m training --method uapi --phantom
+  unpaired --subjects 48 --size 128 --batch-size 4 --iterations 227250 --run-dir
+  runs/uapi-unpaired`` (defaults are the paper's: 15 critic iterations per
+  generator update, 2·15 for the first 150).
 - ``t1-ct-uapi-supervised`` (was ``t1-ct-uapi``): a SUPERVISED UAPI variant, not
   the paper's unpaired method (U-Net, depth 4, with softplus scale head) — trained here
   with the supervised Laplace term (``lambda_paired``, as β-NLL with β = 1 so
@@ -107,6 +109,7 @@ MODELS: dict[str, dict[str, Any]] = {
 TEST_SEEDS = (1000, 1001, 1002)
 TEST_SHAPE = (32, 128, 128)  # the geometry of the viewer's phantom
 MISALIGN_LEVEL = 3  # RegGAN's training level; its field is measured on test CTs moved at this level
+NOT_CONVERGED_MAE = 500  # HU; the README flags a demo above it
 PCC_MIN_FOREGROUND = 0.1  # σ–error correlation over slices with ≥ 10 % body, as `medtrans evaluate` does
 
 
@@ -198,6 +201,11 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
     if "true_bone_mean_hu" in first:
         lines += ["", f"Ground truth on the test subjects: bone mean {first['true_bone_mean_hu']:.0f} HU, "
                   f"air mean {first['true_air_mean_hu']:.0f} HU."]
+    failed = [n for n, r in results["models"].items() if r["metrics"]["mean"]["mae"] > NOT_CONVERGED_MAE]
+    if failed:
+        lines += ["", f"Warning: {', '.join(failed)} did not converge (MAE above {NOT_CONVERGED_MAE} HU): kept to show "
+                  "the published unpaired method at a CPU budget, not for use. See the GPU recipe in "
+                  "`sample_data/make_demo_models.py`."]
     poor_air = [n for n, r in results["models"].items() if r["metrics"]["mean"]["air_mean_hu"] > -800]
     if poor_air:
         lines += ["", f"Warning: {', '.join(poor_air)} overestimate(s) air (mean above −800 HU) on the test subjects."]

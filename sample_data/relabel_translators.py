@@ -25,9 +25,10 @@ sys.path.insert(0, str(HERE.parent))
 SMALL_CPU_NETS = {"ngf": 16, "n_blocks": 4, "ndf": 16, "lr_decay_start": 0.7}
 
 LABELS: dict[str, dict[str, Any]] = {
-    "t1-ct-uapi-unpaired": {  # trained while the trainer did not yet write regime/deviations itself
+    "t1-ct-uapi-unpaired": {  # its recipe changed on resume (n_critic 5 → 1), which the trainer cannot know
         "regime": "unpaired",
-        "deviations": {"ngf": 16, "generator_options": {"depth": 4}, "ndf": 16, "n_critic": 5, "critic_warmup": 20,
+        "deviations": {"ngf": 16, "generator_options": {"depth": 4}, "ndf": 16,
+                       "n_critic": "5 for iterations 1–929, then 1 (resumed) up to 1080", "critic_warmup": 20,
                        "lr_critic": 4e-5, "lr": 1e-4,
                        "init_he_std": "0.88·√(2/fan_in): trained before the Keras truncation correction"},
     },
