@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import math
 
 import numpy as np
@@ -13,11 +12,14 @@ from safetensors.torch import load_file, save_file
 
 from napari_medtrans.checkpoint import CheckpointError
 from napari_medtrans.cli import main
-from napari_medtrans.phantom import TISSUES
 from napari_medtrans.nets import build_network
-from napari_medtrans.segmenter import load_segmenter, read_segmenter_metadata, stack_neighbours
+from napari_medtrans.phantom import TISSUES
+from napari_medtrans.segmenter import (
+    load_segmenter,
+    read_segmenter_metadata,
+    stack_neighbours,
+)
 from training.segmenter import ClassBalancedCrops, dice_ce_loss, train_segmenter
-
 
 LOSSES: list[float] = []
 

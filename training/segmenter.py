@@ -190,7 +190,7 @@ def train_segmenter(
             provenance={
                 "loss": "dice+ce", "sampling": "class-balanced",
                 "iterations": done, "batch_size": batch_size, "crop": crop, "lr": lr, "seed": seed,
-                "volumes": len(images), "slices": int(len(xs)), "seconds": round(time.time() - started, 1),
+                "volumes": len(images), "slices": len(xs), "seconds": round(time.time() - started, 1),
                 "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
         )
