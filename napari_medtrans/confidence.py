@@ -1,9 +1,14 @@
 """Confidence of pseudo labels: per voxel and per slice, and how well it finds the errors.
 
-Per-voxel confidence in [0, 1] is the segmenter's probability of the chosen
-class, times ``1 − flip disagreement`` where the segmenter ran with a test-time
-flip, times, where the translator gives an uncertainty (scale) map, a
-translator reliability ``exp(-σ / σ_ref)``.
+Per-voxel confidence in [0, 1] is the segmenter's margin (probability of the
+chosen class minus that of the runner-up), times ``1 − flip disagreement``
+where the segmenter ran with a test-time flip, averaged over a 3×3 in-plane
+neighbourhood (wrong labels come in blobs and borders), times, where the
+translator gives an uncertainty (scale) map, a translator reliability
+``exp(-σ / σ_ref)``. Of the probability, the margin, the entropy, the flip
+disagreement and their products, this combination had the highest voxel AUROC
+for "label wrong" on a held-out CT phantom (0.90 vs 0.87 for the probability;
+benchmarks/results/pseudolabel_comparison.md has the pseudo-label figures).
 
 Per-slice scores (slices along array axis 0), in :data:`SLICE_SCORES`:
 
@@ -23,6 +28,7 @@ review queue use these, so they live in one place.
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 from scipy.stats import rankdata, spearmanr
 
 from napari_medtrans.metrics import dice_per_label, mean_dice
@@ -32,10 +38,14 @@ SLICE_SCORES = ("mean", "expected_dice")
 #: Probability mass (voxels) a tissue needs in a slice to count as predicted there.
 PREDICTED_MASS = 0.5
 
+#: In-plane neighbourhood (voxels) over which the voxel confidence is averaged.
+SMOOTHING = 3
+
 
 def segmenter_confidence(probabilities: np.ndarray) -> np.ndarray:
-    """Probability of the most likely class, from per-class probabilities (C, z, y, x)."""
-    return np.asarray(probabilities, dtype=np.float32).max(axis=0)
+    """Margin: probability of the most likely class minus the runner-up's, from (C, z, y, x) probabilities."""
+    top_two = np.partition(np.asarray(probabilities, dtype=np.float32), -2, axis=0)[-2:]
+    return top_two[1] - top_two[0]
 
 
 def translator_reliability(sigma: np.ndarray, sigma_ref: float) -> np.ndarray:
@@ -55,10 +65,12 @@ def voxel_confidence(
     sigma_ref: float | None = None,
     flip_disagreement: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Per-voxel confidence (z, y, x) float32 in [0, 1]."""
+    """Per-voxel confidence (z, y, x) float32 in [0, 1] (see the module)."""
     confidence = segmenter_confidence(probabilities)
     if flip_disagreement is not None:
         confidence = confidence * (1 - np.clip(flip_disagreement, 0, 1))
+    size = (1,) * (confidence.ndim - 2) + (SMOOTHING, SMOOTHING)
+    confidence = ndimage.uniform_filter(confidence, size, mode="nearest")
     if sigma is not None:
         if sigma_ref is None:
             raise ValueError("sigma_ref is required when a translator scale map is given")

@@ -23,10 +23,12 @@ def test_expected_dice_per_slice():
     np.testing.assert_allclose(expected_dice(probabilities, labels), [1.6 / 2.2, 1.0], rtol=1e-6)
 
 
-def test_voxel_confidence_lowered_by_flip_disagreement():
-    probabilities = np.stack([np.full((1, 1, 2), 0.2), np.full((1, 1, 2), 0.8)])
+def test_voxel_confidence_margin_flip_and_smoothing():
+    probabilities = np.stack([np.full((1, 1, 2), 0.1), np.full((1, 1, 2), 0.2), np.full((1, 1, 2), 0.7)])
+    # margin 0.7 − 0.2 = 0.5; × (1 − flip disagreement) → (0.5, 0.25); 3×3 mean, edges repeated:
+    # voxel 0 sees (0.5, 0.5, 0.25), voxel 1 (0.5, 0.25, 0.25)
     confidence = voxel_confidence(probabilities, flip_disagreement=np.array([[[0.0, 0.5]]]))
-    np.testing.assert_allclose(confidence, [[[0.8, 0.4]]], rtol=1e-6)
+    np.testing.assert_allclose(confidence, [[[1.25 / 3, 1.0 / 3]]], rtol=1e-6)
 
 
 def test_voxel_auroc_hand_computed():

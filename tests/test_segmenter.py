@@ -142,3 +142,15 @@ def test_cli_train_segmenter_from_files(tmp_path, small_subject, capsys):
     assert metadata.modality == "T2" and metadata.labels[0] == "background" and metadata.provenance["iterations"] == 2
     assert main(args) == 2 and "exists" in capsys.readouterr().err
     assert main(["train-segmenter", "--modality", "CT", "--images", str(image), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_training_starts_from_init_weights(trained, small_subject):
+    segmenter, _ = trained
+    again = train_segmenter([small_subject.ct], [small_subject.labels], modality="CT", label_names=TISSUES,
+                            iterations=1, batch_size=2, crop=32, features=8, lr=0.0, init=segmenter, device="cpu")
+    for (name, value), other in zip(segmenter.model.state_dict().items(), again.model.state_dict().values()):
+        assert torch.equal(value, other), name
+    assert again.metadata.provenance["init"] == segmenter.metadata.name
+    with pytest.raises(ValueError, match="cannot start from segmenter-ct: its network"):
+        train_segmenter([small_subject.ct], [small_subject.labels], modality="CT", label_names=TISSUES,
+                        iterations=1, crop=32, features=4, init=segmenter, device="cpu")

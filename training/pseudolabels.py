@@ -52,7 +52,7 @@ from napari_medtrans.phantom import DEFAULT_SHAPE, TISSUES, generate_subject
 from napari_medtrans.rundir import atomic_write_json
 from napari_medtrans.segmenter import Segmenter, load_segmenter, shipped_segmenter
 from training.data import find_volumes as volume_files
-from training.segmenter import train_segmenter
+from training.segmenter import segmenter_spec, train_segmenter
 
 #: Phantom tissues merged into five classes (index: phantom label value).
 COARSE_NAMES = {0: "background", 1: "soft tissue", 2: "bone", 3: "brain", 4: "csf"}
@@ -103,12 +103,15 @@ class SegmenterSettings:
     """Training window size (pixels)."""
     features: int = 16
     """U-Net width."""
+    depth: int = 4
+    """U-Net levels."""
     context: int = 1
     """Neighbouring slices on either side as input channels (2.5-D)."""
     flip: bool = True
     """Average with a left-right flipped pass; its disagreement lowers the confidence."""
     shipped: bool = True
-    """Adaptation: use the shipped segmenter of the labelled modality when its tissues fit (no training)."""
+    """Use the shipped segmenter of the labelled modality where its tissues fit: adaptation applies it
+    (no training), tutorship starts its training from it (where the network matches too)."""
 
     def training(self) -> dict:
         """The keyword arguments of ``train_segmenter``."""
@@ -179,12 +182,13 @@ def _sigma_ref(translator: Translator) -> float:
 
 
 def train_segmenter_on(
-    sources: list[LabelledImage], modality: str, names: dict[int, str], settings: SegmenterSettings
+    sources: list[LabelledImage], modality: str, names: dict[int, str], settings: SegmenterSettings,
+    init: Segmenter | None = None,
 ) -> Segmenter:
     """Train a segmenter for ``modality`` on labelled images (:func:`training.segmenter.train_segmenter`)."""
     return train_segmenter(
         [s.image for s in sources], [s.labels for s in sources], modality=modality, label_names=names,
-        name=f"pseudolabel-{modality.lower()}", **settings.training(),
+        name=f"pseudolabel-{modality.lower()}", init=init, **settings.training(),
     )
 
 
@@ -227,10 +231,17 @@ def tutorship(
     names: dict[int, str],
     settings: SegmenterSettings,
 ) -> list[PseudoLabels]:
-    """Train on translated source images, segment the real target images."""
+    """Train on translated source images, segment the real target images.
+
+    With ``settings.shipped`` the training starts from the shipped segmenter of
+    the labelled modality when its tissues and network fit.
+    """
     modality = translator.metadata.target
     translated = [LabelledImage(s.name, _translate(translator, s.image, modality)[0], s.labels) for s in sources]
-    segmenter = train_segmenter_on(translated, modality, names, settings)
+    init = fitting_shipped_segmenter(translator.metadata.source, names, settings.device) if settings.shipped else None
+    spec = segmenter_spec(max(names) + 1, settings.features, settings.depth, settings.context)
+    segmenter = train_segmenter_on(translated, modality, names, settings,
+                                   init if init is not None and init.metadata.network == spec else None)
     return [_label(segmenter, t, t.image, names, settings) for t in targets]
 
 

@@ -126,6 +126,12 @@ def dice_ce_loss(
     return ce + (1 - dice.mean())
 
 
+def segmenter_spec(n_classes: int, features: int, depth: int, context: int) -> dict:
+    """The ``build_network`` spec of a segmenter."""
+    return {"arch": "seg_unet", "in_channels": 2 * context + 1, "n_classes": n_classes, "features": features,
+            "depth": depth}
+
+
 def train_segmenter(
     images: Sequence[np.ndarray | Volume],
     labels: Sequence[np.ndarray],
@@ -146,6 +152,7 @@ def train_segmenter(
     ignore_label: int | None = None,
     overwrite: bool = False,
     save_every: int = 0,
+    init: Segmenter | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> Segmenter:
     """Train a segmenter on ``images`` (``modality``) and ``labels``; save it to ``path`` if given.
@@ -156,6 +163,8 @@ def train_segmenter(
     (:class:`ClassBalancedCrops`); the net is fully convolutional, so it
     segments whole slices of any size (padded to a multiple of 2^``depth``).
     ``context`` neighbouring slices on either side are input channels (2.5-D).
+    ``init``: start from this segmenter's weights (same network spec; e.g. one of
+    another modality, whose anatomy it already knows).
     ``progress(iteration, loss)`` is called after each step; with ``path`` and
     ``save_every`` the segmenter so far is saved every ``save_every`` steps, so
     a stopped run leaves a usable file.
@@ -165,10 +174,13 @@ def train_segmenter(
     dev = resolve_device(device)
     intensity = segmenter_intensity(modality)
     xs, ys = _slices(images, labels, intensity, context)
-    n_classes = max(label_names) + 1
-    spec = {"arch": "seg_unet", "in_channels": 2 * context + 1, "n_classes": n_classes, "features": features,
-            "depth": depth}
-    model = build_network(spec).to(dev).train()
+    spec = segmenter_spec(max(label_names) + 1, features, depth, context)
+    model = build_network(spec)
+    if init is not None:
+        if init.metadata.network != spec:
+            raise ValueError(f"cannot start from {init.metadata.name}: its network {init.metadata.network} is not {spec}")
+        model.load_state_dict(init.model.state_dict())
+    model = model.to(dev).train()
     multiple = model.size_multiple
     if crop % multiple:
         raise ValueError(f"crop {crop} must be a multiple of {multiple} (the U-Net depth {depth})")
@@ -188,7 +200,7 @@ def train_segmenter(
             intensity=intensity.to_dict(),
             context=context,
             provenance={
-                "loss": "dice+ce", "sampling": "class-balanced",
+                "loss": "dice+ce", "sampling": "class-balanced", "init": init and init.metadata.name,
                 "iterations": done, "batch_size": batch_size, "crop": crop, "lr": lr, "seed": seed,
                 "volumes": len(images), "slices": len(xs), "seconds": round(time.time() - started, 1),
                 "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
