@@ -505,15 +505,23 @@ class SummaryReview:
         return self._saved_status(entry.case).get(entry.index, "pending")
 
     def _saved_status(self, case: int) -> dict[int, str]:
+        """Statuses saved in the volume's sidecar (none if it has none or cannot be opened yet)."""
         state_path, _ = sidecar_paths(self.cases[case].labels)
         if not state_path.exists():
             return {}
-        return {st.index: st.status for st in self.session(case).slices}
+        try:
+            return {st.index: st.status for st in self.session(case).slices}
+        except ReviewError:
+            return {}  # reported when the queue reaches the volume
 
     def go(self, position: int) -> QueueEntry:
-        """Move to a queue position (clamped) and return its entry."""
-        self.position = int(np.clip(position, 0, len(self.queue) - 1))
-        self.current  # noqa: B018 - opens the volume and moves its session to the slice
+        """Move to a queue position (clamped) and return its entry; stay put if its volume cannot be opened."""
+        previous, self.position = self.position, int(np.clip(position, 0, len(self.queue) - 1))
+        try:
+            self.current  # noqa: B018 - opens the volume and moves its session to the slice
+        except ReviewError:
+            self.position = previous
+            raise
         return self.entry
 
     def next(self) -> QueueEntry:

@@ -273,3 +273,15 @@ def test_truncated_or_foreign_edits_name_the_file(case):
     np.savez(edits_path, other=np.zeros((12, 10), np.uint8))
     with pytest.raises(ReviewError, match="entry 'other' names no slice"):
         open_session(case)
+
+
+def test_summary_queue_stays_put_before_a_broken_volume(tmp_path):
+    summary, _, second = two_volume_summary(tmp_path)
+    review = SummaryReview(summary)
+    assert review.go(0).case == 1  # the second volume's slice 5 comes first
+    sidecar_paths(second["labels"])[0].write_text("{")  # e.g. truncated by another program
+    review.sessions.clear()
+    with pytest.raises(ReviewError, match=r"second: .*second_labels\.review\.json: not valid JSON"):
+        review.go(0)
+    assert review.position == 0 and review.status(review.queue[0]) == "pending"
+    assert review.go(1).case == 0  # the other volume still opens

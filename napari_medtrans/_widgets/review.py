@@ -130,7 +130,7 @@ class ReviewWidget(QWidget):
         except ReviewError as exc:
             self.message.setText(f"Cannot open: {exc}")
             return
-        self.review = review
+        self.review, self.session = review, None
         self._show()
         self.message.setText(f"{len(review.cases)} volumes, {len(review.queue)} slices; autosaving next to the labels")
 
