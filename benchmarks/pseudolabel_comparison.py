@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from _machine import load_note
 
+from napari_medtrans.confidence import SLICE_SCORES
 from napari_medtrans.inference import load_translator
 from napari_medtrans.rundir import atomic_write_bytes, atomic_write_json
 from training import pseudolabels as pl
@@ -108,15 +109,16 @@ def simulate_review(results: list[pl.PseudoLabels], targets: list[pl.TargetImage
     tissues = [k for k in names if k]
     counts = [_slice_counts(r.labels, t.truth, tissues) for r, t in zip(results, targets)]
     entries = [(c, z) for c, r in enumerate(results) for z in range(r.labels.shape[0])]
-    confidence = [float(results[c].slice_confidence[z]) for c, z in entries]
-    true_dice = [results[c].slice_dice[z] for c, z in entries]
-    by_confidence = [entries[i] for i in np.argsort(confidence, kind="stable")]
-    oracle = [entries[i] for i in np.argsort([1.0 if d is None else d for d in true_dice], kind="stable")]
+    curves = {}
+    for score in results[0].slice_scores:
+        values = [float(results[c].slice_scores[score][z]) for c, z in entries]
+        curves[score] = review_curve(counts, [entries[i] for i in np.argsort(values, kind="stable")])
+    start = review_curve(counts, [])[0]
+    gains = [review_curve(counts, [entry])[1] - start for entry in entries]  # true gain of fixing one slice
     rng = np.random.default_rng(seed)
-    random = np.mean([review_curve(counts, [entries[i] for i in rng.permutation(len(entries))])
-                      for _ in range(random_orders)], axis=0)
-    curves = {"confidence": review_curve(counts, by_confidence), "random": random,
-              "oracle": review_curve(counts, oracle)}
+    curves["random"] = np.mean([review_curve(counts, [entries[i] for i in rng.permutation(len(entries))])
+                                for _ in range(random_orders)], axis=0)
+    curves["oracle"] = review_curve(counts, [entries[i] for i in np.argsort(gains)[::-1]])
     return {name: [round(float(v), 5) for v in curve] for name, curve in curves.items()}
 
 
@@ -143,7 +145,7 @@ def run_gap(labelled: str, target: str, args: argparse.Namespace) -> dict:
         mean = float(np.mean([r.mean_dice for r in results]))
         simulation = simulate_review(results, targets, names, args.random_orders)
         n = len(simulation["confidence"]) - 1
-        halfway = simulation["confidence"][0] + 0.5 * (simulation["oracle"][-1] - simulation["confidence"][0])
+        halfway = simulation["random"][0] + 0.5 * (simulation["random"][-1] - simulation["random"][0])
         row[strategy] = {
             "labels": f"{target_modality} from labelled {source}",
             "mean_dice": mean,
@@ -175,12 +177,14 @@ def plot(results: dict, path: Path) -> None:
 
     panels = [(gap, s) for gap, row in results["gaps"].items() for s in pl.STRATEGIES if s in row]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    styles = {"confidence": ("C0", "-"), "random": ("C1", "--"), "oracle": ("0.6", ":")}
+    styles = {"mean": ("C2", "-"), "expected_dice": ("C0", "-"), "volume_impact": ("C3", "-"),
+              "random": ("C1", "--"), "oracle": ("0.6", ":")}
     for ax, (gap, strategy) in zip(axes[0], panels):
         entry = results["gaps"][gap][strategy]
         for order, curve in entry["review"].items():
             color, line = styles[order]
-            ax.plot(np.arange(len(curve)), curve, line, color=color, label=f"{order} order")
+            label = f"{order} order" + (" (queue)" if order == results["queue_score"] else "")
+            ax.plot(np.arange(len(curve)), curve, line, color=color, label=label)
         ax.set_title(f"{gap} gap, {strategy}\n({entry['labels']})", fontsize=9)
         ax.set_xlabel("slices fixed (replaced by ground truth)")
         ax.set_ylabel("mean volume Dice")
@@ -209,9 +213,9 @@ def markdown(results: dict) -> str:
         "Held-out phantom targets (shape 32×128×128); Dice = mean over the tissues of each target, then over",
         "targets; ceiling = the shipped segmenter of the target modality on the real targets.",
         "",
-        ("| gap | strategy | labels | Dice | ceiling | Dice / ceiling | Spearman ρ (mean) | Spearman ρ "
-        "(expected Dice) | voxel AUROC | seconds |"),
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| gap | strategy | labels | Dice | ceiling | Dice / ceiling | "
+        + " | ".join(f"Spearman ρ ({score})" for score in SLICE_SCORES) + " | voxel AUROC | seconds |",
+        "|---|---|---|---|---|---|" + "---|" * len(SLICE_SCORES) + "---|---|",
     ]
     for gap, row in results["gaps"].items():
         for strategy in pl.STRATEGIES:
@@ -219,8 +223,9 @@ def markdown(results: dict) -> str:
             rho = e["confidence"]["slice_spearman"]
             lines.append(
                 f"| {gap} ({row['translator']}) | {strategy} | {e['labels']} | {e['mean_dice']:.3f} | "
-                f"{_fmt(e['ceiling'])} | {_fmt(e['ratio_to_ceiling'])} | {_fmt(rho['mean'])} | "
-                f"{_fmt(rho['expected_dice'])} | {_fmt(e['confidence']['voxel_auroc'])} | {e['seconds']:.0f} |"
+                f"{_fmt(e['ceiling'])} | {_fmt(e['ratio_to_ceiling'])} | "
+                + " | ".join(_fmt(rho[score]) for score in SLICE_SCORES)
+                + f" | {_fmt(e['confidence']['voxel_auroc'])} | {e['seconds']:.0f} |"
             )
     lines += ["", "Per-tissue Dice:", "", "| gap | strategy | " + " | ".join(
         next(iter(results["gaps"].values()))["tutorship"]["per_tissue"]) + " |",
@@ -236,7 +241,7 @@ def markdown(results: dict) -> str:
     for gap, row in results["gaps"].items():
         for strategy in pl.STRATEGIES:
             summary = row[strategy]["review_summary"]
-            for order in ("confidence", "random", "oracle"):
+            for order in summary["slices_to_halfway"]:
                 lines.append(
                     f"| {gap} | {strategy} | {summary['slices']} | {order} | "
                     + " | ".join(f"{summary[f'dice_after_{int(f * 100)}pct'][order]:.3f}" for f in SIMULATED_FRACTIONS)
@@ -260,7 +265,7 @@ def main() -> None:
     started, load_start = time.time(), os.getloadavg()[0]
     command = "python benchmarks/pseudolabel_comparison.py " + " ".join(sys.argv[1:])
     results = {
-        "command": command, "gaps": {},
+        "command": command, "gaps": {}, "queue_score": pl.QUEUE_SCORE,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
                    f"{torch.get_num_threads()} threads, CPU",

@@ -18,7 +18,12 @@ Per-slice scores (slices along array axis 0), in :data:`SLICE_SCORES`:
   probabilities were calibrated, ``2 Σ p_k·[l = k] / (Σ p_k + Σ [l = k])``
   averaged over the tissues labelled or predicted in the slice (1 when none
   is). It weighs a doubtful voxel by how much it matters to the Dice of its
-  tissue, so a small tissue with a doubtful border scores low.
+  tissue, so a small tissue with a doubtful border scores low;
+- ``"volume_impact"``: ``1 −`` the expected share of each tissue's voxels in
+  the volume that are wrong in this slice (``Σ (1 − confidence)`` over the
+  slice's voxels of the tissue divided by the tissue's voxels in the volume),
+  averaged over the tissues: how much fixing the slice would raise the
+  volume's mean Dice. Comparable across volumes.
 
 :func:`slice_spearman` and :func:`voxel_auroc` measure how well a score finds
 the errors where ground truth exists. Both the pseudo-label pipeline and the
@@ -33,7 +38,7 @@ from scipy.stats import rankdata, spearmanr
 
 from napari_medtrans.metrics import dice_per_label, mean_dice
 
-SLICE_SCORES = ("mean", "expected_dice")
+SLICE_SCORES = ("mean", "expected_dice", "volume_impact")
 
 #: Probability mass (voxels) a tissue needs in a slice to count as predicted there.
 PREDICTED_MASS = 0.5
@@ -105,9 +110,24 @@ def expected_dice(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.where(n_counted > 0, dice.sum(0) / np.maximum(n_counted, 1), 1.0).astype(np.float32)
 
 
+def volume_impact(confidence: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``1 −`` mean over tissues of the slice's expected wrong voxels / the tissue's voxels in the volume."""
+    if confidence.shape != labels.shape:
+        raise ValueError(f"confidence {confidence.shape} and labels {labels.shape} differ in shape")
+    n = labels.shape[0]
+    tissues = [t for t in np.unique(labels) if t != 0]
+    if not tissues:
+        return np.ones(n, np.float32)
+    doubt = (1 - np.asarray(confidence, dtype=np.float64)).reshape(n, -1)
+    flat = labels.reshape(n, -1)
+    shares = [np.where(flat == t, doubt, 0.0).sum(1) / np.count_nonzero(flat == t) for t in tissues]
+    return (1 - np.mean(shares, axis=0)).astype(np.float32)
+
+
 def slice_scores(probabilities: np.ndarray, labels: np.ndarray, confidence: np.ndarray) -> dict[str, np.ndarray]:
     """Every score of :data:`SLICE_SCORES`, per slice."""
-    return {"mean": slice_confidence(confidence, labels), "expected_dice": expected_dice(probabilities, labels)}
+    return {"mean": slice_confidence(confidence, labels), "expected_dice": expected_dice(probabilities, labels),
+            "volume_impact": volume_impact(confidence, labels)}
 
 
 # -- how well a score finds the errors (where ground truth exists) ---------------------------

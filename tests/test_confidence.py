@@ -9,6 +9,7 @@ from napari_medtrans.confidence import (
     expected_dice,
     slice_dice,
     slice_spearman,
+    volume_impact,
     voxel_auroc,
     voxel_confidence,
 )
@@ -46,3 +47,11 @@ def test_slice_spearman_skips_slices_without_dice():
     labels = np.array([[[1, 1]], [[0, 0]]])
     truth = np.array([[[1, 0]], [[0, 0]]])
     assert slice_dice(labels, truth, {1: "t"}) == [pytest.approx(2 / 3), None]
+
+
+def test_volume_impact_weighs_doubt_by_tissue_size():
+    # tissue 1 has 3 voxels; slice 0 holds 0.5 of expected error → 1 − 0.5 / 3; slice 1 none → 1
+    confidence = np.array([[[0.5, 1.0]], [[1.0, 1.0]]])
+    labels = np.array([[[1, 1]], [[1, 0]]])
+    np.testing.assert_allclose(volume_impact(confidence, labels), [1 - 0.5 / 3, 1.0], rtol=1e-6)
+    np.testing.assert_array_equal(volume_impact(confidence, labels * 0), [1.0, 1.0])

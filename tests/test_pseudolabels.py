@@ -85,9 +85,9 @@ def test_cli_phantom_writes_labels_confidence_summary(translator_path, tmp_path,
         np.testing.assert_allclose(volume.spacing, image.spacing)
         np.testing.assert_allclose(volume.direction, image.direction)
     assert len(case["slice_confidence"]) == SHAPE[0] and case["mean_dice"] is not None
-    assert case["slice_confidence"] == case["slice_scores"]["expected_dice"] and summary["queue_score"] == "expected_dice"
+    assert case["slice_confidence"] == case["slice_scores"]["volume_impact"] and summary["queue_score"] == "volume_impact"
     assert "grey matter" in case["dice"] and len(case["slice_dice"]) == SHAPE[0]
-    assert 0 <= case["voxel_auroc"] <= 1 and set(case["slice_spearman"]) == {"mean", "expected_dice"}
+    assert 0 <= case["voxel_auroc"] <= 1 and set(case["slice_spearman"]) == {"mean", "expected_dice", "volume_impact"}
     assert summary["confidence"]["voxel_auroc"] == case["voxel_auroc"]
     assert summary["ceiling"]["segmenter"] == "segmenter-t2" and 0 < summary["ceiling"]["mean_dice"] <= 1
     assert summary["ratio_to_ceiling"] == pytest.approx(summary["mean_dice"] / summary["ceiling"]["mean_dice"])

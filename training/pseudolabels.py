@@ -62,7 +62,7 @@ COARSE_LUT = np.array([0, 1, 2, 2, 3, 3, 4, 0, 1, 1], np.uint8)  # air fat bone 
 SIGMA_REF_FRACTION = 0.1
 
 #: The per-slice score that orders the review queue: the best in benchmarks/results/pseudolabel_comparison.md.
-QUEUE_SCORE = "expected_dice"
+QUEUE_SCORE = "volume_impact"
 
 
 class PseudoLabelError(ValueError):
