@@ -144,7 +144,7 @@ def run_gap(labelled: str, target: str, args: argparse.Namespace) -> dict:
         ceiling = pl.ceiling(targets, names, target_modality, settings)
         mean = float(np.mean([r.mean_dice for r in results]))
         simulation = simulate_review(results, targets, names, args.random_orders)
-        n = len(simulation["confidence"]) - 1
+        n = len(simulation["random"]) - 1
         halfway = simulation["random"][0] + 0.5 * (simulation["random"][-1] - simulation["random"][0])
         row[strategy] = {
             "labels": f"{target_modality} from labelled {source}",
