@@ -235,8 +235,10 @@ def markdown(results: dict) -> str:
             lines.append(f"| {gap} | {strategy} | "
                          + " | ".join(f"{v:.3f}" for v in row[strategy]["per_tissue"].values()) + " |")
     lines += ["", "## Simulated review (`review_simulation.png`)", "",
-              ("Volume Dice after the first k slices of the queue are replaced by ground truth; random = mean of "
-              f"{results['settings']['random_orders']} random orders; oracle = worst true slice Dice first."), "",
+              ("Volume Dice after the first k slices of the queue are replaced by ground truth, for the queue "
+               "ordered by each slice score (lowest first); random = mean of "
+               f"{results['settings']['random_orders']} random orders; oracle = largest true gain of fixing the "
+               f"slice first. The review queue uses `{results['queue_score']}`."), "",
               "| gap | strategy | slices | order | 10 % | 25 % | 50 % | slices to halfway |", "|---|---|---|---|---|---|---|---|"]
     for gap, row in results["gaps"].items():
         for strategy in pl.STRATEGIES:
