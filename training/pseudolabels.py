@@ -61,7 +61,8 @@ COARSE_LUT = np.array([0, 1, 2, 2, 3, 3, 4, 0, 1, 1], np.uint8)  # air fat bone 
 #: σ_ref as a fraction of the translator's output intensity range (network range 2).
 SIGMA_REF_FRACTION = 0.1
 
-#: The per-slice score that orders the review queue: the best in benchmarks/results/pseudolabel_comparison.md.
+#: The per-slice score that orders the review queue: fewest slices to fix in the simulated review
+#: (benchmarks/results/pseudolabel_comparison.md); "expected_dice" predicts the per-slice Dice best.
 QUEUE_SCORE = "volume_impact"
 
 
