@@ -10,9 +10,16 @@ to the labels file:
   time, queue position and an action history;
 - ``<labels stem>.review-edits.npz``: the edited slices.
 
-Opening the same labels again resumes from the sidecar. :meth:`ReviewSession.export`
+Opening the same labels again resumes from the sidecar; a sidecar of another
+shape is refused with an error naming it. :meth:`ReviewSession.export`
 writes the accepted slices as a new label volume with the target image's
 geometry, plus a CSV and JSON review log.
+
+:class:`SummaryReview` reviews every volume of a ``medtrans pseudolabel``
+``summary.json`` through one queue of (volume, slice) entries, lowest
+confidence first. The summary's file names must stay inside its folder
+(absolute paths and ``..`` are refused), so a summary can neither read nor
+write (sidecars) elsewhere.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import getpass
 import hashlib
 import io as _io
 import json
+import zipfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,12 +38,11 @@ from pathlib import Path
 import numpy as np
 
 from napari_medtrans.confidence import slice_confidence
-from napari_medtrans.io import Volume, read_volume, write_volume
+from napari_medtrans.io import Volume, read_volume, volume_stem, write_volume
 from napari_medtrans.rundir import atomic_write_bytes, atomic_write_json
 
 STATUSES = ("pending", "accepted", "rejected")
 SIDECAR_VERSION = 1
-_NIFTI_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 
 
 class ReviewError(ValueError):
@@ -57,18 +65,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in _NIFTI_SUFFIXES:
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
 def sidecar_paths(labels_path: str | Path) -> tuple[Path, Path]:
     """The review state file and the edits file that belong to a labels file."""
     path = Path(labels_path)
-    stem = _stem(path)
+    stem = volume_stem(path.name)
     return path.with_name(f"{stem}.review.json"), path.with_name(f"{stem}.review-edits.npz")
 
 
@@ -87,7 +87,9 @@ class ReviewSession:
         *,
         labels_path: str | Path,
         reviewer: str | None = None,
+        slice_scores: Sequence[float | None] | None = None,
     ) -> None:
+        """``slice_scores`` replace the per-slice confidence derived from ``confidence`` (one per slice)."""
         if labels.array.shape != image.array.shape:
             raise ReviewError(
                 f"labels {labels.array.shape} and image {image.array.shape} differ in shape"
@@ -96,6 +98,9 @@ class ReviewSession:
             raise ReviewError(
                 f"confidence {confidence.shape} and image {image.array.shape} differ in shape"
             )
+        if slice_scores is not None and len(slice_scores) != image.array.shape[0]:
+            raise ReviewError(f"{len(slice_scores)} slice scores for {image.array.shape[0]} slices")
+        self._slice_scores = slice_scores
         self.image = image
         self.original = np.array(labels.array, copy=True)
         self.original.setflags(write=False)
@@ -120,6 +125,7 @@ class ReviewSession:
         confidence_path: str | Path | None = None,
         *,
         reviewer: str | None = None,
+        slice_scores: Sequence[float | None] | None = None,
     ) -> ReviewSession:
         """Read the target image, pseudo labels and confidence files and resume if possible."""
         confidence = None
@@ -131,15 +137,19 @@ class ReviewSession:
             confidence,
             labels_path=labels_path,
             reviewer=reviewer,
+            slice_scores=slice_scores,
         )
 
     # -- queue -----------------------------------------------------------------
     def _initial_states(self) -> list[SliceState]:
         n = self.original.shape[0]
-        if self.confidence is None:
-            return [SliceState(i, None) for i in range(n)]
-        scores = slice_confidence(self.confidence, self.original)
-        return [SliceState(i, round(float(s), 6)) for i, s in enumerate(scores)]
+        if self._slice_scores is not None:
+            scores = self._slice_scores
+        elif self.confidence is not None:
+            scores = slice_confidence(self.confidence, self.original)
+        else:
+            scores = [None] * n
+        return [SliceState(i, None if s is None else round(float(s), 6)) for i, s in enumerate(scores)]
 
     def _order_queue(self) -> list[int]:
         return sorted(
@@ -237,7 +247,7 @@ class ReviewSession:
         }
 
     def _resume(self) -> None:
-        state = json.loads(self.state_path.read_text())
+        state = read_sidecar(self.state_path, len(self.slices))
         if state.get("labels_sha256") != self._digest:
             raise ReviewError(
                 f"{self.state_path} belongs to different labels than {self.labels_path}; "
@@ -247,11 +257,10 @@ class ReviewSession:
             st = self.slices[saved["index"]]
             st.status, st.reviewer, st.reviewed_at = saved["status"], saved["reviewer"], saved["reviewed_at"]
         if self.edits_path.exists():
-            with np.load(self.edits_path, allow_pickle=False) as edits:
-                for key in edits.files:
-                    self.labels[int(key.removeprefix("slice_"))] = edits[key]
-        self.history = list(state.get("history", []))
-        self.position = int(np.clip(state.get("position", 0), 0, len(self.queue) - 1))
+            for index, labels in _read_edits(self.edits_path, self.original).items():
+                self.labels[index] = labels
+        self.history = list(state["history"])
+        self.position = int(np.clip(state["position"], 0, len(self.queue) - 1))
         edited = set(self.edited_slices().tolist())
         for st in self.slices:
             st.edited = st.index in edited
@@ -272,7 +281,7 @@ class ReviewSession:
         """
         self.save()
         out = Path(out_dir)
-        stem = _stem(self.labels_path)
+        stem = volume_stem(self.labels_path.name)
         paths = {
             "labels": out / f"{stem}_reviewed.nii.gz",
             "csv": out / f"{stem}_review_log.csv",
@@ -297,3 +306,259 @@ class ReviewSession:
         for index in self.queue:
             writer.writerow(asdict(self.slices[index]))
         return buffer.getvalue()
+
+
+# -- reading sidecars and summaries (clear errors naming the file) ------------------------
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReviewError(f"{path}: cannot read ({exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise ReviewError(f"{path}: not valid JSON (truncated or corrupt?): {exc}") from exc
+
+
+def _optional_str(value: object) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def read_sidecar(path: Path, n_slices: int) -> dict:
+    """The review state in ``path``, checked against a volume of ``n_slices`` slices."""
+    state = _read_json(path)
+
+    def bad(problem: str) -> ReviewError:
+        return ReviewError(f"{path}: {problem}; move it away to start a new review")
+
+    if not isinstance(state, dict):
+        raise bad(f"expected a JSON object, got {type(state).__name__}")
+    slices, position, history = state.get("slices"), state.get("position", 0), state.get("history", [])
+    if not isinstance(slices, list) or not all(isinstance(st, dict) for st in slices):
+        raise bad("'slices' must be a list of objects")
+    for st in slices:
+        index = st.get("index")
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < n_slices:
+            raise bad(f"slice index {index!r} is not one of the {n_slices} slices")
+        if st.get("status") not in STATUSES:
+            raise bad(f"slice {index} has status {st.get('status')!r}, not one of {', '.join(STATUSES)}")
+        if not (_optional_str(st.get("reviewer")) and _optional_str(st.get("reviewed_at"))):
+            raise bad(f"slice {index}: reviewer and reviewed_at must be text or null")
+    if not isinstance(position, int) or isinstance(position, bool):
+        raise bad(f"'position' must be an integer, got {position!r}")
+    if not isinstance(history, list):
+        raise bad("'history' must be a list")
+    return state | {"position": position, "history": history}
+
+
+def _read_edits(path: Path, original: np.ndarray) -> dict[int, np.ndarray]:
+    """Edited slices from ``path`` (``slice_<index>`` arrays of one slice's shape)."""
+    try:
+        with np.load(path, allow_pickle=False) as edits:
+            found = {key: edits[key] for key in edits.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ReviewError(f"{path}: not a readable edits file (truncated or corrupt?): {exc}") from exc
+    slices = {}
+    for key, array in found.items():
+        index = key.removeprefix("slice_")
+        if not index.isdigit() or int(index) >= len(original):
+            raise ReviewError(f"{path}: entry {key!r} names no slice of the {len(original)}")
+        if array.shape != original.shape[1:] or array.dtype.kind not in "iub":
+            raise ReviewError(f"{path}: {key} is {array.dtype} {array.shape}, expected integer labels "
+                              f"{original.shape[1:]}")
+        slices[int(index)] = array
+    return slices
+
+
+@dataclass(frozen=True)
+class SummaryCase:
+    """One volume of a pseudo-label summary, its files resolved inside the summary's folder."""
+
+    name: str
+    image: Path
+    labels: Path
+    confidence: Path | None
+    slice_confidence: list[float | None] | None
+    mean_confidence: float | None
+
+
+def _inside(folder: Path, value: object, what: str, summary: Path) -> Path:
+    """``folder / value`` if ``value`` is a relative file name that stays inside ``folder``."""
+    if not isinstance(value, str) or not value:
+        raise ReviewError(f"{summary}: {what} must be a file name, got {value!r}")
+    relative = Path(value)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise ReviewError(f"{summary}: {what} {value!r} must be a file name inside the summary's folder "
+                          "(absolute paths and '..' are refused)")
+    path = folder / relative
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise ReviewError(f"{summary}: {what} {value!r} leads outside the summary's folder")
+    return path
+
+
+def _scores(value: object, what: str, summary: Path) -> list[float | None] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in value
+    ):
+        raise ReviewError(f"{summary}: {what} must be a list of numbers")
+    return [None if v is None else float(v) for v in value]
+
+
+def load_summary(path: str | Path) -> list[SummaryCase]:
+    """The cases of a ``summary.json``, checked: clear errors naming the file, nothing read outside it."""
+    path = Path(path)
+    summary = _read_json(path)
+    cases = summary.get("cases") if isinstance(summary, dict) else None
+    if not isinstance(cases, list) or not all(isinstance(c, dict) for c in cases):
+        raise ReviewError(f"{path}: expected an object with a list of 'cases' objects")
+    if not cases:
+        raise ReviewError(f"{path}: lists no cases")
+    loaded = []
+    for number, case in enumerate(cases):
+        name = case.get("name")
+        if not isinstance(name, str) or not name:
+            raise ReviewError(f"{path}: case {number} has no name")
+        what = f"case {name!r}"
+        mean = case.get("mean_confidence")
+        if mean is not None and (not isinstance(mean, (int, float)) or isinstance(mean, bool)):
+            raise ReviewError(f"{path}: {what} mean_confidence must be a number, got {mean!r}")
+        loaded.append(SummaryCase(
+            name=name,
+            image=_inside(path.parent, case.get("image"), f"{what} image", path),
+            labels=_inside(path.parent, case.get("labels"), f"{what} labels", path),
+            confidence=None if case.get("confidence") is None
+            else _inside(path.parent, case["confidence"], f"{what} confidence", path),
+            slice_confidence=_scores(case.get("slice_confidence"), f"{what} slice_confidence", path),
+            mean_confidence=None if mean is None else float(mean),
+        ))
+    names = [c.name for c in loaded]
+    if len(set(names)) != len(names):
+        raise ReviewError(f"{path}: case names repeat")
+    return loaded
+
+
+# -- one queue over all volumes of a summary ----------------------------------------------
+@dataclass(frozen=True)
+class QueueEntry:
+    """A slice of one volume in the summary-wide queue."""
+
+    case: int
+    index: int
+    confidence: float | None
+
+
+class SummaryReview:
+    """Review of all volumes of a summary through one queue, lowest slice confidence first.
+
+    Per-volume state lives in each volume's :class:`ReviewSession` (opened when
+    the queue first reaches it, so its sidecars are the same as in a
+    one-volume review). The queue uses the summary's ``slice_confidence`` (the
+    score ``medtrans pseudolabel`` measured best), or the mean voxel confidence
+    when a case has none; slices without any score come last.
+    """
+
+    def __init__(self, summary_path: str | Path, *, reviewer: str | None = None) -> None:
+        self.path = Path(summary_path)
+        self.cases = load_summary(self.path)
+        self.reviewer = reviewer
+        self.sessions: dict[int, ReviewSession] = {}
+        entries = [QueueEntry(c, i, s) for c, case in enumerate(self.cases) for i, s in enumerate(self._scores(c))]
+        self.queue = sorted(entries, key=lambda e: (e.confidence is None, e.confidence or 0.0, e.case, e.index))
+        self.position = 0
+
+    def _scores(self, case: int) -> list[float | None]:
+        scores = self.cases[case].slice_confidence
+        return scores if scores is not None else [st.confidence for st in self.session(case).slices]
+
+    def session(self, case: int) -> ReviewSession:
+        """The review session of volume ``case`` (opened once; ReviewError names a bad file)."""
+        if case not in self.sessions:
+            c = self.cases[case]
+            try:
+                session = ReviewSession.open(c.image, c.labels, c.confidence, reviewer=self.reviewer,
+                                             slice_scores=c.slice_confidence)
+            except ReviewError as exc:
+                raise ReviewError(f"{c.name}: {exc}") from exc
+            except (OSError, ValueError) as exc:
+                raise ReviewError(f"{c.name}: cannot open its files: {exc}") from exc
+            self.sessions[case] = session
+        return self.sessions[case]
+
+    @property
+    def entry(self) -> QueueEntry:
+        """The queue entry at the current position."""
+        return self.queue[self.position]
+
+    @property
+    def current(self) -> ReviewSession:
+        """The current volume's session, positioned on the current slice."""
+        entry = self.entry
+        session = self.session(entry.case)
+        if session.current != entry.index:
+            session.go_to_slice(entry.index)
+        return session
+
+    def status(self, entry: QueueEntry) -> str:
+        """``entry``'s status (``pending`` for volumes not opened yet and without a sidecar)."""
+        if entry.case in self.sessions:
+            return self.sessions[entry.case].state(entry.index).status
+        return self._saved_status(entry.case).get(entry.index, "pending")
+
+    def _saved_status(self, case: int) -> dict[int, str]:
+        """Statuses saved in the volume's sidecar (none if it has none or cannot be opened yet)."""
+        state_path, _ = sidecar_paths(self.cases[case].labels)
+        if not state_path.exists():
+            return {}
+        try:
+            return {st.index: st.status for st in self.session(case).slices}
+        except ReviewError:
+            return {}  # reported when the queue reaches the volume
+
+    def go(self, position: int) -> QueueEntry:
+        """Move to a queue position (clamped) and return its entry; stay put if its volume cannot be opened."""
+        previous, self.position = self.position, int(np.clip(position, 0, len(self.queue) - 1))
+        try:
+            self.current  # noqa: B018 - opens the volume and moves its session to the slice
+        except ReviewError:
+            self.position = previous
+            raise
+        return self.entry
+
+    def next(self) -> QueueEntry:
+        """Move to the next entry."""
+        return self.go(self.position + 1)
+
+    def previous(self) -> QueueEntry:
+        """Move to the previous entry."""
+        return self.go(self.position - 1)
+
+    def next_pending(self) -> QueueEntry:
+        """Move to the next pending entry after the current one (wrapping); stay if none."""
+        n = len(self.queue)
+        for step in range(1, n + 1):
+            pos = (self.position + step) % n
+            if self.status(self.queue[pos]) == "pending":
+                return self.go(pos)
+        return self.go(self.position)
+
+    def first_pending(self) -> QueueEntry:
+        """Move to the first pending entry (resume), or stay at the start if none."""
+        for pos, entry in enumerate(self.queue):
+            if self.status(entry) == "pending":
+                return self.go(pos)
+        return self.go(0)
+
+    def accept(self) -> QueueEntry:
+        """Accept the current slice and move to the next pending entry."""
+        self.current.accept(advance=False)
+        return self.next_pending()
+
+    def reject(self) -> QueueEntry:
+        """Reject the current slice and move to the next pending entry."""
+        self.current.reject(advance=False)
+        return self.next_pending()
+
+    def counts(self) -> dict[str, int]:
+        """Entries per status over all volumes."""
+        statuses = [self.status(e) for e in self.queue]
+        return {s: statuses.count(s) for s in STATUSES}

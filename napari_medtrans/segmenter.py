@@ -1,5 +1,13 @@
 """Segmenters: a ``seg_unet`` in a safetensors file with JSON metadata, applied slice by slice.
 
+A segmenter sees 2.5-D input: each slice with ``context`` neighbours on either
+side as channels (edge slices repeated); files written before 2.5-D input have
+no ``context`` key and read as ``context = 0`` (one channel). CT segmenters
+use :func:`segmenter_intensity`'s narrow window, in which grey and white
+matter (about 10 HU apart) stay distinguishable. :meth:`Segmenter.segment`
+can average the prediction with its left-right flip (test-time flip), whose
+disagreement is also kept as a confidence signal.
+
 The file layout is the translator's (see :mod:`napari_medtrans.checkpoint`):
 tensors named ``"segmenter.<parameter>"`` and a JSON :class:`SegmenterMetadata`
 under the ``"medtrans"`` header key, with ``"kind": "segmenter"``. Loading builds
@@ -25,7 +33,7 @@ from torch import nn
 
 from napari_medtrans.checkpoint import METADATA_KEY, CheckpointError
 from napari_medtrans.inference import resolve_device
-from napari_medtrans.intensity import IntensityModel
+from napari_medtrans.intensity import IntensityModel, ct_window, mr_percentile
 from napari_medtrans.io import Volume
 from napari_medtrans.nets import build_network
 from napari_medtrans.rundir import atomic_write_bytes
@@ -33,6 +41,20 @@ from napari_medtrans.shipped import shipped_dir
 
 KIND = "segmenter"
 ROLE = "segmenter"
+
+#: CT window of new segmenters (HU): fat, brain, CSF and marrow inside, bone and air clipped.
+SEGMENTER_CT_WINDOW = (-200.0, 800.0)
+
+
+def segmenter_intensity(modality: str) -> IntensityModel:
+    """Intensity model of a new segmenter: CT in :data:`SEGMENTER_CT_WINDOW`, MR by percentiles."""
+    return ct_window(*SEGMENTER_CT_WINDOW) if modality == "CT" else mr_percentile()
+
+
+def stack_neighbours(volume: np.ndarray, context: int) -> np.ndarray:
+    """(z, y, x) → (z, 2·context + 1, y, x): each slice with its neighbours (edges repeated)."""
+    index = np.clip(np.arange(len(volume))[:, None] + np.arange(-context, context + 1), 0, len(volume) - 1)
+    return volume[index]
 
 
 @dataclass
@@ -45,6 +67,7 @@ class SegmenterMetadata:
     network: dict[str, Any]            # build_network spec, arch "seg_unet"
     intensity: dict[str, Any]          # IntensityModel.to_dict()
     slice_axis: int = 0
+    context: int = 0                   # neighbouring slices on either side fed as channels (2.5-D)
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -63,6 +86,7 @@ class SegmenterMetadata:
                 network=dict(data["network"]),
                 intensity=dict(data["intensity"]),
                 slice_axis=int(data.get("slice_axis", 0)),
+                context=int(data.get("context", 0)),
                 provenance=dict(data.get("provenance", {})),
             )
             IntensityModel.from_dict(metadata.intensity)
@@ -72,15 +96,25 @@ class SegmenterMetadata:
             raise CheckpointError(f"segmenter network must be 'seg_unet', got {metadata.network.get('arch')!r}")
         if metadata.network.get("n_classes") != max(metadata.labels) + 1:
             raise CheckpointError("segmenter n_classes does not match its labels")
+        if metadata.context < 0 or metadata.network.get("in_channels", 1) != 2 * metadata.context + 1:
+            raise CheckpointError(
+                f"segmenter context {metadata.context} needs {2 * metadata.context + 1} input channels, "
+                f"the network has {metadata.network.get('in_channels', 1)}"
+            )
         return metadata
 
 
 @dataclass
 class SegmentationResult:
-    """Labels (uint8, like the input) and per-class probabilities (C, *input shape)."""
+    """Labels (uint8, like the input), per-class probabilities (C, *input shape) and flip disagreement.
+
+    ``flip_disagreement`` (only with ``flip=True``): half the L1 distance between
+    the class probabilities of the image and of its left-right flip, in [0, 1].
+    """
 
     labels: np.ndarray
     probabilities: np.ndarray
+    flip_disagreement: np.ndarray | None = None
 
 
 class Segmenter:
@@ -92,25 +126,43 @@ class Segmenter:
         self.metadata = metadata
 
     @torch.no_grad()
-    def segment(self, image: Volume | np.ndarray, *, batch_size: int = 8) -> SegmentationResult:
-        """Segment a (z, y, x) volume in image units (a 2D image counts as one slice)."""
+    def segment(self, image: Volume | np.ndarray, *, batch_size: int = 8, flip: bool = False) -> SegmentationResult:
+        """Segment a (z, y, x) volume in image units (a 2D image counts as one slice).
+
+        ``flip``: average with the prediction of the left-right flipped image
+        and report their disagreement.
+        """
         array = np.asarray(image.array if isinstance(image, Volume) else image)
         squeeze = array.ndim == 2
         volume = array[None] if squeeze else np.moveaxis(array, self.metadata.slice_axis, 0)
         mapping = IntensityModel.from_dict(self.metadata.intensity).fit(volume)
-        slices = torch.from_numpy(mapping.to_network(volume))[:, None]
-        probabilities = torch.cat(
-            [self.probabilities(slices[i : i + batch_size]) for i in range(0, len(slices), batch_size)]
-        ).numpy()
-        probabilities = np.moveaxis(probabilities, 0, 1)  # (C, z, y, x)
+        slices = torch.from_numpy(stack_neighbours(mapping.to_network(volume), self.metadata.context))
+        probabilities = self._all(slices, batch_size)
+        disagreement = None
+        if flip:
+            flipped = self._all(slices.flip(-1), batch_size).flip(-1)
+            disagreement = 0.5 * (probabilities - flipped).abs().sum(1)
+            probabilities = 0.5 * (probabilities + flipped)
+        probabilities, disagreement = (self._to_input_layout(a, squeeze) for a in (probabilities, disagreement))
+        return SegmentationResult(probabilities.argmax(0).astype(np.uint8), probabilities, disagreement)
+
+    def _all(self, slices: torch.Tensor, batch_size: int) -> torch.Tensor:
+        return torch.cat([self.probabilities(slices[i : i + batch_size]) for i in range(0, len(slices), batch_size)])
+
+    def _to_input_layout(self, values: torch.Tensor | None, squeeze: bool) -> np.ndarray | None:
+        """(z, [C,] y, x) slice-major tensor → numpy in the input's layout, classes first."""
+        if values is None:
+            return None
+        array = values.numpy()
+        channels = array.ndim == 4
+        if channels:
+            array = np.moveaxis(array, 0, 1)  # (C, z, y, x)
         if squeeze:
-            probabilities = probabilities[:, 0]
-        else:
-            probabilities = np.moveaxis(probabilities, 1, 1 + self.metadata.slice_axis)
-        return SegmentationResult(probabilities.argmax(0).astype(np.uint8), probabilities)
+            return array[:, 0] if channels else array[0]
+        return np.moveaxis(array, int(channels), int(channels) + self.metadata.slice_axis)
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """Softmax of a (B, 1, H, W) batch in network units, padded to the size multiple."""
+        """Softmax of a (B, channels, H, W) batch in network units, padded to the size multiple."""
         multiple = self.model.size_multiple
         h, w = batch.shape[-2:]
         pad = (0, -w % multiple, 0, -h % multiple)

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # trains a translator and a segmenter
 pl = pytest.importorskip("training.pseudolabels")
 
 SHAPE = (12, 64, 64)
-SEGMENTER = {"iterations": 120, "batch_size": 8, "seed": 0, "device": "cpu"}
+SEGMENTER = {"iterations": 120, "batch_size": 8, "seed": 0, "device": "cpu", "features": 8}
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,13 @@ def test_cli_phantom_writes_labels_confidence_summary(translator_path, tmp_path,
         np.testing.assert_allclose(volume.spacing, image.spacing)
         np.testing.assert_allclose(volume.direction, image.direction)
     assert len(case["slice_confidence"]) == SHAPE[0] and case["mean_dice"] is not None
-    assert "grey matter" in case["dice"]
+    assert case["slice_confidence"] == case["slice_scores"]["volume_impact"] and summary["queue_score"] == "volume_impact"
+    assert "grey matter" in case["dice"] and len(case["slice_dice"]) == SHAPE[0]
+    assert 0 <= case["voxel_auroc"] <= 1 and set(case["slice_spearman"]) == {"mean", "expected_dice", "volume_impact"}
+    assert summary["confidence"]["voxel_auroc"] == case["voxel_auroc"]
+    assert summary["ceiling"]["segmenter"] == "segmenter-t2" and 0 < summary["ceiling"]["mean_dice"] <= 1
+    assert summary["ratio_to_ceiling"] == pytest.approx(summary["mean_dice"] / summary["ceiling"]["mean_dice"])
+    assert summary["segmenter"]["iterations"] == 5 and summary["quality"] == "fast"
     assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
 
 

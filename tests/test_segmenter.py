@@ -3,24 +3,83 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
+import torch
 from safetensors.torch import load_file, save_file
 
 from napari_medtrans.checkpoint import CheckpointError
 from napari_medtrans.cli import main
+from napari_medtrans.nets import build_network
 from napari_medtrans.phantom import TISSUES
-from napari_medtrans.segmenter import load_segmenter, read_segmenter_metadata
-from training.segmenter import train_segmenter
+from napari_medtrans.segmenter import (
+    load_segmenter,
+    read_segmenter_metadata,
+    stack_neighbours,
+)
+from training.segmenter import ClassBalancedCrops, dice_ce_loss, train_segmenter
+
+LOSSES: list[float] = []
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, small_subject):
     path = tmp_path_factory.mktemp("seg") / "seg-ct.safetensors"
     segmenter = train_segmenter([small_subject.ct], [small_subject.labels], modality="CT", label_names=TISSUES,
-                                path=path, iterations=30, batch_size=4, crop=32, device="cpu")
+                                path=path, iterations=30, batch_size=4, crop=32, features=8, device="cpu",
+                                progress=lambda _, loss: LOSSES.append(loss))
     return segmenter, path
+
+
+def test_dice_ce_loss_hand_computed():
+    # pixel a: p = (0.5, 0.5), truth 0; pixel b: p = (0.25, 0.75), truth 1
+    logits = torch.tensor([[[[0.0, 0.0]], [[0.0, math.log(3)]]]])
+    # CE = (ln 2 + ln 4/3) / 2; Dice(class 1) = 2·0.75 / (0.5 + 0.75 + 1) = 2/3; background is not in the Dice
+    expected = (math.log(2) + math.log(4 / 3)) / 2 + 1 / 3
+    assert dice_ce_loss(logits, torch.tensor([[[0, 1]]]), smooth=0).item() == pytest.approx(expected, abs=1e-6)
+    assert expected == pytest.approx(0.823748, abs=1e-6)
+    # pixel a ignored: CE = ln 4/3; Dice = 1.5 / (0.75 + 1) = 6/7
+    ignored = dice_ce_loss(logits, torch.tensor([[[255, 1]]]), ignore_label=255, smooth=0).item()
+    assert ignored == pytest.approx(math.log(4 / 3) + 1 / 7, abs=1e-6)
+
+
+def test_class_balanced_crops_draw_every_class_equally():
+    labels = torch.zeros(2, 32, 32, dtype=torch.int64)
+    labels[1, 10, 10] = 1  # one voxel of class 1 among 2047 of class 0
+    crops = ClassBalancedCrops(labels, 16, torch.Generator().manual_seed(0))
+    centres = crops.centres(2000)
+    share = (centres == torch.tensor([1, 10, 10])).all(1).float().mean().item()
+    assert share == pytest.approx(0.5, abs=0.04)
+    x, y = crops(labels[:, None].float(), labels, 8)
+    assert x.shape == (8, 1, 16, 16) and y.shape == (8, 16, 16)
+
+
+def test_stack_neighbours_repeats_edges():
+    volume = np.arange(4)[:, None, None] * np.ones((1, 2, 2))
+    stacked = stack_neighbours(volume, 1)
+    assert stacked.shape == (4, 3, 2, 2)
+    np.testing.assert_array_equal(stacked[:, :, 0, 0], [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 3]])
+
+
+@pytest.mark.slow  # uses the trained module fixture
+def test_shipped_one_channel_file_still_loads(tmp_path, trained, small_subject):
+    segmenter, _ = trained
+    spec = {"arch": "seg_unet", "in_channels": 1, "n_classes": 10, "features": 4, "depth": 2}
+    header = segmenter.metadata.to_dict() | {"network": spec}
+    del header["context"]  # a file written before 2.5-D input
+    model = build_network(spec)
+    save_file({f"segmenter.{k}": v.contiguous() for k, v in model.state_dict().items()},
+              str(tmp_path / "old.safetensors"), metadata={"medtrans": json.dumps(header)})
+    old = load_segmenter(tmp_path / "old.safetensors")
+    assert old.metadata.context == 0
+    assert old.segment(small_subject.ct).labels.shape == small_subject.ct.shape
+    header["context"] = 2
+    save_file({f"segmenter.{k}": v.contiguous() for k, v in model.state_dict().items()},
+              str(tmp_path / "bad.safetensors"), metadata={"medtrans": json.dumps(header)})
+    with pytest.raises(CheckpointError, match="context 2 needs 5 input channels, the network has 1"):
+        load_segmenter(tmp_path / "bad.safetensors")
 
 
 @pytest.mark.slow  # trains a segmenter (module fixture)
@@ -30,7 +89,12 @@ def test_train_segment_and_round_trip(trained, small_subject):
     assert result.labels.shape == small_subject.ct.shape and result.labels.dtype == np.uint8
     assert result.probabilities.shape == (len(TISSUES), *small_subject.ct.shape)
     np.testing.assert_allclose(result.probabilities.sum(0), 1, atol=1e-5)
-    assert (result.labels == 0).mean() > 0.5  # air at least is learnt in 30 steps
+    assert np.mean(LOSSES[-10:]) < np.mean(LOSSES[:10])  # the loss falls in 30 steps
+    assert segmenter.metadata.context == 1 and segmenter.metadata.network["in_channels"] == 3
+    assert segmenter.metadata.intensity["low"] == -200.0  # the narrow CT window
+    flipped = segmenter.segment(small_subject.ct, flip=True)
+    assert flipped.flip_disagreement.shape == small_subject.ct.shape
+    assert 0 <= flipped.flip_disagreement.min() and flipped.flip_disagreement.max() <= 1
     loaded = load_segmenter(path)
     assert loaded.metadata.labels == TISSUES and loaded.metadata.modality == "CT"
     np.testing.assert_array_equal(loaded.segment(small_subject.ct).labels, result.labels)
@@ -83,3 +147,15 @@ def test_cli_train_segmenter_from_files(tmp_path, small_subject, capsys):
     assert metadata.modality == "T2" and metadata.labels[0] == "background" and metadata.provenance["iterations"] == 2
     assert main(args) == 2 and "exists" in capsys.readouterr().err
     assert main(["train-segmenter", "--modality", "CT", "--images", str(image), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_training_starts_from_init_weights(trained, small_subject):
+    segmenter, _ = trained
+    again = train_segmenter([small_subject.ct], [small_subject.labels], modality="CT", label_names=TISSUES,
+                            iterations=1, batch_size=2, crop=32, features=8, lr=0.0, init=segmenter, device="cpu")
+    for (name, value), other in zip(segmenter.model.state_dict().items(), again.model.state_dict().values()):
+        assert torch.equal(value, other), name
+    assert again.metadata.provenance["init"] == segmenter.metadata.name
+    with pytest.raises(ValueError, match="cannot start from segmenter-ct: its network"):
+        train_segmenter([small_subject.ct], [small_subject.labels], modality="CT", label_names=TISSUES,
+                        iterations=1, crop=32, features=4, init=segmenter, device="cpu")

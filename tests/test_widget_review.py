@@ -10,7 +10,7 @@ from qtpy.QtCore import Qt
 
 from napari_medtrans.io import read_volume
 from napari_medtrans.review import sidecar_paths
-from tests.test_review import make_case
+from tests.test_review import make_case, two_volume_summary
 
 pytestmark = pytest.mark.gui
 
@@ -102,10 +102,49 @@ def test_key_presses_edit_autosave_resume_export(make_napari_viewer, case, qtbot
     assert widget2.layers["labels"].data[3, 1, 1] == 2
     assert "accepted" in widget2.queue_list.item(0).text()
 
-    paths = widget2.export(tmp_path / "out")
+    paths = widget2.export(tmp_path / "out")["case"]
     exported = read_volume(paths["labels"])
     image = read_volume(case["image"])
     for attr in ("spacing", "origin", "direction"):
         np.testing.assert_allclose(getattr(exported, attr), getattr(image, attr))
     assert exported.array[3, 1, 1] == 2 and not exported.array[1].any()
     assert widget2.export(tmp_path / "out") is None and "exists" in widget2.message.text()
+
+
+def test_queue_walks_across_volumes(make_napari_viewer, qtbot, tmp_path):
+    from napari_medtrans._widgets.review import ReviewWidget
+
+    summary, _, _ = two_volume_summary(tmp_path)
+    viewer = make_napari_viewer(show=True)
+    widget = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    widget.open_summary(summary)
+    assert widget.queue_list.count() == 12
+    assert widget.queue_list.item(0).text().startswith("second   slice    5")
+    assert widget.volume.text() == "second" and current_slice(viewer, widget) == 5
+    assert [layer.name for layer in viewer.layers] == ["second image", "second uncertainty", "second pseudo labels"]
+    press(qtbot, viewer, Qt.Key_A)  # accept: the next slice is in the other volume
+    assert widget.volume.text() == "first" and current_slice(viewer, widget) == 3
+    assert [layer.name for layer in viewer.layers] == ["first image", "first uncertainty", "first pseudo labels"]
+    assert "accepted" in widget.queue_list.item(0).text()
+    press(qtbot, viewer, Qt.Key_N)
+    assert widget.volume.text() == "second" and current_slice(viewer, widget) == 0
+    written = widget.export(tmp_path / "out")
+    assert sorted(written) == ["first", "second"]
+    assert read_volume(written["second"]["labels"]).array[5].any()
+
+
+@pytest.mark.parametrize("bad", ["summary", "sidecar"])
+def test_bad_files_are_reported_not_raised(make_napari_viewer, case, bad):
+    from napari_medtrans._widgets.review import ReviewWidget
+
+    if bad == "summary":
+        case["summary"].write_text(json.dumps({"cases": [{"name": "x", "image": "/etc/hostname", "labels": "l"}]}))
+        expected = "absolute paths and '..' are refused"
+    else:
+        sidecar_paths(case["labels"])[0].write_text('{"slices": [')
+        expected = "not valid JSON"
+    viewer = make_napari_viewer()
+    widget = ReviewWidget(viewer)
+    widget.open_summary(case["summary"])
+    assert widget.review is None and expected in widget.message.text() and len(viewer.layers) == 0

@@ -1,17 +1,19 @@
-"""Review pseudo labels: a slice queue (lowest confidence first) with accept/reject.
+"""Review pseudo labels: one slice queue over all volumes of a summary (lowest confidence first).
 
 Keyboard shortcuts (bound on the viewer while the widget is open):
 ``A`` accept, ``R`` reject, ``N`` next, ``Shift-N`` previous. The pseudo labels
 are an editable Labels layer over the target image; the uncertainty
-(1 − confidence) is an overlay that can be toggled. State lives in
-:class:`napari_medtrans.review.ReviewSession`, which autosaves after every
-action and resumes when the same labels are opened again.
+(1 − confidence) is an overlay that can be toggled. When the queue moves to a
+slice of another volume, that volume's layers replace the current ones. State
+lives in :class:`napari_medtrans.review.SummaryReview` (one
+:class:`~napari_medtrans.review.ReviewSession` per volume), which autosaves
+after every action and resumes at the first pending slice when the same
+summary is opened again. Bad files are reported in the widget, never raised.
 """
 
 from __future__ import annotations
 
 import getpass
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -21,7 +23,6 @@ from qtpy.QtCore import QTimer
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QCheckBox,
-    QComboBox,
     QFileDialog,
     QFormLayout,
     QGridLayout,
@@ -35,7 +36,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_medtrans.io import layer_geometry
-from napari_medtrans.review import ReviewError, ReviewSession
+from napari_medtrans.review import ReviewError, ReviewSession, SummaryReview
 
 from ._layout import make_scrollable
 
@@ -58,14 +59,12 @@ class ReviewWidget(QWidget):
     def __init__(self, napari_viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = napari_viewer
+        self.review: SummaryReview | None = None
         self.session: ReviewSession | None = None
         self.layers: dict[str, object] = {}
-        self._cases: list[dict] = []
-        self._summary_dir: Path | None = None
 
         self.reviewer = QLineEdit(getpass.getuser())
-        self.case_combo = QComboBox()
-        self.case_combo.activated.connect(lambda i: self.open_summary_case(i))
+        self.volume = QLabel("")
         self.info = QLabel("Open pseudo labels to start reviewing.")
         self.info.setWordWrap(True)
         self.queue_list = QListWidget()
@@ -90,12 +89,12 @@ class ReviewWidget(QWidget):
 
         form = QFormLayout()
         form.addRow("Reviewer", self.reviewer)
-        form.addRow("Volume", self.case_combo)
+        form.addRow("Volume", self.volume)
         layout = QVBoxLayout(self)
         layout.addWidget(open_button)
         layout.addLayout(form)
         layout.addWidget(self.info)
-        layout.addWidget(QLabel("Queue (lowest confidence first)"))
+        layout.addWidget(QLabel("Queue over all volumes (lowest confidence first)"))
         layout.addWidget(self.queue_list)
         layout.addLayout(buttons)
         layout.addWidget(self.show_uncertainty)
@@ -127,47 +126,29 @@ class ReviewWidget(QWidget):
             self.open_summary(path)
 
     def open_summary(self, path: str | Path) -> None:
-        """List the volumes of a ``medtrans pseudolabel`` summary (least confident first)."""
-        path = Path(path)
-        summary = json.loads(path.read_text())
-        self._summary_dir = path.parent
-        self._cases = sorted(summary["cases"], key=lambda c: c.get("mean_confidence", 1.0))
-        self.case_combo.clear()
-        for case in self._cases:
-            self.case_combo.addItem(f"{case['name']}  (confidence {case.get('mean_confidence', float('nan')):.3f})")
-        if self._cases:
-            self.open_summary_case(0)
-
-    def open_summary_case(self, index: int) -> None:
-        """Open the ``index``-th volume of the loaded summary."""
-        case = self._cases[index]
-        root = self._summary_dir
-        self.open_case(
-            root / case["image"],
-            root / case["labels"],
-            root / case["confidence"] if case.get("confidence") else None,
-            name=case["name"],
-        )
-
-    def open_case(
-        self,
-        image_path: str | Path,
-        labels_path: str | Path,
-        confidence_path: str | Path | None = None,
-        *,
-        name: str | None = None,
-    ) -> None:
-        """Open one volume for review (resumes from its sidecar if there is one)."""
+        """Open a ``medtrans pseudolabel`` summary: one queue over its volumes, first pending slice shown."""
         try:
-            session = ReviewSession.open(
-                image_path, labels_path, confidence_path, reviewer=self.reviewer.text() or None
-            )
-        except (ReviewError, OSError, ValueError) as exc:
+            review = SummaryReview(path, reviewer=self.reviewer.text() or None)
+            review.first_pending()
+        except ReviewError as exc:
             self.message.setText(f"Cannot open: {exc}")
             return
+        self.review, self.session = review, None
+        self._show()
+        self.message.setText(f"{len(review.cases)} volumes, {len(review.queue)} slices; autosaving next to the labels")
+
+    def _show(self) -> None:
+        """Layers of the current entry's volume (replaced when the volume changes), queue and slice."""
+        session = self.review.current
+        if session is not self.session:
+            self._show_volume(session, self.review.cases[self.review.entry.case].name)
+        self._refresh_queue()
+        self._show_current()
+
+    def _show_volume(self, session: ReviewSession, name: str) -> None:
         self._remove_layers()
         self.session = session
-        name = name or Path(labels_path).name.split(".")[0]
+        self.volume.setText(name)
         geometry = layer_geometry(session.image)
         self.layers["image"] = self.viewer.add_image(session.image.array, name=f"{name} image", **geometry)
         if session.confidence is not None:
@@ -185,9 +166,6 @@ class ReviewWidget(QWidget):
         labels_layer.events.paint.connect(self._on_paint)
         self.layers["labels"] = labels_layer
         self.viewer.layers.selection.active = labels_layer
-        self._refresh_queue()
-        self._show_current()
-        self.message.setText(f"Autosaving to {session.state_path.name}")
 
     def _remove_layers(self) -> None:
         for layer in self.layers.values():
@@ -198,31 +176,36 @@ class ReviewWidget(QWidget):
     # -- actions -----------------------------------------------------------------------
     def accept(self) -> None:
         """Accept the current slice (with edits) and move to the next pending one."""
-        self._act(lambda s: s.accept())
+        self._act(lambda r: r.accept())
 
     def reject(self) -> None:
         """Reject the current slice and move to the next pending one."""
-        self._act(lambda s: s.reject())
+        self._act(lambda r: r.reject())
 
     def next(self) -> None:
         """Go to the next slice in the queue."""
-        self._act(lambda s: s.next())
+        self._act(lambda r: r.next())
 
     def previous(self) -> None:
         """Go to the previous slice in the queue."""
-        self._act(lambda s: s.previous())
+        self._act(lambda r: r.previous())
 
     def _go(self, position: int) -> None:
-        self._act(lambda s: s.go(position))
+        self._act(lambda r: r.go(position))
 
-    def _act(self, action: Callable[[ReviewSession], int]) -> None:
-        if self.session is None:
+    def _act(self, action: Callable[[SummaryReview], object]) -> None:
+        if self.review is None:
             return
-        self.session.reviewer = self.reviewer.text() or self.session.reviewer
-        self._sync_edits()
-        action(self.session)
-        self._refresh_queue()
-        self._show_current()
+        reviewer = self.reviewer.text() or None
+        self.review.reviewer = reviewer
+        for session in self.review.sessions.values():
+            session.reviewer = reviewer or session.reviewer
+        try:
+            self._sync_edits()
+            action(self.review)
+            self._show()
+        except (ReviewError, OSError) as exc:
+            self.message.setText(f"Cannot continue: {exc}")
 
     def _sync_edits(self) -> None:
         data = self.layers["labels"].data
@@ -237,21 +220,30 @@ class ReviewWidget(QWidget):
         if self.session is None or "labels" not in self.layers:
             return
         self._sync_edits()
-        self.session.save()
+        try:
+            self.session.save()
+        except OSError as exc:
+            self.message.setText(f"Cannot save the edit: {exc}")
+            return
         self._refresh_queue()
 
-    def export(self, out_dir: str | Path, *, overwrite: bool = False) -> dict[str, Path] | None:
-        """Export accepted/edited labels and the review log into ``out_dir``."""
-        if self.session is None:
+    def export(self, out_dir: str | Path, *, overwrite: bool = False) -> dict[str, dict[str, Path]] | None:
+        """Export accepted/edited labels and the review log of every volume reviewed so far into ``out_dir``.
+
+        Returns the written files per volume name.
+        """
+        if self.review is None:
             return None
         self._sync_edits()
+        written = {}
         try:
-            paths = self.session.export(out_dir, overwrite=overwrite)
-        except (ReviewError, FileExistsError) as exc:
+            for case, session in sorted(self.review.sessions.items()):
+                written[self.review.cases[case].name] = session.export(out_dir, overwrite=overwrite)
+        except (ReviewError, OSError) as exc:
             self.message.setText(str(exc))
             return None
-        self.message.setText(f"Exported {paths['labels'].name} and review log to {Path(out_dir)}")
-        return paths
+        self.message.setText(f"Exported the reviewed labels and review logs of {len(written)} volumes to {out_dir}")
+        return written
 
     def _choose_export(self) -> None:
         out_dir = QFileDialog.getExistingDirectory(self, "Export reviewed labels to")
@@ -264,17 +256,20 @@ class ReviewWidget(QWidget):
             self.layers["uncertainty"].visible = visible
 
     def _refresh_queue(self) -> None:
-        session = self.session
+        review = self.review
         self.queue_list.blockSignals(True)
         self.queue_list.clear()
-        for index in session.queue:
-            st = session.slices[index]
-            conf = "n/a" if st.confidence is None else f"{st.confidence:.3f}"
-            item = QListWidgetItem(f"slice {index:4d}   conf {conf}   {st.status}{'  (edited)' if st.edited else ''}")
-            if STATUS_COLORS[st.status] is not None:
-                item.setForeground(STATUS_COLORS[st.status])
+        for entry in review.queue:
+            status = review.status(entry)
+            session = review.sessions.get(entry.case)
+            edited = session is not None and session.state(entry.index).edited
+            conf = "n/a" if entry.confidence is None else f"{entry.confidence:.3f}"
+            item = QListWidgetItem(f"{review.cases[entry.case].name}   slice {entry.index:4d}   conf {conf}   "
+                                   f"{status}{'  (edited)' if edited else ''}")
+            if STATUS_COLORS[status] is not None:
+                item.setForeground(STATUS_COLORS[status])
             self.queue_list.addItem(item)
-        self.queue_list.setCurrentRow(session.position)
+        self.queue_list.setCurrentRow(review.position)
         self.queue_list.blockSignals(False)
 
     def _show_current(self) -> None:
@@ -284,10 +279,10 @@ class ReviewWidget(QWidget):
         centre = (st.index, *(s // 2 for s in session.labels.shape[1:]))
         world = labels_layer.data_to_world(centre)
         self.viewer.dims.set_point(0, world[0])
-        counts = session.counts()
+        counts = self.review.counts()
         conf = "n/a" if st.confidence is None else f"{st.confidence:.3f}"
         self.info.setText(
-            f"Slice {st.index} ({session.position + 1}/{len(session.queue)}) · confidence {conf} · "
+            f"Slice {st.index} ({self.review.position + 1}/{len(self.review.queue)}) · confidence {conf} · "
             f"{st.status}{' · edited' if st.edited else ''}\n"
             f"accepted {counts['accepted']} · rejected {counts['rejected']} · pending {counts['pending']}"
         )

@@ -37,7 +37,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="phantom subjects to report Dice on (with --phantom; default 2)")
     parser.add_argument("--iterations", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--features", type=int, default=8, help="U-Net width (default 8)")
+    parser.add_argument("--features", type=int, default=16, help="U-Net width (default 16)")
+    parser.add_argument("--depth", type=int, default=4, help="U-Net levels (default 4)")
+    parser.add_argument("--context", type=int, default=1,
+                        help="neighbouring slices on either side as input channels (2.5-D; default 1)")
+    parser.add_argument("--crop", type=int, default=64, help="training window size (default 64)")
+    parser.add_argument("--save-every", type=int, default=0, metavar="N",
+                        help="save the segmenter so far every N iterations (a stopped run leaves a file)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -87,15 +93,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         segmenter = train_segmenter(images, labels, modality=args.modality, label_names=names,
                                     name=args.out.name.split(".")[0], iterations=args.iterations,
-                                    batch_size=args.batch_size, features=args.features, seed=args.seed,
-                                    device=args.device, progress=show)
+                                    batch_size=args.batch_size, features=args.features, depth=args.depth,
+                                    context=args.context, crop=args.crop, seed=args.seed, device=args.device,
+                                    path=args.out if args.save_every else None, save_every=args.save_every,
+                                    overwrite=args.overwrite, progress=show)
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     print(file=sys.stderr)
     if args.phantom is not None and args.held_out > 0:
         segmenter.metadata.provenance["held_out"] = _held_out_dice(segmenter, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_segmenter(args.out, segmenter.model, segmenter.metadata, overwrite=args.overwrite)
+    save_segmenter(args.out, segmenter.model, segmenter.metadata, overwrite=args.overwrite or bool(args.save_every))
     print(f"wrote {args.out}")
     return 0
 
