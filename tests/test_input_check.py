@@ -161,7 +161,8 @@ def test_shipped_models_carry_signature_and_card():
 
     for path in sorted((shipped_dir() / "models").glob("*.safetensors")):
         md = read_metadata(path)
-        assert md.input_signature["geometry"]["spacing"] == pytest.approx([1.2, 1.2]), path
+        in_plane = 153.6 / md.provenance["data"]["shape"][-1]  # the phantom's field of view over its columns
+        assert md.input_signature["geometry"]["spacing"] == pytest.approx([in_plane, in_plane]), path
         assert md.card["limits"][0] == PHANTOM_LIMIT and md.card["held_out"]["metrics"]["MAE"] > 0
 
 
