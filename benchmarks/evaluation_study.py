@@ -39,11 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _machine import load_note
+from _machine import load_note  # noqa: E402
 
-from napari_medtrans import evaluation, metrics
-from napari_medtrans.evaluation_report import write_report
-from napari_medtrans.rundir import atomic_write_bytes, atomic_write_json
+from napari_medtrans import evaluation, metrics  # noqa: E402
+from napari_medtrans.evaluation_report import write_report  # noqa: E402
+from napari_medtrans.rundir import atomic_write_bytes, atomic_write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 Q1_METHODS = ("pix2pix", "reggan")

@@ -31,7 +31,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks._machine import load_note
+from benchmarks._machine import load_note  # noqa: E402
 
 SMALL = ["--size", "64", "--subjects", "8", "--batch-size", "4", "--threads", "1", "--seed", "0",
          "--log-every", "50", "--checkpoint-every", "1000", "--preview-every", "0",

@@ -29,8 +29,8 @@ from pathlib import Path
 import napari
 import numpy as np
 import torch
-
 from _machine import load_note
+
 from napari_medtrans._widgets._wait import wait, wait_until
 from napari_medtrans._widgets.demo import open_demo
 from napari_medtrans.phantom import generate_subject

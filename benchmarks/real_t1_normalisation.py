@@ -1,4 +1,4 @@
-"""Would a different MR normalisation let the shipped translators handle a real T1? (Issue 18, item 2.)
+"""Would a different MR normalisation let the shipped translators handle a real T1? Issue 18, item 2.
 
     python benchmarks/real_t1_normalisation.py
 

@@ -37,7 +37,7 @@ timer: Callable[[], float] = time.perf_counter
 
 
 def cache_dir() -> Path:
-    """The user's cache folder for napari-medtrans (like ``platformdirs.user_cache_dir``).
+    r"""The user's cache folder for napari-medtrans (like ``platformdirs.user_cache_dir``).
 
     ``$MEDTRANS_CACHE_DIR`` if set; else ``$XDG_CACHE_HOME/napari-medtrans`` or
     ``~/.cache/napari-medtrans`` on Linux, ``~/Library/Caches/napari-medtrans``

@@ -1,4 +1,4 @@
-"""Write a synthetic CT as a new DICOM CT series of the source MR study (MRI-only planning).
+r"""Write a synthetic CT as a new DICOM CT series of the source MR study (MRI-only planning).
 
 :func:`export_dicom` writes one CT Image Storage file per slice:
 
@@ -60,7 +60,8 @@ class DicomExportError(ValueError):
 @dataclass(frozen=True)
 class SliceGeometry:
     """Where one slice lies: position of its first pixel (x, y, z), row and column directions, pixel
-    spacing (between rows, between columns) and thickness, in mm."""
+    spacing (between rows, between columns) and thickness, in mm.
+    """
 
     position: tuple[float, ...]
     orientation: tuple[float, ...]

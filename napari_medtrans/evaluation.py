@@ -251,7 +251,8 @@ def _interval(ci: tuple[float, float] | None) -> list[float] | None:
 def _distribution(row: Row, reasons: dict, translated: list[np.ndarray], cases: Sequence[EvalCase],
                   modality: str | None, settings: EvalSettings, extractor: Callable | None) -> None:
     """SWD, FRD and FID/KID between translated and real target slices, pooled over cases,
-    with intervals that resample subjects."""
+    with intervals that resample subjects.
+    """
     pairs = [(t, c.target.array, case_mask(c)) for t, c in zip(translated, cases) if c.target is not None]
     if not pairs:
         _unavailable(row.out, reasons, row.where, metrics.SET_METRICS, "no real target images to compare with")
@@ -295,7 +296,8 @@ def _distribution(row: Row, reasons: dict, translated: list[np.ndarray], cases: 
 def _dice(row: Row, reasons: dict, translated: list[np.ndarray], cases: Sequence[EvalCase],
           settings: EvalSettings) -> None:
     """Dice per tissue of the segmenter on each translated image against the source labels;
-    the summary is the mean over subjects."""
+    the summary is the mean over subjects.
+    """
     labelled = [(t, c) for t, c in zip(translated, cases) if c.labels is not None]
     if settings.segmenter is None or not labelled:
         row.out["dice"] = None
@@ -320,7 +322,8 @@ def _uncertainty(row: Row, result: EvaluationResult, outputs: list, cases: Seque
                  min_foreground: float) -> None:
     """σ–error Pearson correlation per subject (slices whose body covers ≥ ``min_foreground``);
     the summary is the median over subjects with its bootstrap interval. Every slice with body
-    is kept for the scatter plot."""
+    is kept for the scatter plot.
+    """
     scale, error, foreground, pccs = [], [], [], []
     for output, case in zip(outputs, cases):
         if case.target is None:

@@ -59,7 +59,8 @@ def _cell(row: dict[str, Any], key: str) -> str:
 
 def markdown(result: EvaluationResult) -> str:
     """The human-readable report: conventions, one table per scenario, Dice per tissue, FRD overlaps,
-    rankings, unavailable metrics."""
+    rankings, unavailable metrics.
+    """
     lines = ["# Evaluation report", "", f"Conventions: {result.settings.get('conventions', CONVENTIONS)}  ",
              f"Cases: {', '.join(result.settings.get('cases', []))}  ",
              (f"Scenarios: {', '.join(result.settings.get('scenarios', []))} (noise on the source image, "

@@ -44,8 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_medtrans import constants
-from napari_medtrans import cpu_features
+from napari_medtrans import constants, cpu_features
 from napari_medtrans.batch_size import (
     BatchKey,
     BatchSizeCache,

@@ -36,9 +36,9 @@ import tempfile
 import uuid
 import warnings
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
@@ -440,7 +440,8 @@ def _itk_warnings_off() -> Iterator[None]:
 
 def _keeps_locale(func: _F) -> _F:
     """Restore the process locale after ``func``: GDCM (SimpleITK's DICOM IO) resets
-    it to "C", after which Python opens text files as ASCII (seen breaking PyRadiomics)."""
+    it to "C", after which Python opens text files as ASCII (seen breaking PyRadiomics).
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -558,7 +559,7 @@ def _check_one_orientation(folder: Path, series: DicomSeries, reader: sitk.Image
     try:
         cosines = np.array([[float(v) for v in reader.GetMetaData(i, key).split("\\")] for i in range(n)])
     except ValueError as exc:
-        raise VolumeReadError(f"{folder}: DICOM series {series.uid} has an unreadable slice orientation ({exc})")
+        raise VolumeReadError(f"{folder}: DICOM series {series.uid} has an unreadable slice orientation ({exc})") from exc
     differ = np.flatnonzero(np.abs(cosines - cosines[0]).max(axis=1) > 1e-4)
     if differ.size:
         raise VolumeReadError(

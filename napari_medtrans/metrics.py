@@ -195,7 +195,8 @@ def hot_voxels_outside(prediction: np.ndarray, reference: np.ndarray, mask: np.n
 @dataclass
 class PairedMetrics:
     """Every paired metric of one volume: value per key (None where unavailable, with the
-    reason in ``reasons``) and ``per_slice`` arrays (NaN where a slice has no value)."""
+    reason in ``reasons``) and ``per_slice`` arrays (NaN where a slice has no value).
+    """
 
     values: dict[str, float | None]
     per_slice: dict[str, np.ndarray] = field(default_factory=dict)
@@ -267,7 +268,8 @@ def mean_dice(dice: dict[str, float | None]) -> float | None:
 @dataclass
 class UncertaintyAgreement:
     """Per-image mean σ, mean |residual| and body fraction, and the Pearson correlation
-    of σ and residual over the images whose body fraction is at least ``min_foreground``."""
+    of σ and residual over the images whose body fraction is at least ``min_foreground``.
+    """
 
     pcc: float
     mean_scale: np.ndarray
@@ -325,7 +327,8 @@ def _to_unit(images: Sequence[np.ndarray], data_range: tuple[float, float]) -> l
 
 def _pyramid(image: np.ndarray, min_size: int) -> list[np.ndarray]:
     """Laplacian pyramid as Karras et al. build it: band-pass levels G_i − up(G_{i+1}) down to
-    ``min_size`` pixels, then the low-pass level G_last (so a global shift counts)."""
+    ``min_size`` pixels, then the low-pass level G_last (so a global shift counts).
+    """
     gaussian = []
     for level in pyramid_gaussian(image, downscale=2):
         if min(level.shape) < min_size:
@@ -366,7 +369,8 @@ def _sliced_wasserstein(a: np.ndarray, b: np.ndarray, directions: int, repeats: 
 @dataclass
 class SwdResult:
     """SWD ×10³ (mean over levels), its value per level (finest first, low-pass last) and,
-    with groups, a bootstrap interval over them."""
+    with groups, a bootstrap interval over them.
+    """
 
     value: float
     per_level: list[float]

@@ -349,7 +349,7 @@ class RunDir:
         if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
             raise ValueError(f"{pointer}: 'file' must name a file in {self.previews_dir}, got {name!r:.80}")
         if isinstance(iteration, bool) or not isinstance(iteration, int):
-            raise ValueError(f"{pointer}: 'iteration' must be an integer, got {iteration!r:.80}")  # noqa: TRY004
+            raise ValueError(f"{pointer}: 'iteration' must be an integer, got {iteration!r:.80}")
         path = self.previews_dir / name
         check_regular_file(path, MAX_PREVIEW_BYTES)
         try:
@@ -406,7 +406,8 @@ def _check_preview_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def check_regular_file(path: Path, limit: int | None = None) -> int:
     """The size of ``path``; ``ValueError`` when it is no regular file (a FIFO would block a reader
-    forever) or larger than ``limit`` bytes."""
+    forever) or larger than ``limit`` bytes.
+    """
     info = os.stat(path)
     if not stat.S_ISREG(info.st_mode):
         raise ValueError(f"{path}: not a regular file (a FIFO, device or folder); not read")
@@ -423,5 +424,5 @@ def _read_json(path: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")  # noqa: TRY004 (a bad file)
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data

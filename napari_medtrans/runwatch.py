@@ -144,7 +144,8 @@ class RunWatcher:
 
     def poll(self) -> RunUpdate:
         """Read what changed since the previous call (the first call reads everything); never raises
-        for the run's files: their problems are in ``errors``."""
+        for the run's files: their problems are in ``errors``.
+        """
         update = RunUpdate()
         steps: tuple[Callable[[RunUpdate], None], ...] = (self._poll_status, self._poll_metrics, self._poll_preview)
         for step in steps:

@@ -22,7 +22,6 @@ from training.losses import (
     smoothness_loss,
 )
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

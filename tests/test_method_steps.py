@@ -9,7 +9,6 @@ import torch
 
 from training.methods import StepContext, get_method
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = {"ngf": 8, "ndf": 8}

@@ -23,8 +23,8 @@ def test_table_is_complete_and_consistent():
 
 
 def test_report_columns_and_better_come_from_the_table():
-    assert evaluation_report.COLUMNS == [(m.key, m.title) for m in metrics.METRICS]
-    assert evaluation_report.BETTER == {m.key: m.better for m in metrics.METRICS}
+    assert [(m.key, m.title) for m in metrics.METRICS] == evaluation_report.COLUMNS
+    assert {m.key: m.better for m in metrics.METRICS} == evaluation_report.BETTER
 
 
 def test_paired_metrics_run_every_paired_entry():

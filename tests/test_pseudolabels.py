@@ -60,7 +60,7 @@ def test_strategy_beats_empty_and_threshold(translator, strategy):
     assert empty == 0.0
     assert result.mean_dice > max(threshold + 0.1, 0.2), (result.mean_dice, threshold)
     assert result.labels.shape == tgt.truth.shape and result.labels.dtype == np.uint8
-    assert 0.0 <= result.confidence.min() and result.confidence.max() <= 1.0
+    assert result.confidence.min() >= 0.0 and result.confidence.max() <= 1.0
     assert result.slice_confidence.shape == (SHAPE[0],)
 
 

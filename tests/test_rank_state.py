@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 from _training_helpers import REPO, subprocess_env, tiny_args
+from safetensors.torch import load_file
 
 from napari_medtrans.rundir import RunDir
 from training.checkpointing import checkpoint_bytes, load_checkpoint, rank_state

@@ -94,7 +94,7 @@ def test_train_segment_and_round_trip(trained, small_subject):
     assert segmenter.metadata.intensity["low"] == -200.0  # the narrow CT window
     flipped = segmenter.segment(small_subject.ct, flip=True)
     assert flipped.flip_disagreement.shape == small_subject.ct.shape
-    assert 0 <= flipped.flip_disagreement.min() and flipped.flip_disagreement.max() <= 1
+    assert flipped.flip_disagreement.min() >= 0 and flipped.flip_disagreement.max() <= 1
     loaded = load_segmenter(path)
     assert loaded.metadata.labels == TISSUES and loaded.metadata.modality == "CT"
     np.testing.assert_array_equal(loaded.segment(small_subject.ct).labels, result.labels)

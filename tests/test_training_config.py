@@ -58,9 +58,10 @@ def test_list_methods_names_every_method():
 
 
 def test_unpaired_data_rejected_for_paired_method(tmp_path):
+    from _training_helpers import tiny_config
+
     from napari_medtrans.rundir import RunDir
     from training.loop import train
-    from _training_helpers import tiny_config
 
     cfg = tiny_config("pix2pix", tmp_path / "r", regime="unpaired")
     assert train(cfg) == 1

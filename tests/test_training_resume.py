@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -121,8 +120,8 @@ def test_stop_file_stops_in_process(tmp_path):
 
 
 def test_nan_loss_fails_and_keeps_last_good_checkpoint(tmp_path):
-    from training.cli import build_config, build_parser
     from training.checkpointing import read_checkpoint_metadata
+    from training.cli import build_config, build_parser
     from training.loop import train
 
     run_dir = tmp_path / "run"

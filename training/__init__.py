@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["train", "main"]
+__all__ = ["main", "train"]
 
 
 def train(cfg: Any, *, resume: bool = False) -> int:

@@ -119,7 +119,8 @@ def checkpoint_bytes(*, method: Any, scaler: torch.amp.GradScaler, sampler_state
                      method_generator: torch.Generator | None, elapsed: float,
                      other_ranks: list[RankState] | None = None) -> bytes:
     """Serialise the full training state to safetensors bytes (``other_ranks``: the
-    :func:`rank_state` of ranks 1, 2, … of a distributed run)."""
+    :func:`rank_state` of ranks 1, 2, … of a distributed run).
+    """
     tensors: dict[str, torch.Tensor] = {}
     for name, net in method.nets.items():
         for key, value in net.state_dict().items():
@@ -171,7 +172,8 @@ def load_checkpoint(path: str | os.PathLike[str], *, method: Any, scaler: torch.
                     method_generator: torch.Generator | None, rank: int = 0) -> dict[str, Any]:
     """Restore networks, optimisers, scaler, and this rank's method state and RNGs; return
     the metadata, whose ``rng`` is this rank's (None for a rank ≥ 1 the checkpoint has no
-    state of: it then starts with empty method state and leaves its RNGs alone)."""
+    state of: it then starts with empty method state and leaves its RNGs alone).
+    """
     path = Path(path)
     meta = read_checkpoint_metadata(path)
     if meta["method"] != method.name:

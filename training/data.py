@@ -200,7 +200,8 @@ def context_stack(volume: np.ndarray, index: int, k: int) -> np.ndarray:
 
 def window(image: np.ndarray, size: int, top: int, left: int, fill: float = -1.0) -> np.ndarray:
     """A (C, size, size) window of (C, H, W) ``image`` at (top, left), padded with ``fill`` outside
-    (float32, or the dtype of an integer label ``image``)."""
+    (float32, or the dtype of an integer label ``image``).
+    """
     c, h, w = image.shape
     dtype = image.dtype if np.issubdtype(image.dtype, np.integer) else np.float32
     out = np.full((c, size, size), fill, dtype=dtype)
@@ -243,7 +244,8 @@ class SliceSampler:
     def sample(self, batch_size: int) -> dict[str, np.ndarray]:
         """A batch: ``source`` (B, k, S, S), ``target`` (B, 1, S, S) float32 arrays, and where
         every subject has label maps ``source_labels`` / ``target_labels`` (B, S, S) int64
-        (the same windows and flips; background 0 outside the slice)."""
+        (the same windows and flips; background 0 outside the slice).
+        """
         cfg, size, k = self.cfg, self.cfg.size, self.cfg.context_slices
         sources, targets, source_labels, target_labels = [], [], [], []
         for _ in range(batch_size):
@@ -291,7 +293,8 @@ class SliceSampler:
 @dataclass
 class ValidationSet:
     """Fixed validation slices: ``source`` (N, k, S, S), ``truth`` (N, 1, S, S) or None,
-    ``target`` (N, 1, S, S) (what the registration preview registers to) or None."""
+    ``target`` (N, 1, S, S) (what the registration preview registers to) or None.
+    """
 
     source: np.ndarray
     truth: np.ndarray | None
@@ -301,7 +304,8 @@ class ValidationSet:
 
 def validation_set(cohort: Cohort, cfg: DataConfig) -> ValidationSet:
     """Evenly spaced foreground slices of the validation subjects (of the training
-    subjects when there are none, e.g. a one-subject cohort)."""
+    subjects when there are none, e.g. a one-subject cohort).
+    """
     subjects = [s for s in cohort.val if s.source is not None] or \
         [s for s in cohort.train if s.source is not None]
     per_subject = max(1, -(-cfg.val_slices // len(subjects)))

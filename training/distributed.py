@@ -62,7 +62,7 @@ def init_distributed(device_name: str = "auto") -> DistInfo:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        use_nccl = torch.cuda.is_available() and device_name in ("auto", "cuda") or device_name.startswith("cuda")
+        use_nccl = (torch.cuda.is_available() and device_name in ("auto", "cuda")) or device_name.startswith("cuda")
         if use_nccl:
             torch.cuda.set_device(info.local_rank % torch.cuda.device_count())
         dist.init_process_group("nccl" if use_nccl else "gloo")
@@ -147,7 +147,8 @@ def mean_across_ranks(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
 
 def gather_to_main(obj: Any, info: DistInfo) -> list[Any]:
     """Every rank's ``obj`` (our own state: tensors on the CPU, plain data), in rank order,
-    on rank 0; an empty list on the other ranks. Collective: every rank must call it."""
+    on rank 0; an empty list on the other ranks. Collective: every rank must call it.
+    """
     if not info.enabled:
         return [obj]
     gathered: list[Any] = [None] * info.world_size if info.is_main else []
@@ -157,5 +158,6 @@ def gather_to_main(obj: Any, info: DistInfo) -> list[Any]:
 
 def rank_seeds(seed: int, rank: int, *extra: int) -> np.random.SeedSequence:
     """Seed sequence of one rank of one run: ``(seed, rank)`` pairs never collide (seed 0 rank 1
-    differs from seed 1 rank 0), and ``extra`` (e.g. the resume iteration) derives fresh streams."""
+    differs from seed 1 rank 0), and ``extra`` (e.g. the resume iteration) derives fresh streams.
+    """
     return np.random.SeedSequence([seed, rank, *extra])

@@ -190,7 +190,8 @@ class Trainer:
 
     def _write_config(self) -> None:
         """Save the resolved config; on resume, rewrite it only when it was changed
-        (e.g. ``--iterations``), logging what changed."""
+        (e.g. ``--iterations``), logging what changed.
+        """
         new = self.cfg.to_dict()
         if self.resume and self.run.config_path.exists():
             old = self.run.read_config()

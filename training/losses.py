@@ -31,7 +31,8 @@ def gan_loss(prediction: Tensor, real: bool, mode: Literal["lsgan", "vanilla", "
 
 def critic_score(critic: nn.Module, images: Tensor) -> Tensor:
     """Per-sample critic score (B,): the mean over a patch critic's outputs, the
-    output itself for a scalar critic — the quantity the Wasserstein estimate uses."""
+    output itself for a scalar critic — the quantity the Wasserstein estimate uses.
+    """
     return critic(images).flatten(1).mean(1)
 
 
@@ -60,7 +61,8 @@ def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, *, one_sided
 
 def drift_penalty(score_real: Tensor, score_fake: Tensor) -> Tensor:
     """Drift term E[D(x)²] + E[D(G(z))²] that keeps critic scores near 0 (Karras et al.,
-    ICLR 2018; weight 5e-4 in the PI/UAPI reference code)."""
+    ICLR 2018; weight 5e-4 in the PI/UAPI reference code).
+    """
     return score_real.float().square().mean() + score_fake.float().square().mean()
 
 
@@ -157,7 +159,8 @@ CropBox = tuple[int, int, int, int]
 def sample_crop_boxes(count: int, height: int, width: int, min_scale: float, max_scale: float,
                       generator: torch.Generator | None = None) -> list[CropBox]:
     """Patch operators of PI/UAPI, one per sample: random boxes whose side is
-    ``min_scale..max_scale`` of the image side (drawn from ``generator``)."""
+    ``min_scale..max_scale`` of the image side (drawn from ``generator``).
+    """
     boxes = []
     for _ in range(count):
         frac = min_scale + (max_scale - min_scale) * float(torch.rand((), generator=generator))

@@ -51,11 +51,11 @@ from . import overlays
 from ._card_panel import LAYER_WARNING, CardPanel, InputWarning
 from ._dicom_action import SaveDicomButton
 from ._layout import make_scrollable
-from .orientation import OrientationLabels
 from ._panels import ComparePanel, FieldPanel, UncertaintyPanel
 from ._precision import offer_precisions
 from ._threads import call_limited, limit_torch_threads
 from ._translate_state import Session, TranslateState, layer_volume
+from .orientation import OrientationLabels
 
 __all__ = ["Session", "TranslateWidget", "layer_volume", "uncertainty_choices"]
 

@@ -1,4 +1,4 @@
-"""``medtrans export-dicom SCT --out DIR [--like MR_SERIES_DIR] [--translator NAME]``: sCT → DICOM CT series.
+r"""``medtrans export-dicom SCT --out DIR [--like MR_SERIES_DIR] [--translator NAME]``: sCT → DICOM CT series.
 
 Writes a new CT series (one file per slice, ImageType DERIVED\\SECONDARY, HU
 through RescaleSlope/Intercept). With ``--like`` the series joins the MR

@@ -54,7 +54,8 @@ class GeneratorOptions:
 
 def option_deviations(options: Any) -> dict[str, Any]:
     """Options whose value differs from the registered default (the paper's value,
-    see docs/training.md), as recorded in a translator's ``deviations``."""
+    see docs/training.md), as recorded in a translator's ``deviations``.
+    """
     defaults = type(options)()
     return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)
             if getattr(options, f.name) != getattr(defaults, f.name)}

@@ -97,7 +97,8 @@ class PatchSampleMLP(nn.Module):
 
 def patch_nce(query: Tensor, key: Tensor, temperature: float) -> Tensor:
     """PatchNCE loss for (B, N, C) normalised features: positives are the same location,
-    negatives the other sampled locations of the same image."""
+    negatives the other sampled locations of the same image.
+    """
     key = key.detach()
     b, n, _ = query.shape
     logits = torch.bmm(query, key.transpose(1, 2)) / temperature  # (B, N, N); diagonal = positives

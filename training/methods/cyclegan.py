@@ -56,7 +56,8 @@ def patchgan_spec(options: PatchGANOptions, in_channels: int) -> dict[str, Any]:
 
 def discriminator_loss(net: nn.Module, real: Tensor, fake: Tensor, mode: str, *, per_image: bool = False) -> Tensor:
     """Half the sum of the real and fake adversarial losses, from one pass over [real, fake];
-    ``per_image``: on the mean of each image's patch scores (:func:`critic_score`)."""
+    ``per_image``: on the mean of each image's patch scores (:func:`critic_score`).
+    """
     both = torch.cat([real, fake], 0)
     pred_real, pred_fake = (critic_score(net, both) if per_image else net(both)).chunk(2, 0)
     return 0.5 * (gan_loss(pred_real, True, mode) + gan_loss(pred_fake, False, mode))  # type: ignore[arg-type]

@@ -38,7 +38,8 @@ GEOMETRIES = ("rot", "vf")
 
 def transform(images: Tensor, geometry: str, *, inverse: bool = False) -> Tensor:
     """f (or f⁻¹) on a (B, C, H, W) batch: ``rot`` a 90° clockwise rotation (the
-    reference's transpose + column reversal), ``vf`` a vertical flip (its own inverse)."""
+    reference's transpose + column reversal), ``vf`` a vertical flip (its own inverse).
+    """
     if geometry == "rot":
         return torch.rot90(images, 1 if inverse else -1, dims=(2, 3))
     if geometry == "vf":
@@ -48,7 +49,8 @@ def transform(images: Tensor, geometry: str, *, inverse: bool = False) -> Tensor
 
 def geometry_consistency_loss(translated: Tensor, translated_transformed: Tensor, geometry: str) -> Tensor:
     """L1(G(x), f⁻¹(G(f(x)))) + L1(G(f(x)), f(G(x))), each target detached (the reference's
-    ``get_gc_rot_loss`` / ``get_gc_vf_loss`` before weighting). Zero for a G that commutes with f."""
+    ``get_gc_rot_loss`` / ``get_gc_vf_loss`` before weighting). Zero for a G that commutes with f.
+    """
     back = transform(translated_transformed.detach(), geometry, inverse=True)
     forth = transform(translated.detach(), geometry)
     return F.l1_loss(translated, back) + F.l1_loss(translated_transformed, forth)

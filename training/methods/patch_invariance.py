@@ -42,8 +42,8 @@ from torch import Tensor
 from training.losses import (
     CropBox,
     ImagePool,
-    crop_resize,
     critic_score,
+    crop_resize,
     drift_penalty,
     gradient_penalty,
     laplace_nll,
@@ -101,7 +101,8 @@ class PIOptions(GeneratorOptions):
 
 def generator_due(iteration: int, n_critic: int, warmup: int) -> bool:
     """Whether critic iteration ``iteration`` (1-based) ends a block of critic updates:
-    blocks of 2·``n_critic`` for the first ``warmup`` generator updates, then of ``n_critic``."""
+    blocks of 2·``n_critic`` for the first ``warmup`` generator updates, then of ``n_critic``.
+    """
     warm_iterations = warmup * 2 * n_critic
     if iteration <= warm_iterations:
         return iteration % (2 * n_critic) == 0

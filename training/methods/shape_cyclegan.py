@@ -45,7 +45,8 @@ class ShapeCycleGANOptions(CycleGANOptions):
 
 def shape_consistency_loss(seg_logits_of_translation: Tensor, source_labels: Tensor) -> Tensor:
     """Cross-entropy of a segmenter's logits (B, K, H, W) on a translation against the labels
-    (B, H, W) of the image it was translated from."""
+    (B, H, W) of the image it was translated from.
+    """
     return F.cross_entropy(seg_logits_of_translation.float(), source_labels)
 
 
