@@ -16,6 +16,7 @@ from torch import nn
 
 from napari_medtrans.nets.discriminators import DCGANCritic, PatchGANDiscriminator, WGANCritic
 from napari_medtrans.nets.registration import RegistrationNet, warp
+from napari_medtrans.nets.res_unet import ResUNet
 from napari_medtrans.nets.resnet import ResnetGenerator
 from napari_medtrans.nets.unet import SegUNet, UNetGenerator
 
@@ -27,6 +28,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "dcgan_critic": DCGANCritic,
     "registration": RegistrationNet,
     "seg_unet": SegUNet,
+    "res_unet": ResUNet,
 }
 
 
@@ -47,6 +49,7 @@ __all__ = [
     "DCGANCritic",
     "PatchGANDiscriminator",
     "RegistrationNet",
+    "ResUNet",
     "ResnetGenerator",
     "SegUNet",
     "UNetGenerator",
