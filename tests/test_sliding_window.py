@@ -1,0 +1,47 @@
+"""Sliding-window 3-D inference: window geometry, Gaussian weights and blending, padding."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_medtrans.sliding_window import gaussian_importance, sliding_window, window_starts, windows
+
+
+def test_window_starts_cover_the_axis_with_even_steps():
+    assert window_starts(10, 4) == [0, 2, 4, 6]  # step 2 = half the patch
+    assert window_starts(11, 4) == [0, 2, 4, 5, 7]  # 5 windows, step 7/4 rounded
+    assert window_starts(4, 4) == [0]
+    assert window_starts(10, 4, overlap=0.0) == [0, 3, 6]  # ceil(6/4) + 1 = 3 windows
+    with pytest.raises(ValueError, match="patch ≤ size"):
+        window_starts(3, 4)
+
+
+def test_gaussian_importance_values():
+    w = gaussian_importance((4, 5))
+    # axis of 4: centre 1.5, σ 0.5 → exp(-4.5), exp(-0.5), exp(-0.5), exp(-4.5), scaled to a maximum of 1
+    along_4 = np.array([math.exp(-4.0), 1.0, 1.0, math.exp(-4.0)])
+    # axis of 5: centre 2, σ 0.625 → exp(-(x-2)² / 0.78125)
+    along_5 = np.exp(-((np.arange(5) - 2.0) ** 2) / 0.78125)
+    np.testing.assert_allclose(w, np.maximum(np.outer(along_4, along_5), 1e-3), rtol=1e-6)
+    assert w.max() == 1.0 and w.min() == pytest.approx(1e-3)
+
+
+def test_identity_network_returns_the_volume_through_padding_and_odd_sizes():
+    volume = torch.arange(2 * 3 * 9 * 11, dtype=torch.float32).reshape(2, 3, 9, 11)
+    out = sliding_window(volume, lambda x: x, (4, 4, 4), batch_size=3)  # depth 3 < 4: padded and cropped
+    assert out.shape == volume.shape
+    torch.testing.assert_close(out, volume)
+    assert len(list(windows((4, 9, 11), (4, 4, 4)))) == 1 * 4 * 5
+
+
+def test_overlapping_windows_blend_with_their_gaussian_weights():
+    calls = iter(range(10))
+    # one window along z and y, two along x (starts 0 and 2); window k predicts the constant k
+    out = sliding_window(torch.zeros(1, 4, 4, 6), lambda x: torch.full_like(x, float(next(calls))), (4, 4, 4))
+    edge = math.exp(-4.0)  # the weight of a patch's outer voxel relative to its inner ones
+    expected = [0.0, 0.0, edge / (1 + edge), 1 / (1 + edge), 1.0, 1.0]
+    np.testing.assert_allclose(out[0, 2, 1].numpy(), expected, rtol=1e-5)
+    # in a corner row both weights, e²·1 and e²·e, fall below the 1e-3 floor: an even blend
+    np.testing.assert_allclose(out[0, 0, 0].numpy(), [0.0, 0.0, 0.5, 0.5, 1.0, 1.0], rtol=1e-5)
