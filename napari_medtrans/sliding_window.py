@@ -90,3 +90,27 @@ def sliding_window(volume: torch.Tensor, predict: Callable[[torch.Tensor], torch
     output /= total
     crop = tuple(slice(p // 2, p // 2 + n) for p, n in zip(pad, shape))
     return output[(slice(None), *crop)]
+
+
+def translate_volume_3d(translator, array: np.ndarray, patch: Sequence[int], *, overlap: float = 0.5,
+                        batch_size: int = 1) -> dict[str, np.ndarray | None]:
+    """Translate a (z, y, x) ``array`` with a 3-D generator by sliding windows (fp32).
+
+    ``translator`` is a :class:`napari_medtrans.inference.Translator` whose
+    generator takes (B, 1, *patch) patches (e.g. ``res_unet`` with ``dims=3``).
+    The source intensity model is fitted on the whole volume, as for slices.
+    Returns ``image`` (target units) and ``scale`` (None without a σ head).
+    """
+    if getattr(translator.generator, "dims", 2) != 3:
+        raise ValueError(f"translator {translator.metadata.name!r} has a 2-D generator; translate it slice-wise")
+    prepared = translator.prepare(np.asarray(array), axis=0, cache_size=0)
+    source = torch.from_numpy(prepared.mapping.to_network(prepared.array))[None].to(translator.device)
+    generator, has_scale = translator.generator, translator.provides_scale
+
+    def predict(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return torch.cat(generator.forward_with_scale(x), 1) if has_scale else generator(x)
+
+    out = sliding_window(source, predict, patch, overlap, batch_size).cpu().numpy()
+    mapping = translator.output_mapping
+    return {"image": mapping.from_network(out[0]), "scale": mapping.scale_from_network(out[1]) if has_scale else None}

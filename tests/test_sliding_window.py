@@ -45,3 +45,39 @@ def test_overlapping_windows_blend_with_their_gaussian_weights():
     np.testing.assert_allclose(out[0, 2, 1].numpy(), expected, rtol=1e-5)
     # in a corner row both weights, e²·1 and e²·e, fall below the 1e-3 floor: an even blend
     np.testing.assert_allclose(out[0, 0, 0].numpy(), [0.0, 0.0, 0.5, 0.5, 1.0, 1.0], rtol=1e-5)
+
+
+
+def tiny_translator(tmp_path, spec: dict):
+    """A translator file of an untrained generator ``spec``, loaded on the CPU."""
+    from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
+    from napari_medtrans.inference import load_translator
+    from napari_medtrans.intensity import ct_window, mr_percentile
+    from napari_medtrans.nets import build_network
+
+    outputs = ["image", "scale"] if spec.get("scale_head") else ["image"]
+    md = TranslatorMetadata(name="tiny", method="regression", source="T1", target="CT", networks={"generator": spec},
+                            outputs=outputs, source_intensity=mr_percentile().to_dict(),
+                            target_intensity=ct_window().to_dict(), provenance={"run": "test"})
+    path = save_translator(tmp_path / f"{spec.get('dims', 2)}d.safetensors", {"generator": build_network(spec)}, md)
+    return load_translator(path, device="cpu")
+
+
+def test_translate_volume_3d_matches_one_whole_volume_pass(tmp_path):
+    """With a patch as large as the volume there is one window: the result is one forward pass."""
+    from test_res_unet import TINY
+
+    from napari_medtrans.sliding_window import translate_volume_3d
+
+    translator = tiny_translator(tmp_path, {**TINY, "depth": 2, "dims": 3, "scale_head": True})
+    array = np.random.default_rng(0).uniform(0, 800, (8, 12, 16)).astype(np.float32)
+    whole = translate_volume_3d(translator, array, (8, 12, 16))
+    windowed = translate_volume_3d(translator, array, (4, 8, 8), batch_size=4)
+    assert whole["image"].shape == windowed["image"].shape == array.shape
+    assert (whole["scale"] > 0).all() and -1024 <= whole["image"].min() <= whole["image"].max() <= 3071
+    x = torch.from_numpy(translator.prepare(array).mapping.to_network(array))[None, None]
+    with torch.inference_mode():
+        expected = translator.output_mapping.from_network(translator.generator(x)[0, 0].numpy())
+    np.testing.assert_allclose(whole["image"], expected, atol=1e-3)
+    with pytest.raises(ValueError, match="2-D generator"):
+        translate_volume_3d(tiny_translator(tmp_path, TINY), array, (4, 8, 8))
