@@ -34,3 +34,5 @@ def test_the_floor_lies_between_the_noise_and_the_labels_only_oracle():
     results = floor_metrics([1000], SHAPE)
     mae = {name: rows[0]["mae"] for name, rows in results.items()}
     assert mae["every latent factor (noise only)"] < mae[FLOOR] < mae["labels only"]
+    # neighbouring slices with independent 15 HU noise: 15·√2·√(2/π) = 16.9 HU of through-plane error
+    assert results["every latent factor (noise only)"][0]["through_plane"] == pytest.approx(16.93, rel=0.05)
