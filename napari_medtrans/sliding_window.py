@@ -80,16 +80,16 @@ def sliding_window(volume: torch.Tensor, predict: Callable[[torch.Tensor], torch
     boxes = list(windows(padded, patch, overlap))
     for first in range(0, len(boxes), batch_size):
         batch = boxes[first:first + batch_size]
-        predictions = predict(torch.stack([volume[(slice(None), *box)] for box in batch])).float()
+        predictions = predict(torch.stack([volume[(slice(None),) + box] for box in batch])).float()
         if output is None:
             output = torch.zeros((predictions.shape[1], *padded), dtype=torch.float32, device=volume.device)
         for box, prediction in zip(batch, predictions):
-            output[(slice(None), *box)] += prediction * weight
+            output[(slice(None),) + box] += prediction * weight
             total[box] += weight
     assert output is not None
     output /= total
     crop = tuple(slice(p // 2, p // 2 + n) for p, n in zip(pad, shape))
-    return output[(slice(None), *crop)]
+    return output[(slice(None),) + crop]
 
 
 def translate_volume_3d(translator, array: np.ndarray, patch: Sequence[int], *, overlap: float = 0.5,

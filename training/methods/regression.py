@@ -64,7 +64,8 @@ class Regression(Method):
     init_type = "he"
 
     def __init__(self, options: RegressionOptions, **kwargs: Any) -> None:
-        self.outputs = ("image", "scale") if options.sigma_head else ("image",)
+        # the outputs depend on the options here (a σ map only with the σ head)
+        self.outputs = ("image", "scale") if options.sigma_head else ("image",)  # type: ignore[misc]
         super().__init__(options, **kwargs)
 
     @property
@@ -84,7 +85,7 @@ class Regression(Method):
 
     def _outputs(self, source: Tensor) -> tuple[list[Tensor], Tensor | None]:
         """Images (full resolution first; lower ones with deep supervision) and σ (with the σ head)."""
-        G = self.generator
+        G: Any = self.generator  # forward_with_scale / forward_deep are not nn.Module methods
         if self.options.sigma_head:
             image, scale = G.forward_with_scale(source)
             lower = G.forward_deep(source)[1:] if self.deep else []
