@@ -26,12 +26,13 @@ TINY_MODEL = {
                        "model.seg_depth=2"],
     "fastcut": ["model.n_blocks=2", "model.ndf=8", "model.num_patches=32", "model.nce_features=32",
                 "model.nce_layers=[0,4,7,10,11]"],
+    "regression": ["model.depth=3", "model.encoder_blocks=1"],
 }
 
 REGIME = {"pix2pix": "paired", "reggan": "misaligned", "cyclegan": "unpaired", "pi": "unpaired",
           "uapi": "paired", "cut": "unpaired", "fastcut": "unpaired",
           "gcgan": "unpaired", "ugac": "unpaired",
-          "shape-cyclegan": "unpaired"}
+          "shape-cyclegan": "unpaired", "regression": "paired"}
 
 
 def tiny_args(method: str, run_dir: Path, *, iterations: int = 6, regime: str | None = None,

@@ -257,3 +257,15 @@ def test_clean_scenario_is_identity_and_unknown_fails(ct_volume):
     np.testing.assert_array_equal(metrics.apply_scenario("GN0", ct_volume, seed=0), ct_volume)
     with pytest.raises(ValueError, match="unknown scenario"):
         metrics.apply_scenario("XX", ct_volume, seed=0)
+
+
+def test_through_plane_entry_scores_stripes_not_a_global_shift():
+    from napari_medtrans.metrics import paired_metrics
+
+    reference = np.full((4, 8, 8), 40.0)
+    mask = np.ones(reference.shape, bool)
+    stripes = reference + np.array([10.0, -10.0, 10.0, -10.0])[:, None, None]  # each slice its own offset
+    result = paired_metrics(stripes, reference, mask)
+    assert result.values["through_plane"] == pytest.approx(20.0)
+    np.testing.assert_allclose(result.per_slice["through_plane"], [20.0, 20.0, 20.0, np.nan])
+    assert paired_metrics(reference + 100.0, reference, mask).values["through_plane"] == pytest.approx(0.0)

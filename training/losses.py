@@ -190,3 +190,45 @@ def crop_resize(image: Tensor, boxes: list[CropBox], *, clip: tuple[float, float
         crops.append(F.interpolate(crop, size=size, mode="bicubic", align_corners=False))
     out = torch.cat(crops, 0)
     return out if clip is None else out.clamp(*clip)
+
+
+def gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
+    """Normalised 1-D Gaussian of ``size`` taps (SSIM's window: 11 taps, σ 1.5)."""
+    x = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+    window = torch.exp(-(x**2) / (2 * sigma**2))
+    return window / window.sum()
+
+
+def ssim_loss(prediction: Tensor, target: Tensor, data_range: float = 2.0) -> Tensor:
+    """1 − mean SSIM of (B, C, H, W) images (Wang et al. 2004: Gaussian window 11, σ 1.5, K = 0.01, 0.03).
+
+    Local statistics are computed in the valid region only (no padding), which is
+    what ``skimage.metrics.structural_similarity(gaussian_weights=True,
+    use_sample_covariance=False)`` averages; ``data_range`` 2 for images in [-1, 1].
+    """
+    channels = prediction.shape[1]
+    window = gaussian_window().to(prediction)
+    kernel_y = window.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
+    kernel_x = window.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
+
+    def blur(image: Tensor) -> Tensor:
+        return F.conv2d(F.conv2d(image, kernel_y, groups=channels), kernel_x, groups=channels)
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_p, mu_t = blur(prediction), blur(target)
+    var_p = blur(prediction * prediction) - mu_p**2
+    var_t = blur(target * target) - mu_t**2
+    cov = blur(prediction * target) - mu_p * mu_t
+    ssim = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2))
+    return 1 - ssim.mean()
+
+
+def deep_supervision_weights(outputs: int) -> list[float]:
+    """nnU-Net's deep-supervision weights: 1, 1/2, 1/4, … for full resolution down, normalised to sum 1.
+
+    nnU-Net also gives the coarsest decoder stage weight 0; networks here have no
+    head there (:class:`napari_medtrans.nets.res_unet.ResUNet`), so ``outputs``
+    counts the heads that exist.
+    """
+    weights = [0.5**i for i in range(outputs)]
+    return [w / sum(weights) for w in weights]

@@ -17,6 +17,7 @@ from torch import nn
 from napari_medtrans.nets.discriminators import DCGANCritic, PatchGANDiscriminator, WGANCritic
 from napari_medtrans.nets.ggd import GGDUNetGenerator
 from napari_medtrans.nets.registration import RegistrationNet, warp
+from napari_medtrans.nets.res_unet import ResUNet
 from napari_medtrans.nets.resnet import ResnetGenerator
 from napari_medtrans.nets.unet import SegUNet, UNetGenerator
 
@@ -29,6 +30,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "registration": RegistrationNet,
     "seg_unet": SegUNet,
     "unet_ggd": GGDUNetGenerator,
+    "res_unet": ResUNet,
 }
 
 
@@ -50,6 +52,7 @@ __all__ = [
     "GGDUNetGenerator",
     "PatchGANDiscriminator",
     "RegistrationNet",
+    "ResUNet",
     "ResnetGenerator",
     "SegUNet",
     "UNetGenerator",

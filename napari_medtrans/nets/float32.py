@@ -23,3 +23,11 @@ class Float32Conv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):
             return super().forward(x.float())
+
+
+class Float32Conv3d(nn.Conv3d):
+    """:class:`torch.nn.Conv3d` computed in float32 with autocast off; returns float32."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return super().forward(x.float())

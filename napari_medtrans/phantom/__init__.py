@@ -8,7 +8,7 @@ files with a ``manifest.json``.
 
 from .anatomy import TISSUES
 from .cohort import MANIFEST, REGIMES, PhantomPair, generate_cohort, subject_seed, write_cohort
-from .subject import DEFAULT_SHAPE, MAX_LEVEL, MODALITY_TAGS, PhantomSubject, generate_subject, misalign
+from .subject import DEFAULT_SHAPE, MAX_LEVEL, MODALITY_TAGS, PhantomSubject, expected_ct, generate_subject, misalign
 
 __all__ = [
     "DEFAULT_SHAPE",
@@ -19,6 +19,7 @@ __all__ = [
     "TISSUES",
     "PhantomPair",
     "PhantomSubject",
+    "expected_ct",
     "generate_cohort",
     "generate_subject",
     "misalign",

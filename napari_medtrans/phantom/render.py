@@ -66,7 +66,7 @@ class Appearance:
         """Draw a subject's appearance."""
         base = {}
         for kind in MODALITIES:
-            values = np.asarray(_BASE[kind], np.float64)
+            values = population_base(kind)
             jitter = rng.normal(0, _SUBJECT_JITTER[kind], values.shape)
             base[kind] = values + jitter * (1 if kind == "ct" else values)
         return cls(
@@ -90,9 +90,19 @@ class Appearance:
         return image
 
 
+def population_base(kind: str) -> np.ndarray:
+    """Tissue values of ``kind`` before the per-subject jitter (the population's expected values)."""
+    return np.asarray(_BASE[kind], np.float64)
+
+
+def blur(image: np.ndarray) -> np.ndarray:
+    """The partial-volume blur every rendering applies (:data:`PARTIAL_VOLUME_SIGMA`)."""
+    return ndimage.gaussian_filter(image, PARTIAL_VOLUME_SIGMA)
+
+
 def render_mr(image: np.ndarray, gain: float, bias: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Blur, apply ``gain`` and the multiplicative ``bias`` field, add Rician noise (float32 ≥ 0)."""
-    signal = ndimage.gaussian_filter(image, PARTIAL_VOLUME_SIGMA) * (np.float32(gain) * bias)
+    signal = blur(image) * (np.float32(gain) * bias)
     sigma = np.float32(MR_NOISE * _BASE["t1"][5] * gain)
     real = signal + sigma * rng.standard_normal(signal.shape, np.float32)
     imaginary = sigma * rng.standard_normal(signal.shape, np.float32)
@@ -101,6 +111,6 @@ def render_mr(image: np.ndarray, gain: float, bias: np.ndarray, rng: np.random.G
 
 def render_ct(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Blur, add Gaussian noise and clip to the CT range (float32 HU)."""
-    signal = ndimage.gaussian_filter(image, PARTIAL_VOLUME_SIGMA)
+    signal = blur(image)
     signal += np.float32(CT_NOISE_HU) * rng.standard_normal(signal.shape, np.float32)
     return np.clip(signal, *CT_RANGE, out=signal)

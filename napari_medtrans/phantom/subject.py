@@ -10,7 +10,7 @@ stay where they are, so level 0 reproduces the subject exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -18,7 +18,7 @@ import numpy as np
 from ..io import IDENTITY_DIRECTION, Volume
 from .anatomy import Anatomy
 from .fields import Affine, FourierField, Grid, Warp, compose, rotation
-from .render import MODALITIES, Appearance, render_ct, render_mr
+from .render import MODALITIES, Appearance, blur, population_base, render_ct, render_mr
 
 Kind = Literal["t1", "t2", "ct", "labels"]
 MODALITY_TAGS: dict[str, str | None] = {"t1": "T1", "t2": "T2", "ct": "CT", "labels": None}
@@ -129,7 +129,19 @@ def _canonical_points(grid: Grid, stages: list[Warp]):
     return tuple(a + r for a, r in zip(affine(grid.points()), residual)), canonical
 
 
-def _synthesize(seed: int, shape, name: str, misalignment: tuple[dict, Warp] | None) -> PhantomSubject:
+@dataclass
+class _Latent:
+    """What a subject's images are rendered from: labels, appearance, evaluated fields, noise generator."""
+
+    grid: Grid
+    labels: np.ndarray
+    appearance: Appearance
+    fields: dict[str, np.ndarray]  # texture fields "shared", "own_<modality>" (and anatomy fields)
+    bias: dict[str, np.ndarray]  # MR bias fields (scanner frame)
+    noise_rng: np.random.Generator
+
+
+def _latent(seed: int, shape, misalignment: tuple[dict, Warp] | None) -> _Latent:
     grid = Grid(_check_shape(shape))
     anatomy_rng, appearance_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(3))
     anatomy, stages = _subject_stages(anatomy_rng)
@@ -150,21 +162,50 @@ def _synthesize(seed: int, shape, name: str, misalignment: tuple[dict, Warp] | N
         k: grid.upsample(np.exp(appearance.bias_strength * np.clip(f(*scanner), -2.5, 2.5)))
         for k, f in appearance.bias.items()
     }
-
     labels = anatomy.labels(points, fields["thickness"], fields["gyri"], fields["sulci"])
+    return _Latent(grid, labels, appearance, fields, bias, noise_rng)
+
+
+def _synthesize(seed: int, shape, name: str, misalignment: tuple[dict, Warp] | None) -> PhantomSubject:
+    latent = _latent(seed, shape, misalignment)
+    appearance, fields, labels = latent.appearance, latent.fields, latent.labels
     images = {k: appearance.tissue_image(k, labels, fields["shared"], fields[f"own_{k}"]) for k in MODALITIES}
     return PhantomSubject(
         name=name,
         labels=labels,
-        t1=render_mr(images["t1"], appearance.gain, bias["t1"], noise_rng),
-        t2=render_mr(images["t2"], appearance.gain, bias["t2"], noise_rng),
-        ct=render_ct(images["ct"], noise_rng),
-        spacing=grid.spacing,
-        origin=grid.origin,
+        t1=render_mr(images["t1"], appearance.gain, latent.bias["t1"], latent.noise_rng),
+        t2=render_mr(images["t2"], appearance.gain, latent.bias["t2"], latent.noise_rng),
+        ct=render_ct(images["ct"], latent.noise_rng),
+        spacing=latent.grid.spacing,
+        origin=latent.grid.origin,
         direction=IDENTITY_DIRECTION,
         seed=seed,
         misalignment=None if misalignment is None else misalignment[0],
     )
+
+
+def expected_ct(seed: int, shape=DEFAULT_SHAPE, known: tuple[str, ...] = ("shared",)) -> np.ndarray:
+    """The best CT prediction for subject ``seed`` from its true labels and the ``known`` latent factors.
+
+    ``known`` may hold ``"shared"`` (the texture field the MR images also carry),
+    ``"own"`` (the CT-only texture field) and ``"jitter"`` (the subject's own
+    tissue HU values). Factors not known take their expected value: the
+    population tissue HU, a zero field. The image is blurred like the rendered
+    CT but gets no noise, so ``expected_ct(seed, shape, ("shared", "own",
+    "jitter"))`` differs from ``generate_subject(seed, shape).ct`` by the noise
+    (and clipping) only. Unknown names raise ``ValueError``.
+    """
+    unknown = set(known) - {"shared", "own", "jitter"}
+    if unknown:
+        raise ValueError(f"unknown latent factors {sorted(unknown)}; choose from shared, own, jitter")
+    latent = _latent(_check_seed(seed), shape, None)
+    appearance = latent.appearance
+    if "jitter" not in known:
+        appearance = replace(appearance, base={**appearance.base, "ct": population_base("ct")})
+    zero = np.zeros(latent.labels.shape, np.float32)
+    shared = latent.fields["shared"] if "shared" in known else zero
+    own = latent.fields["own_ct"] if "own" in known else zero
+    return blur(appearance.tissue_image("ct", latent.labels, shared, own))
 
 
 def generate_subject(seed: int, shape=DEFAULT_SHAPE, name: str | None = None) -> PhantomSubject:
