@@ -16,6 +16,8 @@ def load_note(load_start: float, load_end: float) -> str:
     """One sentence on whether other processes shared the cores while the benchmark ran."""
     cores = os.cpu_count() or 1
     shared = max(load_start, load_end) > cores + 0.5
-    return (f"1-min load average {load_start:.1f} at start, {load_end:.1f} at end on {cores} CPUs: "
-            + ("the cores were shared with other jobs, so figures are noisy and below this CPU's peak."
-               if shared else "no other jobs of note ran."))
+    return f"1-min load average {load_start:.1f} at start, {load_end:.1f} at end on {cores} CPUs: " + (
+        "the cores were shared with other jobs, so figures are noisy and below this CPU's peak."
+        if shared
+        else "no other jobs of note ran."
+    )

@@ -51,12 +51,36 @@ Q2_METHODS = ("uapi", "pi", "cyclegan", "cut")
 
 #: The recipe of each scale, fixed before the run (protocol: selection on validation subjects only).
 RECIPES: dict[str, dict[str, Any]] = {
-    "small": {"size": 64, "depth": 12, "subjects": 10, "iterations": 100, "batch": 4, "ngf": 16, "ndf": 16,
-              "blocks": 4, "unet_depth": 4, "levels": (1, 3, 5), "frd_scenarios": ("GN0", "IP10"),
-              "frd_max_slices": 24, "set_bootstrap": 20},
-    "full": {"size": 128, "depth": 32, "subjects": 48, "iterations": 3000, "batch": 4, "ngf": 16, "ndf": 16,
-             "blocks": 4, "unet_depth": 4, "levels": (1, 2, 3, 4, 5), "frd_scenarios": None,
-             "frd_max_slices": 96, "set_bootstrap": 50},
+    "small": {
+        "size": 64,
+        "depth": 12,
+        "subjects": 10,
+        "iterations": 100,
+        "batch": 4,
+        "ngf": 16,
+        "ndf": 16,
+        "blocks": 4,
+        "unet_depth": 4,
+        "levels": (1, 3, 5),
+        "frd_scenarios": ("GN0", "IP10"),
+        "frd_max_slices": 24,
+        "set_bootstrap": 20,
+    },
+    "full": {
+        "size": 128,
+        "depth": 32,
+        "subjects": 48,
+        "iterations": 3000,
+        "batch": 4,
+        "ngf": 16,
+        "ndf": 16,
+        "blocks": 4,
+        "unet_depth": 4,
+        "levels": (1, 2, 3, 4, 5),
+        "frd_scenarios": None,
+        "frd_max_slices": 96,
+        "set_bootstrap": 50,
+    },
 }
 
 
@@ -72,18 +96,52 @@ class Run:
     @property
     def name(self) -> str:
         """Folder and row name, e.g. ``q1-reggan-L3-s0``."""
-        return f"q{self.question}-{self.method}" + (f"-L{self.level}" if self.level is not None else "") + f"-s{self.seed}"
+        return (
+            f"q{self.question}-{self.method}" + (f"-L{self.level}" if self.level is not None else "") + f"-s{self.seed}"
+        )
 
     def argv(self, recipe: dict[str, Any], work: Path, device: str) -> list[str]:
         """The trainer command line: the same recipe for every method, only the method's own parts differ."""
-        regime = ["--phantom", "misaligned", "--level", str(self.level)] if self.question == 1 else ["--phantom", "unpaired"]
-        argv = ["--method", self.method, *regime, "--run-dir", str(work / self.name), "--name", self.name,
-                "--subjects", str(recipe["subjects"]), "--size", str(recipe["size"]),
-                "--iterations", str(recipe["iterations"]), "--batch-size", str(recipe["batch"]),
-                "--seed", str(self.seed), "--device", device, "--threads", "1", "--precision", "fp32",
-                "--log-every", "50", "--checkpoint-every", str(recipe["iterations"]), "--preview-every", "0",
-                "--set", f"data.phantom_depth={recipe['depth']}", "--set", f"model.ngf={recipe['ngf']}",
-                "--set", f"model.ndf={recipe['ndf']}"]
+        regime = (
+            ["--phantom", "misaligned", "--level", str(self.level)] if self.question == 1 else ["--phantom", "unpaired"]
+        )
+        argv = [
+            "--method",
+            self.method,
+            *regime,
+            "--run-dir",
+            str(work / self.name),
+            "--name",
+            self.name,
+            "--subjects",
+            str(recipe["subjects"]),
+            "--size",
+            str(recipe["size"]),
+            "--iterations",
+            str(recipe["iterations"]),
+            "--batch-size",
+            str(recipe["batch"]),
+            "--seed",
+            str(self.seed),
+            "--device",
+            device,
+            "--threads",
+            "1",
+            "--precision",
+            "fp32",
+            "--log-every",
+            "50",
+            "--checkpoint-every",
+            str(recipe["iterations"]),
+            "--preview-every",
+            "0",
+            "--set",
+            f"data.phantom_depth={recipe['depth']}",
+            "--set",
+            f"model.ngf={recipe['ngf']}",
+            "--set",
+            f"model.ndf={recipe['ndf']}",
+        ]
         if self.method in ("uapi", "pi"):  # the papers' U-Net generator
             argv += ["--set", f"model.generator_options.depth={recipe['unet_depth']}"]
         else:  # the papers' ResNet generator
@@ -95,8 +153,12 @@ def plan(args: argparse.Namespace, recipe: dict[str, Any]) -> list[Run]:
     """Every run of the chosen questions (question 3 and 4 reuse question 2's models)."""
     runs = []
     if 1 in args.questions:
-        runs += [Run(1, m, s, level) for level in args.levels or recipe["levels"] for m in Q1_METHODS
-                 for s in args.train_seeds]
+        runs += [
+            Run(1, m, s, level)
+            for level in args.levels or recipe["levels"]
+            for m in Q1_METHODS
+            for s in args.train_seeds
+        ]
     if {2, 3, 4} & set(args.questions):
         runs += [Run(2, m, s) for m in args.q2_methods for s in args.train_seeds]
     return runs
@@ -114,8 +176,13 @@ def train(run: Run, recipe: dict[str, Any], work: Path, device: str) -> float:
     started = time.time()
     log = work / f"{run.name}.log"
     with log.open("w") as out:
-        code = subprocess.call(["nice", "-n", "10", sys.executable, "-m", "training", *argv], stdout=out,
-                               stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        code = subprocess.call(
+            ["nice", "-n", "10", sys.executable, "-m", "training", *argv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
     if code:
         raise SystemExit(f"training {run.name} failed (exit {code}); see {log}")
     atomic_write_json(stamp, argv)
@@ -127,26 +194,37 @@ def test_cases(seeds: list[int], shape: tuple[int, int, int]) -> list[evaluation
     return [case for seed in seeds for case in evaluation.phantom_cases(1, "T1", "CT", seed=seed, shape=shape)]
 
 
-def evaluate_runs(runs: list[Run], work: Path, cases: list, settings: evaluation.EvalSettings,
-                  cache: Path) -> evaluation.EvaluationResult:
+def evaluate_runs(
+    runs: list[Run], work: Path, cases: list, settings: evaluation.EvalSettings, cache: Path
+) -> evaluation.EvaluationResult:
     """Evaluate one model at a time (cached in ``cache/<run>.json`` under the same settings), merged."""
     from napari_medtrans.inference import load_translator
 
     merged, parameters = evaluation.EvaluationResult(), {}
     for run in runs:
         folder = work / run.name
-        key = {"run": run.name, "mtime": (folder / "translator.safetensors").stat().st_mtime,
-               "cases": [c.name for c in cases], "scenarios": list(settings.scenarios),
-               "frd_scenarios": list(settings.frd_scenarios or []), "frd": settings.frd,
-               "frd_max_slices": settings.frd_max_slices, "set_bootstrap": settings.set_bootstrap}
+        key = {
+            "run": run.name,
+            "mtime": (folder / "translator.safetensors").stat().st_mtime,
+            "cases": [c.name for c in cases],
+            "scenarios": list(settings.scenarios),
+            "frd_scenarios": list(settings.frd_scenarios or []),
+            "frd": settings.frd,
+            "frd_max_slices": settings.frd_max_slices,
+            "set_bootstrap": settings.set_bootstrap,
+        }
         path = cache / f"{run.name}.json"
         part = json.loads(path.read_text()) if path.is_file() else None
         if part is None or part["key"] != key:
             translator = load_translator(folder, device="cpu")
-            result = evaluation.evaluate({run.name: translator}, cases, settings,
-                                         progress=lambda m: print(m, file=sys.stderr, flush=True))
-            part = {"key": key, "result": asdict(result),
-                    "parameters": sum(int(np.prod(t.shape)) for t in translator.generator.state_dict().values())}
+            result = evaluation.evaluate(
+                {run.name: translator}, cases, settings, progress=lambda m: print(m, file=sys.stderr, flush=True)
+            )
+            part = {
+                "key": key,
+                "result": asdict(result),
+                "parameters": sum(int(np.prod(t.shape)) for t in translator.generator.state_dict().values()),
+            }
             atomic_write_json(path, part)
         loaded = evaluation.EvaluationResult(**part["result"])
         for attribute in ("models", "reasons", "per_slice", "uncertainty"):
@@ -178,9 +256,12 @@ def _over_seeds(values: list[float | None]) -> str:
 
 def question1(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]:
     """RegGAN vs pix2pix per misalignment level: MAE and SSIM, per seed and over seeds."""
-    lines = ["## 1. RegGAN vs pix2pix on misaligned pairs (GN0, against the aligned test CT)", "",
-             "| level | method | MAE (HU), mean over seeds (min–max) | SSIM | per seed: MAE [95 % CI over test subjects] |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "## 1. RegGAN vs pix2pix on misaligned pairs (GN0, against the aligned test CT)",
+        "",
+        "| level | method | MAE (HU), mean over seeds (min–max) | SSIM | per seed: MAE [95 % CI over test subjects] |",
+        "|---|---|---|---|---|",
+    ]
     levels = sorted({r.level for r in runs if r.question == 1})
     verdicts = []
     for level in levels:
@@ -190,13 +271,20 @@ def question1(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]
             rows = [result.models[r.name]["GN0"] for r in mine]
             maes = [row.get("mae") for row in rows]
             means[method] = [m for m in maes if m is not None]
-            per_seed = "; ".join(f"s{r.seed} {_f(row.get('mae'))}{_ci(row['ci95'].get('mae'))}"
-                                 for r, row in zip(mine, rows))
-            lines.append(f"| {level} | {method} | {_over_seeds(maes)} | {_over_seeds([row.get('ssim') for row in rows])} "
-                         f"| {per_seed} |")
-        better = ("RegGAN lower MAE with every seed" if max(means["reggan"]) < min(means["pix2pix"]) else
-                  "pix2pix lower MAE with every seed" if max(means["pix2pix"]) < min(means["reggan"]) else
-                  "seed ranges overlap: not separable")
+            per_seed = "; ".join(
+                f"s{r.seed} {_f(row.get('mae'))}{_ci(row['ci95'].get('mae'))}" for r, row in zip(mine, rows)
+            )
+            lines.append(
+                f"| {level} | {method} | {_over_seeds(maes)} | {_over_seeds([row.get('ssim') for row in rows])} "
+                f"| {per_seed} |"
+            )
+        better = (
+            "RegGAN lower MAE with every seed"
+            if max(means["reggan"]) < min(means["pix2pix"])
+            else "pix2pix lower MAE with every seed"
+            if max(means["pix2pix"]) < min(means["reggan"])
+            else "seed ranges overlap: not separable"
+        )
         verdicts.append(f"level {level}: {better}")
     return lines + ["", "Per level: " + "; ".join(verdicts) + ".", ""]
 
@@ -204,43 +292,77 @@ def question1(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]
 def question2(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]:
     """Per method and scenario: MAE, Dice, p99 outside, mean over seeds with spread; change from GN0."""
     scenarios = result.settings["scenarios"]
-    lines = ["## 2. UAPI vs PI vs CycleGAN vs CUT (unpaired) under perturbations", "",
-             "Mean over training seeds (min–max over seeds). MAE in HU inside the body.", "",
-             "| method | " + " | ".join(f"MAE {s}" for s in scenarios) + " | Dice GN0 | Dice IP10 | P99 air GN0 (HU) |",
-             "|---" * (len(scenarios) + 4) + "|"]
+    lines = [
+        "## 2. UAPI vs PI vs CycleGAN vs CUT (unpaired) under perturbations",
+        "",
+        "Mean over training seeds (min–max over seeds). MAE in HU inside the body.",
+        "",
+        "| method | " + " | ".join(f"MAE {s}" for s in scenarios) + " | Dice GN0 | Dice IP10 | P99 air GN0 (HU) |",
+        "|---" * (len(scenarios) + 4) + "|",
+    ]
     change = {}
     for method in sorted({r.method for r in runs if r.question == 2}, key=Q2_METHODS.index):
         mine = [r.name for r in runs if r.question == 2 and r.method == method]
         cells = [_over_seeds([result.models[n][s].get("mae") for n in mine]) for s in scenarios]
-        dice = [_over_seeds([result.models[n][s].get("dice_mean") for n in mine]) for s in ("GN0", "IP10")
-                if s in scenarios]
+        dice = [
+            _over_seeds([result.models[n][s].get("dice_mean") for n in mine]) for s in ("GN0", "IP10") if s in scenarios
+        ]
         p99 = _over_seeds([result.models[n]["GN0"].get("p99_outside") for n in mine])
         lines.append(f"| {method} | " + " | ".join(cells) + " | " + " | ".join(dice) + f" | {p99} |")
         noisy = [s for s in scenarios if s != "GN0"]
-        change[method] = [np.mean([(result.models[n][s]["mae"] - result.models[n]["GN0"]["mae"])
-                                   / result.models[n]["GN0"]["mae"] for s in noisy]) for n in mine]
-    lines += ["", "Mean relative MAE increase over the noisy scenarios, per seed: "
-              + "; ".join(f"{m} " + ", ".join(f"{v:+.0%}" for v in vs) for m, vs in change.items()) + ".", ""]
+        change[method] = [
+            np.mean(
+                [
+                    (result.models[n][s]["mae"] - result.models[n]["GN0"]["mae"]) / result.models[n]["GN0"]["mae"]
+                    for s in noisy
+                ]
+            )
+            for n in mine
+        ]
+    lines += [
+        "",
+        "Mean relative MAE increase over the noisy scenarios, per seed: "
+        + "; ".join(f"{m} " + ", ".join(f"{v:+.0%}" for v in vs) for m, vs in change.items())
+        + ".",
+        "",
+    ]
     order = sorted(change, key=lambda m: np.mean(change[m]))
     most = order[0]
     separated = all(max(change[most]) < min(change[m]) for m in order[1:])
-    lines.append(f"Least degradation on average: {most}; "
-                 + ("below every other method with every seed." if separated else
-                    "its seed range overlaps another method's, so the study cannot call it the most robust."))
+    lines.append(
+        f"Least degradation on average: {most}; "
+        + (
+            "below every other method with every seed."
+            if separated
+            else "its seed range overlaps another method's, so the study cannot call it the most robust."
+        )
+    )
     return lines + [""]
 
 
 def question3(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]:
     """UAPI's σ–error PCC per subject: median over subjects with its interval, per seed and scenario."""
-    lines = ["## 3. UAPI: σ–error correlation per test subject", "",
-             ("Median over test subjects of the per-subject Pearson correlation (slices with ≥ "
-              f"{result.settings['pcc_min_foreground']:.0%} body) [95 % bootstrap interval of the median]."), "",
-             "| run | " + " | ".join(result.settings["scenarios"]) + " |", "|---" * (len(result.settings["scenarios"]) + 1) + "|"]
+    lines = [
+        "## 3. UAPI: σ–error correlation per test subject",
+        "",
+        (
+            "Median over test subjects of the per-subject Pearson correlation (slices with ≥ "
+            f"{result.settings['pcc_min_foreground']:.0%} body) [95 % bootstrap interval of the median]."
+        ),
+        "",
+        "| run | " + " | ".join(result.settings["scenarios"]) + " |",
+        "|---" * (len(result.settings["scenarios"]) + 1) + "|",
+    ]
     for run in (r for r in runs if r.question == 2 and r.method == "uapi"):
         rows = result.models[run.name]
-        lines.append(f"| {run.name} | " + " | ".join(
-            f"{_f(rows[s].get('uncertainty_pcc'), '{:.2f}')}{_ci(rows[s]['ci95'].get('uncertainty_pcc'), '{:.2f}')}"
-            for s in result.settings["scenarios"]) + " |")
+        lines.append(
+            f"| {run.name} | "
+            + " | ".join(
+                f"{_f(rows[s].get('uncertainty_pcc'), '{:.2f}')}{_ci(rows[s]['ci95'].get('uncertainty_pcc'), '{:.2f}')}"
+                for s in result.settings["scenarios"]
+            )
+            + " |"
+        )
     return lines + ["", "The UAPI paper's 0.69 (IXI) and 0.72 (fastMRI) were measured on other data; not compared.", ""]
 
 
@@ -248,11 +370,17 @@ def question4(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]
     """Spearman ρ between each metric and Dice across the question-2 models, per scenario."""
     names = [r.name for r in runs if r.question == 2]
     metrics_shown = ("frd", "swd", "mae", "ssim", "p99_outside")
-    lines = ["## 4. Do distribution metrics rank translators as Dice does?", "",
-             (f"Spearman ρ across the {len(names)} models of question 2 (sign flipped for lower-is-better metrics, "
-              "so +1 = same order as Dice)."), "",
-             "| scenario | " + " | ".join(metrics.METRIC_BY_KEY[k].title for k in metrics_shown) + " |",
-             "|---" * (len(metrics_shown) + 1) + "|"]
+    lines = [
+        "## 4. Do distribution metrics rank translators as Dice does?",
+        "",
+        (
+            f"Spearman ρ across the {len(names)} models of question 2 (sign flipped for lower-is-better metrics, "
+            "so +1 = same order as Dice)."
+        ),
+        "",
+        "| scenario | " + " | ".join(metrics.METRIC_BY_KEY[k].title for k in metrics_shown) + " |",
+        "|---" * (len(metrics_shown) + 1) + "|",
+    ]
     collected: dict[str, list[float]] = {k: [] for k in metrics_shown}
     for scenario in result.settings["scenarios"]:
         cells = []
@@ -272,16 +400,26 @@ def question4(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]
 
 def regimes(runs: list[Run], recipe: dict[str, Any], params: dict[str, int]) -> list[str]:
     """The training regime of every model (``params``: generator parameters per run)."""
-    lines = ["## Training regime of every model", "",
-             (f"All: phantom T1→CT, {recipe['subjects']} phantom subjects (seeds 0…{recipe['subjects'] - 1}; "
-              f"20 % validation, split by training seed), slices {recipe['size']}×{recipe['size']}, "
-              f"{recipe['depth']} per subject, {recipe['iterations']} iterations, batch {recipe['batch']}, "
-              f"ngf {recipe['ngf']}, ndf {recipe['ndf']} (ResNet generators {recipe['blocks']} blocks, U-Net depth "
-              f"{recipe['unet_depth']}), fp32, 1 thread, last iteration evaluated. Question 1: misaligned regime at "
-              "the given level; question 2: unpaired regime. Methods as on main on the run's date."), "",
-             "| run | method | regime | generator parameters |", "|---|---|---|---|"]
-    lines += [f"| {r.name} | {r.method} | {'misaligned L' + str(r.level) if r.level else 'unpaired'} | "
-              f"{params.get(r.name, 'n/a')} |" for r in runs]
+    lines = [
+        "## Training regime of every model",
+        "",
+        (
+            f"All: phantom T1→CT, {recipe['subjects']} phantom subjects (seeds 0…{recipe['subjects'] - 1}; "
+            f"20 % validation, split by training seed), slices {recipe['size']}×{recipe['size']}, "
+            f"{recipe['depth']} per subject, {recipe['iterations']} iterations, batch {recipe['batch']}, "
+            f"ngf {recipe['ngf']}, ndf {recipe['ndf']} (ResNet generators {recipe['blocks']} blocks, U-Net depth "
+            f"{recipe['unet_depth']}), fp32, 1 thread, last iteration evaluated. Question 1: misaligned regime at "
+            "the given level; question 2: unpaired regime. Methods as on main on the run's date."
+        ),
+        "",
+        "| run | method | regime | generator parameters |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r.name} | {r.method} | {'misaligned L' + str(r.level) if r.level else 'unpaired'} | "
+        f"{params.get(r.name, 'n/a')} |"
+        for r in runs
+    ]
     return lines + [""]
 
 
@@ -289,8 +427,10 @@ def deviations(args: argparse.Namespace, recipe: dict[str, Any]) -> str:
     """What this run left out of the protocol's scale, in words."""
     left = []
     if args.levels and tuple(args.levels) != tuple(recipe["levels"]):
-        left.append(f"question 1 at levels {', '.join(map(str, args.levels))} only "
-                    f"(scale: {', '.join(map(str, recipe['levels']))})")
+        left.append(
+            f"question 1 at levels {', '.join(map(str, args.levels))} only "
+            f"(scale: {', '.join(map(str, recipe['levels']))})"
+        )
     if list(args.scenarios) != list(metrics.SCENARIOS):
         left.append(f"questions 2–4 under {', '.join(args.scenarios)} only (protocol: all seven scenarios)")
     if list(args.q2_methods) != list(Q2_METHODS):
@@ -303,15 +443,31 @@ def deviations(args: argparse.Namespace, recipe: dict[str, Any]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=sorted(RECIPES), default="small")
-    parser.add_argument("--test-seeds", type=int, nargs="+", default=[5000, 5001, 5002],
-                        help="phantom seeds of the test subjects (never used for anything else)")
+    parser.add_argument(
+        "--test-seeds",
+        type=int,
+        nargs="+",
+        default=[5000, 5001, 5002],
+        help="phantom seeds of the test subjects (never used for anything else)",
+    )
     parser.add_argument("--train-seeds", type=int, nargs="+", default=[0, 1, 2], help="≥ 3 per method")
     parser.add_argument("--questions", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
-    parser.add_argument("--levels", type=int, nargs="+", help="misalignment levels of question 1 (default: the scale's)")
-    parser.add_argument("--q2-methods", nargs="+", default=list(Q2_METHODS), choices=Q2_METHODS,
-                        help="methods of questions 2–4 (protocol: all four)")
-    parser.add_argument("--scenarios", nargs="+", default=list(metrics.SCENARIOS),
-                        help="scenarios of question 2 (protocol: all; fewer only where the machine cannot afford them)")
+    parser.add_argument(
+        "--levels", type=int, nargs="+", help="misalignment levels of question 1 (default: the scale's)"
+    )
+    parser.add_argument(
+        "--q2-methods",
+        nargs="+",
+        default=list(Q2_METHODS),
+        choices=Q2_METHODS,
+        help="methods of questions 2–4 (protocol: all four)",
+    )
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        default=list(metrics.SCENARIOS),
+        help="scenarios of question 2 (protocol: all; fewer only where the machine cannot afford them)",
+    )
     parser.add_argument("--train-only", action="store_true", help="train the runs and stop")
     parser.add_argument("--jobs", type=int, default=2, help="training runs in parallel")
     parser.add_argument("--device", default="cpu", help="training device (cpu, cuda)")
@@ -341,16 +497,21 @@ def main() -> int:
     segmenter = load_segmenter(shipped_segmenter("CT"))
     shape = (recipe["depth"], recipe["size"], recipe["size"])
     cases = test_cases(args.test_seeds, shape)
-    base = {"segmenter": segmenter, "label_names": {k: v for k, v in segmenter.metadata.labels.items() if k},
-            "frd_image_types": ["Original"], "frd_max_slices": recipe["frd_max_slices"],
-            "set_bootstrap": recipe["set_bootstrap"]}
+    base = {
+        "segmenter": segmenter,
+        "label_names": {k: v for k, v in segmenter.metadata.labels.items() if k},
+        "frd_image_types": ["Original"],
+        "frd_max_slices": recipe["frd_max_slices"],
+        "set_bootstrap": recipe["set_bootstrap"],
+    }
     folder = args.out / "evaluation_study"
     eval_started = time.time()
     sections, results = [], {}
     q1 = [r for r in runs if r.question == 1]
     if q1:
-        results[1] = evaluate_runs(q1, work, cases, evaluation.EvalSettings(scenarios=["GN0"], frd=False, **base),
-                                   work / "eval_cache")
+        results[1] = evaluate_runs(
+            q1, work, cases, evaluation.EvalSettings(scenarios=["GN0"], frd=False, **base), work / "eval_cache"
+        )
         sections += question1(results[1], q1)
     q2 = [r for r in runs if r.question == 2]
     if q2:
@@ -363,29 +524,46 @@ def main() -> int:
     for number, result in results.items():
         write_report(result, folder / f"question{number}")
     eval_seconds = time.time() - eval_started
-    atomic_write_json(folder / "runs.json", {"recipe": recipe, "runs": [asdict(r) | {"name": r.name,
-                      "argv": r.argv(recipe, work, args.device)} for r in runs]})
+    atomic_write_json(
+        folder / "runs.json",
+        {
+            "recipe": recipe,
+            "runs": [asdict(r) | {"name": r.name, "argv": r.argv(recipe, work, args.device)} for r in runs],
+        },
+    )
     command = "python benchmarks/evaluation_study.py " + " ".join(sys.argv[1:])
     reference = results[max(results)].reference
     header = [
-        f"# Evaluation study ({args.scale} scale) under the protocol of docs/evaluation.md", "",
+        f"# Evaluation study ({args.scale} scale) under the protocol of docs/evaluation.md",
+        "",
         f"Command: `{command.strip()}`  ",
-        (f"Date: {started:%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} CPUs, "
-         f"torch {torch.__version__}, training on {args.device} ({args.jobs} runs in parallel, niced), "
-         f"evaluation on CPU, 1 thread.  "),
-        (f"Time: training {train_seconds / 60:.1f} min (summed over runs, 0 for runs reused), evaluation "
-         f"{eval_seconds / 60:.1f} min. Load: during training {load_note(load_start, train_load)} "
-         f"At the end: 1-min load average {os.getloadavg()[0]:.1f}.  "),
-        (f"Test subjects: phantom seeds {', '.join(map(str, args.test_seeds))} (shape {shape}); training seeds "
-         f"{', '.join(map(str, args.train_seeds))}.  "),
-        (f"Segmenter: shipped segmenter-ct; Dice on the real test CT (ceiling): "
-         f"{_f(reference.get('dice_mean'))}{_ci((reference.get('ci95') or {}).get('dice_mean'))}.  "),
+        (
+            f"Date: {started:%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+            f"torch {torch.__version__}, training on {args.device} ({args.jobs} runs in parallel, niced), "
+            f"evaluation on CPU, 1 thread.  "
+        ),
+        (
+            f"Time: training {train_seconds / 60:.1f} min (summed over runs, 0 for runs reused), evaluation "
+            f"{eval_seconds / 60:.1f} min. Load: during training {load_note(load_start, train_load)} "
+            f"At the end: 1-min load average {os.getloadavg()[0]:.1f}.  "
+        ),
+        (
+            f"Test subjects: phantom seeds {', '.join(map(str, args.test_seeds))} (shape {shape}); training seeds "
+            f"{', '.join(map(str, args.train_seeds))}.  "
+        ),
+        (
+            f"Segmenter: shipped segmenter-ct; Dice on the real test CT (ceiling): "
+            f"{_f(reference.get('dice_mean'))}{_ci((reference.get('ci95') or {}).get('dice_mean'))}.  "
+        ),
         f"Metric conventions: {evaluation.CONVENTIONS}  ",
-        (f"FRD: Original features, ≤ {recipe['frd_max_slices']} slices per set, under "
-         f"{', '.join(recipe['frd_scenarios'] or args.scenarios)}; SWD/FRD intervals: {recipe['set_bootstrap']} "
-         "subject resamples.  "),
+        (
+            f"FRD: Original features, ≤ {recipe['frd_max_slices']} slices per set, under "
+            f"{', '.join(recipe['frd_scenarios'] or args.scenarios)}; SWD/FRD intervals: {recipe['set_bootstrap']} "
+            "subject resamples.  "
+        ),
         f"Departures from the protocol (machine time): {deviations(args, recipe) or 'none'}.  ",
-        "Full tables, metrics.json and plots: `benchmarks/results/evaluation_study/question*/`.", "",
+        "Full tables, metrics.json and plots: `benchmarks/results/evaluation_study/question*/`.",
+        "",
     ]
     parameters = {name: n for r in results.values() for name, n in r.settings.get("parameters", {}).items()}
     text = "\n".join(header + sections + regimes(runs, recipe, parameters))

@@ -73,8 +73,13 @@ def make_translator(path: Path, spec: dict[str, Any], name: str) -> Path:
     """A T1→CT translator with seeded random weights."""
     torch.manual_seed(0)
     metadata = TranslatorMetadata(
-        name=name, method="benchmark", source="T1", target="CT", networks={"generator": spec},
-        source_intensity=mr_percentile().to_dict(), target_intensity=ct_window().to_dict(),
+        name=name,
+        method="benchmark",
+        source="T1",
+        target="CT",
+        networks={"generator": spec},
+        source_intensity=mr_percentile().to_dict(),
+        target_intensity=ct_window().to_dict(),
     )
     return save_translator(path, {"generator": build_network(spec)}, metadata, overwrite=True)
 
@@ -122,8 +127,10 @@ def engine_overhead(translator: Translator, volume: np.ndarray, repeats: int) ->
     label = f"{translator.metadata.name} {volume.shape[1]}²"
     translator.translate_volume(volume)  # measures the batch size (fresh cache folder) and warms up
     batch = _cached_batch(translator, volume)
-    jobs = {"bare": bare_generator(translator, volume, scale=False),
-            "engine": lambda: translator.translate_volume(volume, scale=False)}
+    jobs = {
+        "bare": bare_generator(translator, volume, scale=False),
+        "engine": lambda: translator.translate_volume(volume, scale=False),
+    }
     if translator.provides_scale:
         jobs["bare_scale"] = bare_generator(translator, volume, scale=True)
         jobs["engine_scale"] = lambda: translator.translate_volume(volume)
@@ -149,8 +156,7 @@ def whole_volume(translator: Translator, volume: np.ndarray) -> dict[str, Any]:
     translator.translate_volume(volume)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     say(f"whole volume {translator.metadata.name}: {wall:.1f} s")
-    return {"shape": list(volume.shape), "wall_s": wall, "cpu_s": cpu,
-            "batch_size": _cached_batch(translator, volume)}
+    return {"shape": list(volume.shape), "wall_s": wall, "cpu_s": cpu, "batch_size": _cached_batch(translator, volume)}
 
 
 def naive_loop(translator: Translator, volume: np.ndarray) -> np.ndarray:
@@ -180,11 +186,16 @@ def resnet9(translator: Translator, volume: Volume, tmp: Path, repeats: int, bf1
 
     def end_to_end() -> None:
         read = read_volume(source)
-        write_volume(read.with_array(translator.translate_volume(read).image, modality="CT"), tmp / "ct.nii.gz",
-                     overwrite=True)
+        write_volume(
+            read.with_array(translator.translate_volume(read).image, modality="CT"), tmp / "ct.nii.gz", overwrite=True
+        )
 
-    jobs = {"raw": raw, "end_to_end": end_to_end, "naive": lambda: naive_loop(translator, array),
-            "fp32": lambda: translator.translate_volume(array).image}
+    jobs = {
+        "raw": raw,
+        "end_to_end": end_to_end,
+        "naive": lambda: naive_loop(translator, array),
+        "fp32": lambda: translator.translate_volume(array).image,
+    }
     if bf16:
         jobs["bf16"] = lambda: translator.translate_volume(array, precision="bf16").image
     times = measure(jobs, repeats, "ResNet-9 ngf 64 256²")
@@ -200,9 +211,14 @@ def resnet9(translator: Translator, volume: Volume, tmp: Path, repeats: int, bf1
     else:
         say("bf16 is emulated here: timing it on one slice")
         one = array[len(array) // 2 : len(array) // 2 + 1]
-        fp32 = measure({"fp32": lambda: translator.translate_volume(one, batch_size=1),
-                        "bf16": lambda: translator.translate_volume(one, batch_size=1, precision="bf16")},
-                       1, "ResNet-9 one slice")
+        fp32 = measure(
+            {
+                "fp32": lambda: translator.translate_volume(one, batch_size=1),
+                "bf16": lambda: translator.translate_volume(one, batch_size=1, precision="bf16"),
+            },
+            1,
+            "ResNet-9 one slice",
+        )
         out["emulated_bf16_over_fp32_one_slice"] = fp32["bf16"]["wall_s"] / fp32["fp32"]["wall_s"]
     return out
 
@@ -213,9 +229,14 @@ def bf16_differences(translator: Translator, volume: np.ndarray) -> dict[str, fl
     bf16 = translator.translate_volume(volume, precision="bf16").image
     diff = np.abs(bf16 - fp32)
     window = translator.output_mapping
-    return {"mean_abs": float(diff.mean()), "p99_abs": float(np.percentile(diff, 99)), "max_abs": float(diff.max()),
-            "ssim": float(np.mean([structural_similarity(a, b, data_range=window.hi - window.lo)
-                                   for a, b in zip(fp32, bf16)]))}
+    return {
+        "mean_abs": float(diff.mean()),
+        "p99_abs": float(np.percentile(diff, 99)),
+        "max_abs": float(diff.max()),
+        "ssim": float(
+            np.mean([structural_similarity(a, b, data_range=window.hi - window.lo) for a, b in zip(fp32, bf16)])
+        ),
+    }
 
 
 def rss_child(model: str, shape: tuple[int, int, int], threads: int) -> None:
@@ -230,13 +251,30 @@ def rss_child(model: str, shape: tuple[int, int, int], threads: int) -> None:
     translator.translate_volume(volume)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"rss_before_bytes": before, "peak_rss_bytes": peak, "seconds": seconds,
-                      "input_bytes": volume.nbytes, "output_bytes": volume.size * 4}))
+    print(
+        json.dumps(
+            {
+                "rss_before_bytes": before,
+                "peak_rss_bytes": peak,
+                "seconds": seconds,
+                "input_bytes": volume.nbytes,
+                "output_bytes": volume.size * 4,
+            }
+        )
+    )
 
 
 def peak_rss(model: Path, shape: tuple[int, int, int], threads: int) -> dict[str, Any]:
-    cmd = [sys.executable, __file__, "--rss-child", str(model), "--rss-shape", *map(str, shape),
-           "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--rss-child",
+        str(model),
+        "--rss-shape",
+        *map(str, shape),
+        "--threads",
+        str(threads),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     data = json.loads(done.stdout.strip().splitlines()[-1])
     say(f"peak RSS {data['peak_rss_bytes'] / 2**20:.0f} MiB")
@@ -248,46 +286,68 @@ def cpu_kind() -> str:
     model = cpu_features.cpu_model().lower()
     vendor = next((v for v in ("intel", "amd", "apple", "ampere") if v in model), platform.machine().lower())
     flags = cpu_features.cpu_flags()
-    bf16 = "amx" if "amx_bf16" in flags else "avx512-bf16" if "avx512_bf16" in flags else \
-        "bf16" if "bf16" in flags else "no-bf16"
+    bf16 = (
+        "amx"
+        if "amx_bf16" in flags
+        else "avx512-bf16"
+        if "avx512_bf16" in flags
+        else "bf16"
+        if "bf16" in flags
+        else "no-bf16"
+    )
     return f"{vendor}-{bf16}"
 
 
 def machine(threads: int) -> dict[str, Any]:
     flags = cpu_features.cpu_flags()
-    return {"cpu": cpu_features.cpu_model(), "kind": cpu_kind(), "cores": os.cpu_count(), "threads": threads,
-            "torch": torch.__version__, "flags": [f for f in FLAGS if f in flags],
-            "bf16_native": cpu_features.precision_support("bf16", "cpu").native,
-            "load_average_at_start": os.getloadavg()}
+    return {
+        "cpu": cpu_features.cpu_model(),
+        "kind": cpu_kind(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "torch": torch.__version__,
+        "flags": [f for f in FLAGS if f in flags],
+        "bf16_native": cpu_features.precision_support("bf16", "cpu").native,
+        "load_average_at_start": os.getloadavg(),
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    report: dict[str, Any] = {"machine": machine(args.threads), "repeats": args.repeats, "engine": {},
-                              "whole_volume": {}, "bf16_differences": {}}
+    report: dict[str, Any] = {
+        "machine": machine(args.threads),
+        "repeats": args.repeats,
+        "engine": {},
+        "whole_volume": {},
+        "bf16_differences": {},
+    }
     bf16 = report["machine"]["bf16_native"]
-    say(f"{report['machine']['cpu']} ({report['machine']['kind']}), {args.threads} threads, "
-        f"load {report['machine']['load_average_at_start'][0]:.1f}")
+    say(
+        f"{report['machine']['cpu']} ({report['machine']['kind']}), {args.threads} threads, "
+        f"load {report['machine']['load_average_at_start'][0]:.1f}"
+    )
     models = [load_translator(p, device="cpu") for p in sorted((shipped_dir() / "models").glob("*.safetensors"))]
     volumes = {size: phantom_t1(11, args.slices, size).array for size in SIZES}
     for size in SIZES:
         for translator in models:
             report["engine"][f"{translator.metadata.name}@{size}"] = engine_overhead(
-                translator, volumes[size], args.repeats)
+                translator, volumes[size], args.repeats
+            )
     tiled = np.ascontiguousarray(np.resize(volumes[256], WHOLE_VOLUME))  # the 256² phantom repeated along z
     for translator in models:
         report["whole_volume"][translator.metadata.name] = whole_volume(translator, tiled)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         resnet = load_translator(make_translator(tmp / "resnet9.safetensors", RESNET9, "resnet9-ngf64"), device="cpu")
-        report["resnet9_ngf64_256"] = resnet9(resnet, phantom_t1(7, args.resnet_slices, 256), tmp, args.repeats,
-                                              bf16)
+        report["resnet9_ngf64_256"] = resnet9(resnet, phantom_t1(7, args.resnet_slices, 256), tmp, args.repeats, bf16)
         if bf16:
             for translator in models:
                 report["bf16_differences"][translator.metadata.name] = bf16_differences(
-                    translator, volumes[translator.metadata.size])
+                    translator, volumes[translator.metadata.size]
+                )
                 say(f"bf16 differences {translator.metadata.name}")
-        report["peak_rss"] = peak_rss(make_translator(tmp / "rss.safetensors", RSS_GENERATOR, "rss"),
-                                      tuple(args.rss_shape), args.threads)
+        report["peak_rss"] = peak_rss(
+            make_translator(tmp / "rss.safetensors", RSS_GENERATOR, "rss"), tuple(args.rss_shape), args.threads
+        )
     report["machine"]["load_average_at_end"] = os.getloadavg()
     report["seconds"] = time.perf_counter() - START
     return report
@@ -299,19 +359,23 @@ def markdown(report: dict[str, Any], command: str) -> str:
         f"# Inference throughput on {m['cpu']} ({m['kind']})",
         "",
         f"Command: `{command}` ({report['seconds'] / 60:.1f} min)  ",
-        (f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} torch threads, torch {m['torch']}; flags "
-         f"{', '.join(m['flags']) or 'none of ' + ', '.join(FLAGS)}; bf16 "
-         f"{'native' if m['bf16_native'] else 'emulated'}. "
-         f"{load_note(m['load_average_at_start'][0], m['load_average_at_end'][0])} "
-         f"Jobs ran interleaved; each figure is the best of {report['repeats']} runs; ratios on wall time "
-         "and, in brackets, on process CPU time. With more runnable threads than cores, CPU time counts the "
-         "threads' spinning too, so neither figure is clean; wall time of the best run is the one to compare."),
+        (
+            f"Machine: {m['cpu']}, {m['cores']} cores, {m['threads']} torch threads, torch {m['torch']}; flags "
+            f"{', '.join(m['flags']) or 'none of ' + ', '.join(FLAGS)}; bf16 "
+            f"{'native' if m['bf16_native'] else 'emulated'}. "
+            f"{load_note(m['load_average_at_start'][0], m['load_average_at_end'][0])} "
+            f"Jobs ran interleaved; each figure is the best of {report['repeats']} runs; ratios on wall time "
+            "and, in brackets, on process CPU time. With more runnable threads than cores, CPU time counts the "
+            "threads' spinning too, so neither figure is clean; wall time of the best run is the one to compare."
+        ),
         "",
         "## Engine vs bare generator (fp32)",
         "",
-        ("Bare generator: one normalised slice at a time, `inference_mode`. `translate_volume`: intensity fit, "
-         "normalisation, padding, batches of the measured size, mapping to HU, output assembly. "
-         "\"+σ\": with the UAPI scale head on both sides. Goal ≥ 0.95×."),
+        (
+            "Bare generator: one normalised slice at a time, `inference_mode`. `translate_volume`: intensity fit, "
+            "normalisation, padding, batches of the measured size, mapping to HU, output assembly. "
+            '"+σ": with the UAPI scale head on both sides. Goal ≥ 0.95×.'
+        ),
         "",
         "| translator | slices | batch (measured) | bare generator, slice by slice | `translate_volume` fp32 | ratio |",
         "|---|---|---|---|---|---|",
@@ -323,37 +387,68 @@ def markdown(report: dict[str, Any], command: str) -> str:
                 lines.append(
                     f"| {name}{tag} | {r['slices']} × {size}² | {r['batch_size']} | {r[f'bare{suffix}_s']:.2f} s | "
                     f"{r[f'engine{suffix}_s']:.2f} s | **{r[f'engine{suffix}_ratio']:.2f}×** "
-                    f"({r[f'engine{suffix}_ratio_cpu']:.2f}×) |")
-    lines += ["", f"## Whole volume: {'×'.join(map(str, WHOLE_VOLUME))} MR, fp32, {m['threads']} threads", "",
-              "| translator | batch | seconds (wall) | CPU s |", "|---|---|---|---|"]
+                    f"({r[f'engine{suffix}_ratio_cpu']:.2f}×) |"
+                )
+    lines += [
+        "",
+        f"## Whole volume: {'×'.join(map(str, WHOLE_VOLUME))} MR, fp32, {m['threads']} threads",
+        "",
+        "| translator | batch | seconds (wall) | CPU s |",
+        "|---|---|---|---|",
+    ]
     for name, r in report["whole_volume"].items():
         lines.append(f"| {name} | {r['batch_size']} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} |")
     lines += [
-        "", f"## ResNet-9 ngf 64, {r9['slices']} × 256² (random seeded weights, batch {r9['batch_size']})", "",
-        "| measurement | slices/s (wall) | CPU s/slice |", "|---|---|---|",
+        "",
+        f"## ResNet-9 ngf 64, {r9['slices']} × 256² (random seeded weights, batch {r9['batch_size']})",
+        "",
+        "| measurement | slices/s (wall) | CPU s/slice |",
+        "|---|---|---|",
     ]
-    for name, label in (("raw", "raw network (fp32, batched tensors)"), ("end_to_end", "read→translate→write fp32"),
-                        ("naive", "naive per-slice loop fp32"), ("fp32", "translate_volume fp32"),
-                        ("bf16", "translate_volume bf16")):
+    for name, label in (
+        ("raw", "raw network (fp32, batched tensors)"),
+        ("end_to_end", "read→translate→write fp32"),
+        ("naive", "naive per-slice loop fp32"),
+        ("fp32", "translate_volume fp32"),
+        ("bf16", "translate_volume bf16"),
+    ):
         if f"{name}_slices_per_s" in r9:
             lines.append(f"| {label} | {r9[f'{name}_slices_per_s']:.2f} | {r9[f'{name}_cpu_s_per_slice']:.2f} |")
-    lines += ["", (f"End to end is {r9['end_to_end_over_raw']:.0%} of raw; translate_volume fp32 is "
-                   f"{r9['fp32_vs_naive']:.2f}× the naive loop and agrees with it to "
-                   f"{r9['naive_equals_fp32_max_abs']:.3g} HU. ")
-              + (f"bf16: {r9['bf16_vs_naive']:.2f}× the naive loop." if "bf16_vs_naive" in r9 else
-                 f"bf16 is emulated on this CPU: one slice took {r9['emulated_bf16_over_fp32_one_slice']:.0f}× "
-                 "as long as in fp32, so the CLI, widgets and trainer refuse or hide it (issue 23).")]
-    if report["bf16_differences"]:
-        lines += ["", "## bf16 − fp32 of the shipped translators (HU)", "",
-                  "| translator | mean abs | p99 | max | SSIM |", "|---|---|---|---|---|"]
-        for name, d in report["bf16_differences"].items():
-            lines.append(f"| {name} | {d['mean_abs']:.1f} | {d['p99_abs']:.1f} | {d['max_abs']:.1f} | "
-                         f"{d['ssim']:.4f} |")
     lines += [
-        "", f"## Peak RSS, {'×'.join(map(str, rss['shape']))} int16 volume", "",
-        (f"Generator {rss['generator']} ({rss['seconds']:.0f} s). Input {rss['input_bytes'] / 2**20:.0f} MiB, "
-         f"float32 output {rss['output_bytes'] / 2**20:.0f} MiB; RSS after loading model and input "
-         f"{rss['rss_before_bytes'] / 2**20:.0f} MiB; **peak RSS {rss['peak_rss_bytes'] / 2**20:.0f} MiB**."),
+        "",
+        (
+            f"End to end is {r9['end_to_end_over_raw']:.0%} of raw; translate_volume fp32 is "
+            f"{r9['fp32_vs_naive']:.2f}× the naive loop and agrees with it to "
+            f"{r9['naive_equals_fp32_max_abs']:.3g} HU. "
+        )
+        + (
+            f"bf16: {r9['bf16_vs_naive']:.2f}× the naive loop."
+            if "bf16_vs_naive" in r9
+            else f"bf16 is emulated on this CPU: one slice took {r9['emulated_bf16_over_fp32_one_slice']:.0f}× "
+            "as long as in fp32, so the CLI, widgets and trainer refuse or hide it (issue 23)."
+        ),
+    ]
+    if report["bf16_differences"]:
+        lines += [
+            "",
+            "## bf16 − fp32 of the shipped translators (HU)",
+            "",
+            "| translator | mean abs | p99 | max | SSIM |",
+            "|---|---|---|---|---|",
+        ]
+        for name, d in report["bf16_differences"].items():
+            lines.append(
+                f"| {name} | {d['mean_abs']:.1f} | {d['p99_abs']:.1f} | {d['max_abs']:.1f} | {d['ssim']:.4f} |"
+            )
+    lines += [
+        "",
+        f"## Peak RSS, {'×'.join(map(str, rss['shape']))} int16 volume",
+        "",
+        (
+            f"Generator {rss['generator']} ({rss['seconds']:.0f} s). Input {rss['input_bytes'] / 2**20:.0f} MiB, "
+            f"float32 output {rss['output_bytes'] / 2**20:.0f} MiB; RSS after loading model and input "
+            f"{rss['rss_before_bytes'] / 2**20:.0f} MiB; **peak RSS {rss['peak_rss_bytes'] / 2**20:.0f} MiB**."
+        ),
         "",
     ]
     return "\n".join(lines)

@@ -124,8 +124,11 @@ def run(n_in: int, n_per_kind: int) -> dict:
     for name, md in metadata.items():
         ids = [check_input(_volume(s, s.t1), md) for s in in_dist]
         ids_image = [check_input(s.t1, md).score for s in in_dist]
-        entry = {"false_alarm_rate": float(np.mean([v.ood for v in ids])),
-                 "in_dist_score_max": float(max(v.score for v in ids)), "kinds": {}}
+        entry = {
+            "false_alarm_rate": float(np.mean([v.ood for v in ids])),
+            "in_dist_score_max": float(max(v.score for v in ids)),
+            "kinds": {},
+        }
         all_full, all_image = [], []
         for kind, make in OOD_KINDS.items():
             volumes = [make(s) for s in ood_subjects]
@@ -143,14 +146,18 @@ def run(n_in: int, n_per_kind: int) -> dict:
         entry["auroc_full"] = auroc([v.score for v in ids], all_full)
         entry["auroc_image"] = auroc(ids_image, all_image)
         report["models"][name] = entry
-        print(f"{name}: AUROC {entry['auroc_full']:.3f} (image only {entry['auroc_image']:.3f}), "
-              f"false alarms {entry['false_alarm_rate']:.1%}", flush=True)
+        print(
+            f"{name}: AUROC {entry['auroc_full']:.3f} (image only {entry['auroc_image']:.3f}), "
+            f"false alarms {entry['false_alarm_rate']:.1%}",
+            flush=True,
+        )
     with tempfile.TemporaryDirectory() as tmp:
         report["real"] = {}
         for label, path in real_files(Path(tmp)).items():
             volume = read_volume(path)
             report["real"][label] = {
-                "shape": list(volume.array.shape), "spacing": [round(v, 3) for v in volume.spacing],
+                "shape": list(volume.array.shape),
+                "spacing": [round(v, 3) for v in volume.spacing],
                 "modality": volume.modality,
                 **{name: check_input(volume, md).to_dict() for name, md in metadata.items()},
             }
@@ -164,19 +171,24 @@ def write_markdown(report: dict, command: str, note: str, seconds: float) -> str
         "",
         f"`{command}` ({seconds:.0f} s). {note}",
         "",
-        (f"In-distribution: {report['in_dist']} held-out phantom T1 volumes (seeds {IN_DIST_SEED}–"
-        f"{IN_DIST_SEED + report['in_dist'] - 1}, never used in training). Out of distribution: "
-        f"{report['per_kind']} volumes per kind from other held-out subjects (seeds {OOD_SEED}–"
-        f"{OOD_SEED + report['per_kind'] - 1}); how each is made is in the script's docstring. No input carries "
-        "a modality tag here, so these numbers are for the image and geometry check alone; a header that "
-        "says CT or T2 is refused by rule on top of this."),
+        (
+            f"In-distribution: {report['in_dist']} held-out phantom T1 volumes (seeds {IN_DIST_SEED}–"
+            f"{IN_DIST_SEED + report['in_dist'] - 1}, never used in training). Out of distribution: "
+            f"{report['per_kind']} volumes per kind from other held-out subjects (seeds {OOD_SEED}–"
+            f"{OOD_SEED + report['per_kind'] - 1}); how each is made is in the script's docstring. No input carries "
+            "a modality tag here, so these numbers are for the image and geometry check alone; a header that "
+            "says CT or T2 is refused by rule on top of this."
+        ),
         "",
-        ("AUROC of the score (full check: image features + geometry; image: features of a bare array), "
-        "false-alarm rate (in-distribution volumes flagged) and, per kind, the fraction flagged at the "
-        "verdict's threshold:"),
+        (
+            "AUROC of the score (full check: image features + geometry; image: features of a bare array), "
+            "false-alarm rate (in-distribution volumes flagged) and, per kind, the fraction flagged at the "
+            "verdict's threshold:"
+        ),
         "",
         "| translator | AUROC full | AUROC image | false alarms | max in-dist score | "
-        + " | ".join(f"{k} AUROC / flagged" for k in kinds) + " |",
+        + " | ".join(f"{k} AUROC / flagged" for k in kinds)
+        + " |",
         "|---|---|---|---|---|" + "---|" * len(kinds),
     ]
     for name, e in report["models"].items():
@@ -186,13 +198,20 @@ def write_markdown(report: dict, command: str, note: str, seconds: float) -> str
             + " | ".join(f"{e['kinds'][k]['auroc_full']:.3f} / {e['kinds'][k]['detected']:.0%}" for k in kinds)
             + " |"
         )
-    lines += ["", (f"No false alarm in {report['in_dist']} in-distribution volumes bounds the false-alarm rate "
-              f"below {3 / report['in_dist']:.1%} (95 %, rule of three) where the table shows 0 %; the largest "
-              "in-distribution score is the margin left below the threshold (1.0).")]
+    lines += [
+        "",
+        (
+            f"No false alarm in {report['in_dist']} in-distribution volumes bounds the false-alarm rate "
+            f"below {3 / report['in_dist']:.1%} (95 %, rule of three) where the table shows 0 %; the largest "
+            "in-distribution score is the margin left below the threshold (1.0)."
+        ),
+    ]
     lines += ["", "## Real files (headers as read)", ""]
     for label, r in report["real"].items():
-        lines.append(f"- **{label}**: shape {tuple(r['shape'])}, spacing {tuple(r['spacing'])} mm, "
-                     f"header modality {r['modality'] or 'none'}")
+        lines.append(
+            f"- **{label}**: shape {tuple(r['shape'])}, spacing {tuple(r['spacing'])} mm, "
+            f"header modality {r['modality'] or 'none'}"
+        )
         for name in report["models"]:
             v = r[name]
             verdict = "OUT of distribution" if v["ood"] else "in distribution"

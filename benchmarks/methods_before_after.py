@@ -33,9 +33,30 @@ sys.path.insert(0, str(HERE.parent))
 
 from benchmarks._machine import load_note  # noqa: E402
 
-SMALL = ["--size", "64", "--subjects", "8", "--batch-size", "4", "--threads", "1", "--seed", "0",
-         "--log-every", "50", "--checkpoint-every", "1000", "--preview-every", "0",
-         "--set", "data.phantom_depth=16", "--set", "data.val_slices=4", "--set", "model.ngf=16"]
+SMALL = [
+    "--size",
+    "64",
+    "--subjects",
+    "8",
+    "--batch-size",
+    "4",
+    "--threads",
+    "1",
+    "--seed",
+    "0",
+    "--log-every",
+    "50",
+    "--checkpoint-every",
+    "1000",
+    "--preview-every",
+    "0",
+    "--set",
+    "data.phantom_depth=16",
+    "--set",
+    "data.val_slices=4",
+    "--set",
+    "model.ngf=16",
+]
 RESNET = ["--set", "model.n_blocks=6", "--set", "model.ndf=16"]
 UNET = ["--set", "model.generator_options.depth=4", "--set", "model.ndf=16"]
 
@@ -53,8 +74,7 @@ TEST_SHAPE = (16, 64, 64)
 def train(tree: Path, run_dir: Path, args: list[str], iterations: int) -> float:
     """Train with the trainer of ``tree``; returns the wall time in seconds."""
     env = dict(os.environ, PYTHONPATH=str(tree.resolve()), OMP_NUM_THREADS="1")
-    argv = [sys.executable, "-m", "training", *SMALL, *args, "--iterations", str(iterations),
-            "--run-dir", str(run_dir)]
+    argv = [sys.executable, "-m", "training", *SMALL, *args, "--iterations", str(iterations), "--run-dir", str(run_dir)]
     start = time.time()
     with open(run_dir.with_suffix(".log"), "w") as log:
         code = subprocess.call(argv, cwd=tree, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -75,34 +95,45 @@ def evaluate(path: Path) -> dict[str, float]:
         subject = generate_subject(seed, shape=TEST_SHAPE)
         result = translator.translate_volume(subject.t1, batch_size=8)
         mask = subject.labels > 0
-        row = {k: v for k, v in paired_metrics(result.image, subject.ct, mask).as_dict().items()
-               if k in ("mae", "ssim")}
+        row = {
+            k: v for k, v in paired_metrics(result.image, subject.ct, mask).as_dict().items() if k in ("mae", "ssim")
+        }
         if result.scale is not None:
-            row["sigma_error_pcc"] = uncertainty_pcc(result.scale, result.image, subject.ct, mask,
-                                                     min_foreground=0.1).pcc
+            row["sigma_error_pcc"] = uncertainty_pcc(
+                result.scale, result.image, subject.ct, mask, min_foreground=0.1
+            ).pcc
         rows.append(row)
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
 def write_report(results: dict[str, Any], out: Path, iterations: int, note: str) -> None:
     """The markdown table of :func:`main`'s results (also for a partial run)."""
-    lines = ["# Methods before and after issue 13 (short like-for-like runs)", "",
-             f"`python benchmarks/methods_before_after.py --old /work/main --new . --iterations {iterations}`: "
-             f"each method trained for {iterations} iterations with the same arguments, data and seed by "
-             "the code before (main) and after (branch methods); held-out phantom subjects "
-             f"{', '.join(map(str, TEST_SEEDS))} of shape {TEST_SHAPE}, metrics in the body mask. "
-             "Short runs: early-training behaviour, not converged quality. One run per version and method; the "
-             "seed is the same, but the new trainer derives its streams with SeedSequence([seed, rank]), so the "
-             "two versions draw different batches: differences of this size are within run-to-run spread. "
-             "Iterations are critic iterations for UAPI (after: 10 per generator update during the warm-up, so "
-             "20 generator updates in 200 iterations; before: 40). " + note, "",
-             ("| method | MAE before (HU) | MAE after (HU) | SSIM before | SSIM after | σ–error PCC before | "
-              "σ–error PCC after | wall before (s) | wall after (s) |"), "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Methods before and after issue 13 (short like-for-like runs)",
+        "",
+        f"`python benchmarks/methods_before_after.py --old /work/main --new . --iterations {iterations}`: "
+        f"each method trained for {iterations} iterations with the same arguments, data and seed by "
+        "the code before (main) and after (branch methods); held-out phantom subjects "
+        f"{', '.join(map(str, TEST_SEEDS))} of shape {TEST_SHAPE}, metrics in the body mask. "
+        "Short runs: early-training behaviour, not converged quality. One run per version and method; the "
+        "seed is the same, but the new trainer derives its streams with SeedSequence([seed, rank]), so the "
+        "two versions draw different batches: differences of this size are within run-to-run spread. "
+        "Iterations are critic iterations for UAPI (after: 10 per generator update during the warm-up, so "
+        "20 generator updates in 200 iterations; before: 40). " + note,
+        "",
+        (
+            "| method | MAE before (HU) | MAE after (HU) | SSIM before | SSIM after | σ–error PCC before | "
+            "σ–error PCC after | wall before (s) | wall after (s) |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for method, e in results.items():
         b, a = e["before"], e["after"]
         pcc = [f"{x['sigma_error_pcc']:.2f}" if "sigma_error_pcc" in x else "–" for x in (b, a)]
-        lines.append(f"| {method} | {b['mae']:.1f} | {a['mae']:.1f} | {b['ssim']:.3f} | {a['ssim']:.3f} | "
-                     f"{pcc[0]} | {pcc[1]} | {b['wall_seconds']} | {a['wall_seconds']} |")
+        lines.append(
+            f"| {method} | {b['mae']:.1f} | {a['mae']:.1f} | {b['ssim']:.3f} | {a['ssim']:.3f} | "
+            f"{pcc[0]} | {pcc[1]} | {b['wall_seconds']} | {a['wall_seconds']} |"
+        )
     lines += ["", "Arguments per method (plus `--iterations N --run-dir DIR`):", ""]
     lines += [f"- {m}: `python -m training {e['args']}`" for m, e in results.items()]
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")

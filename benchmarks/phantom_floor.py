@@ -55,8 +55,9 @@ def floor_metrics(seeds: list[int], shape: tuple[int, int, int]) -> dict[str, li
     return results
 
 
-def report(results: dict[str, list[dict[str, float]]], seeds: list[int], shape: tuple[int, int, int],
-           command: str, note: str) -> str:
+def report(
+    results: dict[str, list[dict[str, float]]], seeds: list[int], shape: tuple[int, int, int], command: str, note: str
+) -> str:
     """The Markdown table of ``results``."""
     lines = [
         "# The phantom's floor",
@@ -76,13 +77,21 @@ def report(results: dict[str, list[dict[str, float]]], seeds: list[int], shape: 
     for name, rows in results.items():
         mean = {k: float(np.mean([r[k] for r in rows])) for k in ("mae", "psnr", "ssim", "through_plane")}
         per = ", ".join(f"{r['mae']:.2f}" for r in rows)
-        lines.append(f"| {name} | {mean['mae']:.2f} | {mean['psnr']:.2f} | {mean['ssim']:.4f} | "
-                     f"{mean['through_plane']:.2f} | {per} |")
-    lines += ["", "Through-plane error: the MAE of the slice-to-slice difference (`metrics.through_plane_error`);",
-              "independent 15 HU noise in neighbouring slices alone gives 15·√2·√(2/π) ≈ 16.9 HU.",
-              "", "The expected value is the MSE-optimal prediction; the MAE-optimal one (the conditional median)",
-              "can differ slightly where the blur mixes tissues, so the floor is approximate to a fraction of a HU.",
-              "", note, ""]
+        lines.append(
+            f"| {name} | {mean['mae']:.2f} | {mean['psnr']:.2f} | {mean['ssim']:.4f} | "
+            f"{mean['through_plane']:.2f} | {per} |"
+        )
+    lines += [
+        "",
+        "Through-plane error: the MAE of the slice-to-slice difference (`metrics.through_plane_error`);",
+        "independent 15 HU noise in neighbouring slices alone gives 15·√2·√(2/π) ≈ 16.9 HU.",
+        "",
+        "The expected value is the MSE-optimal prediction; the MAE-optimal one (the conditional median)",
+        "can differ slightly where the blur mixes tissues, so the floor is approximate to a fraction of a HU.",
+        "",
+        note,
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -61,10 +61,23 @@ def translator_for(source: str, target: str, work: Path, iterations: int) -> str
     path = run_dir / "translator.safetensors"
     if not path.exists():
         cfg = TrainConfig(
-            method="pix2pix", run_dir=str(run_dir), iterations=iterations, batch_size=4, precision="fp32",
-            device="cpu", log_every=50, checkpoint_every=iterations, preview_every=iterations,
-            data=DataConfig(phantom="paired", phantom_subjects=8, phantom_depth=32, size=128,
-                            source_modality=source, target_modality=target),
+            method="pix2pix",
+            run_dir=str(run_dir),
+            iterations=iterations,
+            batch_size=4,
+            precision="fp32",
+            device="cpu",
+            log_every=50,
+            checkpoint_every=iterations,
+            preview_every=iterations,
+            data=DataConfig(
+                phantom="paired",
+                phantom_subjects=8,
+                phantom_depth=32,
+                size=128,
+                source_modality=source,
+                target_modality=target,
+            ),
             model={"ngf": 16, "n_blocks": 4, "ndf": 16},
         )
         if train(cfg) != 0:
@@ -103,8 +116,13 @@ def review_curve(counts: list[np.ndarray], order: list[tuple[int, int]]) -> np.n
     return np.array(curve)
 
 
-def simulate_review(results: list[pl.PseudoLabels], targets: list[pl.TargetImage], names: dict[int, str],
-                    random_orders: int, seed: int = 0) -> dict:
+def simulate_review(
+    results: list[pl.PseudoLabels],
+    targets: list[pl.TargetImage],
+    names: dict[int, str],
+    random_orders: int,
+    seed: int = 0,
+) -> dict:
     """Volume Dice vs slices fixed for the confidence, random and oracle orders."""
     tissues = [k for k in names if k]
     counts = [_slice_counts(r.labels, t.truth, tissues) for r, t in zip(results, targets)]
@@ -116,8 +134,10 @@ def simulate_review(results: list[pl.PseudoLabels], targets: list[pl.TargetImage
     start = review_curve(counts, [])[0]
     gains = [review_curve(counts, [entry])[1] - start for entry in entries]  # true gain of fixing one slice
     rng = np.random.default_rng(seed)
-    curves["random"] = np.mean([review_curve(counts, [entries[i] for i in rng.permutation(len(entries))])
-                                for _ in range(random_orders)], axis=0)
+    curves["random"] = np.mean(
+        [review_curve(counts, [entries[i] for i in rng.permutation(len(entries))]) for _ in range(random_orders)],
+        axis=0,
+    )
     curves["oracle"] = review_curve(counts, [entries[i] for i in np.argsort(gains)[::-1]])
     return {name: [round(float(v), 5) for v in curve] for name, curve in curves.items()}
 
@@ -130,14 +150,14 @@ def slices_to_reach(curve: list[float], level: float) -> int | None:
 # -- one gap ---------------------------------------------------------------------------------------
 def run_gap(labelled: str, target: str, args: argparse.Namespace) -> dict:
     """Both strategies with the CLI defaults on one gap."""
-    translator = load_translator(translator_for(labelled, target, args.work, args.translator_iterations),
-                                 device="cpu")
+    translator = load_translator(translator_for(labelled, target, args.work, args.translator_iterations), device="cpu")
     settings = pl.settings_for(args.quality, device="cpu")
     row = {"translator": translator.metadata.name}
     for strategy in pl.STRATEGIES:
         source, target_modality = pl.STRATEGIES[strategy].modalities(translator)
-        sources, targets, names = pl.phantom_inputs(source, target_modality, n_source=args.sources,
-                                                    n_target=args.targets)
+        sources, targets, names = pl.phantom_inputs(
+            source, target_modality, n_source=args.sources, n_target=args.targets
+        )
         started = time.time()
         results = pl.run(strategy, translator, sources, targets, names, settings)
         seconds = time.time() - started
@@ -151,14 +171,19 @@ def run_gap(labelled: str, target: str, args: argparse.Namespace) -> dict:
             "mean_dice": mean,
             "ceiling": ceiling and ceiling["mean_dice"],
             "ratio_to_ceiling": mean / ceiling["mean_dice"] if ceiling else None,
-            "per_tissue": {name: float(np.mean([r.dice[name] for r in results if r.dice[name] is not None]))
-                           for k, name in names.items() if k},
+            "per_tissue": {
+                name: float(np.mean([r.dice[name] for r in results if r.dice[name] is not None]))
+                for k, name in names.items()
+                if k
+            },
             "confidence": pl.confidence_quality(results),
             "seconds": round(seconds, 1),
             "review": simulation,
             "review_summary": {
-                **{f"dice_after_{int(f * 100)}pct": {o: simulation[o][round(f * n)] for o in simulation}
-                   for f in SIMULATED_FRACTIONS},
+                **{
+                    f"dice_after_{int(f * 100)}pct": {o: simulation[o][round(f * n)] for o in simulation}
+                    for f in SIMULATED_FRACTIONS
+                },
                 "halfway_level": round(halfway, 4),
                 "slices_to_halfway": {o: slices_to_reach(simulation[o], halfway) for o in simulation},
                 "slices": n,
@@ -177,8 +202,13 @@ def plot(results: dict, path: Path) -> None:
 
     panels = [(gap, s) for gap, row in results["gaps"].items() for s in pl.STRATEGIES if s in row]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), squeeze=False)
-    styles = {"mean": ("C2", "-"), "expected_dice": ("C0", "-"), "volume_impact": ("C3", "-"),
-              "random": ("C1", "--"), "oracle": ("0.6", ":")}
+    styles = {
+        "mean": ("C2", "-"),
+        "expected_dice": ("C0", "-"),
+        "volume_impact": ("C3", "-"),
+        "random": ("C1", "--"),
+        "oracle": ("0.6", ":"),
+    }
     for ax, (gap, strategy) in zip(axes[0], panels):
         entry = results["gaps"][gap][strategy]
         for order, curve in entry["review"].items():
@@ -214,7 +244,8 @@ def markdown(results: dict) -> str:
         "targets; ceiling = the shipped segmenter of the target modality on the real targets.",
         "",
         "| gap | strategy | labels | Dice | ceiling | Dice / ceiling | "
-        + " | ".join(f"Spearman ρ ({score})" for score in SLICE_SCORES) + " | voxel AUROC | seconds |",
+        + " | ".join(f"Spearman ρ ({score})" for score in SLICE_SCORES)
+        + " | voxel AUROC | seconds |",
         "|---|---|---|---|---|---|" + "---|" * len(SLICE_SCORES) + "---|---|",
     ]
     for gap, row in results["gaps"].items():
@@ -227,19 +258,32 @@ def markdown(results: dict) -> str:
                 + " | ".join(_fmt(rho[score]) for score in SLICE_SCORES)
                 + f" | {_fmt(e['confidence']['voxel_auroc'])} | {e['seconds']:.0f} |"
             )
-    lines += ["", "Per-tissue Dice:", "", "| gap | strategy | " + " | ".join(
-        next(iter(results["gaps"].values()))["tutorship"]["per_tissue"]) + " |",
-        "|---|---|" + "---|" * len(next(iter(results["gaps"].values()))["tutorship"]["per_tissue"])]
+    lines += [
+        "",
+        "Per-tissue Dice:",
+        "",
+        "| gap | strategy | " + " | ".join(next(iter(results["gaps"].values()))["tutorship"]["per_tissue"]) + " |",
+        "|---|---|" + "---|" * len(next(iter(results["gaps"].values()))["tutorship"]["per_tissue"]),
+    ]
     for gap, row in results["gaps"].items():
         for strategy in pl.STRATEGIES:
-            lines.append(f"| {gap} | {strategy} | "
-                         + " | ".join(f"{v:.3f}" for v in row[strategy]["per_tissue"].values()) + " |")
-    lines += ["", "## Simulated review (`review_simulation.png`)", "",
-              ("Volume Dice after the first k slices of the queue are replaced by ground truth, for the queue "
-               "ordered by each slice score (lowest first); random = mean of "
-               f"{results['settings']['random_orders']} random orders; oracle = largest true gain of fixing the "
-               f"slice first. The review queue uses `{results['queue_score']}`."), "",
-              "| gap | strategy | slices | order | 10 % | 25 % | 50 % | slices to halfway |", "|---|---|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {gap} | {strategy} | " + " | ".join(f"{v:.3f}" for v in row[strategy]["per_tissue"].values()) + " |"
+            )
+    lines += [
+        "",
+        "## Simulated review (`review_simulation.png`)",
+        "",
+        (
+            "Volume Dice after the first k slices of the queue are replaced by ground truth, for the queue "
+            "ordered by each slice score (lowest first); random = mean of "
+            f"{results['settings']['random_orders']} random orders; oracle = largest true gain of fixing the "
+            f"slice first. The review queue uses `{results['queue_score']}`."
+        ),
+        "",
+        "| gap | strategy | slices | order | 10 % | 25 % | 50 % | slices to halfway |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for gap, row in results["gaps"].items():
         for strategy in pl.STRATEGIES:
             summary = row[strategy]["review_summary"]
@@ -259,24 +303,33 @@ def main() -> None:
     parser.add_argument("--quality", choices=list(pl.QUALITY), default="fast")
     parser.add_argument("--sources", type=int, default=4, help="labelled phantoms (default 4, as the CLI)")
     parser.add_argument("--targets", type=int, default=2, help="target phantoms (default 2, as the CLI)")
-    parser.add_argument("--work", type=Path, default=Path("runs/pseudolabel-comparison"),
-                        help="where the small-gap translator is trained and cached")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path("runs/pseudolabel-comparison"),
+        help="where the small-gap translator is trained and cached",
+    )
     parser.add_argument("--translator-iterations", type=int, default=1000)
     parser.add_argument("--random-orders", type=int, default=20)
     args = parser.parse_args()
     started, load_start = time.time(), os.getloadavg()[0]
     command = "python benchmarks/pseudolabel_comparison.py " + " ".join(sys.argv[1:])
     results = {
-        "command": command, "gaps": {}, "queue_score": pl.QUEUE_SCORE,
+        "command": command,
+        "gaps": {},
+        "queue_score": pl.QUEUE_SCORE,
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads, CPU",
+        f"{torch.get_num_threads()} threads, CPU",
     }
     RESULTS.mkdir(exist_ok=True)
     for gap in args.gaps:  # results are written after each gap
         results["gaps"][gap] = run_gap(*GAPS[gap], args)
-        results |= {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "seconds": time.time() - started,
-                    "load": load_note(load_start, os.getloadavg()[0])}
+        results |= {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "seconds": time.time() - started,
+            "load": load_note(load_start, os.getloadavg()[0]),
+        }
         atomic_write_json(RESULTS / "pseudolabel_comparison.json", results)
         atomic_write_bytes(RESULTS / "pseudolabel_comparison.md", markdown(results).encode())
         plot(results, RESULTS / "review_simulation.png")

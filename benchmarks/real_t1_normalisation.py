@@ -59,8 +59,10 @@ def translate_normalised(translator: Translator, x: np.ndarray) -> np.ndarray:
 
 
 def brain_stats(hu: np.ndarray) -> str:
-    return (f"mean {hu.mean():.0f} HU, median {np.median(hu):.0f} HU, 5–95 % {np.percentile(hu, 5):.0f} to "
-            f"{np.percentile(hu, 95):.0f} HU, {100 * (hu > 300).mean():.1f} % above 300 HU")
+    return (
+        f"mean {hu.mean():.0f} HU, median {np.median(hu):.0f} HU, 5–95 % {np.percentile(hu, 5):.0f} to "
+        f"{np.percentile(hu, 95):.0f} HU, {100 * (hu > 300).mean():.1f} % above 300 HU"
+    )
 
 
 def main() -> int:
@@ -69,8 +71,13 @@ def main() -> int:
 
     load_start, start = os.getloadavg()[0], time.time()
     translator = load_translator(MODEL, device="cpu")
-    reference = np.mean([_foreground_quantiles(mr_percentile().fit(s.t1).to_network(s.t1))
-                         for s in (generate_subject(100 + i) for i in range(8))], axis=0)
+    reference = np.mean(
+        [
+            _foreground_quantiles(mr_percentile().fit(s.t1).to_network(s.t1))
+            for s in (generate_subject(100 + i) for i in range(8))
+        ],
+        axis=0,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         nibabel.save(load_mni152_template(), f"{tmp}/t1.nii.gz")
         nibabel.save(load_mni152_brain_mask(), f"{tmp}/brain.nii.gz")
@@ -80,7 +87,9 @@ def main() -> int:
     phantom = generate_subject(1000)
     body = phantom.labels > 0
     mae_plain = np.abs(translator.translate_volume(phantom.t1).image - phantom.ct)[body].mean()
-    mae_matched = np.abs(translate_normalised(translator, standardised(phantom.t1, reference)) - phantom.ct)[body].mean()
+    mae_matched = np.abs(translate_normalised(translator, standardised(phantom.t1, reference)) - phantom.ct)[
+        body
+    ].mean()
     lines = [
         "# A real T1 through a phantom-trained translator: does the normalisation help?",
         "",
@@ -92,14 +101,18 @@ def main() -> int:
         f"- own normalisation (as trained): {brain_stats(plain)}",
         f"- histogram standardisation to the phantom T1 at inference: {brain_stats(matched)}",
         "",
-        (f"Held-out phantom (seed 1000), MAE in the body: {mae_plain:.1f} HU as trained, "
-        f"{mae_matched:.1f} HU with the standardisation."),
+        (
+            f"Held-out phantom (seed 1000), MAE in the body: {mae_plain:.1f} HU as trained, "
+            f"{mae_matched:.1f} HU with the standardisation."
+        ),
         "",
-        ("Goal of issue 18 item 2: brain in 0–80 HU with no voxel above 300 HU. Neither normalisation meets it; "
-        "standardising the histogram without retraining makes the real T1 worse, probably because the tissue proportions "
-        "of a real head (and the template's field of view) differ from the phantom's, so matching histograms "
-        "maps tissues onto the wrong phantom tissues. A normalisation that survives real scanners needs the "
-        "translators retrained with it (and realistic training data); the input check flags real T1s instead."),
+        (
+            "Goal of issue 18 item 2: brain in 0–80 HU with no voxel above 300 HU. Neither normalisation meets it; "
+            "standardising the histogram without retraining makes the real T1 worse, probably because the tissue proportions "
+            "of a real head (and the template's field of view) differ from the phantom's, so matching histograms "
+            "maps tissues onto the wrong phantom tissues. A normalisation that survives real scanners needs the "
+            "translators retrained with it (and realistic training data); the input check flags real T1s instead."
+        ),
         "",
     ]
     RESULTS.write_text("\n".join(lines), encoding="utf-8")

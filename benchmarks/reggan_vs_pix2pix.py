@@ -38,13 +38,46 @@ METHODS = ("pix2pix", "reggan")
 
 def training_argv(method: str, level: int, args: argparse.Namespace) -> list[str]:
     """The trainer command line of one run (same for both methods except R's settings)."""
-    argv = ["--method", method, "--phantom", "misaligned", "--level", str(level),
-            "--run-dir", str(args.work_dir / f"{method}-L{level}"), "--iterations", str(args.iterations),
-            "--size", str(args.size), "--subjects", str(args.subjects), "--batch-size", str(args.batch_size),
-            "--threads", str(args.threads), "--lr", str(args.lr), "--log-every", "50",
-            "--checkpoint-every", str(args.iterations), "--preview-every", "0", "--seed", str(args.seed),
-            "--set", f"data.phantom_depth={args.depth}", "--set", "model.ngf=16", "--set", "model.n_blocks=4",
-            "--set", "model.ndf=16", "--set", "model.lr_decay_start=0.7"]
+    argv = [
+        "--method",
+        method,
+        "--phantom",
+        "misaligned",
+        "--level",
+        str(level),
+        "--run-dir",
+        str(args.work_dir / f"{method}-L{level}"),
+        "--iterations",
+        str(args.iterations),
+        "--size",
+        str(args.size),
+        "--subjects",
+        str(args.subjects),
+        "--batch-size",
+        str(args.batch_size),
+        "--threads",
+        str(args.threads),
+        "--lr",
+        str(args.lr),
+        "--log-every",
+        "50",
+        "--checkpoint-every",
+        str(args.iterations),
+        "--preview-every",
+        "0",
+        "--seed",
+        str(args.seed),
+        "--set",
+        f"data.phantom_depth={args.depth}",
+        "--set",
+        "model.ngf=16",
+        "--set",
+        "model.n_blocks=4",
+        "--set",
+        "model.ndf=16",
+        "--set",
+        "model.lr_decay_start=0.7",
+    ]
     if method == "reggan":
         argv += ["--set", "model.reg_nf=8", "--set", "model.reg_depth=4", "--set", f"model.reg_lr={args.reg_lr}"]
     return argv
@@ -66,9 +99,13 @@ def run(method: str, level: int, args: argparse.Namespace) -> dict[str, Any]:
     if train(build_config(build_parser().parse_args(argv))) != 0:
         raise SystemExit(f"{method} failed; see {run_dir / 'log.txt'}")
     wall = time.time() - start
-    return {"method": method, "level": level, "wall_seconds": round(wall, 1),
-            "command": "python -m training " + " ".join(argv),
-            "metrics": evaluate(run_dir / "translator.safetensors", level, args)}
+    return {
+        "method": method,
+        "level": level,
+        "wall_seconds": round(wall, 1),
+        "command": "python -m training " + " ".join(argv),
+        "metrics": evaluate(run_dir / "translator.safetensors", level, args),
+    }
 
 
 def evaluate(path: Path, level: int, args: argparse.Namespace) -> dict[str, float]:
@@ -87,7 +124,7 @@ def evaluate(path: Path, level: int, args: argparse.Namespace) -> dict[str, floa
             moved = misalign(subject, level, seed=seed + 7)
             reg = translator.register(image, moved.ct, spacing=subject.spacing)
             body = moved.labels > 0
-            row["field_mean_mm"] = float(np.sqrt((reg.field ** 2).sum(1)).mean())
+            row["field_mean_mm"] = float(np.sqrt((reg.field**2).sum(1)).mean())
             row["mae_vs_moved_ct"] = float(np.abs(image - moved.ct)[body].mean())
             row["mae_vs_moved_ct_warped"] = float(np.abs(reg.warped - moved.ct)[body].mean())
         rows.append(row)
@@ -97,29 +134,43 @@ def evaluate(path: Path, level: int, args: argparse.Namespace) -> dict[str, floa
 def write_report(results: list[dict[str, Any]], args: argparse.Namespace, wall: float) -> str:
     import torch
 
-    lines = ["# pix2pix vs RegGAN on misaligned phantom pairs", "",
-             f"Command: `python benchmarks/reggan_vs_pix2pix.py --levels {args.levels} --iterations "
-             f"{args.iterations} --jobs {args.jobs}` ({wall / 60:.1f} min wall in all).", "",
-             f"Training: phantom `misaligned` regime, {args.subjects} subjects ({args.depth}×{args.size}² T1→CT), "
-             f"{args.iterations} iterations, batch {args.batch_size}, same ResNet generator (ngf 16, 4 blocks) and "
-             f"PatchGAN (ndf 16), lr {args.lr} (RegGAN's R: {args.reg_lr}), seed {args.seed}; "
-             f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s) "
-             f"per run, {args.jobs} run(s) at a time on {os.cpu_count()} CPUs. Test: held-out subjects (seeds "
-             f"{', '.join(map(str, TEST_SEEDS))}) against their *aligned* CT, body mask.", "",
-             "| method | level | MAE (HU) | PSNR (dB) | SSIM | iterations | train wall (s) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# pix2pix vs RegGAN on misaligned phantom pairs",
+        "",
+        f"Command: `python benchmarks/reggan_vs_pix2pix.py --levels {args.levels} --iterations "
+        f"{args.iterations} --jobs {args.jobs}` ({wall / 60:.1f} min wall in all).",
+        "",
+        f"Training: phantom `misaligned` regime, {args.subjects} subjects ({args.depth}×{args.size}² T1→CT), "
+        f"{args.iterations} iterations, batch {args.batch_size}, same ResNet generator (ngf 16, 4 blocks) and "
+        f"PatchGAN (ndf 16), lr {args.lr} (RegGAN's R: {args.reg_lr}), seed {args.seed}; "
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} thread(s) "
+        f"per run, {args.jobs} run(s) at a time on {os.cpu_count()} CPUs. Test: held-out subjects (seeds "
+        f"{', '.join(map(str, TEST_SEEDS))}) against their *aligned* CT, body mask.",
+        "",
+        "| method | level | MAE (HU) | PSNR (dB) | SSIM | iterations | train wall (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         m = r["metrics"]
-        lines.append(f"| {r['method']} | {r['level']} | {m['mae']:.1f} | {m['psnr']:.2f} | {m['ssim']:.3f} | "
-                     f"{args.iterations} | {r['wall_seconds']} |")
-    lines += ["", "Did R learn to register? The test translation registered onto the test CT moved at the "
-              "training level (MAE in the moved body):", "",
-              "| level | mean \\|field\\| (mm) | MAE vs moved CT (HU) | after warping with R (HU) |", "|---|---|---|---|"]
+        lines.append(
+            f"| {r['method']} | {r['level']} | {m['mae']:.1f} | {m['psnr']:.2f} | {m['ssim']:.3f} | "
+            f"{args.iterations} | {r['wall_seconds']} |"
+        )
+    lines += [
+        "",
+        "Did R learn to register? The test translation registered onto the test CT moved at the "
+        "training level (MAE in the moved body):",
+        "",
+        "| level | mean \\|field\\| (mm) | MAE vs moved CT (HU) | after warping with R (HU) |",
+        "|---|---|---|---|",
+    ]
     for r in results:
         if "field_mean_mm" in r["metrics"]:
             m = r["metrics"]
-            lines.append(f"| {r['level']} | {m['field_mean_mm']:.2f} | {m['mae_vs_moved_ct']:.0f} | "
-                         f"{m['mae_vs_moved_ct_warped']:.0f} |")
+            lines.append(
+                f"| {r['level']} | {m['field_mean_mm']:.2f} | {m['mae_vs_moved_ct']:.0f} | "
+                f"{m['mae_vs_moved_ct_warped']:.0f} |"
+            )
     lines += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in results] + [""]
     return "\n".join(lines)
 
@@ -148,8 +199,11 @@ def main() -> int:
         for future in futures:
             results.append(r := future.result())
             m = r["metrics"]
-            print(f"{r['method']} level {r['level']}: MAE {m['mae']:.1f} HU, PSNR {m['psnr']:.2f}, "
-                  f"SSIM {m['ssim']:.3f}, {r['wall_seconds']} s", flush=True)
+            print(
+                f"{r['method']} level {r['level']}: MAE {m['mae']:.1f} HU, PSNR {m['psnr']:.2f}, "
+                f"SSIM {m['ssim']:.3f}, {r['wall_seconds']} s",
+                flush=True,
+            )
     text = write_report(results, args, time.time() - start)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")

@@ -57,18 +57,30 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()[0]
     floor = floor_metrics(args.seeds, SHAPE)[FLOOR]
-    rows = [(f"floor ({FLOOR.split(' (')[0]})", float(np.mean([r["mae"] for r in floor])),
-             float(np.mean([r["through_plane"] for r in floor])), "")]
+    rows = [
+        (
+            f"floor ({FLOOR.split(' (')[0]})",
+            float(np.mean([r["mae"] for r in floor])),
+            float(np.mean([r["through_plane"] for r in floor])),
+            "",
+        )
+    ]
     for path in sorted(MODELS.glob("*.safetensors")):
         start = time.perf_counter()
         found = measure(path, args.seeds)
         rows.append((path.stem, found["mae"], found["through_plane"], f"{time.perf_counter() - start:.0f}"))
     command = "python benchmarks/through_plane.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    lines = ["# Through-plane error of the shipped translators", "", f"`{command.strip()}`", "",
-             f"Held-out phantom subjects (seeds {', '.join(map(str, args.seeds))}, shape {SHAPE}), T1 → CT, body mask",
-             "(labels > 0). Through-plane error: MAE of the slice-to-slice difference against the true CT's, HU.",
-             "", "| model | MAE (HU) | through-plane error (HU) | ratio to the floor's | wall (s, translate + metrics) |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "# Through-plane error of the shipped translators",
+        "",
+        f"`{command.strip()}`",
+        "",
+        f"Held-out phantom subjects (seeds {', '.join(map(str, args.seeds))}, shape {SHAPE}), T1 → CT, body mask",
+        "(labels > 0). Through-plane error: MAE of the slice-to-slice difference against the true CT's, HU.",
+        "",
+        "| model | MAE (HU) | through-plane error (HU) | ratio to the floor's | wall (s, translate + metrics) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for name, mae, through, wall in rows:
         lines.append(f"| {name} | {mae:.1f} | {through:.1f} | {through / rows[0][2]:.2f} | {wall} |")
     lines += ["", f"torch threads {args.threads}. " + load_note(load_start, os.getloadavg()[0]), ""]

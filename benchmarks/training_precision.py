@@ -46,51 +46,81 @@ def train_and_score(name: str, precision: str, work: Path, scale: float, threads
     run_dir = work / f"{name}-{precision}"
     if run_dir.exists():
         raise SystemExit(f"{run_dir} exists: remove it or choose another --work folder")
-    argv = [*spec["args"], *demo.COMMON, "--run-dir", str(run_dir), "--iterations", str(iterations),
-            "--name", f"{name}-{precision}", "--threads", str(threads), "--precision", precision]
+    argv = [
+        *spec["args"],
+        *demo.COMMON,
+        "--run-dir",
+        str(run_dir),
+        "--iterations",
+        str(iterations),
+        "--name",
+        f"{name}-{precision}",
+        "--threads",
+        str(threads),
+        "--precision",
+        precision,
+    ]
     start = time.time()
     if train(build_config(build_parser().parse_args(argv))) != 0:
         raise SystemExit(f"training {name} in {precision} failed; see {run_dir / 'log.txt'}")
     wall = time.time() - start
     scores = demo.evaluate(run_dir / "translator.safetensors")["mean"]
-    return {"model": name, "precision": precision, "iterations": iterations, "wall_seconds": round(wall, 1),
-            "command": "python -m training " + " ".join(argv), **scores}
+    return {
+        "model": name,
+        "precision": precision,
+        "iterations": iterations,
+        "wall_seconds": round(wall, 1),
+        "command": "python -m training " + " ".join(argv),
+        **scores,
+    }
 
 
 def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     """The markdown table of both precisions per recipe."""
-    lines = ["# Training precision: fp32 vs bf16 autocast on the demo recipes", "",
-             f"Command: `python benchmarks/training_precision.py --models {' '.join(args.models)} "
-             f"--scale {args.scale} --threads {args.threads}`", "",
-             f"{platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), "
-             f"{os.cpu_count()} CPUs; bf16 matrix instructions (amx_bf16/avx512_bf16): "
-             f"{'yes' if bf16_native() else 'no'}. Held-out phantom seeds {demo.TEST_SEEDS}, shape "
-             f"{demo.TEST_SHAPE}, body mask; inference in fp32.", "",
-             "| recipe | precision | iterations | train wall (s) | speed-up | MAE (HU) | PSNR (dB) | SSIM | "
-             "bone mean (HU) | air mean (HU) | σ–error r (per slice, pooled) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Training precision: fp32 vs bf16 autocast on the demo recipes",
+        "",
+        f"Command: `python benchmarks/training_precision.py --models {' '.join(args.models)} "
+        f"--scale {args.scale} --threads {args.threads}`",
+        "",
+        f"{platform.machine()}, torch {torch.__version__}, {args.threads} thread(s), "
+        f"{os.cpu_count()} CPUs; bf16 matrix instructions (amx_bf16/avx512_bf16): "
+        f"{'yes' if bf16_native() else 'no'}. Held-out phantom seeds {demo.TEST_SEEDS}, shape "
+        f"{demo.TEST_SHAPE}, body mask; inference in fp32.",
+        "",
+        "| recipe | precision | iterations | train wall (s) | speed-up | MAE (HU) | PSNR (dB) | SSIM | "
+        "bone mean (HU) | air mean (HU) | σ–error r (per slice, pooled) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     walls = {(r["model"], r["precision"]): r["wall_seconds"] for r in rows}
     for r in rows:
         speed = walls[(r["model"], "fp32")] / r["wall_seconds"] if (r["model"], "fp32") in walls else float("nan")
         pcc = r.get("sigma_error_slice_pcc")
-        lines.append(f"| {r['model']} | {r['precision']} | {r['iterations']} | {r['wall_seconds']:.0f} | "
-                     f"{speed:.2f}× | {r['mae']:.1f} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
-                     f"{r['bone_mean_hu']:.0f} | {r['air_mean_hu']:.0f} | "
-                     f"{'–' if pcc is None else f'{pcc:.2f}'} |")
+        lines.append(
+            f"| {r['model']} | {r['precision']} | {r['iterations']} | {r['wall_seconds']:.0f} | "
+            f"{speed:.2f}× | {r['mae']:.1f} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
+            f"{r['bone_mean_hu']:.0f} | {r['air_mean_hu']:.0f} | "
+            f"{'–' if pcc is None else f'{pcc:.2f}'} |"
+        )
     lines += ["", "Commands:", ""] + [f"- `{r['command']}`" for r in rows] + [""]
     return "\n".join(lines)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["t1-ct-resnet", "t1-ct-uapi-supervised"], choices=sorted(demo.MODELS))
+    parser.add_argument(
+        "--models", nargs="+", default=["t1-ct-resnet", "t1-ct-uapi-supervised"], choices=sorted(demo.MODELS)
+    )
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every recipe's iterations")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "training_precision")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "training_precision.md")
     args = parser.parse_args()
-    rows = [train_and_score(name, precision, args.work, args.scale, args.threads)
-            for name in args.models for precision in PRECISIONS]
+    rows = [
+        train_and_score(name, precision, args.work, args.scale, args.threads)
+        for name in args.models
+        for precision in PRECISIONS
+    ]
     text = report(rows, args)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

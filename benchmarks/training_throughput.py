@@ -54,10 +54,12 @@ class NaiveCycleGAN:
 
     def __init__(self, nets: dict[str, torch.nn.Module], lr: float = 2e-4) -> None:
         self.g_a, self.g_b, self.d_a, self.d_b = nets["G_AB"], nets["G_BA"], nets["D_B"], nets["D_A"]
-        self.opt_g = torch.optim.Adam(itertools.chain(self.g_a.parameters(), self.g_b.parameters()),
-                                      lr=lr, betas=(0.5, 0.999))
-        self.opt_d = torch.optim.Adam(itertools.chain(self.d_a.parameters(), self.d_b.parameters()),
-                                      lr=lr, betas=(0.5, 0.999))
+        self.opt_g = torch.optim.Adam(
+            itertools.chain(self.g_a.parameters(), self.g_b.parameters()), lr=lr, betas=(0.5, 0.999)
+        )
+        self.opt_d = torch.optim.Adam(
+            itertools.chain(self.d_a.parameters(), self.d_b.parameters()), lr=lr, betas=(0.5, 0.999)
+        )
         self.pool_a, self.pool_b = ImagePool(50), ImagePool(50)
         self.real_label, self.fake_label = torch.tensor(1.0), torch.tensor(0.0)
 
@@ -99,8 +101,9 @@ class NaiveCycleGAN:
         self.opt_d.step()
 
 
-def make_project(ngf: int, blocks: int, channels_last: bool = False,
-                 dtype: torch.dtype | None = None) -> Callable[[torch.Tensor, torch.Tensor], None]:
+def make_project(
+    ngf: int, blocks: int, channels_last: bool = False, dtype: torch.dtype | None = None
+) -> Callable[[torch.Tensor, torch.Tensor], None]:
     """The trainer's CycleGAN step; ``dtype`` is the autocast dtype (``--precision bf16``)."""
     cls = get_method("cyclegan")
     options = options_from_dict(cls.Options, {"ngf": ngf, "n_blocks": blocks}, "cyclegan")
@@ -108,8 +111,13 @@ def make_project(ngf: int, blocks: int, channels_last: bool = False,
     if channels_last:
         for net in method.nets.values():
             net.to(memory_format=torch.channels_last)
-    ctx = StepContext(torch.device("cpu"), torch.amp.GradScaler("cpu", enabled=False), dtype, lambda p: None,
-                      torch.Generator().manual_seed(0))
+    ctx = StepContext(
+        torch.device("cpu"),
+        torch.amp.GradScaler("cpu", enabled=False),
+        dtype,
+        lambda p: None,
+        torch.Generator().manual_seed(0),
+    )
 
     def step(a: torch.Tensor, b: torch.Tensor) -> None:
         if channels_last:
@@ -147,8 +155,9 @@ def sgemm_peak(threads: int, n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def step_profile(step: Callable[[torch.Tensor, torch.Tensor], None], a: torch.Tensor,
-                 b: torch.Tensor) -> tuple[float, float]:
+def step_profile(
+    step: Callable[[torch.Tensor, torch.Tensor], None], a: torch.Tensor, b: torch.Tensor
+) -> tuple[float, float]:
     """(GFLOP per step, fraction of the step's CPU time spent in convolutions) of one step."""
     from torch.profiler import profile
     from torch.utils.flop_counter import FlopCounterMode
@@ -159,8 +168,9 @@ def step_profile(step: Callable[[torch.Tensor, torch.Tensor], None], a: torch.Te
         step(a, b)
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events)
-    conv = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mkldnn_convolution",
-                                                                  "aten::convolution_backward"))
+    conv = sum(
+        e.self_cpu_time_total for e in events if e.key in ("aten::mkldnn_convolution", "aten::convolution_backward")
+    )
     return counter.get_total_flops() / 1e9, conv / total
 
 
@@ -172,8 +182,9 @@ def main() -> int:
     parser.add_argument("--iters", type=int, default=3, help="iterations per round and variant")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--variants", default="naive,project,project+bf16",
-                        help="comma-separated: " + ", ".join(VARIANTS))
+    parser.add_argument(
+        "--variants", default="naive,project,project+bf16", help="comma-separated: " + ", ".join(VARIANTS)
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "training_throughput.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -228,28 +239,45 @@ def main() -> int:
     for name in variants:
         speed = f"{median[name] / base:.2f}×" if base else "—"
         lines.append(f"| {name} | {median[name]:.3f} | {', '.join(f'{r:.3f}' for r in rates[name])} | {speed} |")
-    lines += ["", f"Roofline: float32 matrix multiply runs at {peak:.0f} GFLOP/s on this CPU with "
-              f"{args.threads} thread(s) (2048² sgemm), the practical ceiling for convolutions.", "",
-              "| variant | GFLOP per step | achieved GFLOP/s | share of CPU time in convolutions | "
-              "time at the sgemm rate (s) |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"Roofline: float32 matrix multiply runs at {peak:.0f} GFLOP/s on this CPU with "
+        f"{args.threads} thread(s) (2048² sgemm), the practical ceiling for convolutions.",
+        "",
+        "| variant | GFLOP per step | achieved GFLOP/s | share of CPU time in convolutions | "
+        "time at the sgemm rate (s) |",
+        "|---|---|---|---|---|",
+    ]
     for name in variants:
         gflop, conv_share = roofline[name]
         lines.append(f"| {name} | {gflop:.1f} | {gflop * median[name]:.0f} | {conv_share:.0%} | {gflop / peak:.2f} |")
     if base:
         gflop, conv_share = roofline["naive"]
         conv_rate = gflop / (conv_share / base)
-        lines += ["", f"The naive step spends {conv_share:.0%} of its time in convolutions, which run at "
-                  f"{conv_rate:.0f} GFLOP/s ({conv_rate / peak:.0%} of the sgemm rate). With the same arithmetic, "
-                  f"removing *all* other work would make it at most {1 / conv_share:.2f}× faster; even convolutions "
-                  f"at the full sgemm rate would give at most {peak / (gflop * base):.2f}×."]
+        lines += [
+            "",
+            f"The naive step spends {conv_share:.0%} of its time in convolutions, which run at "
+            f"{conv_rate:.0f} GFLOP/s ({conv_rate / peak:.0%} of the sgemm rate). With the same arithmetic, "
+            f"removing *all* other work would make it at most {1 / conv_share:.2f}× faster; even convolutions "
+            f"at the full sgemm rate would give at most {peak / (gflop * base):.2f}×.",
+        ]
     lines.append("")
     text = "\n".join(lines)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
-    (args.out.with_suffix(".json")).write_text(json.dumps({"args": vars(args) | {"out": str(args.out)},
-                                                           "rates": rates, "median": median, "sgemm_gflops": peak,
-                                                           "roofline": roofline}, indent=2))
+    (args.out.with_suffix(".json")).write_text(
+        json.dumps(
+            {
+                "args": vars(args) | {"out": str(args.out)},
+                "rates": rates,
+                "median": median,
+                "sgemm_gflops": peak,
+                "roofline": roofline,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

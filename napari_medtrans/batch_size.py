@@ -69,8 +69,16 @@ class BatchKey:
 
     def text(self) -> str:
         """The key as one string (a JSON object key)."""
-        return "|".join(str(v) for v in (self.network, f"{self.height}x{self.width}", self.device,
-                                         f"{self.threads} threads", self.precision))
+        return "|".join(
+            str(v)
+            for v in (
+                self.network,
+                f"{self.height}x{self.width}",
+                self.device,
+                f"{self.threads} threads",
+                self.precision,
+            )
+        )
 
 
 def network_id(name: str, networks: dict, context_slices: int) -> str:

@@ -83,9 +83,9 @@ def field_vectors(
     d_row = field_mm[zz, 0, rr, cc].ravel()
     d_col = field_mm[zz, 1, rr, cc].ravel()
     positions = np.stack([zz.ravel(), rr.ravel(), cc.ravel()], axis=1).astype(np.float32)
-    projections = np.stack(
-        [np.zeros_like(d_row), d_row / spacing_zyx[1], d_col / spacing_zyx[2]], axis=1
-    ).astype(np.float32)
+    projections = np.stack([np.zeros_like(d_row), d_row / spacing_zyx[1], d_col / spacing_zyx[2]], axis=1).astype(
+        np.float32
+    )
     return np.stack([positions, projections], axis=1), np.hypot(d_row, d_col)
 
 

@@ -126,8 +126,11 @@ def volume_impact(confidence: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
 def slice_scores(probabilities: np.ndarray, labels: np.ndarray, confidence: np.ndarray) -> dict[str, np.ndarray]:
     """Every score of :data:`SLICE_SCORES`, per slice."""
-    return {"mean": slice_confidence(confidence, labels), "expected_dice": expected_dice(probabilities, labels),
-            "volume_impact": volume_impact(confidence, labels)}
+    return {
+        "mean": slice_confidence(confidence, labels),
+        "expected_dice": expected_dice(probabilities, labels),
+        "volume_impact": volume_impact(confidence, labels),
+    }
 
 
 # -- how well a score finds the errors (where ground truth exists) ---------------------------

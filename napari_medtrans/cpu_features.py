@@ -65,15 +65,19 @@ def _probed_flags() -> set[str]:
     """Flags from PyTorch's x86 probes and macOS's sysctl where there is no ``/proc/cpuinfo``."""
     import torch
 
-    probes = {"avx512_bf16": "_is_avx512_bf16_supported", "amx_tile": "_is_amx_tile_supported",
-              "amx_fp16": "_is_amx_fp16_supported"}
+    probes = {
+        "avx512_bf16": "_is_avx512_bf16_supported",
+        "amx_tile": "_is_amx_tile_supported",
+        "amx_fp16": "_is_amx_fp16_supported",
+    }
     flags = {flag for flag, name in probes.items() if getattr(torch.cpu, name, lambda: False)()}
     if "amx_tile" in flags:
         flags.add("amx_bf16")  # every AMX CPU has AMX-BF16
     if platform.system() == "Darwin":
         try:
-            done = subprocess.run(["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True, check=False,
-                                  timeout=5)
+            done = subprocess.run(
+                ["sysctl", "-n", "hw.optional.arm.FEAT_BF16"], capture_output=True, text=True, check=False, timeout=5
+            )
             if done.stdout.strip() == "1":
                 flags.add("bf16")
         except (OSError, subprocess.SubprocessError):
@@ -105,21 +109,29 @@ def precision_support(precision: str, device: str | torch.device = "cpu") -> Pre
         capability = torch.cuda.get_device_capability(torch.device(device))
         native = capability >= CUDA_CAPABILITY[precision]
         need = ".".join(map(str, CUDA_CAPABILITY[precision]))
-        return PrecisionSupport(precision, native, f"CUDA capability {capability[0]}.{capability[1]} "
-                                f"({'≥' if native else '<'} {need} for native {precision})")
+        return PrecisionSupport(
+            precision,
+            native,
+            f"CUDA capability {capability[0]}.{capability[1]} ({'≥' if native else '<'} {need} for native {precision})",
+        )
     if kind != "cpu":
         return PrecisionSupport(precision, False, f"native {precision} is not known for {kind} devices")
     found = sorted(NATIVE_FLAGS[precision] & cpu_flags())
     if found:
         return PrecisionSupport(precision, True, f"this CPU has {precision} instructions ({', '.join(found)})")
-    return PrecisionSupport(precision, False, (
-        f"this CPU ({cpu_model()}) has no {precision} instructions ({'/'.join(sorted(NATIVE_FLAGS[precision]))}): "
-        f"{precision} is emulated and much slower than fp32"
-    ))
+    return PrecisionSupport(
+        precision,
+        False,
+        (
+            f"this CPU ({cpu_model()}) has no {precision} instructions ({'/'.join(sorted(NATIVE_FLAGS[precision]))}): "
+            f"{precision} is emulated and much slower than fp32"
+        ),
+    )
 
 
-def check_precision(precision: str, device: str | torch.device = "cpu", *, force: bool = False,
-                    how_to_force: str = "force it") -> str | None:
+def check_precision(
+    precision: str, device: str | torch.device = "cpu", *, force: bool = False, how_to_force: str = "force it"
+) -> str | None:
     """Refuse an emulated precision unless ``force``; return a warning when forced, else None.
 
     ``how_to_force`` completes the error message (e.g. "add --force").

@@ -46,9 +46,20 @@ RESCALE_SLOPE = 1.0
 #: Geometry of the sCT and the ``like`` series must agree to this many mm (NIfTI keeps float32).
 GEOMETRY_TOLERANCE_MM = 1e-3
 IDENTITY_TAGS = (
-    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge", "StudyInstanceUID",
-    "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "StudyDescription", "ReferringPhysicianName",
-    "FrameOfReferenceUID", "PatientPosition",
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "PatientAge",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "AccessionNumber",
+    "StudyDescription",
+    "ReferringPhysicianName",
+    "FrameOfReferenceUID",
+    "PatientPosition",
 )
 SERIES_NUMBER_OFFSET = 1000
 
@@ -76,8 +87,7 @@ def volume_slices(volume: Volume) -> list[SliceGeometry]:
     origin = np.asarray(volume.origin, dtype=float)
     orientation = (*d[:, 0], *d[:, 1])
     return [
-        SliceGeometry(tuple(origin + k * sz * d[:, 2]), orientation, (sy, sx), sz)
-        for k in range(volume.array.shape[0])
+        SliceGeometry(tuple(origin + k * sz * d[:, 2]), orientation, (sy, sx), sz) for k in range(volume.array.shape[0])
     ]
 
 
@@ -87,16 +97,20 @@ def _like_slices(folder: Path, volume: Volume) -> tuple[list[SliceGeometry], Dat
     uid = source.metadata.get("SeriesInstanceUID")
     files = next(s.files for s in list_dicom_series(folder) if s.uid == uid)
     if source.array.shape != volume.array.shape:
-        raise DicomExportError(f"{folder}: the series has {source.array.shape} voxels (z, y, x), the sCT "
-                               f"{volume.array.shape}; translate this series to get an sCT on its grid")
+        raise DicomExportError(
+            f"{folder}: the series has {source.array.shape} voxels (z, y, x), the sCT "
+            f"{volume.array.shape}; translate this series to get an sCT on its grid"
+        )
     mismatch = {
         name: float(np.max(np.abs(np.subtract(getattr(source, name), getattr(volume, name)))))
         for name in ("origin", "spacing", "direction")
     }
     if max(mismatch.values()) > GEOMETRY_TOLERANCE_MM:
         worst = max(mismatch, key=lambda name: mismatch[name])
-        raise DicomExportError(f"{folder}: the sCT's {worst} differs from the series by {mismatch[worst]:.3g} "
-                               f"(tolerance {GEOMETRY_TOLERANCE_MM}); translate this series to get an sCT on its grid")
+        raise DicomExportError(
+            f"{folder}: the sCT's {worst} differs from the series by {mismatch[worst]:.3g} "
+            f"(tolerance {GEOMETRY_TOLERANCE_MM}); translate this series to get an sCT on its grid"
+        )
     headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
     slices = [
         SliceGeometry(
@@ -176,8 +190,9 @@ def hu_to_stored(hu: np.ndarray) -> tuple[np.ndarray, float]:
     intercept = float(min(AIR_HU, np.floor(hu.min())))
     steps = np.rint((hu - intercept) / RESCALE_SLOPE)
     if steps.max() > np.iinfo(np.uint16).max:
-        raise DicomExportError(f"the sCT spans {hu.min():.0f} to {hu.max():.0f} HU, more than 16 bits at "
-                               f"{RESCALE_SLOPE} HU per step")
+        raise DicomExportError(
+            f"the sCT spans {hu.min():.0f} to {hu.max():.0f} HU, more than 16 bits at {RESCALE_SLOPE} HU per step"
+        )
     return steps.astype(np.uint16), intercept
 
 
@@ -205,8 +220,12 @@ def export_dicom(
     stored, intercept = hu_to_stored(volume.array)
     name = translator or "translator not recorded"
     source = f"MR series {like_header.SeriesInstanceUID}" if like_header is not None else "an MR volume"
-    shared = _series_dataset(like_header, f"synthetic CT ({name})", intercept,
-                             f"synthetic CT translated from {source} by {name} (napari-medtrans); not a measured CT")
+    shared = _series_dataset(
+        like_header,
+        f"synthetic CT ({name})",
+        intercept,
+        f"synthetic CT translated from {source} by {name} (napari-medtrans); not a measured CT",
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
     tmp.mkdir()

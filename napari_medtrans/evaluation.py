@@ -67,14 +67,14 @@ class EvalSettings:
     scenarios: Sequence[str] = tuple(metrics.SCENARIOS)
     seed: int = 0
     segmenter: Segmenter | None = None
-    label_names: dict[int, str] = field(default_factory=dict)   # tissues scored by Dice (no background)
+    label_names: dict[int, str] = field(default_factory=dict)  # tissues scored by Dice (no background)
     fid_weights: Path | None = None
     frd: bool = True
     frd_image_types: Sequence[str] | None = None
     frd_max_slices: int = FRD_MAX_SLICES
-    set_bootstrap: int = SET_BOOTSTRAP   # subject resamples for the SWD/FRD intervals
-    frd_scenarios: Sequence[str] | None = None   # FRD only under these scenarios (None: all); it is the slow one
-    pcc_min_foreground: float = 0.1   # σ–error correlation over slices with ≥ this body fraction (0: all)
+    set_bootstrap: int = SET_BOOTSTRAP  # subject resamples for the SWD/FRD intervals
+    frd_scenarios: Sequence[str] | None = None  # FRD only under these scenarios (None: all); it is the slow one
+    pcc_min_foreground: float = 0.1  # σ–error correlation over slices with ≥ this body fraction (0: all)
 
 
 @dataclass
@@ -82,31 +82,32 @@ class EvaluationResult:
     """All numbers of one evaluation (JSON-ready) plus the arrays behind the plots."""
 
     models: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    reference: dict[str, Any] = field(default_factory=dict)          # Dice of the segmenter on real targets
-    reasons: dict[str, str] = field(default_factory=dict)            # "model/scenario/metric" → why null
+    reference: dict[str, Any] = field(default_factory=dict)  # Dice of the segmenter on real targets
+    reasons: dict[str, str] = field(default_factory=dict)  # "model/scenario/metric" → why null
     per_slice: dict[str, dict[str, dict[str, list[float | None]]]] = field(default_factory=dict)
     uncertainty: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The ``metrics.json`` document."""
-        return {"models": self.models, "reference": self.reference, "reasons": self.reasons,
-                "settings": self.settings}
+        return {"models": self.models, "reference": self.reference, "reasons": self.reasons, "settings": self.settings}
 
 
 # ----------------------------------------------------------------------------- cases
 
 
-def phantom_cases(n: int, source: str, target: str, *, seed: int = HELD_OUT_SEED,
-                  shape: tuple[int, int, int] = (32, 128, 128)) -> list[EvalCase]:
+def phantom_cases(
+    n: int, source: str, target: str, *, seed: int = HELD_OUT_SEED, shape: tuple[int, int, int] = (32, 128, 128)
+) -> list[EvalCase]:
     """``n`` held-out phantom subjects (seeds ``seed``, ``seed+1``, …), aligned source/target."""
     from napari_medtrans.phantom import generate_subject
 
     cases = []
     for i in range(n):
         subject = generate_subject(seed + i, shape=shape)
-        cases.append(EvalCase(subject.name, subject.volume(source.lower()), subject.volume(target.lower()),
-                              subject.labels))
+        cases.append(
+            EvalCase(subject.name, subject.volume(source.lower()), subject.volume(target.lower()), subject.labels)
+        )
     return cases
 
 
@@ -138,8 +139,14 @@ def folder_cases(data: str | Path, source: str | None, target: str) -> list[Eval
             require_same_grid(source_volume, target_volume, what="target image")
         if label_volume is not None:
             require_same_grid(reference, label_volume, what="labels")
-        cases.append(EvalCase(name, source_volume, target_volume,
-                              None if label_volume is None else label_volume.array.astype(np.int32)))
+        cases.append(
+            EvalCase(
+                name,
+                source_volume,
+                target_volume,
+                None if label_volume is None else label_volume.array.astype(np.int32),
+            )
+        )
     return cases
 
 
@@ -155,8 +162,10 @@ def translated_volumes(folder: str | Path, cases: Sequence[EvalCase]) -> dict[st
     needed = [c for c in cases if c.target is not None]
     missing = [c.name for c in needed if c.name not in files]
     if missing:
-        raise FileNotFoundError(f"{folder} has no translation of case(s) {', '.join(missing[:10])} "
-                                f"(expected {folder}/<case>.nii.gz or .mha)")
+        raise FileNotFoundError(
+            f"{folder} has no translation of case(s) {', '.join(missing[:10])} "
+            f"(expected {folder}/<case>.nii.gz or .mha)"
+        )
     volumes = {}
     for case in needed:
         volume = read_volume(files[case.name], modality=case.target.modality)
@@ -168,8 +177,9 @@ def translated_volumes(folder: str | Path, cases: Sequence[EvalCase]) -> dict[st
 # ----------------------------------------------------------------------------- helpers
 
 
-def foreground_mask(reference: np.ndarray | None, modality: str | None,
-                    labels: np.ndarray | None = None) -> np.ndarray | None:
+def foreground_mask(
+    reference: np.ndarray | None, modality: str | None, labels: np.ndarray | None = None
+) -> np.ndarray | None:
     """Body mask: labels > 0 where labels exist, else a threshold of the reference (CT: -500 HU, else Otsu)."""
     if labels is not None:
         return np.asarray(labels) > 0
@@ -182,12 +192,14 @@ def foreground_mask(reference: np.ndarray | None, modality: str | None,
 def case_mask(case: EvalCase) -> np.ndarray | None:
     """The body mask of a case (see :func:`foreground_mask`)."""
     target = case.target
-    return foreground_mask(None if target is None else target.array, None if target is None else target.modality,
-                           case.labels)
+    return foreground_mask(
+        None if target is None else target.array, None if target is None else target.modality, case.labels
+    )
 
 
-def _slices_for_frd(images: list[np.ndarray], masks: list[np.ndarray], groups: list[int],
-                    limit: int) -> tuple[list, list, list]:
+def _slices_for_frd(
+    images: list[np.ndarray], masks: list[np.ndarray], groups: list[int], limit: int
+) -> tuple[list, list, list]:
     """At most ``limit`` slices with more than 16 body pixels, evenly spread over the list."""
     keep = [i for i, m in enumerate(masks) if m.sum() > 16]
     chosen = [keep[i] for i in np.linspace(0, len(keep) - 1, min(limit, len(keep))).round().astype(int)] if keep else []
@@ -207,14 +219,15 @@ def _unavailable(out: dict, reasons: dict, where: str, keys: Sequence[str], reas
 class Row:
     """What one model (or folder of translations) gave under one scenario, being scored."""
 
-    where: str                                    # "model/scenario"
+    where: str  # "model/scenario"
     out: dict[str, Any] = field(default_factory=dict)
     cases: dict[str, dict[str, Any]] = field(default_factory=dict)
     ci95: dict[str, list[float] | None] = field(default_factory=dict)
 
 
-def _paired(row: Row, reasons: dict, translated: list[np.ndarray], cases: Sequence[EvalCase],
-            modality: str | None) -> dict[str, list[float | None]]:
+def _paired(
+    row: Row, reasons: dict, translated: list[np.ndarray], cases: Sequence[EvalCase], modality: str | None
+) -> dict[str, list[float | None]]:
     """Paired metrics per case, their mean over cases and interval; returns the per-slice curves."""
     curves: dict[str, list[float | None]] = {k: [] for k in metrics.SLICE_METRICS}
     scored = 0
@@ -234,8 +247,9 @@ def _paired(row: Row, reasons: dict, translated: list[np.ndarray], cases: Sequen
             curve = result.per_slice.get(key, np.full(image.shape[0], np.nan))
             curves[key] += [None if np.isnan(v) else float(v) for v in curve]
     if not scored:
-        _unavailable(row.out, reasons, row.where, metrics.PAIRED_METRICS,
-                     "no aligned target image (paired metrics need one)")
+        _unavailable(
+            row.out, reasons, row.where, metrics.PAIRED_METRICS, "no aligned target image (paired metrics need one)"
+        )
         return curves
     for key in metrics.PAIRED_METRICS:
         values = [c[key] for c in row.cases.values() if c.get(key) is not None]
@@ -248,8 +262,15 @@ def _interval(ci: tuple[float, float] | None) -> list[float] | None:
     return None if ci is None else [ci[0], ci[1]]
 
 
-def _distribution(row: Row, reasons: dict, translated: list[np.ndarray], cases: Sequence[EvalCase],
-                  modality: str | None, settings: EvalSettings, extractor: Callable | None) -> None:
+def _distribution(
+    row: Row,
+    reasons: dict,
+    translated: list[np.ndarray],
+    cases: Sequence[EvalCase],
+    modality: str | None,
+    settings: EvalSettings,
+    extractor: Callable | None,
+) -> None:
     """SWD, FRD and FID/KID between translated and real target slices, pooled over cases,
     with intervals that resample subjects.
     """
@@ -257,15 +278,23 @@ def _distribution(row: Row, reasons: dict, translated: list[np.ndarray], cases: 
     if not pairs:
         _unavailable(row.out, reasons, row.where, metrics.SET_METRICS, "no real target images to compare with")
         return
-    value_range = metrics.intensity_range(modality, np.concatenate([p[1].ravel() for p in pairs]),
-                                          np.concatenate([p[2].ravel() for p in pairs]))
+    value_range = metrics.intensity_range(
+        modality, np.concatenate([p[1].ravel() for p in pairs]), np.concatenate([p[2].ravel() for p in pairs])
+    )
     fake = [s for p in pairs for s in p[0]]
     real = [s for p in pairs for s in p[1]]
     masks = [s for p in pairs for s in p[2]]
     groups = [i for i, p in enumerate(pairs) for _ in p[0]]
     try:
-        swd = metrics.swd(fake, real, value_range, groups=groups, reference_groups=groups,
-                          bootstrap=settings.set_bootstrap, seed=settings.seed)
+        swd = metrics.swd(
+            fake,
+            real,
+            value_range,
+            groups=groups,
+            reference_groups=groups,
+            bootstrap=settings.set_bootstrap,
+            seed=settings.seed,
+        )
         row.out["swd"], row.ci95["swd"] = swd.value, _interval(swd.ci95)
     except metrics.MetricUnavailable as exc:
         _unavailable(row.out, reasons, row.where, ["swd"], str(exc))
@@ -276,8 +305,16 @@ def _distribution(row: Row, reasons: dict, translated: list[np.ndarray], cases: 
         fake_s, masks_s, groups_s = _slices_for_frd(fake, masks, groups, settings.frd_max_slices)
         real_s = _slices_for_frd(real, masks, groups, settings.frd_max_slices)[0]
         try:
-            frd = metrics.frd(fake_s, real_s, masks_s, masks_s, groups=groups_s, reference_groups=groups_s,
-                              image_types=settings.frd_image_types, seed=settings.seed)
+            frd = metrics.frd(
+                fake_s,
+                real_s,
+                masks_s,
+                masks_s,
+                groups=groups_s,
+                reference_groups=groups_s,
+                image_types=settings.frd_image_types,
+                seed=settings.seed,
+            )
             row.out["frd"], row.ci95["frd"] = frd.value, _interval(frd.ci95)
             row.out["frd_features"] = [frd.features_used, frd.features]
         except metrics.MetricUnavailable as exc:
@@ -293,22 +330,30 @@ def _distribution(row: Row, reasons: dict, translated: list[np.ndarray], cases: 
             _unavailable(row.out, reasons, row.where, ("fid", "kid"), str(exc))
 
 
-def _dice(row: Row, reasons: dict, translated: list[np.ndarray], cases: Sequence[EvalCase],
-          settings: EvalSettings) -> None:
+def _dice(
+    row: Row, reasons: dict, translated: list[np.ndarray], cases: Sequence[EvalCase], settings: EvalSettings
+) -> None:
     """Dice per tissue of the segmenter on each translated image against the source labels;
     the summary is the mean over subjects.
     """
     labelled = [(t, c) for t, c in zip(translated, cases) if c.labels is not None]
     if settings.segmenter is None or not labelled:
         row.out["dice"] = None
-        _unavailable(row.out, reasons, row.where, ["dice_mean"],
-                     "no segmenter for the target modality (medtrans train-segmenter)"
-                     if settings.segmenter is None else "no source labels")
+        _unavailable(
+            row.out,
+            reasons,
+            row.where,
+            ["dice_mean"],
+            "no segmenter for the target modality (medtrans train-segmenter)"
+            if settings.segmenter is None
+            else "no source labels",
+        )
         return
     per_case = {}
     for image, case in labelled:
-        per_case[case.name] = metrics.dice_per_label(settings.segmenter.segment(image).labels, case.labels,
-                                                     settings.label_names)
+        per_case[case.name] = metrics.dice_per_label(
+            settings.segmenter.segment(image).labels, case.labels, settings.label_names
+        )
         row.cases.setdefault(case.name, {})["dice_mean"] = metrics.mean_dice(per_case[case.name])
     tissues = list(settings.label_names.values())
     means = {t: [d[t] for d in per_case.values() if d[t] is not None] for t in tissues}
@@ -318,8 +363,9 @@ def _dice(row: Row, reasons: dict, translated: list[np.ndarray], cases: Sequence
     row.ci95["dice_mean"] = _interval(metrics.bootstrap_ci(values))
 
 
-def _uncertainty(row: Row, result: EvaluationResult, outputs: list, cases: Sequence[EvalCase],
-                 min_foreground: float) -> None:
+def _uncertainty(
+    row: Row, result: EvaluationResult, outputs: list, cases: Sequence[EvalCase], min_foreground: float
+) -> None:
     """σ–error Pearson correlation per subject (slices whose body covers ≥ ``min_foreground``);
     the summary is the median over subjects with its bootstrap interval. Every slice with body
     is kept for the scatter plot.
@@ -329,8 +375,9 @@ def _uncertainty(row: Row, result: EvaluationResult, outputs: list, cases: Seque
         if case.target is None:
             continue
         try:
-            agreement = metrics.uncertainty_pcc(output.scale, output.image, case.target.array, case_mask(case),
-                                                min_foreground)
+            agreement = metrics.uncertainty_pcc(
+                output.scale, output.image, case.target.array, case_mask(case), min_foreground
+            )
         except metrics.MetricUnavailable as exc:
             result.reasons[f"{row.where}/{case.name}/uncertainty_pcc"] = str(exc)
             continue
@@ -374,9 +421,17 @@ class Translated:
     scale: np.ndarray
 
 
-def score(result: EvaluationResult, name: str, scenario: str, outputs: Outputs, cases: Sequence[EvalCase],
-          modality: str | None, settings: EvalSettings, extractor: Callable | None = None,
-          progress: Progress | None = None) -> None:
+def score(
+    result: EvaluationResult,
+    name: str,
+    scenario: str,
+    outputs: Outputs,
+    cases: Sequence[EvalCase],
+    modality: str | None,
+    settings: EvalSettings,
+    extractor: Callable | None = None,
+    progress: Progress | None = None,
+) -> None:
     """Every metric of one row (a model or a folder of translations under one scenario) into ``result``."""
     say = progress or (lambda message: None)
     row = Row(f"{name}/{scenario}")
@@ -391,9 +446,14 @@ def score(result: EvaluationResult, name: str, scenario: str, outputs: Outputs, 
     result.per_slice.setdefault(name, {})[scenario] = curves
 
 
-def evaluate(translators: dict[str, Translator], cases: Sequence[EvalCase], settings: EvalSettings,
-             progress: Progress | None = None, translated: dict[str, dict[str, Volume]] | None = None,
-             modality: str | None = None) -> EvaluationResult:
+def evaluate(
+    translators: dict[str, Translator],
+    cases: Sequence[EvalCase],
+    settings: EvalSettings,
+    progress: Progress | None = None,
+    translated: dict[str, dict[str, Volume]] | None = None,
+    modality: str | None = None,
+) -> EvaluationResult:
     """Run every translator on every case under every scenario and compute all metrics.
 
     ``translated`` adds rows of volumes translated elsewhere ({row name: {case name: volume}},
@@ -402,19 +462,31 @@ def evaluate(translators: dict[str, Translator], cases: Sequence[EvalCase], sett
     """
     say = progress or (lambda message: None)
     extractor = metrics.feature_extractor_from_file(settings.fid_weights) if settings.fid_weights else None
-    result = EvaluationResult(settings={"scenarios": list(settings.scenarios), "seed": settings.seed,
-                                        "cases": [c.name for c in cases], "frd": settings.frd,
-                                        "frd_image_types": settings.frd_image_types,
-                                        "frd_max_slices": settings.frd_max_slices,
-                                        "frd_scenarios": list(settings.frd_scenarios or settings.scenarios),
-                                        "fid_weights": str(settings.fid_weights) if settings.fid_weights else None,
-                                        "pcc_min_foreground": settings.pcc_min_foreground,
-                                        "conventions": CONVENTIONS})
+    result = EvaluationResult(
+        settings={
+            "scenarios": list(settings.scenarios),
+            "seed": settings.seed,
+            "cases": [c.name for c in cases],
+            "frd": settings.frd,
+            "frd_image_types": settings.frd_image_types,
+            "frd_max_slices": settings.frd_max_slices,
+            "frd_scenarios": list(settings.frd_scenarios or settings.scenarios),
+            "fid_weights": str(settings.fid_weights) if settings.fid_weights else None,
+            "pcc_min_foreground": settings.pcc_min_foreground,
+            "conventions": CONVENTIONS,
+        }
+    )
     _reference_dice(result, cases, settings)
     for s_index, scenario in enumerate(settings.scenarios):
         seeds = [settings.seed + 1000 * s_index + i for i in range(len(cases))]
-        inputs = [c.source.with_array(metrics.apply_scenario(scenario, c.source.array, seed))
-                  for c, seed in zip(cases, seeds)] if translators else []
+        inputs = (
+            [
+                c.source.with_array(metrics.apply_scenario(scenario, c.source.array, seed))
+                for c, seed in zip(cases, seeds)
+            ]
+            if translators
+            else []
+        )
         for name, translator in translators.items():
             say(f"{name} {scenario}: translating {len(cases)} volume(s)")
             made = [translator.translate_volume(v) for v in inputs]
@@ -424,8 +496,9 @@ def evaluate(translators: dict[str, Translator], cases: Sequence[EvalCase], sett
         say(f"{name}: scoring {len(volumes)} translated volume(s)")
         target = modality or next(iter(translators.values())).metadata.target
         kept = [c for c in cases if c.name in volumes]
-        score(result, name, "GN0", Outputs([volumes[c.name].array for c in kept]), kept, target, settings,
-              extractor, say)
+        score(
+            result, name, "GN0", Outputs([volumes[c.name].array for c in kept]), kept, target, settings, extractor, say
+        )
     return result
 
 
@@ -464,8 +537,14 @@ class VolumeComparison:
     reasons: dict[str, str] = field(default_factory=dict)
 
 
-def compare_volume(translated: np.ndarray, reference: np.ndarray, *, modality: str | None,
-                   labels: np.ndarray | None = None, segmenter: Segmenter | None = None) -> VolumeComparison:
+def compare_volume(
+    translated: np.ndarray,
+    reference: np.ndarray,
+    *,
+    modality: str | None,
+    labels: np.ndarray | None = None,
+    segmenter: Segmenter | None = None,
+) -> VolumeComparison:
     """Paired metrics (body mask: labels > 0, else a threshold of ``reference``) and segmenter Dice."""
     reference = np.asarray(reference)
     mask = foreground_mask(reference, modality, labels)

@@ -61,16 +61,28 @@ def markdown(result: EvaluationResult) -> str:
     """The human-readable report: conventions, one table per scenario, Dice per tissue, FRD overlaps,
     rankings, unavailable metrics.
     """
-    lines = ["# Evaluation report", "", f"Conventions: {result.settings.get('conventions', CONVENTIONS)}  ",
-             f"Cases: {', '.join(result.settings.get('cases', []))}  ",
-             (f"Scenarios: {', '.join(result.settings.get('scenarios', []))} (noise on the source image, "
-              f"seed {result.settings.get('seed')}); rows of translations made elsewhere appear under GN0 only.  "),
-             "Each cell: mean over subjects [95 % bootstrap interval over subjects]; σ PCC: median.", ""]
+    lines = [
+        "# Evaluation report",
+        "",
+        f"Conventions: {result.settings.get('conventions', CONVENTIONS)}  ",
+        f"Cases: {', '.join(result.settings.get('cases', []))}  ",
+        (
+            f"Scenarios: {', '.join(result.settings.get('scenarios', []))} (noise on the source image, "
+            f"seed {result.settings.get('seed')}); rows of translations made elsewhere appear under GN0 only.  "
+        ),
+        "Each cell: mean over subjects [95 % bootstrap interval over subjects]; σ PCC: median.",
+        "",
+    ]
     for scenario in result.settings.get("scenarios", []):
         shown = [(k, t) for k, t in COLUMNS if any(k in s.get(scenario, {}) for s in result.models.values())]
-        lines += [f"## {scenario}", "", "| model | " + " | ".join(
-                  f"{t} ({METRIC_BY_KEY[k].unit})" if METRIC_BY_KEY[k].unit else t for k, t in shown) + " |",
-                  "|---" * (len(shown) + 1) + "|"]
+        lines += [
+            f"## {scenario}",
+            "",
+            "| model | "
+            + " | ".join(f"{t} ({METRIC_BY_KEY[k].unit})" if METRIC_BY_KEY[k].unit else t for k, t in shown)
+            + " |",
+            "|---" * (len(shown) + 1) + "|",
+        ]
         for model, scenarios in result.models.items():
             if scenario in scenarios:
                 lines.append(f"| {model} | " + " | ".join(_cell(scenarios[scenario], k) for k, _ in shown) + " |")
@@ -82,12 +94,20 @@ def markdown(result: EvaluationResult) -> str:
     by_reason: dict[str, list[str]] = defaultdict(list)
     for where, reason in result.reasons.items():
         by_reason[reason].append(where)
-    lines += [f"- {reason}: {', '.join(sorted(wheres)[:6])}{' …' if len(wheres) > 6 else ''}"
-              for reason, wheres in by_reason.items()] or ["- none"]
-    lines += ["", "## Definitions", ""] + [f"- {m.title}: {m.definition}" + (f" ({m.unit})" if m.unit else "")
-                                           for m in METRICS]
-    lines += [(f"- σ PCC uses slices whose body covers ≥ {result.settings.get('pcc_min_foreground', 0):.0%} of "
-               "the slice; '–' = not applicable."), ""]
+    lines += [
+        f"- {reason}: {', '.join(sorted(wheres)[:6])}{' …' if len(wheres) > 6 else ''}"
+        for reason, wheres in by_reason.items()
+    ] or ["- none"]
+    lines += ["", "## Definitions", ""] + [
+        f"- {m.title}: {m.definition}" + (f" ({m.unit})" if m.unit else "") for m in METRICS
+    ]
+    lines += [
+        (
+            f"- σ PCC uses slices whose body covers ≥ {result.settings.get('pcc_min_foreground', 0):.0%} of "
+            "the slice; '–' = not applicable."
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -97,11 +117,18 @@ def frd_overlaps(result: EvaluationResult) -> list[str]:
     for scenario in result.settings.get("scenarios", []):
         rows = {m: s[scenario] for m, s in result.models.items() if s.get(scenario, {}).get("frd") is not None}
         names = list(rows)
-        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
-                 if intervals_overlap((rows[a].get("ci95") or {}).get("frd"), (rows[b].get("ci95") or {}).get("frd"))]
+        pairs = [
+            (a, b)
+            for i, a in enumerate(names)
+            for b in names[i + 1 :]
+            if intervals_overlap((rows[a].get("ci95") or {}).get("frd"), (rows[b].get("ci95") or {}).get("frd"))
+        ]
         if pairs:
-            lines.append(f"- {scenario}: FRD intervals overlap for " + ", ".join(f"{a} / {b}" for a, b in pairs)
-                         + " — their FRD difference is within the noise.")
+            lines.append(
+                f"- {scenario}: FRD intervals overlap for "
+                + ", ".join(f"{a} / {b}" for a, b in pairs)
+                + " — their FRD difference is within the noise."
+            )
     return (["## FRD intervals that overlap", ""] + lines + [""]) if lines else []
 
 
@@ -112,8 +139,12 @@ def _dice_table(result: EvaluationResult) -> list[str]:
     tissues = next((list(d) for _, d in rows if d), [])
     if not tissues:
         return []
-    lines = [f"## Dice per tissue ({scenario})", "", "| | " + " | ".join(tissues) + " |",
-             "|---" * (len(tissues) + 1) + "|"]
+    lines = [
+        f"## Dice per tissue ({scenario})",
+        "",
+        "| | " + " | ".join(tissues) + " |",
+        "|---" * (len(tissues) + 1) + "|",
+    ]
     lines += [f"| {name} | " + " | ".join(_fmt((d or {}).get(t)) for t in tissues) + " |" for name, d in rows]
     return lines + [""]
 
@@ -158,7 +189,7 @@ def write_plots(result: EvaluationResult, out: Path) -> list[Path]:
             curve = curves.get(scenario, {}).get("mae", [])
             ax.plot([math.nan if v is None else v for v in curve], label=model)
         ax.set(title=scenario, xlabel="slice (cases concatenated)", ylabel=_label("mae"))
-    for ax in axes.ravel()[len(scenarios):]:
+    for ax in axes.ravel()[len(scenarios) :]:
         ax.set_visible(False)
     axes[0][0].legend(fontsize=7)
     paths.append(_save(fig, out / PLOTS[0]))
@@ -182,8 +213,11 @@ def write_plots(result: EvaluationResult, out: Path) -> list[Path]:
             dots = ax.scatter(scale[used], error[used], s=6, label=scenario)
             ax.scatter(scale[~used], error[~used], s=10, facecolors="none", edgecolors=dots.get_facecolor())
         pcc = result.models.get(model, {}).get(scenarios[0] if scenarios else "", {}).get("uncertainty_pcc")
-        ax.set(title=f"{model} (median PCC {_fmt(pcc)} clean)",
-               xlabel=f"mean σ per slice (○: body < {least:.0%}, left out)", ylabel="mean |error| per slice")
+        ax.set(
+            title=f"{model} (median PCC {_fmt(pcc)} clean)",
+            xlabel=f"mean σ per slice (○: body < {least:.0%}, left out)",
+            ylabel="mean |error| per slice",
+        )
         if result.uncertainty.get(model):
             ax.legend(fontsize=6)
     paths.append(_save(fig, out / PLOTS[2]))
@@ -192,11 +226,17 @@ def write_plots(result: EvaluationResult, out: Path) -> list[Path]:
     fig, axes = _figure(1, len(against), (4 * len(against), 3.5))
     for ax, metric in zip(axes[0], against):
         for model, model_rows in result.models.items():
-            ax.scatter([_nan(model_rows[s].get(metric)) for s in model_rows],
-                       [_nan(model_rows[s].get("dice_mean")) for s in model_rows], label=model)
+            ax.scatter(
+                [_nan(model_rows[s].get(metric)) for s in model_rows],
+                [_nan(model_rows[s].get("dice_mean")) for s in model_rows],
+                label=model,
+            )
         better = "lower" if BETTER[metric] < 0 else "higher"
-        ax.set(xlabel=f"{_label(metric)}, {better} is better", ylabel=_label("dice_mean"),
-               title=f"{METRIC_BY_KEY[metric].title} vs Dice")
+        ax.set(
+            xlabel=f"{_label(metric)}, {better} is better",
+            ylabel=_label("dice_mean"),
+            title=f"{METRIC_BY_KEY[metric].title} vs Dice",
+        )
     axes[0][0].legend(fontsize=7)
     paths.append(_save(fig, out / PLOTS[3]))
     return paths

@@ -462,9 +462,7 @@ class Translator:
         with self._mc_lock:
             if self._mc_generator is None:
                 if not self.supports_mc_dropout:
-                    raise ValueError(
-                        f"translator {self.metadata.name!r} has no dropout layers; use uncertainty='tta'"
-                    )
+                    raise ValueError(f"translator {self.metadata.name!r} has no dropout layers; use uncertainty='tta'")
                 generator = copy.deepcopy(self.generator)
                 for module in generator.modules():
                     if isinstance(module, nn.modules.dropout._DropoutNd):

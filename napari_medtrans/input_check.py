@@ -117,9 +117,15 @@ def _noise(slices: np.ndarray, foreground: np.ndarray) -> float:
     if x.shape[1] < 3 or x.shape[2] < 3:
         return 0.0
     response = (
-        x[:, :-2, :-2] - 2 * x[:, :-2, 1:-1] + x[:, :-2, 2:]
-        - 2 * x[:, 1:-1, :-2] + 4 * x[:, 1:-1, 1:-1] - 2 * x[:, 1:-1, 2:]
-        + x[:, 2:, :-2] - 2 * x[:, 2:, 1:-1] + x[:, 2:, 2:]
+        x[:, :-2, :-2]
+        - 2 * x[:, :-2, 1:-1]
+        + x[:, :-2, 2:]
+        - 2 * x[:, 1:-1, :-2]
+        + 4 * x[:, 1:-1, 1:-1]
+        - 2 * x[:, 1:-1, 2:]
+        + x[:, 2:, :-2]
+        - 2 * x[:, 2:, 1:-1]
+        + x[:, 2:, 2:]
     )
     inside = foreground[:, 1:-1, 1:-1]
     if not inside.any():
@@ -253,8 +259,12 @@ def build_signature(
     for features, histogram in zip(per_volume, histograms):
         features["histogram_distance"] = _histogram_distance(histogram, reference)
     stats = {
-        name: {"mean": float(np.mean(col)), "std": float(np.std(col)), "min": float(np.min(col)),
-               "max": float(np.max(col))}
+        name: {
+            "mean": float(np.mean(col)),
+            "std": float(np.std(col)),
+            "min": float(np.min(col)),
+            "max": float(np.max(col)),
+        }
         for name in FEATURES
         for col in [[f[name] for f in per_volume]]
     }

@@ -74,6 +74,7 @@ def volume_files(folder: str | os.PathLike[str]) -> dict[str, Path]:
             found[entry.name[: -len(suffix)]] = entry
     return found
 
+
 IDENTITY_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 
 _MODALITY_KEY = "medtrans_modality"
@@ -209,9 +210,7 @@ def _header(path: Path) -> sitk.ImageFileReader:
     try:
         reader.ReadImageInformation()
     except RuntimeError as exc:
-        raise VolumeReadError(
-            f"{path}: not a readable NIfTI, MetaImage, NRRD or DICOM file ({_reason(exc)})"
-        ) from exc
+        raise VolumeReadError(f"{path}: not a readable NIfTI, MetaImage, NRRD or DICOM file ({_reason(exc)})") from exc
     return reader
 
 
@@ -256,9 +255,7 @@ def _nifti_voxel_bytes(path: Path, reader: sitk.ImageFileReader) -> tuple[int, i
     with gzip.open(path, "rb") if _suffix(path) == ".nii.gz" else open(path, "rb") as handle:
         head = handle.read(4)
     order = "<" if int.from_bytes(head, "little") in (348, 540) else ">"
-    expected = (
-        int(np.prod(reader.GetSize()[:3], dtype=np.int64)) * reader.GetNumberOfComponents() * bitpix // 8
-    )
+    expected = int(np.prod(reader.GetSize()[:3], dtype=np.int64)) * reader.GetNumberOfComponents() * bitpix // 8
     kind = _NIFTI_FLOAT_TYPES.get(datatype)
     got = bad = 0
     carry = b""
@@ -335,11 +332,13 @@ def _nifti1_header(path: Path) -> dict[str, Any] | None:
     qform_code, sform_code = np.frombuffer(raw, order + "i2", 2, 252)
     b, c, d, *offset = np.frombuffer(raw, order + "f4", 6, 256).astype(float)
     a = np.sqrt(max(0.0, 1.0 - (b * b + c * c + d * d)))
-    rotation = np.array([
-        [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
-        [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
-        [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b],
-    ])
+    rotation = np.array(
+        [
+            [a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
+            [2 * (b * c + a * d), a * a + c * c - b * b - d * d, 2 * (c * d - a * b)],
+            [2 * (b * d - a * c), 2 * (c * d + a * b), a * a + d * d - c * c - b * b],
+        ]
+    )
     qfac = -1.0 if pixdim[0] < 0 else 1.0
     qform = np.eye(4)
     with np.errstate(all="ignore"):
@@ -347,8 +346,13 @@ def _nifti1_header(path: Path) -> dict[str, Any] | None:
     qform[:3, 3] = offset
     sform = np.eye(4)
     sform[:3] = np.frombuffer(raw, order + "f4", 12, 280).astype(float).reshape(3, 4)
-    return {"pixdim": pixdim, "qform_code": int(qform_code), "sform_code": int(sform_code),
-            "qform": qform, "sform": sform}
+    return {
+        "pixdim": pixdim,
+        "qform_code": int(qform_code),
+        "sform_code": int(sform_code),
+        "qform": qform,
+        "sform": sform,
+    }
 
 
 def _check_nifti_geometry(path: Path) -> dict[str, Any] | None:
@@ -403,8 +407,7 @@ def _read_file(path: Path, reader: sitk.ImageFileReader, modality: str | None) -
         skipped = int(np.prod(size[3:])) - 1
         if skipped:
             warnings.warn(
-                f"{path}: {dim}-D image of size {size}; reading only the first 3-D volume "
-                f"({skipped} more skipped)",
+                f"{path}: {dim}-D image of size {size}; reading only the first 3-D volume ({skipped} more skipped)",
                 UserWarning,
                 stacklevel=3,
             )
@@ -542,9 +545,7 @@ def _read_series(folder: Path, series: DicomSeries, modality: str | None) -> Vol
     except RuntimeError as exc:
         raise VolumeReadError(f"{folder}: could not read DICOM series {series.uid} ({_reason(exc)})") from exc
     if image.GetDimension() != 3:
-        raise VolumeReadError(
-            f"{folder}: DICOM series {series.uid} is not a 3-D volume (size {image.GetSize()})"
-        )
+        raise VolumeReadError(f"{folder}: DICOM series {series.uid} is not a 3-D volume (size {image.GetSize()})")
     _check_one_orientation(folder, series, reader, image.GetSize()[2])
     _warn_uneven_slices(folder, series, reader, image)
     tags = {name: value for name, key in _DICOM_TAGS.items() if (value := _tag(first, key))}
@@ -559,7 +560,9 @@ def _check_one_orientation(folder: Path, series: DicomSeries, reader: sitk.Image
     try:
         cosines = np.array([[float(v) for v in reader.GetMetaData(i, key).split("\\")] for i in range(n)])
     except ValueError as exc:
-        raise VolumeReadError(f"{folder}: DICOM series {series.uid} has an unreadable slice orientation ({exc})") from exc
+        raise VolumeReadError(
+            f"{folder}: DICOM series {series.uid} has an unreadable slice orientation ({exc})"
+        ) from exc
     differ = np.flatnonzero(np.abs(cosines - cosines[0]).max(axis=1) > 1e-4)
     if differ.size:
         raise VolumeReadError(
@@ -569,9 +572,7 @@ def _check_one_orientation(folder: Path, series: DicomSeries, reader: sitk.Image
         )
 
 
-def _warn_uneven_slices(
-    folder: Path, series: DicomSeries, reader: sitk.ImageSeriesReader, image: sitk.Image
-) -> None:
+def _warn_uneven_slices(folder: Path, series: DicomSeries, reader: sitk.ImageSeriesReader, image: sitk.Image) -> None:
     """Warn when slice positions are not evenly spaced (missing or unreadable slices)."""
     key = "0020|0032"  # ImagePositionPatient
     n = image.GetSize()[2]
@@ -595,9 +596,7 @@ def _dicom_folder_series(folder: Path) -> list[DicomSeries]:
     if not series:
         good, bad = _folder_files(folder)
         broken = f", and {len(bad)} broken links or non-files" if bad else ""
-        raise VolumeReadError(
-            f"{folder}: no readable DICOM series in this folder (files in it: {len(good)}{broken})"
-        )
+        raise VolumeReadError(f"{folder}: no readable DICOM series in this folder (files in it: {len(good)}{broken})")
     _warn_unread_files(folder, series)
     return series
 
@@ -609,8 +608,11 @@ def _choose(folder: Path, series: list[DicomSeries], uid: str | None) -> DicomSe
     if matches:
         return matches[0]
     listing = "; ".join(f"{s.uid} ({s.description or 'no description'}, {s.n_files} files)" for s in series)
-    problem = (f"has no series {uid}" if uid
-               else f"holds {len(series)} series; pass series_uid (medtrans translate --series-uid)")
+    problem = (
+        f"has no series {uid}"
+        if uid
+        else f"holds {len(series)} series; pass series_uid (medtrans translate --series-uid)"
+    )
     raise VolumeReadError(f"{folder}: {problem}. Series: {listing}")
 
 
@@ -622,9 +624,7 @@ def _check_exists(path: Path) -> None:
 
 
 @_keeps_locale
-def read_volume(
-    path: str | os.PathLike[str], *, series_uid: str | None = None, modality: str | None = None
-) -> Volume:
+def read_volume(path: str | os.PathLike[str], *, series_uid: str | None = None, modality: str | None = None) -> Volume:
     """Read one volume: a NIfTI/MetaImage/NRRD file, a DICOM folder, or a DICOM file's series.
 
     In a folder with several DICOM series, ``series_uid`` chooses one (required
@@ -661,9 +661,7 @@ def write_volume(volume: Volume, path: str | os.PathLike[str], *, overwrite: boo
     path = Path(path)
     suffix = _suffix(path)
     if suffix not in WRITE_SUFFIXES:
-        raise ValueError(
-            f"{path}: cannot write '{suffix or path.name}' files; use one of {', '.join(WRITE_SUFFIXES)}"
-        )
+        raise ValueError(f"{path}: cannot write '{suffix or path.name}' files; use one of {', '.join(WRITE_SUFFIXES)}")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: already exists; pass overwrite=True to replace it")
     image = volume.to_sitk()
@@ -824,6 +822,7 @@ def require_same_grid(reference: Volume, other: Volume, *, what: str) -> None:
         if not np.allclose(mine, theirs, rtol=0, atol=tolerance):
             differences.append(f"{name} {tuple(round(v, 4) for v in mine)} vs {tuple(round(v, 4) for v in theirs)}")
     if differences:
-        raise GridMismatch(f"{what} {other.path or '(in memory)'} does not lie on the grid of "
-                           f"{reference.path or '(in memory)'}: " + "; ".join(differences)
-                           + " (resample it onto the reference first)")
+        raise GridMismatch(
+            f"{what} {other.path or '(in memory)'} does not lie on the grid of "
+            f"{reference.path or '(in memory)'}: " + "; ".join(differences) + " (resample it onto the reference first)"
+        )

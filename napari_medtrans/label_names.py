@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from napari_medtrans.io import volume_stem
 from napari_medtrans.rundir import atomic_write_json
@@ -61,7 +62,7 @@ def as_features(names: dict[int, str]) -> dict[str, list]:
     return {"index": [key for key, _ in ordered], "tissue": [value for _, value in ordered]}
 
 
-def from_features(features: object) -> dict[int, str]:
+def from_features(features: Any) -> dict[int, str]:
     """Label names from napari Labels ``features`` with ``index`` and ``tissue`` columns; empty otherwise."""
     try:
         return {int(k): str(v) for k, v in zip(features["index"], features["tissue"], strict=True)}

@@ -33,8 +33,18 @@ from napari_medtrans.constants import REGIMES, VOLUME_SUFFIXES
 from napari_medtrans.contract import MethodSpec, TrainConfig, parse_methods_document
 from napari_medtrans.rundir import FINAL_STATES, RunDir
 
-__all__ = ["CONSOLE_FILE", "LaunchError", "MethodSpec", "TrainRequest", "TrainerProcess", "local_trainer_pid",
-           "query_methods", "stop_attached", "tail_lines", "trainer_gone"]
+__all__ = [
+    "CONSOLE_FILE",
+    "LaunchError",
+    "MethodSpec",
+    "TrainRequest",
+    "TrainerProcess",
+    "local_trainer_pid",
+    "query_methods",
+    "stop_attached",
+    "tail_lines",
+    "trainer_gone",
+]
 
 CONSOLE_FILE = "console.txt"
 """Name of the file in the run directory that receives the launched trainer's stdout/stderr."""
@@ -121,9 +131,7 @@ class TrainRequest:
         if cfg.iterations < 1:
             problems.append("iterations must be at least 1")
         if not MIN_SIZE <= data.size <= MAX_SIZE or data.size % SIZE_MULTIPLE:
-            problems.append(
-                f"size must be a multiple of {SIZE_MULTIPLE} between {MIN_SIZE} and {MAX_SIZE}"
-            )
+            problems.append(f"size must be a multiple of {SIZE_MULTIPLE} between {MIN_SIZE} and {MAX_SIZE}")
         if RunDir(self.run_dir).exists():
             problems.append(f"{self.run_dir} already holds a run: choose another name, or Resume it")
         elif self.run_dir.exists() and not self.run_dir.is_dir():
@@ -151,7 +159,8 @@ class TrainRequest:
         defaults = _flatten(TrainConfig().to_dict())
         for key, value in _flatten(cfg.to_dict()).items():
             if key not in ("method", "run_dir", "data.source", "data.target") and (
-                    key not in defaults or defaults[key] != value):
+                key not in defaults or defaults[key] != value
+            ):
                 command += ["--set", f"{key}={_yaml_scalar(value)}"]
         return command
 
@@ -212,8 +221,10 @@ def _pairing_problems(source: Path, target: Path) -> list[str]:
 
     unmatched = sorted(set(volume_files(source)) ^ set(volume_files(target)))
     if unmatched:
-        return [f"paired data: not in both folders: {', '.join(unmatched[:5])}"
-                + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")]
+        return [
+            f"paired data: not in both folders: {', '.join(unmatched[:5])}"
+            + (f" and {len(unmatched) - 5} more" if len(unmatched) > 5 else "")
+        ]
     return []
 
 
@@ -232,30 +243,41 @@ class TrainerProcess:
         self._stop_requested = False
 
     @classmethod
-    def launch(cls, command: Sequence[str], run_dir: str | os.PathLike[str],
-               env: Mapping[str, str] | None = None) -> TrainerProcess:
+    def launch(
+        cls, command: Sequence[str], run_dir: str | os.PathLike[str], env: Mapping[str, str] | None = None
+    ) -> TrainerProcess:
         """Start ``command`` writing ``run_dir``; stdout/stderr go to ``run_dir/console.txt``."""
         run = RunDir(run_dir)
         run.path.mkdir(parents=True, exist_ok=True)
         with open(run.path / CONSOLE_FILE, "ab") as console:
             try:
                 popen = subprocess.Popen(
-                    list(command), stdout=console, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, env=None if env is None else dict(env),
+                    list(command),
+                    stdout=console,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=None if env is None else dict(env),
                 )
             except OSError as exc:
                 raise LaunchError(f"cannot start the trainer: {exc}") from exc
         return cls(popen, run)
 
     @classmethod
-    def start(cls, request: TrainRequest, python: str = sys.executable,
-              env: Mapping[str, str] | None = None) -> TrainerProcess:
+    def start(
+        cls, request: TrainRequest, python: str = sys.executable, env: Mapping[str, str] | None = None
+    ) -> TrainerProcess:
         """Start a new run for ``request`` (validate it first)."""
         return cls.launch(request.command(python), request.run_dir, env)
 
     @classmethod
-    def resume(cls, run_dir: str | os.PathLike[str], *, iterations: int | None = None,
-               python: str = sys.executable, env: Mapping[str, str] | None = None) -> TrainerProcess:
+    def resume(
+        cls,
+        run_dir: str | os.PathLike[str],
+        *,
+        iterations: int | None = None,
+        python: str = sys.executable,
+        env: Mapping[str, str] | None = None,
+    ) -> TrainerProcess:
         """Continue the run in ``run_dir`` from its last checkpoint.
 
         Args:
@@ -335,8 +357,12 @@ def trainer_gone(status: Mapping[str, Any]) -> bool:
     files tell, and a final state will arrive or not.
     """
     pid, host = status.get("pid"), status.get("host")
-    return (status.get("state") not in FINAL_STATES and isinstance(pid, int)
-            and host in (None, socket.gethostname()) and local_trainer_pid(status) is None)
+    return (
+        status.get("state") not in FINAL_STATES
+        and isinstance(pid, int)
+        and host in (None, socket.gethostname())
+        and local_trainer_pid(status) is None
+    )
 
 
 def stop_attached(run: RunDir, *, force: bool) -> StopAction:

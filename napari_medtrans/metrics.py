@@ -112,8 +112,10 @@ def psnr(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray, value_
     width = value_range[1] - value_range[0]
     mse = float(squared[mask].mean())
     with np.errstate(divide="ignore", invalid="ignore"):
-        return Score(float(10 * np.log10(width**2 / mse)) if mse > 0 else float("inf"),
-                     10 * np.log10(width**2 / _slice_means(squared, mask)))
+        return Score(
+            float(10 * np.log10(width**2 / mse)) if mse > 0 else float("inf"),
+            10 * np.log10(width**2 / _slice_means(squared, mask)),
+        )
 
 
 SSIM_WINDOW = 7
@@ -140,8 +142,12 @@ def ssim(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray, value_
         ssim_map = structural_similarity(pred, ref, data_range=high - low, win_size=SSIM_WINDOW, full=True)[1]
         inner[pad:-pad, pad:-pad, pad:-pad] = mask[pad:-pad, pad:-pad, pad:-pad]
     else:
-        ssim_map = np.stack([structural_similarity(p, r, data_range=high - low, win_size=SSIM_WINDOW, full=True)[1]
-                             for p, r in zip(pred, ref)])
+        ssim_map = np.stack(
+            [
+                structural_similarity(p, r, data_range=high - low, win_size=SSIM_WINDOW, full=True)[1]
+                for p, r in zip(pred, ref)
+            ]
+        )
         inner[:, pad:-pad, pad:-pad] = mask[:, pad:-pad, pad:-pad]
     if not inner.any():
         raise MetricUnavailable("the body mask lies entirely within 3 voxels of the volume border")
@@ -166,16 +172,18 @@ def _require_ct(value_range: tuple[float, float]) -> None:
         raise MetricUnavailable("defined in HU, for CT translations only")
 
 
-def mae_outside(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray,
-                value_range: tuple[float, float]) -> Score:
+def mae_outside(
+    prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray, value_range: tuple[float, float]
+) -> Score:
     """Mean |prediction − reference| outside the body mask (hallucinations in air count here)."""
     outside = _outside(mask)
     error = np.abs(prediction - reference)
     return Score(float(error[outside].mean()), _slice_means(error, outside))
 
 
-def p99_outside(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray,
-                value_range: tuple[float, float]) -> Score:
+def p99_outside(
+    prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray, value_range: tuple[float, float]
+) -> Score:
     """99th percentile of |prediction − (−1000 HU)| outside the body mask (CT)."""
     _require_ct(value_range)
     outside = _outside(mask)
@@ -184,8 +192,9 @@ def p99_outside(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray,
     return Score(float(np.percentile(deviation[outside], 99)), per_slice)
 
 
-def hot_voxels_outside(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray,
-                       value_range: tuple[float, float]) -> Score:
+def hot_voxels_outside(
+    prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray, value_range: tuple[float, float]
+) -> Score:
     """Number of voxels above −500 HU outside the body mask (CT)."""
     _require_ct(value_range)
     hot = (prediction > HOT_HU) & _outside(mask)
@@ -273,8 +282,9 @@ def through_plane_error(
     return float(np.abs(np.diff(pred, axis=0) - np.diff(ref, axis=0))[pairs].mean())
 
 
-def through_plane(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray,
-                  value_range: tuple[float, float]) -> Score:
+def through_plane(
+    prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray, value_range: tuple[float, float]
+) -> Score:
     """:func:`through_plane_error` as a table entry; per slice: the pairs (z, z + 1), NaN for the last slice."""
     value = through_plane_error(prediction, reference, mask, value_range)
     pred, ref = (np.clip(a, *value_range) for a in (prediction, reference))
@@ -287,9 +297,7 @@ def through_plane(prediction: np.ndarray, reference: np.ndarray, mask: np.ndarra
 # ----------------------------------------------------------------------------- anatomy
 
 
-def dice_per_label(
-    prediction: np.ndarray, reference: np.ndarray, labels: dict[int, str]
-) -> dict[str, float | None]:
+def dice_per_label(prediction: np.ndarray, reference: np.ndarray, labels: dict[int, str]) -> dict[str, float | None]:
     """Dice of each label (name → value); ``None`` where the label is in neither volume."""
     result: dict[str, float | None] = {}
     for value, name in labels.items():
@@ -327,7 +335,10 @@ class UncertaintyAgreement:
 
 
 def uncertainty_pcc(
-    scale: np.ndarray, prediction: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None,
+    scale: np.ndarray,
+    prediction: np.ndarray,
+    reference: np.ndarray,
+    mask: np.ndarray | None = None,
     min_foreground: float = 0.0,
 ) -> UncertaintyAgreement:
     """Pearson correlation across images (slices) of mean σ and mean absolute residual in ``mask``.
@@ -377,8 +388,10 @@ def _pyramid(image: np.ndarray, min_size: int) -> list[np.ndarray]:
         if min(level.shape) < min_size:
             break
         gaussian.append(level)
-    bands = [g - resize(g_next, g.shape, order=1, mode="edge", anti_aliasing=False)
-             for g, g_next in itertools.pairwise(gaussian)]
+    bands = [
+        g - resize(g_next, g.shape, order=1, mode="edge", anti_aliasing=False)
+        for g, g_next in itertools.pairwise(gaussian)
+    ]
     return bands + gaussian[-1:]
 
 
@@ -450,8 +463,9 @@ def swd(
     if not images or not reference:
         raise MetricUnavailable("SWD needs at least one image in each set")
     levels_a, levels_b = (
-        _pyramid_patches(_to_unit(s, data_range), patches_per_image, patch, min_size,
-                         np.random.default_rng([seed, which]))
+        _pyramid_patches(
+            _to_unit(s, data_range), patches_per_image, patch, min_size, np.random.default_rng([seed, which])
+        )
         for which, s in enumerate((images, reference))
     )
     if not levels_a or not levels_b:
@@ -468,8 +482,15 @@ def swd(
             draws = []
             for _ in range(bootstrap):
                 pick_a, pick_b = _resample(group_a, rng), _resample(group_b, rng)
-                draws.append(1e3 * np.mean([_sliced_wasserstein(a[pick_a], b[pick_b], max(1, directions // 4), 1, rng)
-                                            for a, b in zip(levels_a, levels_b)]))
+                draws.append(
+                    1e3
+                    * np.mean(
+                        [
+                            _sliced_wasserstein(a[pick_a], b[pick_b], max(1, directions // 4), 1, rng)
+                            for a, b in zip(levels_a, levels_b)
+                        ]
+                    )
+                )
             result.ci95 = (float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5)))
     return result
 
@@ -505,11 +526,11 @@ def radiomics_features(
         raise MetricUnavailable("frd-score is not installed (pip install 'napari-medtrans[eval]')") from exc
     version = frd_module.FRD_VERSION_V1
     norm_type, norm_range, groups, types, norm_ref = frd_module._resolve_defaults(
-        version, None, None, None, list(image_types) if image_types else None, norm_ref=frd_module.NORM_REF_DEFAULT)
+        version, None, None, None, list(image_types) if image_types else None, norm_ref=frd_module.NORM_REF_DEFAULT
+    )
     frd_module._ensure_radiomics()
     logging.getLogger("radiomics").setLevel(logging.ERROR)
-    extractor = frd_module.get_feature_extractor(frd_version=version, features=groups, image_dim=2,
-                                                 image_types=types)
+    extractor = frd_module.get_feature_extractor(frd_version=version, features=groups, image_dim=2, image_types=types)
     with tempfile.TemporaryDirectory(prefix="medtrans-frd-") as tmp:
         paths = [_write_slices(Path(tmp) / "a", images), _write_slices(Path(tmp) / "b", reference)]
         mask_paths = None
@@ -517,8 +538,15 @@ def radiomics_features(
             mask_paths = [_write_slices(Path(tmp) / "ma", masks), _write_slices(Path(tmp) / "mb", reference_masks)]
         with contextlib.redirect_stdout(io.StringIO()):
             _, _, normalised, _ = frd_module.compute_statistics_of_paths(
-                paths, norm_type, norm_range, extractor, paths_mask=mask_paths, norm_ref=norm_ref,
-                num_workers=num_workers, frd_version=version)
+                paths,
+                norm_type,
+                norm_range,
+                extractor,
+                paths_mask=mask_paths,
+                norm_ref=norm_ref,
+                num_workers=num_workers,
+                frd_version=version,
+            )
     return np.asarray(normalised[0], np.float64), np.asarray(normalised[1], np.float64)
 
 
@@ -593,8 +621,9 @@ def frd(
     """
     if len(images) < 2 or len(reference) < 2:
         raise MetricUnavailable("FRD needs at least two images in each set")
-    features_a, features_b = radiomics_features(images, reference, masks, reference_masks,
-                                                image_types=image_types, num_workers=num_workers)
+    features_a, features_b = radiomics_features(
+        images, reference, masks, reference_masks, image_types=image_types, num_workers=num_workers
+    )
     if len(features_a) != len(images) or len(features_b) != len(reference):
         # PyRadiomics skipped some images (a mask too small for a feature): subjects are no longer
         # known per row, so the interval resamples images
@@ -634,9 +663,7 @@ def kernel_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
     k_aa, k_bb, k_ab = kernel(features_a, features_a), kernel(features_b, features_b), kernel(features_a, features_b)
     m, n = len(features_a), len(features_b)
     return float(
-        (k_aa.sum() - np.trace(k_aa)) / (m * (m - 1))
-        + (k_bb.sum() - np.trace(k_bb)) / (n * (n - 1))
-        - 2 * k_ab.mean()
+        (k_aa.sum() - np.trace(k_aa)) / (m * (m - 1)) + (k_bb.sum() - np.trace(k_bb)) / (n * (n - 1)) - 2 * k_ab.mean()
     )
 
 
@@ -712,8 +739,9 @@ def apply_scenario(
 # ----------------------------------------------------------------------------- intervals
 
 
-def bootstrap_ci(values: Sequence[float], statistic: Callable[[np.ndarray], float] = np.mean, *,
-                 resamples: int = 2000, seed: int = 0) -> tuple[float, float] | None:
+def bootstrap_ci(
+    values: Sequence[float], statistic: Callable[[np.ndarray], float] = np.mean, *, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float] | None:
     """95 % percentile-bootstrap interval of ``statistic`` over ``values`` (one per subject).
 
     None for fewer than 2 values; values that are None/NaN are left out.
@@ -762,31 +790,94 @@ class MetricSpec:
 
 
 METRICS: tuple[MetricSpec, ...] = (
-    MetricSpec("mae", "MAE", "HU", -1, "slice", "mean |translated − reference| in the body mask, unclipped", mae, headline=True),
-    MetricSpec("psnr", "PSNR", "dB", +1, "slice", "10 log10(width² / MSE) in the body mask, clipped to the range",
-               psnr),
-    MetricSpec("ssim", "SSIM", "", +1, "slice", "SynthRAD SSIM: clip, fill outside the mask, shift, 3-D map, "
-               "mean over the mask", ssim, headline=True),
+    MetricSpec(
+        "mae", "MAE", "HU", -1, "slice", "mean |translated − reference| in the body mask, unclipped", mae, headline=True
+    ),
+    MetricSpec(
+        "psnr", "PSNR", "dB", +1, "slice", "10 log10(width² / MSE) in the body mask, clipped to the range", psnr
+    ),
+    MetricSpec(
+        "ssim",
+        "SSIM",
+        "",
+        +1,
+        "slice",
+        "SynthRAD SSIM: clip, fill outside the mask, shift, 3-D map, mean over the mask",
+        ssim,
+        headline=True,
+    ),
     MetricSpec("nmae", "NMAE", "", -1, "slice", "MAE / range width", nmae),
-    MetricSpec("mae_outside", "MAE out", "HU", -1, "slice", "mean |translated − reference| outside the body mask",
-               mae_outside),
-    MetricSpec("p99_outside", "P99 air", "HU", -1, "slice", "99th percentile of |translated − (−1000 HU)| outside "
-               "the body mask (CT)", p99_outside, headline=True),
-    MetricSpec("hot_voxels_outside", "hot air", "voxels", -1, "slice", "voxels above −500 HU outside the body "
-               "mask (CT)", hot_voxels_outside),
-    MetricSpec("through_plane", "Through-plane", "HU", -1, "slice",
-               "MAE of the slice-to-slice difference (z) in the body mask, clipped to the range: stripes of "
-               "slice-wise translators", through_plane),
-    MetricSpec("swd", "SWD", "×10³", -1, "set", "sliced Wasserstein distance of Laplacian-pyramid patches "
-               "(with the low-pass level), descriptors normalised by the reference set", headline=True),
-    MetricSpec("frd", "FRD", "", -1, "set", "Fréchet Radiomics Distance (FRDv1 features, log d²), full-rank "
-               "covariance (≥ 2 slices per feature used)", headline=True),
+    MetricSpec(
+        "mae_outside", "MAE out", "HU", -1, "slice", "mean |translated − reference| outside the body mask", mae_outside
+    ),
+    MetricSpec(
+        "p99_outside",
+        "P99 air",
+        "HU",
+        -1,
+        "slice",
+        "99th percentile of |translated − (−1000 HU)| outside the body mask (CT)",
+        p99_outside,
+        headline=True,
+    ),
+    MetricSpec(
+        "hot_voxels_outside",
+        "hot air",
+        "voxels",
+        -1,
+        "slice",
+        "voxels above −500 HU outside the body mask (CT)",
+        hot_voxels_outside,
+    ),
+    MetricSpec(
+        "through_plane",
+        "Through-plane",
+        "HU",
+        -1,
+        "slice",
+        "MAE of the slice-to-slice difference (z) in the body mask, clipped to the range: stripes of "
+        "slice-wise translators",
+        through_plane,
+    ),
+    MetricSpec(
+        "swd",
+        "SWD",
+        "×10³",
+        -1,
+        "set",
+        "sliced Wasserstein distance of Laplacian-pyramid patches "
+        "(with the low-pass level), descriptors normalised by the reference set",
+        headline=True,
+    ),
+    MetricSpec(
+        "frd",
+        "FRD",
+        "",
+        -1,
+        "set",
+        "Fréchet Radiomics Distance (FRDv1 features, log d²), full-rank covariance (≥ 2 slices per feature used)",
+        headline=True,
+    ),
     MetricSpec("fid", "FID", "", -1, "set", "Fréchet Inception distance with local feature-extractor weights"),
     MetricSpec("kid", "KID", "", -1, "set", "kernel Inception distance with local feature-extractor weights"),
-    MetricSpec("dice_mean", "Dice", "", +1, "volume", "mean over tissues of the target-modality segmenter's Dice "
-               "on the translated image against the source labels", headline=True),
-    MetricSpec("uncertainty_pcc", "σ PCC", "", +1, "volume", "Pearson correlation over slices of mean σ and mean "
-               "|error| in the body, per subject; the summary is the median over subjects"),
+    MetricSpec(
+        "dice_mean",
+        "Dice",
+        "",
+        +1,
+        "volume",
+        "mean over tissues of the target-modality segmenter's Dice on the translated image against the source labels",
+        headline=True,
+    ),
+    MetricSpec(
+        "uncertainty_pcc",
+        "σ PCC",
+        "",
+        +1,
+        "volume",
+        "Pearson correlation over slices of mean σ and mean "
+        "|error| in the body, per subject; the summary is the median over subjects",
+    ),
 )
 """The one table of metrics: a new metric is one entry here (plus its function)."""
 

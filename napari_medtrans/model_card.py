@@ -45,14 +45,18 @@ def training_data_text(data: Mapping[str, Any]) -> str:
     """One sentence describing the training data from the provenance ``data`` entry."""
     if "phantom" in data:
         shape = "×".join(str(n) for n in data.get("shape", []))
-        return (f"procedural phantom heads (napari_medtrans.phantom): {data.get('subjects')} subjects, "
-                f"{data['phantom']} regime, cohort seed {data.get('seed')}"
-                + (f", misalignment level {data.get('level')}" if data["phantom"] == "misaligned" else "")
-                + (f", volumes {shape} (z×y×x)" if shape else ""))
+        return (
+            f"procedural phantom heads (napari_medtrans.phantom): {data.get('subjects')} subjects, "
+            f"{data['phantom']} regime, cohort seed {data.get('seed')}"
+            + (f", misalignment level {data.get('level')}" if data["phantom"] == "misaligned" else "")
+            + (f", volumes {shape} (z×y×x)" if shape else "")
+        )
     if "source" in data:
-        return (f"volumes from {data['source']} ({data.get('source_subjects')} subjects) and "
-                f"{data.get('target')} ({data.get('target_subjects')} subjects), "
-                + ("paired" if data.get("paired") else "unpaired"))
+        return (
+            f"volumes from {data['source']} ({data.get('source_subjects')} subjects) and "
+            f"{data.get('target')} ({data.get('target_subjects')} subjects), "
+            + ("paired" if data.get("paired") else "unpaired")
+        )
     return "not recorded"
 
 
@@ -84,8 +88,11 @@ def build_card(
     data = provenance.get("data") or {}
     phantom = "phantom" in data
     regime = metadata.get("regime") or data.get("phantom") or ("paired" if data.get("paired") else None)
-    numbers = {label: round(float(held_out[key]), 4) for key, label in HELD_OUT_KEYS.items()
-               if held_out and held_out.get(key) is not None}
+    numbers = {
+        label: round(float(held_out[key]), 4)
+        for key, label in HELD_OUT_KEYS.items()
+        if held_out and held_out.get(key) is not None
+    }
     signature = metadata.get("input_signature") or {}
     return {
         "summary": f"{metadata.get('method')} translator, {metadata.get('source')} → {metadata.get('target')}",
@@ -93,17 +100,21 @@ def build_card(
         "regime": regime or "not recorded",
         "training_size": data.get("subjects", data.get("source_subjects")),
         "input": f"{metadata.get('size')}² training crops, slices along array axis {metadata.get('slice_axis')}, "
-                 f"{metadata.get('context_slices', 1)} context slice(s)",
+        f"{metadata.get('context_slices', 1)} context slice(s)",
         "parameters": parameters,
         "iterations": provenance.get("iterations"),
         "deviations": deviation_texts(metadata.get("deviations")),
-        "held_out": {"data": held_out_data, "metrics": numbers} if numbers else
-                    {"data": None, "metrics": {}, "note": "no held-out evaluation recorded"},
+        "held_out": {"data": held_out_data, "metrics": numbers}
+        if numbers
+        else {"data": None, "metrics": {}, "note": "no held-out evaluation recorded"},
         "intended_use": INTENDED_USE,
         "limits": [PHANTOM_LIMIT if phantom else FOLDER_LIMIT, *COMMON_LIMITS],
-        "input_check": (f"signature of {signature.get('volumes')} training volumes, "
-                        f"threshold {signature.get('threshold')} training standard deviations"
-                        if signature else "no training signature: header modality only"),
+        "input_check": (
+            f"signature of {signature.get('volumes')} training volumes, "
+            f"threshold {signature.get('threshold')} training standard deviations"
+            if signature
+            else "no training signature: header modality only"
+        ),
     }
 
 
@@ -116,8 +127,10 @@ def card_lines(card: Mapping[str, Any]) -> list[str]:
     lines = [
         card.get("summary", ""),
         f"Trained on: {card.get('training_data')}",
-        (f"Regime: {card.get('regime')}; training subjects: {card.get('training_size')}; "
-        f"iterations: {card.get('iterations')}; weights: {card.get('parameters') or 'not recorded'}"),
+        (
+            f"Regime: {card.get('regime')}; training subjects: {card.get('training_size')}; "
+            f"iterations: {card.get('iterations')}; weights: {card.get('parameters') or 'not recorded'}"
+        ),
         f"Input: {card.get('input')}",
         "Deviations from the paper: " + ("; ".join(card.get("deviations") or []) or "none recorded"),
         f"Held-out: {metrics} on {held.get('data')}" if metrics else f"Held-out: {held.get('note', 'none')}",
@@ -144,8 +157,10 @@ def annotate(
     """
     description = metadata.provenance.get("data") or {}
     metadata.input_signature = build_signature(
-        volumes, geometry=training_geometry(description, metadata.slice_axis),
+        volumes,
+        geometry=training_geometry(description, metadata.slice_axis),
         source=training_data_text(description),
     )
-    metadata.card = build_card(metadata.to_dict(), held_out=held_out, held_out_data=held_out_data,
-                               parameters=parameters)
+    metadata.card = build_card(
+        metadata.to_dict(), held_out=held_out, held_out_data=held_out_data, parameters=parameters
+    )

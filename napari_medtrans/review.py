@@ -91,13 +91,9 @@ class ReviewSession:
     ) -> None:
         """``slice_scores`` replace the per-slice confidence derived from ``confidence`` (one per slice)."""
         if labels.array.shape != image.array.shape:
-            raise ReviewError(
-                f"labels {labels.array.shape} and image {image.array.shape} differ in shape"
-            )
+            raise ReviewError(f"labels {labels.array.shape} and image {image.array.shape} differ in shape")
         if confidence is not None and confidence.shape != image.array.shape:
-            raise ReviewError(
-                f"confidence {confidence.shape} and image {image.array.shape} differ in shape"
-            )
+            raise ReviewError(f"confidence {confidence.shape} and image {image.array.shape} differ in shape")
         if slice_scores is not None and len(slice_scores) != image.array.shape[0]:
             raise ReviewError(f"{len(slice_scores)} slice scores for {image.array.shape[0]} slices")
         self._slice_scores = slice_scores
@@ -143,6 +139,7 @@ class ReviewSession:
     # -- queue -----------------------------------------------------------------
     def _initial_states(self) -> list[SliceState]:
         n = self.original.shape[0]
+        scores: Sequence[float | None] | np.ndarray
         if self._slice_scores is not None:
             scores = self._slice_scores
         elif self.confidence is not None:
@@ -362,8 +359,9 @@ def _read_edits(path: Path, original: np.ndarray) -> dict[int, np.ndarray]:
         if not index.isdigit() or int(index) >= len(original):
             raise ReviewError(f"{path}: entry {key!r} names no slice of the {len(original)}")
         if array.shape != original.shape[1:] or array.dtype.kind not in "iub":
-            raise ReviewError(f"{path}: {key} is {array.dtype} {array.shape}, expected integer labels "
-                              f"{original.shape[1:]}")
+            raise ReviewError(
+                f"{path}: {key} is {array.dtype} {array.shape}, expected integer labels {original.shape[1:]}"
+            )
         slices[int(index)] = array
     return slices
 
@@ -386,8 +384,10 @@ def _inside(folder: Path, value: object, what: str, summary: Path) -> Path:
         raise ReviewError(f"{summary}: {what} must be a file name, got {value!r}")
     relative = Path(value)
     if relative.is_absolute() or ".." in relative.parts:
-        raise ReviewError(f"{summary}: {what} {value!r} must be a file name inside the summary's folder "
-                          "(absolute paths and '..' are refused)")
+        raise ReviewError(
+            f"{summary}: {what} {value!r} must be a file name inside the summary's folder "
+            "(absolute paths and '..' are refused)"
+        )
     path = folder / relative
     if not path.resolve().is_relative_to(folder.resolve()):
         raise ReviewError(f"{summary}: {what} {value!r} leads outside the summary's folder")
@@ -422,15 +422,18 @@ def load_summary(path: str | Path) -> list[SummaryCase]:
         mean = case.get("mean_confidence")
         if mean is not None and (not isinstance(mean, (int, float)) or isinstance(mean, bool)):
             raise ReviewError(f"{path}: {what} mean_confidence must be a number, got {mean!r}")
-        loaded.append(SummaryCase(
-            name=name,
-            image=_inside(path.parent, case.get("image"), f"{what} image", path),
-            labels=_inside(path.parent, case.get("labels"), f"{what} labels", path),
-            confidence=None if case.get("confidence") is None
-            else _inside(path.parent, case["confidence"], f"{what} confidence", path),
-            slice_confidence=_scores(case.get("slice_confidence"), f"{what} slice_confidence", path),
-            mean_confidence=None if mean is None else float(mean),
-        ))
+        loaded.append(
+            SummaryCase(
+                name=name,
+                image=_inside(path.parent, case.get("image"), f"{what} image", path),
+                labels=_inside(path.parent, case.get("labels"), f"{what} labels", path),
+                confidence=None
+                if case.get("confidence") is None
+                else _inside(path.parent, case["confidence"], f"{what} confidence", path),
+                slice_confidence=_scores(case.get("slice_confidence"), f"{what} slice_confidence", path),
+                mean_confidence=None if mean is None else float(mean),
+            )
+        )
     names = [c.name for c in loaded]
     if len(set(names)) != len(names):
         raise ReviewError(f"{path}: case names repeat")
@@ -475,8 +478,9 @@ class SummaryReview:
         if case not in self.sessions:
             c = self.cases[case]
             try:
-                session = ReviewSession.open(c.image, c.labels, c.confidence, reviewer=self.reviewer,
-                                             slice_scores=c.slice_confidence)
+                session = ReviewSession.open(
+                    c.image, c.labels, c.confidence, reviewer=self.reviewer, slice_scores=c.slice_confidence
+                )
             except ReviewError as exc:
                 raise ReviewError(f"{c.name}: {exc}") from exc
             except (OSError, ValueError) as exc:

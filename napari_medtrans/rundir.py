@@ -89,8 +89,10 @@ def require_writable_folder(folder: str | os.PathLike[str]) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise OSError(exc.errno, f"{folder}: cannot write there ({exc.strerror or exc}); "
-                                 "choose another folder or fix its permissions") from exc
+        raise OSError(
+            exc.errno,
+            f"{folder}: cannot write there ({exc.strerror or exc}); choose another folder or fix its permissions",
+        ) from exc
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
@@ -159,8 +161,14 @@ class RunDir:
 
     def remove_run_files(self) -> None:
         """Delete what a trainer wrote (for ``--overwrite``); other files in the folder stay."""
-        for item in (self.config_path, self.status_path, self.metrics_path, self.translator_path,
-                     self.log_path, self.stop_path):
+        for item in (
+            self.config_path,
+            self.status_path,
+            self.metrics_path,
+            self.translator_path,
+            self.log_path,
+            self.stop_path,
+        ):
             item.unlink(missing_ok=True)
         for folder in (self.checkpoints_dir, self.previews_dir):
             shutil.rmtree(folder, ignore_errors=True)
@@ -220,8 +228,7 @@ class RunDir:
             holder = json.loads(self.lock_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return
-        if isinstance(holder, dict) and holder.get("pid") == os.getpid() \
-                and holder.get("host") == socket.gethostname():
+        if isinstance(holder, dict) and holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
             self.lock_path.unlink(missing_ok=True)
 
     def remove_orphan_temps(self) -> list[Path]:
@@ -356,8 +363,10 @@ class RunDir:
             with np.load(path, allow_pickle=False) as data:
                 for member in data.zip.infolist():
                     if member.file_size > MAX_PREVIEW_BYTES:
-                        raise ValueError(f"{path}: array {member.filename} would take {member.file_size} bytes "
-                                         f"uncompressed; previews are limited to {MAX_PREVIEW_BYTES}")
+                        raise ValueError(
+                            f"{path}: array {member.filename} would take {member.file_size} bytes "
+                            f"uncompressed; previews are limited to {MAX_PREVIEW_BYTES}"
+                        )
                 arrays = {key: data[key] for key in data.files}
         except (zipfile.BadZipFile, EOFError) as exc:
             raise ValueError(f"{path}: not a readable preview ({exc})") from exc
@@ -398,8 +407,10 @@ def _check_preview_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Numeric, non-empty, 2-D to 4-D arrays; a ``field`` has 2 channels (Δrow, Δcol) before H, W."""
     for name, array in arrays.items():
         if array.dtype.kind not in "biuf" or not 2 <= array.ndim <= 4 or array.size == 0:
-            raise ValueError(f"{path}: array {name!r} ({array.dtype}, shape {array.shape}) is not a "
-                             "non-empty numeric 2-D to 4-D preview image")
+            raise ValueError(
+                f"{path}: array {name!r} ({array.dtype}, shape {array.shape}) is not a "
+                "non-empty numeric 2-D to 4-D preview image"
+            )
         if name == "field" and (array.ndim < 3 or array.shape[-3] != 2):
             raise ValueError(f"{path}: array 'field' has shape {array.shape}; a field is (2, H, W) or (N, 2, H, W)")
 

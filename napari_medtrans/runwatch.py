@@ -84,8 +84,13 @@ class RunUpdate:
     errors: list[str] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return self.status is not None or bool(self.metrics) or self.reset_metrics \
-            or self.preview is not None or bool(self.errors)
+        return (
+            self.status is not None
+            or bool(self.metrics)
+            or self.reset_metrics
+            or self.preview is not None
+            or bool(self.errors)
+        )
 
 
 def _stamp(path: Path) -> _Stamp | None:
@@ -193,8 +198,9 @@ class RunWatcher:
                 update.metrics.append(record)
         self._metrics_offset += end
         if bad:
-            raise ValueError(f"{path}: skipped {bad} lines that are not JSON objects of at most "
-                             f"{MAX_METRICS_LINE} bytes")
+            raise ValueError(
+                f"{path}: skipped {bad} lines that are not JSON objects of at most {MAX_METRICS_LINE} bytes"
+            )
 
     def _poll_preview(self, update: RunUpdate) -> None:
         stamp = _stamp(self.run.previews_dir / "latest.json")

@@ -62,12 +62,12 @@ class SegmenterMetadata:
     """What a segmenter file needs to be rebuilt and applied (JSON-serialisable)."""
 
     name: str
-    modality: str                      # the image domain it segments: "CT", "T1", "T2", …
-    labels: dict[int, str]             # label value → tissue name (0 = background)
-    network: dict[str, Any]            # build_network spec, arch "seg_unet"
-    intensity: dict[str, Any]          # IntensityModel.to_dict()
+    modality: str  # the image domain it segments: "CT", "T1", "T2", …
+    labels: dict[int, str]  # label value → tissue name (0 = background)
+    network: dict[str, Any]  # build_network spec, arch "seg_unet"
+    intensity: dict[str, Any]  # IntensityModel.to_dict()
     slice_axis: int = 0
-    context: int = 0                   # neighbouring slices on either side fed as channels (2.5-D)
+    context: int = 0  # neighbouring slices on either side fed as channels (2.5-D)
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -60,8 +60,13 @@ def windows(shape: Sequence[int], patch: Sequence[int], overlap: float = 0.5) ->
         yield tuple(slice(s[i], s[i] + p) for s, i, p in zip(starts, corner, patch))
 
 
-def sliding_window(volume: torch.Tensor, predict: Callable[[torch.Tensor], torch.Tensor], patch: Sequence[int],
-                   overlap: float = 0.5, batch_size: int = 1) -> torch.Tensor:
+def sliding_window(
+    volume: torch.Tensor,
+    predict: Callable[[torch.Tensor], torch.Tensor],
+    patch: Sequence[int],
+    overlap: float = 0.5,
+    batch_size: int = 1,
+) -> torch.Tensor:
     """Predict a (C, D, H, W) ``volume`` window by window and blend: returns (O, D, H, W) float32.
 
     ``predict`` maps a (B, C, *patch) batch to (B, O, *patch).
@@ -79,7 +84,7 @@ def sliding_window(volume: torch.Tensor, predict: Callable[[torch.Tensor], torch
     output: torch.Tensor | None = None
     boxes = list(windows(padded, patch, overlap))
     for first in range(0, len(boxes), batch_size):
-        batch = boxes[first:first + batch_size]
+        batch = boxes[first : first + batch_size]
         predictions = predict(torch.stack([volume[(slice(None),) + box] for box in batch])).float()
         if output is None:
             output = torch.zeros((predictions.shape[1], *padded), dtype=torch.float32, device=volume.device)
@@ -92,8 +97,9 @@ def sliding_window(volume: torch.Tensor, predict: Callable[[torch.Tensor], torch
     return output[(slice(None),) + crop]
 
 
-def translate_volume_3d(translator, array: np.ndarray, patch: Sequence[int], *, overlap: float = 0.5,
-                        batch_size: int = 1) -> dict[str, np.ndarray | None]:
+def translate_volume_3d(
+    translator, array: np.ndarray, patch: Sequence[int], *, overlap: float = 0.5, batch_size: int = 1
+) -> dict[str, np.ndarray | None]:
     """Translate a (z, y, x) ``array`` with a 3-D generator by sliding windows (fp32).
 
     ``translator`` is a :class:`napari_medtrans.inference.Translator` whose

@@ -25,9 +25,26 @@ def pseudolabels(translator: str, out: Path) -> Path:
     """Run the tutorship pipeline on two phantoms and return its summary.json."""
     from napari_medtrans.cli import main
 
-    argv = ["pseudolabel", "--strategy", "tutorship", "--translator", translator, "--phantom",
-            "--phantom-sources", "2", "--phantom-targets", "1", "--phantom-shape", "16", "96", "96",
-            "--iterations", "400", "--out", str(out)]
+    argv = [
+        "pseudolabel",
+        "--strategy",
+        "tutorship",
+        "--translator",
+        translator,
+        "--phantom",
+        "--phantom-sources",
+        "2",
+        "--phantom-targets",
+        "1",
+        "--phantom-shape",
+        "16",
+        "96",
+        "96",
+        "--iterations",
+        "400",
+        "--out",
+        str(out),
+    ]
     if main(argv) != 0:
         raise SystemExit("medtrans pseudolabel failed")
     return out / "summary.json"

@@ -23,9 +23,15 @@ def _save(folder: Path, name: str, method: str, networks: dict, outputs: list[st
     if "registration" in modules:  # a clearly visible field, the same everywhere
         modules["registration"].field.bias.data = torch.tensor(FIELD_BIAS)
     metadata = TranslatorMetadata(
-        name=name, method=method, source="T1", target="CT", networks=networks,
-        source_intensity=mr_percentile().to_dict(), target_intensity=ct_window().to_dict(),
-        size=64, outputs=outputs,
+        name=name,
+        method=method,
+        source="T1",
+        target="CT",
+        networks=networks,
+        source_intensity=mr_percentile().to_dict(),
+        target_intensity=ct_window().to_dict(),
+        size=64,
+        outputs=outputs,
     )
     save_translator(folder / f"{name}.safetensors", modules, metadata)
 

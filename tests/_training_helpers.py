@@ -15,34 +15,93 @@ TINY_MODEL = {
     "cyclegan": ["model.n_blocks=2", "model.ndf=8", "model.pool_size=4"],
     "reggan": ["model.n_blocks=2", "model.ndf=8", "model.reg_nf=8", "model.reg_depth=3"],
     "pi": ["model.ndf=8", "model.n_critic=2", "model.generator_options.depth=3"],
-    "uapi": ["model.ndf=8", "model.n_critic=2", "model.generator_options.depth=3", "model.lambda_paired=1",
-             "model.nll_beta=1"],
-    "cut": ["model.n_blocks=2", "model.ndf=8", "model.num_patches=32", "model.nce_features=32",
-            "model.nce_layers=[0,4,7,10,11]"],
+    "uapi": [
+        "model.ndf=8",
+        "model.n_critic=2",
+        "model.generator_options.depth=3",
+        "model.lambda_paired=1",
+        "model.nll_beta=1",
+    ],
+    "cut": [
+        "model.n_blocks=2",
+        "model.ndf=8",
+        "model.num_patches=32",
+        "model.nce_features=32",
+        "model.nce_layers=[0,4,7,10,11]",
+    ],
     "gcgan": ["model.n_blocks=2", "model.ndf=8", "model.pool_size=4"],
-    "ugac": ["model.ndf=8", "model.n_layers_d=3", "model.generator_options.depth=2",
-             "model.generator_options.cascade=2"],
-    "shape-cyclegan": ["model.n_blocks=2", "model.ndf=8", "model.pool_size=4", "model.seg_features=8",
-                       "model.seg_depth=2"],
-    "fastcut": ["model.n_blocks=2", "model.ndf=8", "model.num_patches=32", "model.nce_features=32",
-                "model.nce_layers=[0,4,7,10,11]"],
+    "ugac": [
+        "model.ndf=8",
+        "model.n_layers_d=3",
+        "model.generator_options.depth=2",
+        "model.generator_options.cascade=2",
+    ],
+    "shape-cyclegan": [
+        "model.n_blocks=2",
+        "model.ndf=8",
+        "model.pool_size=4",
+        "model.seg_features=8",
+        "model.seg_depth=2",
+    ],
+    "fastcut": [
+        "model.n_blocks=2",
+        "model.ndf=8",
+        "model.num_patches=32",
+        "model.nce_features=32",
+        "model.nce_layers=[0,4,7,10,11]",
+    ],
     "regression": ["model.depth=3", "model.encoder_blocks=1"],
 }
 
-REGIME = {"pix2pix": "paired", "reggan": "misaligned", "cyclegan": "unpaired", "pi": "unpaired",
-          "uapi": "paired", "cut": "unpaired", "fastcut": "unpaired",
-          "gcgan": "unpaired", "ugac": "unpaired",
-          "shape-cyclegan": "unpaired", "regression": "paired"}
+REGIME = {
+    "pix2pix": "paired",
+    "reggan": "misaligned",
+    "cyclegan": "unpaired",
+    "pi": "unpaired",
+    "uapi": "paired",
+    "cut": "unpaired",
+    "fastcut": "unpaired",
+    "gcgan": "unpaired",
+    "ugac": "unpaired",
+    "shape-cyclegan": "unpaired",
+    "regression": "paired",
+}
 
 
-def tiny_args(method: str, run_dir: Path, *, iterations: int = 6, regime: str | None = None,
-              extra: list[str] | None = None) -> list[str]:
+def tiny_args(
+    method: str, run_dir: Path, *, iterations: int = 6, regime: str | None = None, extra: list[str] | None = None
+) -> list[str]:
     """Command-line arguments of a tiny phantom run (32² slices, 3 subjects of 6 slices)."""
-    args = ["--method", method, "--phantom", regime or REGIME[method], "--run-dir", str(run_dir),
-            "--iterations", str(iterations), "--size", "32", "--subjects", "3", "--threads", "1",
-            "--log-every", "2", "--checkpoint-every", "3", "--preview-every", "3",
-            "--set", "data.phantom_depth=6", "--set", "data.val_slices=2", "--set", "data.min_foreground=0.0",
-            "--set", "model.ngf=8"]
+    args = [
+        "--method",
+        method,
+        "--phantom",
+        regime or REGIME[method],
+        "--run-dir",
+        str(run_dir),
+        "--iterations",
+        str(iterations),
+        "--size",
+        "32",
+        "--subjects",
+        "3",
+        "--threads",
+        "1",
+        "--log-every",
+        "2",
+        "--checkpoint-every",
+        "3",
+        "--preview-every",
+        "3",
+        "--set",
+        "data.phantom_depth=6",
+        "--set",
+        "data.val_slices=2",
+        "--set",
+        "data.min_foreground=0.0",
+        "--set",
+        "model.ngf=8",
+    ]
     for item in TINY_MODEL[method]:
         args += ["--set", item]
     return args + (extra or [])
@@ -65,5 +124,10 @@ def subprocess_env() -> dict[str, str]:
 def start_training(args: list[str], log: Path) -> subprocess.Popen:
     """``python -m training ARGS`` as a real subprocess, output to ``log``."""
     handle = open(log, "ab")
-    return subprocess.Popen([sys.executable, "-m", "training", *args], cwd=REPO, env=subprocess_env(),
-                            stdout=handle, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "training", *args],
+        cwd=REPO,
+        env=subprocess_env(),
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+    )

@@ -22,8 +22,13 @@ RESNET = {"arch": "resnet", "ngf": 8, "n_blocks": 3}
 
 def metadata(**overrides):
     fields = {
-        "name": "tiny", "method": "cyclegan", "source": "T1", "target": "CT", "networks": {"generator": RESNET},
-        "source_intensity": mr_percentile().to_dict(), "target_intensity": ct_window().to_dict(),
+        "name": "tiny",
+        "method": "cyclegan",
+        "source": "T1",
+        "target": "CT",
+        "networks": {"generator": RESNET},
+        "source_intensity": mr_percentile().to_dict(),
+        "target_intensity": ct_window().to_dict(),
         "provenance": {"run": "test"},
     }
     return TranslatorMetadata(**{**fields, **overrides})
@@ -32,8 +37,11 @@ def metadata(**overrides):
 def test_round_trip_identical_outputs(tmp_path):
     gen = build_network(RESNET).eval()
     reg = build_network({"arch": "registration", "nf": 8, "depth": 3})
-    md = metadata(networks={"generator": RESNET, "registration": {"arch": "registration", "nf": 8, "depth": 3}},
-                  outputs=["image", "field"], method="reggan")
+    md = metadata(
+        networks={"generator": RESNET, "registration": {"arch": "registration", "nf": 8, "depth": 3}},
+        outputs=["image", "field"],
+        method="reggan",
+    )
     path = save_translator(tmp_path / "t.safetensors", {"generator": gen, "registration": reg}, md)
     assert read_metadata(path) == md
     modules, md2 = load_modules(path)
@@ -60,7 +68,9 @@ def test_mismatch_names_tensor_and_shape(tmp_path):
     del tensors["generator.model.1.weight"]
     tensors["generator.extra"] = torch.zeros(1)
     save_file(tensors, str(path), metadata=header)
-    with pytest.raises(CheckpointError, match="missing tensor generator.model.1.weight.*unexpected tensor generator.extra"):
+    with pytest.raises(
+        CheckpointError, match="missing tensor generator.model.1.weight.*unexpected tensor generator.extra"
+    ):
         load_modules(path)
 
 
@@ -72,11 +82,15 @@ def test_metadata_validation_names_the_field(tmp_path):
     with pytest.raises(CheckpointError, match="reference"):
         metadata(target_intensity=mr_percentile().to_dict()).validate()
     with pytest.raises(CheckpointError, match="scale"):
-        save_translator(tmp_path / "s.safetensors", {"generator": build_network(RESNET)},
-                        metadata(outputs=["image", "scale"]))
+        save_translator(
+            tmp_path / "s.safetensors", {"generator": build_network(RESNET)}, metadata(outputs=["image", "scale"])
+        )
     with pytest.raises(CheckpointError, match="unknown architecture"):
-        save_translator(tmp_path / "s.safetensors", {"generator": build_network(RESNET)},
-                        metadata(networks={"generator": {"arch": "transformer"}}))
+        save_translator(
+            tmp_path / "s.safetensors",
+            {"generator": build_network(RESNET)},
+            metadata(networks={"generator": {"arch": "transformer"}}),
+        )
 
 
 def test_non_translator_files_are_refused(tmp_path):
@@ -111,8 +125,10 @@ def test_pickle_payload_is_refused_and_never_runs(tmp_path, writer):
         torch.save(state, src)
     else:
         src.write_bytes(pickle.dumps(state))
-    for load in (lambda: convert_pth(src, tmp_path / "out.safetensors", metadata={"source": "T1", "target": "CT"}),
-                 lambda: load_modules(src)):
+    for load in (
+        lambda: convert_pth(src, tmp_path / "out.safetensors", metadata={"source": "T1", "target": "CT"}),
+        lambda: load_modules(src),
+    ):
         with pytest.raises(CheckpointError, match="refused|not a safetensors"):
             load()
     assert not marker.exists()
@@ -123,9 +139,15 @@ class _Block(torch.nn.Module):
     def __init__(self, dim):
         super().__init__()
         nn = torch.nn
-        self.conv_block = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3), nn.InstanceNorm2d(dim),
-                                        nn.ReLU(), nn.ReflectionPad2d(1), nn.Conv2d(dim, dim, 3),
-                                        nn.InstanceNorm2d(dim))
+        self.conv_block = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(dim, dim, 3),
+            nn.InstanceNorm2d(dim),
+            nn.ReLU(),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(dim, dim, 3),
+            nn.InstanceNorm2d(dim),
+        )
 
     def forward(self, x):
         return x + self.conv_block(x)
@@ -147,8 +169,11 @@ class _PublicGenerator(torch.nn.Module):
         body = [_Block(ngf * 4) for _ in range(n_blocks)]
         tail = []
         for m in (4, 2):
-            tail += [nn.ConvTranspose2d(ngf * m, ngf * m // 2, 3, stride=2, padding=1, output_padding=1),
-                     nn.InstanceNorm2d(ngf * m // 2), nn.ReLU()]
+            tail += [
+                nn.ConvTranspose2d(ngf * m, ngf * m // 2, 3, stride=2, padding=1, output_padding=1),
+                nn.InstanceNorm2d(ngf * m // 2),
+                nn.ReLU(),
+            ]
         tail += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 1, 7), nn.Tanh()]
         if layout == "cyclegan":
             self.parts = ["model"]
@@ -176,8 +201,7 @@ def test_conversion_gives_identical_outputs(tmp_path, layout):
     torch.save(state, src)
     dst = convert_pth(src, tmp_path / "conv.safetensors", layout=layout, metadata={"source": "T1", "target": "CT"})
     modules, md = load_modules(dst)
-    assert md.networks["generator"] == {**RESNET, "arch": "resnet", "in_channels": 1, "out_channels": 1,
-                                        "dropout": 0.0}
+    assert md.networks["generator"] == {**RESNET, "arch": "resnet", "in_channels": 1, "out_channels": 1, "dropout": 0.0}
     assert md.method == layout and md.provenance["converted_from"] == "netG_A2B.pth"
     x = torch.randn(2, 1, 32, 32)
     assert torch.equal(modules["generator"](x), public(x))

@@ -15,8 +15,23 @@ from napari_medtrans.nets import build_network
 from napari_medtrans.phantom import TISSUES
 from napari_medtrans.segmenter import SegmenterMetadata, save_segmenter
 
-METRIC_KEYS = {"mae", "psnr", "ssim", "nmae", "mae_outside", "p99_outside", "hot_voxels_outside", "frd", "swd", "fid",
-               "kid", "dice_mean", "dice", "cases", "ci95"}
+METRIC_KEYS = {
+    "mae",
+    "psnr",
+    "ssim",
+    "nmae",
+    "mae_outside",
+    "p99_outside",
+    "hot_voxels_outside",
+    "frd",
+    "swd",
+    "fid",
+    "kid",
+    "dice_mean",
+    "dice",
+    "cases",
+    "ci95",
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +50,29 @@ def setup(tmp_path_factory):
 @pytest.mark.slow  # evaluates every scenario end to end (> 20 s)
 def test_evaluate_phantom_writes_schema_report_and_plots(tmp_path, setup, capsys):
     out = tmp_path / "out"
-    args = ["evaluate", "--model", str(setup["resnet"]), str(setup["uapi"]), "--phantom", "1",
-            "--shape", "6", "64", "64", "--scenarios", "GN0,IP5", "--segmenter", str(setup["segmenter"]),
-            "--frd-original-only", "--device", "cpu", "--set-bootstrap", "5", "--out", str(out)]
+    args = [
+        "evaluate",
+        "--model",
+        str(setup["resnet"]),
+        str(setup["uapi"]),
+        "--phantom",
+        "1",
+        "--shape",
+        "6",
+        "64",
+        "64",
+        "--scenarios",
+        "GN0,IP5",
+        "--segmenter",
+        str(setup["segmenter"]),
+        "--frd-original-only",
+        "--device",
+        "cpu",
+        "--set-bootstrap",
+        "5",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     doc = json.loads((out / "metrics.json").read_text())
     assert set(doc["models"]) == {"tiny-resnet", "tiny-uapi"}
@@ -69,8 +104,10 @@ def test_evaluate_clear_errors(tmp_path, setup, capsys):
     assert "unknown scenario" in capsys.readouterr().err
     assert main(["evaluate", "--model", str(tmp_path / "none.safetensors"), "--phantom", "--out", str(tmp_path)]) == 2
     assert "cannot load model" in capsys.readouterr().err
-    assert main(["evaluate", "--model", str(setup["resnet"]), "--data", str(tmp_path / "nodata"),
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(["evaluate", "--model", str(setup["resnet"]), "--data", str(tmp_path / "nodata"), "--out", str(tmp_path)])
+        == 2
+    )
     assert "no volumes" in capsys.readouterr().err
 
 
@@ -110,13 +147,35 @@ def test_evaluate_translated_folders_mixed_with_a_model(tmp_path, setup):
         (tmp_path / folder).mkdir()
         for subject in subjects:
             ct = cts[subject.name]
-            write_volume(ct.with_array(ct.array + bias * (subject.labels > 0)), tmp_path / folder / f"{subject.name}{suffix}")
+            write_volume(
+                ct.with_array(ct.array + bias * (subject.labels > 0)), tmp_path / folder / f"{subject.name}{suffix}"
+            )
     out = tmp_path / "out"
-    args = ["evaluate", "--model", str(setup["resnet"]), "--translated", str(tmp_path / "biased"),
-            "--translated", str(tmp_path / "exact"), "--name", "biased", "theirs", "--data", str(tmp_path / "data"),
-            "--scenarios", "GN0", "--segmenter", str(setup["segmenter"]), "--no-frd", "--device", "cpu",
-            "--set-bootstrap", "5",
-            "--out", str(out)]
+    args = [
+        "evaluate",
+        "--model",
+        str(setup["resnet"]),
+        "--translated",
+        str(tmp_path / "biased"),
+        "--translated",
+        str(tmp_path / "exact"),
+        "--name",
+        "biased",
+        "theirs",
+        "--data",
+        str(tmp_path / "data"),
+        "--scenarios",
+        "GN0",
+        "--segmenter",
+        str(setup["segmenter"]),
+        "--no-frd",
+        "--device",
+        "cpu",
+        "--set-bootstrap",
+        "5",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     doc = json.loads((out / "metrics.json").read_text())
     assert set(doc["models"]) == {"tiny-resnet", "biased", "theirs"}
@@ -139,8 +198,16 @@ def test_evaluate_translated_needs_the_reference_grid_and_every_case(tmp_path, c
     moved.spacing = (1.0, 1.0, 2.5)
     path = tmp_path / "theirs" / f"{subject.name}.nii.gz"
     write_volume(moved, path)
-    base = ["evaluate", "--translated", str(tmp_path / "theirs"), "--data", str(tmp_path / "data"), "--no-frd",
-            "--out", str(tmp_path / "out")]
+    base = [
+        "evaluate",
+        "--translated",
+        str(tmp_path / "theirs"),
+        "--data",
+        str(tmp_path / "data"),
+        "--no-frd",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main([*base, "--target", "CT"]) == 2
     err = capsys.readouterr().err
     assert "translated volume" in err and str(path) in err and f"{subject.name}.nii.gz" in err and "spacing" in err

@@ -30,8 +30,23 @@ def t1_file(tmp_path, small_subject):
 
 def test_translate_writes_hu_with_geometry(tmp_path, models_dir, t1_file, capsys):
     out = tmp_path / "out"
-    assert main(["translate", str(t1_file), "--model", "tiny-resnet", "--out", str(out),
-                 "--uncertainty", "tta", "--batch-size", "2"]) == 0
+    assert (
+        main(
+            [
+                "translate",
+                str(t1_file),
+                "--model",
+                "tiny-resnet",
+                "--out",
+                str(out),
+                "--uncertainty",
+                "tta",
+                "--batch-size",
+                "2",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "3/3 slices" in captured.err  # progress bar on stderr
     source = read_volume(t1_file)
@@ -52,19 +67,39 @@ def test_translate_writes_hu_with_geometry(tmp_path, models_dir, t1_file, capsys
 def test_translate_scale_map_by_path(tmp_path, t1_file, native_bf16):
     model = make_translator(tmp_path / "uapi.safetensors", UNET_SCALE)
     out = tmp_path / "out"
-    assert main(["translate", str(t1_file), "--model", str(model), "--out", str(out), "--uncertainty", "scale",
-                 "--axis", "0", "--precision", "bf16"]) == 0
+    assert (
+        main(
+            [
+                "translate",
+                str(t1_file),
+                "--model",
+                str(model),
+                "--out",
+                str(out),
+                "--uncertainty",
+                "scale",
+                "--axis",
+                "0",
+                "--precision",
+                "bf16",
+            ]
+        )
+        == 0
+    )
     assert (read_volume(out / "subject0_t1_CT_uncertainty.nii.gz").array > 0).all()
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing input", "no such file"),
-    ("garbage input", "garbage.nii.gz"),
-    ("unknown model", "no translator named"),
-    ("pth model", "convert-pth"),
-    ("no scale", "no scale map"),
-    ("no dropout", "no dropout"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing input", "no such file"),
+        ("garbage input", "garbage.nii.gz"),
+        ("unknown model", "no translator named"),
+        ("pth model", "convert-pth"),
+        ("no scale", "no scale map"),
+        ("no dropout", "no dropout"),
+    ],
+)
 def test_translate_clear_errors(tmp_path, models_dir, t1_file, capsys, case, message):
     model, extra, source = "tiny-resnet", [], str(t1_file)
     if case == "missing input":
@@ -116,6 +151,8 @@ def test_convert_pth_command(tmp_path, models_dir, capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_translate_unavailable_device(tmp_path, models_dir, t1_file, capsys):
-    assert main(["translate", str(t1_file), "--model", "tiny-resnet", "--out", str(tmp_path / "o"),
-                 "--device", "cuda"]) == 2
+    assert (
+        main(["translate", str(t1_file), "--model", "tiny-resnet", "--out", str(tmp_path / "o"), "--device", "cuda"])
+        == 2
+    )
     assert "'cuda' is not available" in capsys.readouterr().err

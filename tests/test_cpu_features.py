@@ -20,8 +20,10 @@ from training.loop import autocast_dtype
 
 def test_flags_are_read_from_cpuinfo(monkeypatch, tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
-    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu AVX512F avx512_bf16\n\n"
-                       "processor\t: 1\nFeatures\t: fp asimd bf16\n")
+    cpuinfo.write_text(
+        "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu AVX512F avx512_bf16\n\n"
+        "processor\t: 1\nFeatures\t: fp asimd bf16\n"
+    )
     real_path = cpu_features.Path
     monkeypatch.setattr(cpu_features, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
     cpu_features.cpu_flags.cache_clear()
@@ -33,8 +35,13 @@ def test_flags_are_read_from_cpuinfo(monkeypatch, tmp_path):
 
 
 def test_bf16_native_only_with_its_instructions(monkeypatch):
-    for flags, native in [({"amx_bf16"}, True), ({"avx512_bf16"}, True), ({"asimd", "bf16"}, True),
-                          ({"avx512f", "avx2"}, False), (set(), False)]:
+    for flags, native in [
+        ({"amx_bf16"}, True),
+        ({"avx512_bf16"}, True),
+        ({"asimd", "bf16"}, True),
+        ({"avx512f", "avx2"}, False),
+        (set(), False),
+    ]:
         monkeypatch.setattr(cpu_features, "cpu_flags", lambda flags=flags: frozenset(flags))
         assert cpu_features.precision_support("bf16", "cpu").native is native, flags
         assert cpu_features.precision_support("fp32", "cpu").native
@@ -70,8 +77,18 @@ def t1_file(tmp_path, small_subject):
 
 def test_cli_refuses_emulated_bf16_unless_forced(tmp_path, t1_file, emulated_bf16, capsys):
     model = make_translator(tmp_path / "tiny.safetensors")
-    args = ["translate", str(t1_file), "--model", str(model), "--out", str(tmp_path / "out"), "--device", "cpu",
-            "--precision", "bf16"]
+    args = [
+        "translate",
+        str(t1_file),
+        "--model",
+        str(model),
+        "--out",
+        str(tmp_path / "out"),
+        "--device",
+        "cpu",
+        "--precision",
+        "bf16",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "--precision bf16" in err and "emulated" in err and "--force" in err

@@ -48,8 +48,12 @@ def test_export_with_like_joins_the_study_and_keeps_the_slice_geometry(tmp_path,
     write_volume(_sct_like(mr), sct_path)
     sct = read_volume(sct_path)
     out = tmp_path / "sct_dicom"
-    assert main(["export-dicom", str(sct_path), "--like", str(mr_series), "--out", str(out),
-                 "--translator", "t1-ct-resnet"]) == 0
+    assert (
+        main(
+            ["export-dicom", str(sct_path), "--like", str(mr_series), "--out", str(out), "--translator", "t1-ct-resnet"]
+        )
+        == 0
+    )
     headers = _read_back(out)
     sources = {int(h.InstanceNumber): h for h in map(pydicom.dcmread, sorted(mr_series.iterdir()))}
     assert len(headers) == 5
@@ -63,10 +67,18 @@ def test_export_with_like_joins_the_study_and_keeps_the_slice_geometry(tmp_path,
     assert headers[0].SeriesDescription == "synthetic CT (t1-ct-resnet)"
     for h in headers:  # slice by slice: the MR file it was translated from
         source = sources[int(h.InstanceNumber)]
-        assert np.allclose([float(v) for v in h.ImagePositionPatient],
-                           [float(v) for v in source.ImagePositionPatient], rtol=0, atol=1e-4)
-        assert np.allclose([float(v) for v in h.ImageOrientationPatient],
-                           [float(v) for v in source.ImageOrientationPatient], rtol=0, atol=1e-6)
+        assert np.allclose(
+            [float(v) for v in h.ImagePositionPatient],
+            [float(v) for v in source.ImagePositionPatient],
+            rtol=0,
+            atol=1e-4,
+        )
+        assert np.allclose(
+            [float(v) for v in h.ImageOrientationPatient],
+            [float(v) for v in source.ImageOrientationPatient],
+            rtol=0,
+            atol=1e-6,
+        )
     # pydicom: HU = stored × slope + intercept, within half a step of the sCT
     ordered = sorted(headers, key=lambda h: int(h.InstanceNumber))
     back = np.stack([h.pixel_array * float(h.RescaleSlope) + float(h.RescaleIntercept) for h in ordered])

@@ -43,5 +43,6 @@ def test_question_one_pairs_methods_per_level_and_seed():
     args = argparse.Namespace(questions=[1], train_seeds=[0, 1, 2], levels=[1, 5])
     runs = study.plan(args, study.RECIPES["small"])
     assert {(r.method, r.level, r.seed) for r in runs} == {
-        (m, level, s) for m in study.Q1_METHODS for level in (1, 5) for s in (0, 1, 2)}
+        (m, level, s) for m in study.Q1_METHODS for level in (1, 5) for s in (0, 1, 2)
+    }
     assert runs[0].name == "q1-pix2pix-L1-s0"

@@ -28,8 +28,9 @@ LARGE = Volume(np.random.default_rng(0).normal(size=(80, 100, 100)).astype(np.fl
 def _tmpfs(mount: Path, options: str):
     """Mount a tmpfs with ``options`` at ``mount`` for the test; skipped where mounting is not permitted."""
     mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)],
-                          capture_output=True, check=False)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True, check=False
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip() or done.returncode})")
     try:
@@ -164,8 +165,7 @@ def test_a_second_trainer_on_a_locked_run_is_refused(tmp_path, capsys):
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         run_dir.mkdir()
-        (run_dir / "LOCK").write_text(f'{{"pid": {holder.pid}, "host": "{socket.gethostname()}", '
-                                      f'"started_at": 0}}')
+        (run_dir / "LOCK").write_text(f'{{"pid": {holder.pid}, "host": "{socket.gethostname()}", "started_at": 0}}')
         assert _train(_tiny(run_dir)) == 2
         err = capsys.readouterr().err
         assert f"pid {holder.pid}" in err and "LOCK" in err
@@ -195,8 +195,9 @@ def test_checkpoints_are_also_written_by_time(tmp_path, monkeypatch, minutes, ex
 
     saved: list[int] = []
     original = Trainer._checkpoint
-    monkeypatch.setattr(Trainer, "_checkpoint",
-                        lambda self, it, elapsed: (saved.append(it), original(self, it, elapsed)))
+    monkeypatch.setattr(
+        Trainer, "_checkpoint", lambda self, it, elapsed: (saved.append(it), original(self, it, elapsed))
+    )
     assert _train(_tiny(tmp_path / "run", iterations=4, extra=["--checkpoint-minutes", str(minutes)])) == 0
     assert saved == expected
 
@@ -324,7 +325,9 @@ def _nifti_with(tmp_path: Path, name: str, **floats: tuple[int, float]) -> Path:
 @pytest.mark.parametrize("value", [0.0, float("nan"), float("inf"), 1e30, 1e-30])
 def test_nifti_absurd_pixdim_is_refused(tmp_path, value):
     path = _nifti_with(tmp_path, "bad", pixdim_x=(80, value))
-    with pytest.raises(mio.VolumeReadError, match=re.escape(f"bad.nii: the header's x voxel size (pixdim) is {value:g}")):
+    with pytest.raises(
+        mio.VolumeReadError, match=re.escape(f"bad.nii: the header's x voxel size (pixdim) is {value:g}")
+    ):
         read_volume(path)
 
 
@@ -379,17 +382,25 @@ def _nan_first_weight(tensors):
 
 
 HOSTILE_METADATA = {
-    "n_blocks 10 million": ({"edit": _set("networks", "generator", "n_blocks", 10_000_000)},
-                            r"networks\.generator\.n_blocks is 10000000; it must lie in \[0, 64\]"),
-    "ngf a string": ({"edit": _set("networks", "generator", "ngf", "64")},
-                     r"networks\.generator\.ngf must be an integer, got str"),
-    "ngf a list": ({"edit": _set("networks", "generator", "ngf", [8])},
-                   r"networks\.generator\.ngf must be an integer, got list"),
+    "n_blocks 10 million": (
+        {"edit": _set("networks", "generator", "n_blocks", 10_000_000)},
+        r"networks\.generator\.n_blocks is 10000000; it must lie in \[0, 64\]",
+    ),
+    "ngf a string": (
+        {"edit": _set("networks", "generator", "ngf", "64")},
+        r"networks\.generator\.ngf must be an integer, got str",
+    ),
+    "ngf a list": (
+        {"edit": _set("networks", "generator", "ngf", [8])},
+        r"networks\.generator\.ngf must be an integer, got list",
+    ),
     "networks a list": ({"edit": _set("networks", [{"arch": "resnet"}])}, "'networks' must be an object, got list"),
     "metadata a list": ({"text": "[1, 2, 3]"}, "metadata must be a JSON object, got list"),
     "metadata a number": ({"text": "42"}, "metadata must be a JSON object, got int"),
-    "nested 100000 deep": ({"text": '{"provenance": ' + "[" * 100_000 + "]" * 100_000 + "}"},
-                           "nests 100001 levels deep"),
+    "nested 100000 deep": (
+        {"text": '{"provenance": ' + "[" * 100_000 + "]" * 100_000 + "}"},
+        "nests 100001 levels deep",
+    ),
     "NaN window": ({"edit": _set("target_intensity", "low", float("nan"))}, r"target_intensity\.low is nan"),
     "-inf window": ({"edit": _set("target_intensity", "low", float("-inf"))}, r"target_intensity\.low is -inf"),
     "1e38 window": ({"edit": _set("target_intensity", "high", 1e38)}, r"target_intensity\.high is 1e\+38"),
@@ -458,8 +469,10 @@ def _point_latest_at(run, name: str, iteration: int = 2) -> None:
 def _zip_bomb(run) -> None:
     import zipfile
 
-    with zipfile.ZipFile(run.previews_dir / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as archive, \
-            archive.open("output.npy", "w", force_zip64=True) as member:
+    with (
+        zipfile.ZipFile(run.previews_dir / "bomb.npz", "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("output.npy", "w", force_zip64=True) as member,
+    ):
         header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 1), np.float32))
         header["shape"] = (16384, 16384)
         np.lib.format.write_array_header_1_0(member, header)
@@ -481,23 +494,35 @@ def _fifo(path: Path) -> None:
 
 HOSTILE_RUNS = {
     "status.json a FIFO": (lambda run: _fifo(run.status_path), "status.json: not a regular file"),
-    "preview npz a FIFO": (lambda run: (_fifo(run.previews_dir / "p.npz"), _point_latest_at(run, "p.npz")),
-                           "p.npz: not a regular file"),
+    "preview npz a FIFO": (
+        lambda run: (_fifo(run.previews_dir / "p.npz"), _point_latest_at(run, "p.npz")),
+        "p.npz: not a regular file",
+    ),
     "metrics.jsonl a FIFO": (lambda run: _fifo(run.metrics_path), "metrics.jsonl: not a regular file"),
     "status.json a list": (lambda run: run.status_path.write_text("[1, 2]"), "expected a JSON object, got list"),
-    "status.json 2 MB": (lambda run: run.status_path.write_text('{"a": "' + "x" * (2 << 20) + '"}'),
-                         "status.json: 2097161 bytes, more than the 1048576"),
+    "status.json 2 MB": (
+        lambda run: run.status_path.write_text('{"a": "' + "x" * (2 << 20) + '"}'),
+        "status.json: 2097161 bytes, more than the 1048576",
+    ),
     "latest.json escapes": (lambda run: _point_latest_at(run, "../config.json"), "'file' must name a file in"),
-    "latest.json a list": (lambda run: (run.previews_dir / "latest.json").write_text("[]"),
-                           "latest.json: expected a JSON object"),
-    "iteration a string": (lambda run: (run.previews_dir / "latest.json").write_text(
-        '{"iteration": "2", "file": "it0000001.npz"}'), "'iteration' must be an integer"),
+    "latest.json a list": (
+        lambda run: (run.previews_dir / "latest.json").write_text("[]"),
+        "latest.json: expected a JSON object",
+    ),
+    "iteration a string": (
+        lambda run: (run.previews_dir / "latest.json").write_text('{"iteration": "2", "file": "it0000001.npz"}'),
+        "'iteration' must be an integer",
+    ),
     "zip bomb preview": (_zip_bomb, "would take 83886208 bytes uncompressed"),
     "field of wrong shape": (_field_of_wrong_shape, "array 'field' has shape \\(3, 4, 4\\)"),
-    "metrics lines not objects": (lambda run: run.metrics_path.open("a").write('[1]\n{"iteration": 2}\nnan\n'),
-                                  "skipped 2 lines that are not JSON objects"),
-    "metrics line 2 MB": (lambda run: run.metrics_path.open("a").write('{"a": "' + "x" * (2 << 20) + '"}\n'),
-                          "skipped 1 lines"),
+    "metrics lines not objects": (
+        lambda run: run.metrics_path.open("a").write('[1]\n{"iteration": 2}\nnan\n'),
+        "skipped 2 lines that are not JSON objects",
+    ),
+    "metrics line 2 MB": (
+        lambda run: run.metrics_path.open("a").write('{"a": "' + "x" * (2 << 20) + '"}\n'),
+        "skipped 1 lines",
+    ),
 }
 
 
@@ -543,10 +568,13 @@ def test_train_into_a_read_only_folder_is_refused_up_front(read_only_folder, cap
     assert "cannot write there" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [
-    ["evaluate", "--model", "t1-ct-resnet", "--phantom", "1", "--out", "{out}"],
-    ["train-segmenter", "--modality", "CT", "--phantom", "1", "--out", "{out}/seg.safetensors"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["evaluate", "--model", "t1-ct-resnet", "--phantom", "1", "--out", "{out}"],
+        ["train-segmenter", "--modality", "CT", "--phantom", "1", "--out", "{out}/seg.safetensors"],
+    ],
+)
 def test_cli_into_a_read_only_folder_is_refused_before_the_work(read_only_folder, capsys, command):
     import time
 
@@ -591,8 +619,15 @@ def test_closing_the_viewer_while_the_train_widget_queries_raises_nothing(tmp_pa
 
     from _training_helpers import subprocess_env
 
-    done = subprocess.run([sys.executable, "-c", CLOSE_WHILE_QUERYING], capture_output=True, text=True,
-                          env=subprocess_env(), cwd=tmp_path, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", CLOSE_WHILE_QUERYING],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "has been deleted" not in done.stderr and "Traceback" not in done.stderr, done.stderr
 
@@ -603,8 +638,17 @@ def test_run_view_shows_a_hostile_status_without_raising(qtbot):
 
     view = RunView()
     qtbot.addWidget(view)
-    view.show_status({"state": {"a": 1}, "iteration": "abc", "total_iterations": 10, "it_per_s": "fast",
-                      "eta_seconds": [1], "val_mae_units": float("nan"), "message": "x" * 10_000})
+    view.show_status(
+        {
+            "state": {"a": 1},
+            "iteration": "abc",
+            "total_iterations": 10,
+            "it_per_s": "fast",
+            "eta_seconds": [1],
+            "val_mae_units": float("nan"),
+            "message": "x" * 10_000,
+        }
+    )
     assert view.progress.format() == "0 / 10   ETA –" and len(view.state_label.text()) < 300
     view.plot.add_records([{"iteration": "x", "G": 1.0}, {"iteration": [2], "G": 1.0}, {"iteration": 3, "G": 0.5}])
     assert view.plot.names == ["G"] and view.plot.points("G") == 1

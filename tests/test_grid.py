@@ -19,21 +19,26 @@ def test_same_grid_passes_within_tolerance():
     require_same_grid(_volume(), _volume(origin=(0.0005, 0.0, 0.0)), what="labels")
 
 
-@pytest.mark.parametrize(("other", "expected"), [
-    (_volume(spacing=(1.0, 1.0, 2.5)), "spacing (1.0, 1.0, 2.5) vs (1.0, 1.0, 2.0)"),
-    (_volume(origin=(0.0, 3.0, 0.0)), "origin (0.0, 3.0, 0.0) vs (0.0, 0.0, 0.0)"),
-    (Volume(np.zeros((4, 6, 5)), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0)), "shape (z, y, x) (4, 6, 5) vs (4, 6, 6)"),
-    (_volume(direction=(-1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)), "direction"),
-])
+@pytest.mark.parametrize(
+    ("other", "expected"),
+    [
+        (_volume(spacing=(1.0, 1.0, 2.5)), "spacing (1.0, 1.0, 2.5) vs (1.0, 1.0, 2.0)"),
+        (_volume(origin=(0.0, 3.0, 0.0)), "origin (0.0, 3.0, 0.0) vs (0.0, 0.0, 0.0)"),
+        (Volume(np.zeros((4, 6, 5)), (1.0, 1.0, 2.0), (0.0, 0.0, 0.0)), "shape (z, y, x) (4, 6, 5) vs (4, 6, 6)"),
+        (_volume(direction=(-1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0)), "direction"),
+    ],
+)
 def test_different_grids_name_both_files_and_the_difference(tmp_path, other, expected):
     write_volume(_volume(), tmp_path / "image.nii.gz")
     write_volume(other, tmp_path / "labels.nii.gz")
     with pytest.raises(GridMismatch) as error:
-        require_same_grid(read_volume(tmp_path / "image.nii.gz"), read_volume(tmp_path / "labels.nii.gz"),
-                          what="labels")
+        require_same_grid(
+            read_volume(tmp_path / "image.nii.gz"), read_volume(tmp_path / "labels.nii.gz"), what="labels"
+        )
     message = str(error.value)
-    assert message.startswith(f"labels {tmp_path / 'labels.nii.gz'} does not lie on the grid of "
-                              f"{tmp_path / 'image.nii.gz'}")
+    assert message.startswith(
+        f"labels {tmp_path / 'labels.nii.gz'} does not lie on the grid of {tmp_path / 'image.nii.gz'}"
+    )
     assert expected in message
 
 
@@ -45,9 +50,21 @@ def test_pseudolabel_refuses_labels_off_the_image_grid(tmp_path, small_subject, 
     labels.spacing = (2.0, 2.0, 2.0)
     write_volume(labels, folders["src_lab"] / "a.nii.gz")
     write_volume(small_subject.volume("ct"), folders["tgt"] / "c.nii.gz")
-    argv = ["pseudolabel", "--strategy", "tutorship", "--translator", str(translator),
-            "--source-images", str(folders["src"]), "--source-labels", str(folders["src_lab"]),
-            "--target-images", str(folders["tgt"]), "--out", str(tmp_path / "out")]
+    argv = [
+        "pseudolabel",
+        "--strategy",
+        "tutorship",
+        "--translator",
+        str(translator),
+        "--source-images",
+        str(folders["src"]),
+        "--source-labels",
+        str(folders["src_lab"]),
+        "--target-images",
+        str(folders["tgt"]),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"labels {folders['src_lab'] / 'a.nii.gz'} does not lie on the grid of {folders['src'] / 'a.nii.gz'}" in err

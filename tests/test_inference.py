@@ -22,9 +22,16 @@ def make_translator(path, generator=RESNET, registration=None, context=1, seed=0
     modules = {role: build_network(spec) for role, spec in networks.items()}
     outputs = ["image"] + (["scale"] if generator.get("scale_head") else []) + (["field"] if registration else [])
     metadata = TranslatorMetadata(
-        name=path.stem, method="test", source="T1", target="CT", networks=networks,
-        source_intensity=mr_percentile().to_dict(), target_intensity=ct_window().to_dict(),
-        context_slices=context, size=64, outputs=outputs,
+        name=path.stem,
+        method="test",
+        source="T1",
+        target="CT",
+        networks=networks,
+        source_intensity=mr_percentile().to_dict(),
+        target_intensity=ct_window().to_dict(),
+        context_slices=context,
+        size=64,
+        outputs=outputs,
     )
     return save_translator(path, modules, metadata)
 
@@ -105,8 +112,9 @@ def test_progress_and_cancel(resnet, volume):
     assert calls == [(4, 6), (6, 6)]
     calls.clear()
     with pytest.raises(Cancelled):
-        resnet.translate_volume(volume, batch_size=2, progress=lambda d, t: calls.append(d),
-                                cancel=lambda: len(calls) >= 1)
+        resnet.translate_volume(
+            volume, batch_size=2, progress=lambda d, t: calls.append(d), cancel=lambda: len(calls) >= 1
+        )
     assert calls == [2]
 
 
@@ -152,8 +160,9 @@ def test_engine_equals_the_bare_generator_bit_for_bit(resnet, unet, volume):
             assert (result.scale is not None) == (scale and translator.provides_scale)
     with torch.inference_mode():
         sigma = torch.cat([unet.generator.forward_with_scale(x[i : i + 1])[1] for i in range(len(x))])[:, 0]
-    np.testing.assert_array_equal(unet.translate_volume(volume, batch_size=1).scale,
-                                  unet.output_mapping.scale_from_network(sigma.numpy()))
+    np.testing.assert_array_equal(
+        unet.translate_volume(volume, batch_size=1).scale, unet.output_mapping.scale_from_network(sigma.numpy())
+    )
 
 
 def test_tta_and_mc_dropout_uncertainty(resnet, unet, volume):
@@ -206,7 +215,8 @@ def test_register_units_axis_and_warp(tmp_path):
     assert flat.field.shape == (2, 40, 36) and flat.warped.shape == (40, 36)
     with pytest.raises(ValueError, match="no registration"):
         load_translator(make_translator(tmp_path / "plain.safetensors"), device="cpu").register(
-            moving, moving, spacing=(1, 1, 1))
+            moving, moving, spacing=(1, 1, 1)
+        )
 
 
 @pytest.mark.slow  # fits a registration net (> 20 s)

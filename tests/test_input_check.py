@@ -42,8 +42,14 @@ DESCRIPTION = {"phantom": "paired", "subjects": 6, "seed": 0, "level": 3, "shape
 def metadata() -> TranslatorMetadata:
     """T1→CT metadata whose signature comes from six phantom T1 volumes of SHAPE."""
     md = TranslatorMetadata(
-        name="checked", method="pix2pix", source="T1", target="CT", networks={"generator": GENERATOR},
-        source_intensity=mr_percentile().to_dict(), target_intensity=ct_window().to_dict(), size=64,
+        name="checked",
+        method="pix2pix",
+        source="T1",
+        target="CT",
+        networks={"generator": GENERATOR},
+        source_intensity=mr_percentile().to_dict(),
+        target_intensity=ct_window().to_dict(),
+        size=64,
         provenance={"data": DESCRIPTION},
     )
     pairs = generate_cohort(6, "paired", seed=0, shape=SHAPE)
@@ -129,9 +135,12 @@ def test_translator_without_signature_checks_the_header_only(metadata, held_out)
 
 
 def test_card_from_metadata(metadata):
-    card = build_card({**metadata.to_dict(), "regime": "paired", "deviations": {"n_critic": "1, paper 5"}},
-                      held_out={"mae": 71.5, "ssim": 0.89, "other": 1.0}, held_out_data="seeds 1000-1002",
-                      parameters=1234)
+    card = build_card(
+        {**metadata.to_dict(), "regime": "paired", "deviations": {"n_critic": "1, paper 5"}},
+        held_out={"mae": 71.5, "ssim": 0.89, "other": 1.0},
+        held_out_data="seeds 1000-1002",
+        parameters=1234,
+    )
     assert card["limits"][0] == PHANTOM_LIMIT
     assert card["held_out"] == {"data": "seeds 1000-1002", "metrics": {"MAE": 71.5, "SSIM": 0.89}}
     assert card["deviations"] == ["n_critic: 1, paper 5"] and card["training_size"] == 6

@@ -154,9 +154,7 @@ def test_dicom_series_with_unreadable_slice_warns(dicom_folder):
 
 
 def _good_gz(folder: Path) -> bytes:
-    return write_volume(
-        oblique_volume(dtype=np.float32, shape=(8, 32, 32)), folder / "good.nii.gz"
-    ).read_bytes()
+    return write_volume(oblique_volume(dtype=np.float32, shape=(8, 32, 32)), folder / "good.nii.gz").read_bytes()
 
 
 def _put(path: Path, data: bytes | str) -> Path:
@@ -215,9 +213,7 @@ BAD_INPUTS = {
         r"s\.nii\.gz: is a 2-D image \(6 x 5\); napari-medtrans reads 3-D volumes",
     ),
     "vector": (
-        lambda d: _sitk_file(
-            d / "rgb.mha", sitk.GetImageFromArray(np.zeros((4, 5, 6, 3), np.uint8), isVector=True)
-        ),
+        lambda d: _sitk_file(d / "rgb.mha", sitk.GetImageFromArray(np.zeros((4, 5, 6, 3), np.uint8), isVector=True)),
         r"rgb\.mha: has 3 components per voxel",
     ),
     "nan_nifti": (lambda d: _nonfinite(d, ".nii.gz"), r"nan\.nii\.gz: 4 of 120 voxels are NaN or infinite"),
@@ -248,9 +244,7 @@ def test_memory_check_happens_before_reading_voxels(tmp_path, monkeypatch):
     """A header that fits on disk but not in the (pretended) free memory is refused."""
     path = write_volume(oblique_volume(shape=(10, 10, 10)), tmp_path / "v.nii.gz")
     monkeypatch.setattr(io, "available_memory", lambda: 3000)
-    with pytest.raises(
-        VolumeReadError, match=r"v\.nii\.gz: header says 10 x 10 x 10 voxels.* 0\.0 GiB is available"
-    ):
+    with pytest.raises(VolumeReadError, match=r"v\.nii\.gz: header says 10 x 10 x 10 voxels.* 0\.0 GiB is available"):
         read_volume(path)
     monkeypatch.setattr(io, "available_memory", lambda: 5000)
     assert read_volume(path).array.shape == (10, 10, 10)
@@ -261,9 +255,7 @@ def test_four_d_reads_first_volume_with_warning(tmp_path, suffix):
     frames = [oblique_volume(dtype=np.float32, seed=s).to_sitk() for s in range(3)]
     path = tmp_path / f"series{suffix}"
     sitk.WriteImage(sitk.JoinSeries(frames), str(path))
-    with pytest.warns(
-        UserWarning, match=r"4-D image .* reading only the first 3-D volume \(2 more skipped\)"
-    ):
+    with pytest.warns(UserWarning, match=r"4-D image .* reading only the first 3-D volume \(2 more skipped\)"):
         volume = read_volume(path)
     np.testing.assert_array_equal(volume.array, oblique_volume(dtype=np.float32, seed=0).array)
     np.testing.assert_allclose(volume.spacing, SPACING, atol=1e-6)

@@ -27,8 +27,11 @@ def test_sidecar_round_trip_and_features(tmp_path):
     assert names_path(volume_path) == tmp_path / "sub_labels.names.json"
     assert read_label_names(volume_path) == {}
     write_label_names(volume_path, NAMES)
-    assert json.loads(names_path(volume_path).read_text()) == {"0": "background", "2": "cortical bone",
-                                                              "5": "white matter"}
+    assert json.loads(names_path(volume_path).read_text()) == {
+        "0": "background",
+        "2": "cortical bone",
+        "5": "white matter",
+    }
     assert read_label_names(volume_path) == NAMES
     features = as_features(NAMES)
     assert features == {"index": [0, 2, 5], "tissue": ["background", "cortical bone", "white matter"]}

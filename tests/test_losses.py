@@ -36,8 +36,9 @@ class LinearCritic(nn.Module):
         return (x * self.weight).flatten(1).sum(1, keepdim=True)
 
 
-@pytest.mark.parametrize(("norm", "one_sided", "expected"),
-                         [(3.0, False, 4.0), (3.0, True, 4.0), (0.5, False, 0.25), (0.5, True, 0.0)])
+@pytest.mark.parametrize(
+    ("norm", "one_sided", "expected"), [(3.0, False, 4.0), (3.0, True, 4.0), (0.5, False, 0.25), (0.5, True, 0.0)]
+)
 def test_gradient_penalty_scalar_critic(norm, one_sided, expected):
     weight = torch.zeros(1, 2, 2)
     weight[0, 0, 0] = norm  # ‖w‖ = norm
@@ -78,8 +79,12 @@ def test_uapi_patch_loss_averages_both_scale_terms():
     n, size = 2, 8
     from_crop = torch.zeros(n, 1, size, size)
     crop_of_full = torch.ones(n, 1, size, size)  # residual 1 everywhere
-    scale = torch.cat([torch.full((n, 1, size, size), 2.0),  # σ(G(x)), cropped by the full box: 2
-                       torch.full((n, 1, size, size), 1.0)])  # σ(G(P(x))): 1
+    scale = torch.cat(
+        [
+            torch.full((n, 1, size, size), 2.0),  # σ(G(x)), cropped by the full box: 2
+            torch.full((n, 1, size, size), 1.0),
+        ]
+    )  # σ(G(P(x))): 1
     full_box = [(0, 0, size, size)] * n
     loss = UncertaintyAwarePatchInvariance._patch_loss(None, from_crop, crop_of_full, scale, full_box)
     # 0.5 · ((1/1 + log 1) + (1/2 + log 2))

@@ -31,8 +31,9 @@ def test_translate_cli_mask(tmp_path, capsys, small_subject):
     t1, mask = tmp_path / "t1.nii.gz", tmp_path / "head.nii.gz"
     write_volume(small_subject.volume("t1"), t1)
     write_volume(small_subject.volume("labels").with_array((small_subject.labels > 0).astype(np.uint8)), mask)
-    assert main(["translate", str(t1), "--model", "t1-ct-resnet", "--out", str(tmp_path / "o"),
-                 "--mask", str(mask)]) == 0
+    assert (
+        main(["translate", str(t1), "--model", "t1-ct-resnet", "--out", str(tmp_path / "o"), "--mask", str(mask)]) == 0
+    )
     out = read_volume(tmp_path / "o" / "t1_CT.nii.gz").array
     assert np.all(out[small_subject.labels == 0] == -1000.0)
     assert out[small_subject.labels == 2].mean() > 300  # bone inside is translated, not air

@@ -43,22 +43,34 @@ class RecordingContext(StepContext):
     """Records, per backward, the networks whose gradients changed and the optimisers stepped."""
 
     def __init__(self, method) -> None:
-        super().__init__(torch.device("cpu"), torch.amp.GradScaler("cpu", enabled=False), None,
-                         lambda params: None, torch.Generator().manual_seed(0))
+        super().__init__(
+            torch.device("cpu"),
+            torch.amp.GradScaler("cpu", enabled=False),
+            None,
+            lambda params: None,
+            torch.Generator().manual_seed(0),
+        )
         self.method = method
         self.events: list[tuple[set[str], list[str]]] = []
 
     def _grads(self) -> dict[str, list[torch.Tensor | None]]:
-        return {name: [None if p.grad is None else p.grad.clone() for p in net.parameters()]
-                for name, net in self.method.nets.items()}
+        return {
+            name: [None if p.grad is None else p.grad.clone() for p in net.parameters()]
+            for name, net in self.method.nets.items()
+        }
 
     def backward(self, loss: torch.Tensor) -> None:
         before = self._grads()
         super().backward(loss)
         after = self._grads()
-        changed = {name for name in after if any(
-            (a is None) != (b is None) or (a is not None and not torch.equal(a, b))
-            for a, b in zip(before[name], after[name]))}
+        changed = {
+            name
+            for name in after
+            if any(
+                (a is None) != (b is None) or (a is not None and not torch.equal(a, b))
+                for a, b in zip(before[name], after[name])
+            )
+        }
         self.events.append((changed, []))
 
     def step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -77,11 +89,15 @@ def build(name: str, **overrides):
 def batch(name: str) -> dict[str, torch.Tensor]:
     size = 16 if name in ("pi", "uapi") else 32  # PatchGAN discriminators need 32²
     generator = torch.Generator().manual_seed(1)
-    images = {"source": torch.rand(2, 1, size, size, generator=generator) * 2 - 1,
-              "target": torch.rand(2, 1, size, size, generator=generator) * 2 - 1}
+    images = {
+        "source": torch.rand(2, 1, size, size, generator=generator) * 2 - 1,
+        "target": torch.rand(2, 1, size, size, generator=generator) * 2 - 1,
+    }
     if name == "shape-cyclegan":
-        images.update(source_labels=torch.randint(0, 10, (2, size, size), generator=generator),
-                      target_labels=torch.randint(0, 10, (2, size, size), generator=generator))
+        images.update(
+            source_labels=torch.randint(0, 10, (2, size, size), generator=generator),
+            target_labels=torch.randint(0, 10, (2, size, size), generator=generator),
+        )
     return images
 
 
@@ -93,8 +109,9 @@ def test_one_step_moves_the_right_networks_in_reference_order(name):
     ctx.iteration = 1
     method.train_step(batch(name), ctx)
     assert ctx.events == EXPECTED[name]
-    moved = {k for k, net in method.nets.items()
-             if any(not torch.equal(a, b) for a, b in zip(before[k], net.parameters()))}
+    moved = {
+        k for k, net in method.nets.items() if any(not torch.equal(a, b) for a, b in zip(before[k], net.parameters()))
+    }
     assert moved == set().union(*(changed for changed, _ in EXPECTED[name]))
     assert all(p.requires_grad for p in method.parameters())  # frozen networks are unfrozen again
 
@@ -128,8 +145,15 @@ def test_cut_rejects_nce_layers_in_the_decoder():
 
 def test_deviations_list_options_that_differ_from_the_defaults():
     method = build("uapi", lambda_paired=10.0)
-    assert method.deviations() == {"ngf": 8, "ndf": 8, "generator_options": {"depth": 2}, "n_layers_d": 3,
-                                   "n_critic": 1, "critic_warmup": 0, "lambda_paired": 10.0}
+    assert method.deviations() == {
+        "ngf": 8,
+        "ndf": 8,
+        "generator_options": {"depth": 2},
+        "n_layers_d": 3,
+        "n_critic": 1,
+        "critic_warmup": 0,
+        "lambda_paired": 10.0,
+    }
     assert build("pix2pix").deviations() == RESNET
 
 

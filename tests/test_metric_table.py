@@ -59,9 +59,13 @@ def test_report_shows_intervals_conventions_and_frd_overlaps():
         return {"mae": 50.0, "frd": frd, "ci95": {"mae": [40.0, 60.0], "frd": ci}, "cases": {}}
 
     result = EvaluationResult(
-        models={"a": {"GN0": row(4.0, [3.5, 4.5])}, "b": {"GN0": row(4.2, [4.1, 4.9])},
-                "c": {"GN0": row(9.0, [8.0, 10.0])}},
-        settings={"scenarios": ["GN0"], "cases": ["s0", "s1"], "seed": 0})
+        models={
+            "a": {"GN0": row(4.0, [3.5, 4.5])},
+            "b": {"GN0": row(4.2, [4.1, 4.9])},
+            "c": {"GN0": row(9.0, [8.0, 10.0])},
+        },
+        settings={"scenarios": ["GN0"], "cases": ["s0", "s1"], "seed": 0},
+    )
     text = evaluation_report.markdown(result)
     assert "Conventions: MAE unclipped in the body mask (SynthRAD 2023)" in text
     assert "| a | 50 [40, 60] |" in text and "MAE (HU)" in text

@@ -185,10 +185,18 @@ def test_frd_uses_a_full_rank_subset_and_gives_an_interval(ct_volume):
     reference = _slices(ct_volume, 1)
     masks = [s > -500 for s in reference]
     groups = [i // 2 for i in range(len(reference))]  # two slices per subject
-    same = metrics.frd(_slices(ct_volume, 2), reference, masks, masks, groups=groups, reference_groups=groups,
-                       image_types=["Original"])
-    shifted = metrics.frd(_slices(ct_volume * 1.5 + 300, 2), reference, masks, masks, groups=groups,
-                          reference_groups=groups, image_types=["Original"])
+    same = metrics.frd(
+        _slices(ct_volume, 2), reference, masks, masks, groups=groups, reference_groups=groups, image_types=["Original"]
+    )
+    shifted = metrics.frd(
+        _slices(ct_volume * 1.5 + 300, 2),
+        reference,
+        masks,
+        masks,
+        groups=groups,
+        reference_groups=groups,
+        image_types=["Original"],
+    )
     assert same.samples == (8, 8) and same.features > 50 and same.features_used == 4
     assert same.value < shifted.value
     assert same.ci95[0] <= same.value <= same.ci95[1]

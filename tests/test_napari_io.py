@@ -15,9 +15,7 @@ pytestmark = pytest.mark.gui
 
 def _sitk_point(volume: Volume, index_zyx) -> np.ndarray:
     image = volume.to_sitk()
-    return np.asarray(image.TransformContinuousIndexToPhysicalPoint([float(i) for i in index_zyx[::-1]]))[
-        ::-1
-    ]
+    return np.asarray(image.TransformContinuousIndexToPhysicalPoint([float(i) for i in index_zyx[::-1]]))[::-1]
 
 
 def test_get_reader_accepts_volumes_and_declines_others(tmp_path):
@@ -44,9 +42,7 @@ def test_open_oblique_volume_lands_in_physical_space(make_napari_viewer, tmp_pat
     stored = layer.metadata["medtrans"]
     assert stored["modality"] == "CT" and stored["path"] == str(path)
     for landmark in [(0, 0, 0), (5, 6, 7), (3, 1, 4)]:
-        np.testing.assert_allclose(
-            layer.data_to_world(landmark), _sitk_point(read_volume(path), landmark), atol=1e-6
-        )
+        np.testing.assert_allclose(layer.data_to_world(landmark), _sitk_point(read_volume(path), landmark), atol=1e-6)
 
 
 def test_volumes_of_different_geometry_overlay(make_napari_viewer, tmp_path):
@@ -58,9 +54,7 @@ def test_volumes_of_different_geometry_overlay(make_napari_viewer, tmp_path):
     [second] = viewer.open(str(write_volume(axial, tmp_path / "t1.mha")), plugin=PLUGIN)
 
     point = _sitk_point(oblique, (4.0, 5.0, 6.0))
-    axial_index = np.asarray(axial.to_sitk().TransformPhysicalPointToContinuousIndex(tuple(point[::-1])))[
-        ::-1
-    ]
+    axial_index = np.asarray(axial.to_sitk().TransformPhysicalPointToContinuousIndex(tuple(point[::-1])))[::-1]
     np.testing.assert_allclose(first.world_to_data(point), (4.0, 5.0, 6.0), atol=1e-4)
     np.testing.assert_allclose(second.world_to_data(point), axial_index, atol=1e-6)
     np.testing.assert_allclose(second.data_to_world(axial_index), point, atol=1e-6)
@@ -126,9 +120,7 @@ def test_bad_file_reports_clear_error_and_viewer_stays_up(make_napari_viewer, tm
     from napari.errors import ReaderPluginError
 
     bad = tmp_path / "broken.nii.gz"
-    bad.write_bytes(
-        write_volume(oblique_volume(dtype=np.float32), tmp_path / "good.nii.gz").read_bytes()[:200]
-    )
+    bad.write_bytes(write_volume(oblique_volume(dtype=np.float32), tmp_path / "good.nii.gz").read_bytes()[:200])
     viewer = make_napari_viewer()
     with pytest.raises(VolumeReadError, match=r"broken\.nii\.gz: not a readable NIfTI"):
         viewer.open(str(bad), plugin=PLUGIN)

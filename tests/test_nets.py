@@ -59,8 +59,16 @@ def test_unet_learns_the_output_level_quickly():
 
 def test_resnet_names_follow_cyclegan_layout():
     names = set(build_network({"arch": "resnet", "ngf": 8, "n_blocks": 9}).state_dict())
-    for key in ("model.1.weight", "model.4.weight", "model.7.weight", "model.10.conv_block.1.weight",
-                "model.18.conv_block.5.weight", "model.19.weight", "model.22.weight", "model.26.weight"):
+    for key in (
+        "model.1.weight",
+        "model.4.weight",
+        "model.7.weight",
+        "model.10.conv_block.1.weight",
+        "model.18.conv_block.5.weight",
+        "model.19.weight",
+        "model.22.weight",
+        "model.26.weight",
+    ):
         assert key in names
     with_dropout = build_network({"arch": "resnet", "ngf": 8, "n_blocks": 1, "dropout": 0.5})
     assert "model.10.conv_block.6.weight" in with_dropout.state_dict()
@@ -131,5 +139,6 @@ def test_input_layer_stays_float32_under_bf16_autocast(spec):
         later = convs[1](first)
     assert first.dtype == torch.float32 and later.dtype == torch.bfloat16
     with torch.inference_mode():
-        torch.testing.assert_close(first, torch.nn.functional.conv2d(
-            x, convs[0].weight, convs[0].bias, convs[0].stride, convs[0].padding))
+        torch.testing.assert_close(
+            first, torch.nn.functional.conv2d(x, convs[0].weight, convs[0].bias, convs[0].stride, convs[0].padding)
+        )

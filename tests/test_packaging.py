@@ -53,9 +53,7 @@ def test_npe2_validate_passes():
 
 def test_io_contributions_resolve_to_callables():
     """The reader and writer python_names of the manifest exist (others are checked by their owners)."""
-    commands = {
-        c["id"]: c["python_name"] for c in yaml.safe_load(MANIFEST.read_text())["contributions"]["commands"]
-    }
+    commands = {c["id"]: c["python_name"] for c in yaml.safe_load(MANIFEST.read_text())["contributions"]["commands"]}
     for command in (
         "napari-medtrans.get_reader",
         "napari-medtrans.write_image",
@@ -113,9 +111,7 @@ def test_wheel_ships_real_manifest_and_sample_data(tmp_path):
         assert "training/__init__.py" in archive.namelist()
 
     target = tmp_path / "site"
-    subprocess.run(
-        [*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True, timeout=180
-    )
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(target), str(wheel)], check=True, timeout=180)
     assert (target / "napari_medtrans" / "napari.yaml").is_file() and not (
         target / "napari_medtrans" / "napari.yaml"
     ).is_symlink()
@@ -151,9 +147,7 @@ from napari_medtrans.cli import build_parser
 build_parser()
 print(json.dumps(sorted(sys.modules)))
 """
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert [m for m in loaded if m.split(".")[0] in GUI_PACKAGES] == []

@@ -27,10 +27,23 @@ def translator_path(tmp_path_factory):
 
     run_dir = tmp_path_factory.mktemp("translator")
     cfg = TrainConfig(
-        method="pix2pix", run_dir=str(run_dir), iterations=60, batch_size=4, precision="fp32", device="cpu",
-        log_every=30, checkpoint_every=60, preview_every=60,
-        data=DataConfig(phantom="paired", phantom_subjects=4, phantom_depth=SHAPE[0], size=SHAPE[1],
-                        source_modality="T1", target_modality="T2"),
+        method="pix2pix",
+        run_dir=str(run_dir),
+        iterations=60,
+        batch_size=4,
+        precision="fp32",
+        device="cpu",
+        log_every=30,
+        checkpoint_every=60,
+        preview_every=60,
+        data=DataConfig(
+            phantom="paired",
+            phantom_subjects=4,
+            phantom_depth=SHAPE[0],
+            size=SHAPE[1],
+            source_modality="T1",
+            target_modality="T2",
+        ),
         model={"ngf": 8, "n_blocks": 1, "ndf": 8, "n_layers_d": 2},
     )
     assert train(cfg) == 0
@@ -72,9 +85,26 @@ def test_wrong_direction_is_refused(translator):
 
 def test_cli_phantom_writes_labels_confidence_summary(translator_path, tmp_path, capsys):
     out = tmp_path / "out"
-    argv = ["pseudolabel", "--strategy", "tutorship", "--translator", str(translator_path), "--phantom",
-            "--phantom-sources", "1", "--phantom-targets", "1", "--phantom-shape", *map(str, SHAPE),
-            "--iterations", "5", "--device", "cpu", "--out", str(out)]
+    argv = [
+        "pseudolabel",
+        "--strategy",
+        "tutorship",
+        "--translator",
+        str(translator_path),
+        "--phantom",
+        "--phantom-sources",
+        "1",
+        "--phantom-targets",
+        "1",
+        "--phantom-shape",
+        *map(str, SHAPE),
+        "--iterations",
+        "5",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["strategy"] == "tutorship" and summary["target_modality"] == "T2"
@@ -86,7 +116,9 @@ def test_cli_phantom_writes_labels_confidence_summary(translator_path, tmp_path,
         np.testing.assert_allclose(volume.spacing, image.spacing)
         np.testing.assert_allclose(volume.direction, image.direction)
     assert len(case["slice_confidence"]) == SHAPE[0] and case["mean_dice"] is not None
-    assert case["slice_confidence"] == case["slice_scores"]["volume_impact"] and summary["queue_score"] == "volume_impact"
+    assert (
+        case["slice_confidence"] == case["slice_scores"]["volume_impact"] and summary["queue_score"] == "volume_impact"
+    )
     assert "grey matter" in case["dice"] and len(case["slice_dice"]) == SHAPE[0]
     assert 0 <= case["voxel_auroc"] <= 1 and set(case["slice_spearman"]) == {"mean", "expected_dice", "volume_impact"}
     assert summary["confidence"]["voxel_auroc"] == case["voxel_auroc"]
@@ -101,9 +133,21 @@ def test_cli_folders_match_names_and_report_errors(translator_path, tmp_path, sm
     write_volume(small_subject.volume("t1"), folders["src"] / "a.nii.gz")
     write_volume(small_subject.volume("labels"), folders["src_lab"] / "b.nii.gz")
     write_volume(small_subject.volume("t2"), folders["tgt"] / "c.nii.gz")
-    argv = ["pseudolabel", "--strategy", "tutorship", "--translator", str(translator_path),
-            "--source-images", str(folders["src"]), "--source-labels", str(folders["src_lab"]),
-            "--target-images", str(folders["tgt"]), "--out", str(tmp_path / "out")]
+    argv = [
+        "pseudolabel",
+        "--strategy",
+        "tutorship",
+        "--translator",
+        str(translator_path),
+        "--source-images",
+        str(folders["src"]),
+        "--source-labels",
+        str(folders["src_lab"]),
+        "--target-images",
+        str(folders["tgt"]),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main(argv) == 2
     assert "do not match by name: a, b" in capsys.readouterr().err
     assert main(argv[:5] + ["--phantom", *argv[5:]]) == 2

@@ -41,9 +41,19 @@ def test_each_rank_restores_its_own_state(tmp_path):
     random.seed(22)
     rank0_generator = torch.Generator().manual_seed(9)
     path = tmp_path / "last.safetensors"
-    path.write_bytes(checkpoint_bytes(method=method, scaler=scaler, sampler_state={"position": 0}, iteration=4,
-                                      config={}, best=None, method_generator=rank0_generator, elapsed=1.0,
-                                      other_ranks=[rank1]))
+    path.write_bytes(
+        checkpoint_bytes(
+            method=method,
+            scaler=scaler,
+            sampler_state={"position": 0},
+            iteration=4,
+            config={},
+            best=None,
+            method_generator=rank0_generator,
+            elapsed=1.0,
+            other_ranks=[rank1],
+        )
+    )
     expected_draw = torch.rand(1, generator=torch.Generator().manual_seed(5)).item()
 
     resumed = make_cyclegan()
@@ -70,17 +80,27 @@ def test_rank_seeds_do_not_collide_across_runs():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
-                    reason="torchrun not installed")
+@pytest.mark.skipif(
+    shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="torchrun not installed"
+)
 def test_torchrun_checkpoint_holds_every_ranks_state_and_resumes(tmp_path):
     from training.checkpointing import read_checkpoint_metadata
 
     run = RunDir(tmp_path / "run")
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
     for iterations, extra in ((3, []), (6, ["--resume"])):
-        cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "training",
-               *tiny_args("cyclegan", run.path, iterations=iterations), *extra]
-        out = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300, check=False)
+        cmd = [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "training",
+            *tiny_args("cyclegan", run.path, iterations=iterations),
+            *extra,
+        ]
+        out = subprocess.run(
+            cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=300, check=False
+        )
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     checkpoint = run.checkpoints_dir / "last.safetensors"
     meta = read_checkpoint_metadata(checkpoint)

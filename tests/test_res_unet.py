@@ -60,10 +60,18 @@ def test_scale_head_and_3d():
 def test_translator_file_round_trip(tmp_path):
     spec = {**TINY, "in_channels": 3, "scale_head": True}
     net = build_network(spec).eval()
-    md = TranslatorMetadata(name="tiny-regression", method="regression", source="T1", target="CT",
-                            networks={"generator": spec}, outputs=["image", "scale"],
-                            source_intensity=mr_percentile().to_dict(), target_intensity=ct_window().to_dict(),
-                            provenance={"run": "test"}, context_slices=3)
+    md = TranslatorMetadata(
+        name="tiny-regression",
+        method="regression",
+        source="T1",
+        target="CT",
+        networks={"generator": spec},
+        outputs=["image", "scale"],
+        source_intensity=mr_percentile().to_dict(),
+        target_intensity=ct_window().to_dict(),
+        provenance={"run": "test"},
+        context_slices=3,
+    )
     modules, loaded = load_modules(save_translator(tmp_path / "t.safetensors", {"generator": net}, md))
     assert loaded.networks["generator"] == spec
     x = torch.randn(1, 3, 16, 16)

@@ -92,8 +92,12 @@ def test_decisions_autosave_and_resume(case):
     session.reject()
     saved = json.loads(state_path.read_text())
     assert saved["slices"][1] | {"reviewed_at": None} == {
-        "index": 1, "confidence": 0.3, "status": "rejected", "edited": True,
-        "reviewer": "alice", "reviewed_at": None,
+        "index": 1,
+        "confidence": 0.3,
+        "status": "rejected",
+        "edited": True,
+        "reviewer": "alice",
+        "reviewed_at": None,
     }
     assert saved["position"] == 2 and [h["action"] for h in saved["history"]] == ["accepted", "rejected"]
     assert edits_path.exists()
@@ -181,7 +185,8 @@ def two_volume_summary(tmp_path):
     cases = [
         {"name": name, **{k: p.name for k, p in paths.items()}, "slice_confidence": scores}
         for name, paths, scores in [
-            ("first", first, SLICE_SCORES), ("second", second, [0.2, 0.95, 0.6, 0.4, 0.85, 0.05]),
+            ("first", first, SLICE_SCORES),
+            ("second", second, [0.2, 0.95, 0.6, 0.4, 0.85, 0.05]),
         ]
     ]
     return write_summary(tmp_path, cases), first, second
@@ -206,8 +211,12 @@ def test_summary_queue_walks_volumes_in_confidence_order(tmp_path):
 
 @pytest.mark.parametrize(
     ("labels", "problem"),
-    [("/etc/passwd", "absolute paths and '..' are refused"), ("../case_labels.nii.gz", "'..' are refused"),
-     ("", "must be a file name"), (3, "must be a file name")],
+    [
+        ("/etc/passwd", "absolute paths and '..' are refused"),
+        ("../case_labels.nii.gz", "'..' are refused"),
+        ("", "must be a file name"),
+        (3, "must be a file name"),
+    ],
 )
 def test_summary_paths_stay_in_its_folder(tmp_path, labels, problem):
     paths = make_case(tmp_path)
@@ -225,13 +234,21 @@ def test_summary_paths_stay_in_its_folder(tmp_path, labels, problem):
 
 @pytest.mark.parametrize(
     ("content", "problem"),
-    [('{"cases": [', "not valid JSON"), ("[1, 2]", "list of 'cases' objects"),
-     ('{"cases": [1]}', "list of 'cases' objects"), ('{"cases": []}', "lists no cases"),
-     ('{"cases": [{"image": "a", "labels": "b"}]}', "case 0 has no name"),
-     ('{"cases": [{"name": "a", "image": "a", "labels": "b", "slice_confidence": "high"}]}',
-      "slice_confidence must be a list of numbers"),
-     ('{"cases": [{"name": "a", "image": "a", "labels": "b", "mean_confidence": [1]}]}',
-      "mean_confidence must be a number")],
+    [
+        ('{"cases": [', "not valid JSON"),
+        ("[1, 2]", "list of 'cases' objects"),
+        ('{"cases": [1]}', "list of 'cases' objects"),
+        ('{"cases": []}', "lists no cases"),
+        ('{"cases": [{"image": "a", "labels": "b"}]}', "case 0 has no name"),
+        (
+            '{"cases": [{"name": "a", "image": "a", "labels": "b", "slice_confidence": "high"}]}',
+            "slice_confidence must be a list of numbers",
+        ),
+        (
+            '{"cases": [{"name": "a", "image": "a", "labels": "b", "mean_confidence": [1]}]}',
+            "mean_confidence must be a number",
+        ),
+    ],
 )
 def test_malformed_summary_names_file_and_problem(tmp_path, content, problem):
     path = tmp_path / "summary.json"
@@ -242,14 +259,16 @@ def test_malformed_summary_names_file_and_problem(tmp_path, content, problem):
 
 @pytest.mark.parametrize(
     ("edit", "problem"),
-    [(lambda s: "{\"slices\": [", "not valid JSON (truncated or corrupt?)"),
-     (lambda s: "[]", "expected a JSON object"),
-     (lambda s: json.dumps(s | {"slices": {"0": 1}}), "'slices' must be a list of objects"),
-     (lambda s: json.dumps(s | {"slices": [s["slices"][0] | {"index": 99}]}), "slice index 99 is not one of"),
-     (lambda s: json.dumps(s | {"slices": [s["slices"][0] | {"status": "maybe"}]}), "status 'maybe'"),
-     (lambda s: json.dumps(s | {"slices": [s["slices"][0] | {"reviewer": 5}]}), "must be text or null"),
-     (lambda s: json.dumps(s | {"position": "2"}), "'position' must be an integer"),
-     (lambda s: json.dumps(s | {"history": {}}), "'history' must be a list")],
+    [
+        (lambda s: '{"slices": [', "not valid JSON (truncated or corrupt?)"),
+        (lambda s: "[]", "expected a JSON object"),
+        (lambda s: json.dumps(s | {"slices": {"0": 1}}), "'slices' must be a list of objects"),
+        (lambda s: json.dumps(s | {"slices": [s["slices"][0] | {"index": 99}]}), "slice index 99 is not one of"),
+        (lambda s: json.dumps(s | {"slices": [s["slices"][0] | {"status": "maybe"}]}), "status 'maybe'"),
+        (lambda s: json.dumps(s | {"slices": [s["slices"][0] | {"reviewer": 5}]}), "must be text or null"),
+        (lambda s: json.dumps(s | {"position": "2"}), "'position' must be an integer"),
+        (lambda s: json.dumps(s | {"history": {}}), "'history' must be a list"),
+    ],
 )
 def test_malformed_sidecar_names_file_and_problem(case, edit, problem):
     open_session(case).accept()

@@ -96,16 +96,30 @@ def test_request_validation_reads_volumes_and_pairs(tmp_path, small_subject):
 
 def test_request_refuses_an_existing_run_and_builds_the_command(tmp_path):
     _fake_run(tmp_path / "run")
-    config = TrainConfig("uapi", str(tmp_path / "run"), iterations=20, lr=2e-5, device="cpu",
-                         data=DataConfig(phantom="misaligned", size=64),
-                         model={"flag": True, "name": None, "w": 0.5})
+    config = TrainConfig(
+        "uapi",
+        str(tmp_path / "run"),
+        iterations=20,
+        lr=2e-5,
+        device="cpu",
+        data=DataConfig(phantom="misaligned", size=64),
+        model={"flag": True, "name": None, "w": 0.5},
+    )
     request = TrainRequest(config)
     assert "already holds a run" in request.validate()[0]
     command = request.command("python")
     assert command[:7] == ["python", "-m", "training", "--method", "uapi", "--run-dir", str(tmp_path / "run")]
-    assert set(command[8::2]) == {'data.phantom="misaligned"', "data.size=64", "iterations=20", "lr=2.0e-05",
-                                  'device="cpu"', "model.flag=true", "model.name=null", "model.w=0.5"}
-    for text in command[command.index("--set") + 1::2]:  # parsed as YAML: floats stay floats
+    assert set(command[8::2]) == {
+        'data.phantom="misaligned"',
+        "data.size=64",
+        "iterations=20",
+        "lr=2.0e-05",
+        'device="cpu"',
+        "model.flag=true",
+        "model.name=null",
+        "model.w=0.5",
+    }
+    for text in command[command.index("--set") + 1 :: 2]:  # parsed as YAML: floats stay floats
         key, value = text.split("=", 1)
         if key in ("lr", "model.w"):
             assert isinstance(yaml.safe_load(value), float)
@@ -151,7 +165,7 @@ def test_attached_run_is_stopped_by_file_then_by_pid(tmp_path):
 @pytest.mark.slow  # spawns a process
 def test_console_output_is_kept(tmp_path):
     process = TrainerProcess.launch(
-        [sys.executable, "-c", "import sys; print('hello'); sys.exit('boom')"], tmp_path / "run")
+        [sys.executable, "-c", "import sys; print('hello'); sys.exit('boom')"], tmp_path / "run"
+    )
     assert process.popen.wait(30) == 1
     assert process.console_tail() == ["hello", "boom"]
-

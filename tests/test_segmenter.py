@@ -27,9 +27,19 @@ LOSSES: list[float] = []
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, small_subject):
     path = tmp_path_factory.mktemp("seg") / "seg-ct.safetensors"
-    segmenter = train_segmenter([small_subject.ct], [small_subject.labels], modality="CT", label_names=TISSUES,
-                                path=path, iterations=30, batch_size=4, crop=32, features=8, device="cpu",
-                                progress=lambda _, loss: LOSSES.append(loss))
+    segmenter = train_segmenter(
+        [small_subject.ct],
+        [small_subject.labels],
+        modality="CT",
+        label_names=TISSUES,
+        path=path,
+        iterations=30,
+        batch_size=4,
+        crop=32,
+        features=8,
+        device="cpu",
+        progress=lambda _, loss: LOSSES.append(loss),
+    )
     return segmenter, path
 
 
@@ -70,14 +80,20 @@ def test_shipped_one_channel_file_still_loads(tmp_path, trained, small_subject):
     header = segmenter.metadata.to_dict() | {"network": spec}
     del header["context"]  # a file written before 2.5-D input
     model = build_network(spec)
-    save_file({f"segmenter.{k}": v.contiguous() for k, v in model.state_dict().items()},
-              str(tmp_path / "old.safetensors"), metadata={"medtrans": json.dumps(header)})
+    save_file(
+        {f"segmenter.{k}": v.contiguous() for k, v in model.state_dict().items()},
+        str(tmp_path / "old.safetensors"),
+        metadata={"medtrans": json.dumps(header)},
+    )
     old = load_segmenter(tmp_path / "old.safetensors")
     assert old.metadata.context == 0
     assert old.segment(small_subject.ct).labels.shape == small_subject.ct.shape
     header["context"] = 2
-    save_file({f"segmenter.{k}": v.contiguous() for k, v in model.state_dict().items()},
-              str(tmp_path / "bad.safetensors"), metadata={"medtrans": json.dumps(header)})
+    save_file(
+        {f"segmenter.{k}": v.contiguous() for k, v in model.state_dict().items()},
+        str(tmp_path / "bad.safetensors"),
+        metadata={"medtrans": json.dumps(header)},
+    )
     with pytest.raises(CheckpointError, match="context 2 needs 5 input channels, the network has 1"):
         load_segmenter(tmp_path / "bad.safetensors")
 
@@ -129,8 +145,9 @@ def test_train_refuses_mismatched_inputs(small_subject):
     with pytest.raises(ValueError, match="as many label maps"):
         train_segmenter([small_subject.ct], [], modality="CT", label_names=TISSUES, iterations=1)
     with pytest.raises(ValueError, match="differ in shape"):
-        train_segmenter([small_subject.ct], [small_subject.labels[:2]], modality="CT", label_names=TISSUES,
-                        iterations=1)
+        train_segmenter(
+            [small_subject.ct], [small_subject.labels[:2]], modality="CT", label_names=TISSUES, iterations=1
+        )
 
 
 @pytest.mark.slow  # trains a segmenter
@@ -140,8 +157,23 @@ def test_cli_train_segmenter_from_files(tmp_path, small_subject, capsys):
     image = write_volume(small_subject.volume("t2"), tmp_path / "t2.nii.gz")
     labels = write_volume(small_subject.volume("labels"), tmp_path / "labels.nii.gz")
     out = tmp_path / "seg-t2.safetensors"
-    args = ["train-segmenter", "--modality", "T2", "--images", str(image), "--labels", str(labels),
-            "--out", str(out), "--iterations", "2", "--batch-size", "2", "--device", "cpu"]
+    args = [
+        "train-segmenter",
+        "--modality",
+        "T2",
+        "--images",
+        str(image),
+        "--labels",
+        str(labels),
+        "--out",
+        str(out),
+        "--iterations",
+        "2",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
     metadata = read_segmenter_metadata(out)
     assert metadata.modality == "T2" and metadata.labels[0] == "background" and metadata.provenance["iterations"] == 2
@@ -151,11 +183,31 @@ def test_cli_train_segmenter_from_files(tmp_path, small_subject, capsys):
 
 def test_training_starts_from_init_weights(trained, small_subject):
     segmenter, _ = trained
-    again = train_segmenter([small_subject.ct], [small_subject.labels], modality="CT", label_names=TISSUES,
-                            iterations=1, batch_size=2, crop=32, features=8, lr=0.0, init=segmenter, device="cpu")
+    again = train_segmenter(
+        [small_subject.ct],
+        [small_subject.labels],
+        modality="CT",
+        label_names=TISSUES,
+        iterations=1,
+        batch_size=2,
+        crop=32,
+        features=8,
+        lr=0.0,
+        init=segmenter,
+        device="cpu",
+    )
     for (name, value), other in zip(segmenter.model.state_dict().items(), again.model.state_dict().values()):
         assert torch.equal(value, other), name
     assert again.metadata.provenance["init"] == segmenter.metadata.name
     with pytest.raises(ValueError, match="cannot start from segmenter-ct: its network"):
-        train_segmenter([small_subject.ct], [small_subject.labels], modality="CT", label_names=TISSUES,
-                        iterations=1, crop=32, features=4, init=segmenter, device="cpu")
+        train_segmenter(
+            [small_subject.ct],
+            [small_subject.labels],
+            modality="CT",
+            label_names=TISSUES,
+            iterations=1,
+            crop=32,
+            features=4,
+            init=segmenter,
+            device="cpu",
+        )

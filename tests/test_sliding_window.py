@@ -47,7 +47,6 @@ def test_overlapping_windows_blend_with_their_gaussian_weights():
     np.testing.assert_allclose(out[0, 0, 0].numpy(), [0.0, 0.0, 0.5, 0.5, 1.0, 1.0], rtol=1e-5)
 
 
-
 def tiny_translator(tmp_path, spec: dict):
     """A translator file of an untrained generator ``spec``, loaded on the CPU."""
     from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
@@ -56,9 +55,17 @@ def tiny_translator(tmp_path, spec: dict):
     from napari_medtrans.nets import build_network
 
     outputs = ["image", "scale"] if spec.get("scale_head") else ["image"]
-    md = TranslatorMetadata(name="tiny", method="regression", source="T1", target="CT", networks={"generator": spec},
-                            outputs=outputs, source_intensity=mr_percentile().to_dict(),
-                            target_intensity=ct_window().to_dict(), provenance={"run": "test"})
+    md = TranslatorMetadata(
+        name="tiny",
+        method="regression",
+        source="T1",
+        target="CT",
+        networks={"generator": spec},
+        outputs=outputs,
+        source_intensity=mr_percentile().to_dict(),
+        target_intensity=ct_window().to_dict(),
+        provenance={"run": "test"},
+    )
     path = save_translator(tmp_path / f"{spec.get('dims', 2)}d.safetensors", {"generator": build_network(spec)}, md)
     return load_translator(path, device="cpu")
 

@@ -19,8 +19,22 @@ def _cfg(*argv: str) -> TrainConfig:
 def test_flags_file_and_overrides_resolve_in_order(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("iterations: 50\ndata:\n  size: 96\nmodel:\n  lambda_cycle: 5\n")
-    cfg = _cfg("--method", "cyclegan", "--phantom", "unpaired", "--run-dir", str(tmp_path / "r"),
-               "--config", str(config), "--size", "64", "--set", "model.ngf=16", "--set", "data.flip=false")
+    cfg = _cfg(
+        "--method",
+        "cyclegan",
+        "--phantom",
+        "unpaired",
+        "--run-dir",
+        str(tmp_path / "r"),
+        "--config",
+        str(config),
+        "--size",
+        "64",
+        "--set",
+        "model.ngf=16",
+        "--set",
+        "data.flip=false",
+    )
     assert cfg.iterations == 50 and cfg.data.size == 64 and cfg.data.flip is False
     assert cfg.model["lambda_cycle"] == 5.0 and cfg.model["ngf"] == 16
     assert cfg.model["pool_size"] == 50 and cfg.model["lambda_identity"] == 0.5  # paper defaults resolved
@@ -77,8 +91,9 @@ def test_medtrans_train_forwards_and_training_imports_no_qt():
         "bad = [m for m in sys.modules if m.split('.')[0] in ('napari', 'qtpy', 'PyQt5', 'magicgui')]\n"
         "assert not bad, bad\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=subprocess_env(),
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     assert "reggan" in out.stdout
 

@@ -53,13 +53,20 @@ def test_gradients_averaged_and_weights_broadcast(tmp_path):
     torch.testing.assert_close(r1["grad"], r0["grad"])
 
 
-@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
-                    reason="torchrun not installed")
+@pytest.mark.skipif(
+    shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="torchrun not installed"
+)
 def test_torchrun_two_processes_only_rank0_writes(tmp_path):
     run = RunDir(tmp_path / "run")
     torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
-    cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "training",
-           *tiny_args("pix2pix", run.path, iterations=6)]
+    cmd = [
+        torchrun,
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "training",
+        *tiny_args("pix2pix", run.path, iterations=6),
+    ]
     out = subprocess.run(cmd, cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     status = run.read_status()

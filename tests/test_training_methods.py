@@ -74,8 +74,9 @@ def test_method_trains_with_bf16_autocast(method, tmp_path, native_bf16):
     assert train(cfg) == 0, run.tail_log()
     assert any("precision bfloat16" in line for line in run.tail_log())
     records, _ = run.read_metrics()
-    values = [v for r in records if "it_per_s" in r
-              for k, v in r.items() if k not in ("iteration", "time", "lr", "it_per_s")]
+    values = [
+        v for r in records if "it_per_s" in r for k, v in r.items() if k not in ("iteration", "time", "lr", "it_per_s")
+    ]
     assert values and all(math.isfinite(v) for v in values)
     with safe_open(str(run.translator_path), "pt") as weights:
         assert {weights.get_tensor(k).dtype for k in weights.keys()} == {torch.float32}  # noqa: SIM118 (safe_open is no dict)

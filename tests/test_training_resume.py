@@ -51,8 +51,7 @@ def _assert_checkpoints_load(run: RunDir) -> list[int]:
 
 def test_sigkill_then_resume_continues(tmp_path):
     run = RunDir(tmp_path / "run")
-    args = tiny_args("pix2pix", run.path, iterations=400,
-                     extra=["--checkpoint-every", "2", "--preview-every", "0"])
+    args = tiny_args("pix2pix", run.path, iterations=400, extra=["--checkpoint-every", "2", "--preview-every", "0"])
     proc = start_training(args, tmp_path / "first.log")
     try:
         _wait(lambda: (_status(run).get("last_checkpoint_iteration") or 0) >= 4, 120, proc)
@@ -64,13 +63,16 @@ def test_sigkill_then_resume_continues(tmp_path):
     resume_from = max(saved)
     assert 4 <= resume_from <= killed_at
 
-    proc = start_training(["--run-dir", str(run.path), "--resume", "--iterations", str(resume_from + 4)],
-                          tmp_path / "second.log")
+    proc = start_training(
+        ["--run-dir", str(run.path), "--resume", "--iterations", str(resume_from + 4)], tmp_path / "second.log"
+    )
     assert proc.wait(180) == 0, (tmp_path / "second.log").read_text()
     status = run.read_status()
     assert status["state"] == "finished" and status["iteration"] == resume_from + 4
-    assert f"resumed from {run.checkpoints_dir / 'last.safetensors'} at iteration {resume_from}" in \
-        run.log_path.read_text()
+    assert (
+        f"resumed from {run.checkpoints_dir / 'last.safetensors'} at iteration {resume_from}"
+        in run.log_path.read_text()
+    )
     records, _ = run.read_metrics()
     iterations = [r["iteration"] for r in records if "it_per_s" in r]
     assert iterations == sorted(iterations) and iterations[-1] == resume_from + 4  # no duplicates after resume
@@ -80,9 +82,10 @@ def test_sigkill_then_resume_continues(tmp_path):
 
 def test_sigterm_checkpoints_and_stops(tmp_path):
     run = RunDir(tmp_path / "run")
-    proc = start_training(tiny_args("cyclegan", run.path, iterations=500,
-                                    extra=["--checkpoint-every", "1000", "--preview-every", "0"]),
-                          tmp_path / "log")
+    proc = start_training(
+        tiny_args("cyclegan", run.path, iterations=500, extra=["--checkpoint-every", "1000", "--preview-every", "0"]),
+        tmp_path / "log",
+    )
     try:
         _wait(lambda: (_status(run).get("iteration") or 0) >= 2, 120, proc)
         proc.send_signal(signal.SIGTERM)
@@ -128,8 +131,9 @@ def test_nan_loss_fails_and_keeps_last_good_checkpoint(tmp_path):
     assert train(tiny_config("pix2pix", run_dir, iterations=3)) == 0
     last = run_dir / "checkpoints" / "last.safetensors"
     before = last.read_bytes()
-    args = build_parser().parse_args(["--run-dir", str(run_dir), "--resume", "--iterations", "9",
-                                      "--set", "model.lambda_l1=.nan"])
+    args = build_parser().parse_args(
+        ["--run-dir", str(run_dir), "--resume", "--iterations", "9", "--set", "model.lambda_l1=.nan"]
+    )
     assert train(build_config(args), resume=True) == 1
     status = RunDir(run_dir).read_status()
     assert status["state"] == "failed"

@@ -12,8 +12,12 @@ from napari_medtrans.checkpoint import CheckpointError, read_metadata
 from napari_medtrans.cli import main
 from napari_medtrans.shipped import shipped_dir
 
-SHIPPED = {"t1-ct-resnet": "paired", "t1-ct-uapi-supervised": "paired", "t1-ct-reggan": "misaligned",
-           "t1-ct-uapi-unpaired": "unpaired"}
+SHIPPED = {
+    "t1-ct-resnet": "paired",
+    "t1-ct-uapi-supervised": "paired",
+    "t1-ct-reggan": "misaligned",
+    "t1-ct-uapi-unpaired": "unpaired",
+}
 
 
 @pytest.fixture

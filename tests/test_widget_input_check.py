@@ -67,8 +67,12 @@ def test_save_as_dicom_joins_the_input_series_study(make_napari_viewer, qtbot, s
 
     t1 = subject.volume("t1")
     t1.modality = "MR"
-    write_dicom_series(tmp_path / "mr", t1.with_array(np.rint(t1.array).astype(np.int16)), description="t1",
-                       uid="1.2.826.0.1.3680043.2.1125.9.1")
+    write_dicom_series(
+        tmp_path / "mr",
+        t1.with_array(np.rint(t1.array).astype(np.int16)),
+        description="t1",
+        uid="1.2.826.0.1.3680043.2.1125.9.1",
+    )
     mr = read_volume(tmp_path / "mr")
     viewer = make_napari_viewer(show=True)
     viewer.add_image(mr.array, name="mr", **layer_geometry(mr))

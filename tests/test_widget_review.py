@@ -20,8 +20,13 @@ def case(tmp_path):
     paths = make_case(tmp_path)
     summary = {
         "cases": [
-            {"name": "case", "image": paths["image"].name, "labels": paths["labels"].name,
-             "confidence": paths["confidence"].name, "mean_confidence": 0.5}
+            {
+                "name": "case",
+                "image": paths["image"].name,
+                "labels": paths["labels"].name,
+                "confidence": paths["confidence"].name,
+                "mean_confidence": 0.5,
+            }
         ]
     }
     paths["summary"] = tmp_path / "summary.json"

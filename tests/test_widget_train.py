@@ -96,9 +96,11 @@ class StallProbe:
         self.timer.stop()
 
     def report(self) -> str:
-        return (f"event-loop stall while training: worst {max(self.cpu) * 1000:.1f} ms main-thread CPU, "
-                f"{max(self.wall) * 1000:.1f} ms wall, over {len(self.wall)} ticks "
-                f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+        return (
+            f"event-loop stall while training: worst {max(self.cpu) * 1000:.1f} ms main-thread CPU, "
+            f"{max(self.wall) * 1000:.1f} ms wall, over {len(self.wall)} ticks "
+            f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)"
+        )
 
 
 def iteration(widget) -> int:
@@ -108,8 +110,7 @@ def iteration(widget) -> int:
 def test_curves_take_losses_only_and_durations_read_well():
     from napari_medtrans._widgets._run_view import format_duration, loss_values
 
-    record = {"iteration": 4, "time": 1.0, "lr": 2e-4, "it_per_s": 3.0, "G_L1": 0.5, "D": 0.7,
-              "val_mae": 0.2}
+    record = {"iteration": 4, "time": 1.0, "lr": 2e-4, "it_per_s": 3.0, "G_L1": 0.5, "D": 0.7, "val_mae": 0.2}
     assert loss_values(record) == {"G_L1": 0.5, "D": 0.7}
     assert loss_values({"iteration": 1, "losses": {"G": 1}}) == {"G": 1.0}
     assert [format_duration(s) for s in (65, 3725, None, float("nan"))] == ["1:05", "1:02:05", "?", "?"]
@@ -208,8 +209,9 @@ def test_stop_resume_and_reattach_after_a_restart(make_napari_viewer, qtbot, tmp
     assert widget.resume_button.isEnabled()
 
     widget.resume_button.click()
-    qtbot.waitUntil(lambda: widget.run.watcher.state == "running"
-                    and iteration(widget) > stopped_at + 2, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(
+        lambda: widget.run.watcher.state == "running" and iteration(widget) > stopped_at + 2, timeout=TIMEOUT_MS
+    )
     pid = widget.run.process.pid
     viewer.close()  # napari goes away; the trainer keeps running
 
@@ -233,10 +235,35 @@ def test_stop_resume_and_reattach_after_a_restart(make_napari_viewer, qtbot, tmp
 @pytest.mark.slow  # spawns a process
 def test_attach_to_a_run_finished_on_the_command_line(make_napari_viewer, qtbot, tmp_path):
     run_dir = tmp_path / "cli-run"
-    command = [sys.executable, "-m", "training", "--method", "uapi", "--phantom", "paired",
-               "--run-dir", str(run_dir), "--iterations", "6", "--size", "64", "--log-every", "2",
-               "--preview-every", "6", "--device", "cpu", "--set", "data.phantom_subjects=3",
-               "--set", "model.ngf=8", "--set", "model.n_blocks=1", "--set", "model.n_critic=1"]
+    command = [
+        sys.executable,
+        "-m",
+        "training",
+        "--method",
+        "uapi",
+        "--phantom",
+        "paired",
+        "--run-dir",
+        str(run_dir),
+        "--iterations",
+        "6",
+        "--size",
+        "64",
+        "--log-every",
+        "2",
+        "--preview-every",
+        "6",
+        "--device",
+        "cpu",
+        "--set",
+        "data.phantom_subjects=3",
+        "--set",
+        "model.ngf=8",
+        "--set",
+        "model.n_blocks=1",
+        "--set",
+        "model.n_critic=1",
+    ]
     subprocess.run(command, check=True, capture_output=True, timeout=TIMEOUT_MS / 1000)
     viewer = make_napari_viewer()
     widget = train_widget(viewer, qtbot)
@@ -249,8 +276,7 @@ def test_attach_to_a_run_finished_on_the_command_line(make_napari_viewer, qtbot,
 
 
 @pytest.mark.slow  # spawns a process
-def test_a_failing_run_shows_its_error_and_the_viewer_stays(make_napari_viewer, qtbot, tmp_path,
-                                                             small_subject):
+def test_a_failing_run_shows_its_error_and_the_viewer_stays(make_napari_viewer, qtbot, tmp_path, small_subject):
     from napari_medtrans.io import write_volume
 
     source, target = tmp_path / "t1", tmp_path / "ct"

@@ -59,8 +59,9 @@ def test_widget_comes_from_the_manifest(make_napari_viewer, models_dir, monkeypa
     assert "uapi: T1 → CT" in widget.info_label.text()
 
 
-def test_refresh_lists_a_translator_written_after_the_widget_opened(make_napari_viewer, qtbot, models_dir,
-                                                                    monkeypatch, tmp_path):
+def test_refresh_lists_a_translator_written_after_the_widget_opened(
+    make_napari_viewer, qtbot, models_dir, monkeypatch, tmp_path
+):
     import shutil
 
     monkeypatch.setenv("MEDTRANS_MODELS_DIR", str(tmp_path))
@@ -91,11 +92,16 @@ def test_current_slice_is_translated_after_a_dims_change(demo, qtbot):
     np.testing.assert_allclose(_slice(session.uncertainty, 2), exact.scale, atol=1e-3)
     assert not np.array_equal(_slice(session.output, 2), fill)
     # prefetch: the neighbours get translated without being asked for
-    qtbot.waitUntil(lambda: session.scheduler.cached(3) is not None and session.scheduler.cached(1) is not None, timeout=20000)
+    qtbot.waitUntil(
+        lambda: session.scheduler.cached(3) is not None and session.scheduler.cached(1) is not None, timeout=20000
+    )
     assert session.output.name == f"CT (HU) · {UAPI}" and session.uncertainty.name == f"σ (HU) · {UAPI}"
     assert session.uncertainty.colormap.name == "inferno (fading)" and session.uncertainty.colorbar.visible
     assert session.uncertainty.colormap.colors[0, 3] == 0 and session.uncertainty.colormap.colors[-1, 3] == 1
-    assert "HU" in widget.uncertainty_panel.legend.text() and "r(σ, |error|) in the head" in widget.uncertainty_panel.legend.text()
+    assert (
+        "HU" in widget.uncertainty_panel.legend.text()
+        and "r(σ, |error|) in the head" in widget.uncertainty_panel.legend.text()
+    )
 
 
 def test_whole_volume_can_be_cancelled_then_completes(demo, qtbot, monkeypatch):
@@ -269,8 +275,9 @@ def _items(combo) -> list[str]:
     return [combo.itemText(i) for i in range(combo.count())]
 
 
-def test_a_translator_written_later_is_listed_without_refresh(make_napari_viewer, qtbot, models_dir,
-                                                              monkeypatch, tmp_path):
+def test_a_translator_written_later_is_listed_without_refresh(
+    make_napari_viewer, qtbot, models_dir, monkeypatch, tmp_path
+):
     import shutil
 
     from napari_medtrans._widgets.translate import REGISTRY_POLL_MS, TranslateWidget
@@ -312,8 +319,9 @@ def test_switching_translator_clears_the_previous_legend_overlay_and_progress(de
     assert widget.progress.value() == widget.progress.minimum() - 1  # reset: no percentage shown
 
 
-def test_register_loads_a_chosen_registration_translator(make_napari_viewer, qtbot, models_dir, monkeypatch,
-                                                         small_subject):
+def test_register_loads_a_chosen_registration_translator(
+    make_napari_viewer, qtbot, models_dir, monkeypatch, small_subject
+):
     monkeypatch.setenv("MEDTRANS_MODELS_DIR", str(models_dir))
     from napari_medtrans._widgets.demo import INPUT_NAME, REFERENCE_NAME, add_phantom
     from napari_medtrans._widgets.translate import TranslateWidget
@@ -357,8 +365,9 @@ def test_one_short_named_layer_per_role_and_ct_windows_everywhere(demo, qtbot):
     assert output.contrast_limits == [0, 100]
     # another translator reuses the translation layer and drops the σ of the previous one
     widget.select(translator=REGGAN)
-    qtbot.waitUntil(lambda: widget.session is not None and widget.session.translator.metadata.name == REGGAN,
-                    timeout=30000)
+    qtbot.waitUntil(
+        lambda: widget.session is not None and widget.session.translator.metadata.name == REGGAN, timeout=30000
+    )
     assert widget.session.output.name == output.name == f"CT (HU) · {REGGAN}"  # the same layer, renamed
     assert [layer.name for layer in viewer.layers] == ["phantom T1", "phantom CT (reference)", output.name]
 
@@ -375,8 +384,11 @@ def test_shortcuts_flip_layers_and_translators(demo, qtbot):
     def visible() -> list[bool]:
         return [viewer.layers[name].visible for name in names]
 
-    for key, expected in ((Qt.Key_3, [False, False, True]), (Qt.Key_2, [False, True, False]),
-                          (Qt.Key_1, [True, False, False])):
+    for key, expected in (
+        (Qt.Key_3, [False, False, True]),
+        (Qt.Key_2, [False, True, False]),
+        (Qt.Key_1, [True, False, False]),
+    ):
         qtbot.keyClick(canvas, key, Qt.AltModifier)
         assert visible() == expected
     before = widget.translator_combo.currentIndex()
@@ -407,8 +419,12 @@ def test_orientation_letters_follow_the_displayed_axes(demo, qtbot):
     from napari_medtrans._widgets.orientation import edge_letters
 
     assert edge_letters((1, 2)) == {"top_center": "A", "bottom_center": "P", "middle_left": "R", "middle_right": "L"}
-    assert edge_letters((0, 2), vertical="up") == {"top_center": "S", "bottom_center": "I",
-                                                   "middle_left": "R", "middle_right": "L"}
+    assert edge_letters((0, 2), vertical="up") == {
+        "top_center": "S",
+        "bottom_center": "I",
+        "middle_left": "R",
+        "middle_right": "L",
+    }
     viewer, widget = demo(UAPI)
 
     def letters() -> list[str]:

@@ -42,8 +42,7 @@ class TrainingCheckpointError(ValueError):
     """A training checkpoint that cannot be read or does not fit the run."""
 
 
-def _optimizer_state(name: str, optimizer: torch.optim.Optimizer,
-                     tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+def _optimizer_state(name: str, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
     sd = optimizer.state_dict()
     scalars: dict[str, dict[str, Any]] = {}
     for index, state in sd["state"].items():
@@ -55,13 +54,14 @@ def _optimizer_state(name: str, optimizer: torch.optim.Optimizer,
     return {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def _load_optimizer(name: str, optimizer: torch.optim.Optimizer, meta: dict[str, Any],
-                    tensors: dict[str, torch.Tensor]) -> None:
+def _load_optimizer(
+    name: str, optimizer: torch.optim.Optimizer, meta: dict[str, Any], tensors: dict[str, torch.Tensor]
+) -> None:
     state: dict[int, dict[str, Any]] = {}
     prefix = f"optim.{name}."
     for key, value in tensors.items():
         if key.startswith(prefix):
-            index, field = key[len(prefix):].split(".", 1)
+            index, field = key[len(prefix) :].split(".", 1)
             state.setdefault(int(index), {})[field] = value
     for index, values in meta.get("scalars", {}).items():
         state.setdefault(int(index), {}).update(values)
@@ -82,13 +82,13 @@ def rng_state(method_generator: torch.Generator | None) -> tuple[dict[str, torch
     if method_generator is not None:
         tensors["rng.method"] = method_generator.get_state()
     version, internal, gauss = random.getstate()
-    meta = {"numpy": [kind, int(pos), int(has_gauss), float(cached)],
-            "python": [version, list(internal), gauss]}
+    meta = {"numpy": [kind, int(pos), int(has_gauss), float(cached)], "python": [version, list(internal), gauss]}
     return tensors, meta
 
 
-def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any],
-                  method_generator: torch.Generator | None) -> None:
+def set_rng_state(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any], method_generator: torch.Generator | None
+) -> None:
     torch.set_rng_state(tensors["rng.torch"])
     cuda = [tensors[k] for k in sorted(t for t in tensors if t.startswith("rng.cuda."))]
     if cuda and torch.cuda.is_available():
@@ -107,17 +107,24 @@ RankState = tuple[dict[str, torch.Tensor], dict[str, Any]]
 
 def rank_state(method: Any, sampler_state: dict[str, Any], method_generator: torch.Generator | None) -> RankState:
     """This process's RNG streams, data-sampler state and method state (image pools)."""
-    tensors = {f"extra.{key}": value.detach().to("cpu").contiguous()
-               for key, value in method.extra_state().items()}
+    tensors = {f"extra.{key}": value.detach().to("cpu").contiguous() for key, value in method.extra_state().items()}
     rng_tensors, rng_meta = rng_state(method_generator)
     tensors.update(rng_tensors)
     return tensors, {**rng_meta, "sampler": sampler_state}
 
 
-def checkpoint_bytes(*, method: Any, scaler: torch.amp.GradScaler, sampler_state: dict[str, Any],
-                     iteration: int, config: dict[str, Any], best: float | None,
-                     method_generator: torch.Generator | None, elapsed: float,
-                     other_ranks: list[RankState] | None = None) -> bytes:
+def checkpoint_bytes(
+    *,
+    method: Any,
+    scaler: torch.amp.GradScaler,
+    sampler_state: dict[str, Any],
+    iteration: int,
+    config: dict[str, Any],
+    best: float | None,
+    method_generator: torch.Generator | None,
+    elapsed: float,
+    other_ranks: list[RankState] | None = None,
+) -> bytes:
     """Serialise the full training state to safetensors bytes (``other_ranks``: the
     :func:`rank_state` of ranks 1, 2, … of a distributed run).
     """
@@ -168,8 +175,14 @@ def read_checkpoint_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return meta
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, method: Any, scaler: torch.amp.GradScaler,
-                    method_generator: torch.Generator | None, rank: int = 0) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    method: Any,
+    scaler: torch.amp.GradScaler,
+    method_generator: torch.Generator | None,
+    rank: int = 0,
+) -> dict[str, Any]:
     """Restore networks, optimisers, scaler, and this rank's method state and RNGs; return
     the metadata, whose ``rng`` is this rank's (None for a rank ≥ 1 the checkpoint has no
     state of: it then starts with empty method state and leaves its RNGs alone).
@@ -184,7 +197,7 @@ def load_checkpoint(path: str | os.PathLike[str], *, method: Any, scaler: torch.
         raise TrainingCheckpointError(f"{path}: cannot read tensors ({exc})") from exc
     for name, net in method.nets.items():
         prefix = f"net.{name}."
-        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         try:
             net.load_state_dict(state, strict=True)
         except RuntimeError as exc:
@@ -195,9 +208,9 @@ def load_checkpoint(path: str | os.PathLike[str], *, method: Any, scaler: torch.
         _load_optimizer(name, optimizer, meta["optimizers"][name], tensors)
     if rank > 0:
         own = f"rank{rank}."
-        tensors = {k[len(own):]: v for k, v in tensors.items() if k.startswith(own)}
+        tensors = {k[len(own) :]: v for k, v in tensors.items() if k.startswith(own)}
         meta["rng"] = meta.get("ranks", {}).get(str(rank))
-    method.load_extra_state({k[len("extra."):]: v for k, v in tensors.items() if k.startswith("extra.")})
+    method.load_extra_state({k[len("extra.") :]: v for k, v in tensors.items() if k.startswith("extra.")})
     if meta.get("scaler"):
         scaler.load_state_dict(meta["scaler"])
     if meta["rng"] is not None:

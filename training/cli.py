@@ -47,17 +47,27 @@ def _config_flag(group: Any, flag: str, path: str, **kwargs: Any) -> None:
 
 def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
     """The trainer's argument parser (flag help from the config's attribute docstrings)."""
-    p = argparse.ArgumentParser(prog=prog, description="Train an image-to-image translator.",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Train an image-to-image translator.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--list-methods", action="store_true", help="print the registered methods and exit")
-    p.add_argument("--json", action="store_true",
-                   help="with --list-methods: JSON with each method's options, for programs (the Train widget)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="with --list-methods: JSON with each method's options, for programs (the Train widget)",
+    )
     _config_flag(p, "--method", "method", help="method name (see --list-methods)")
     p.add_argument("--run-dir", type=Path, help="run directory (created; config, status, checkpoints…)")
     p.add_argument("--config", type=Path, help="YAML/JSON config file (TrainConfig fields)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the run already in --run-dir (its config, checkpoints, metrics, translator)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in --run-dir (its config, checkpoints, metrics, translator)",
+    )
     data = p.add_argument_group("data")
     _config_flag(data, "--source", "data.source")
     _config_flag(data, "--target", "data.target")
@@ -69,13 +79,30 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
     _config_flag(data, "--target-modality", "data.target_modality")
     _config_flag(data, "--size", "data.size")
     loop = p.add_argument_group("loop")
-    for flag in ("iterations", "batch-size", "lr", "device", "seed", "precision", "checkpoint-every",
-                 "checkpoint-minutes", "preview-every", "log-every", "name"):
+    for flag in (
+        "iterations",
+        "batch-size",
+        "lr",
+        "device",
+        "seed",
+        "precision",
+        "checkpoint-every",
+        "checkpoint-minutes",
+        "preview-every",
+        "log-every",
+        "name",
+    ):
         _config_flag(loop, f"--{flag}", flag.replace("-", "_"))
     _config_flag(loop, "--threads", "num_threads")
     _config_flag(loop, "--force-precision", "force_precision", action="store_true", default=None)
-    loop.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                      help="override any config field, e.g. --set model.ngf=32 --set data.flip=false")
+    loop.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. --set model.ngf=32 --set data.flip=false",
+    )
     return p
 
 
@@ -141,15 +168,23 @@ def method_specs() -> list[MethodSpec]:
     """The registered methods as contract :class:`~napari_medtrans.contract.MethodSpec` s, by name."""
     from training.methods import REGISTRY
 
-    return [MethodSpec(name=name, summary=_summary(cls), regimes=regimes_for(cls.needs_pairs),
-                       outputs=tuple(cls.outputs), options=option_specs(cls.Options))
-            for name, cls in sorted(REGISTRY.items())]
+    return [
+        MethodSpec(
+            name=name,
+            summary=_summary(cls),
+            regimes=regimes_for(cls.needs_pairs),
+            outputs=tuple(cls.outputs),
+            options=option_specs(cls.Options),
+        )
+        for name, cls in sorted(REGISTRY.items())
+    ]
 
 
 def list_methods() -> str:
     """One line per registered method: name, data it needs, outputs, summary."""
-    return "\n".join(f"{m.name:<10} {'/'.join(m.regimes):<26} outputs: {','.join(m.outputs):<12} {m.summary}"
-                     for m in method_specs())
+    return "\n".join(
+        f"{m.name:<10} {'/'.join(m.regimes):<26} outputs: {','.join(m.outputs):<12} {m.summary}" for m in method_specs()
+    )
 
 
 def methods_json() -> str:

@@ -21,8 +21,16 @@ import yaml
 
 from napari_medtrans.contract import ConfigError, DataConfig, TrainConfig, from_dict
 
-__all__ = ["ConfigError", "DataConfig", "TrainConfig", "load_config_file", "merge", "options_from_dict",
-           "parse_override", "set_path"]
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "TrainConfig",
+    "load_config_file",
+    "merge",
+    "options_from_dict",
+    "parse_override",
+    "set_path",
+]
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -56,7 +56,7 @@ class Cohort:
     val: list[Subject]
     source_intensity: IntensityModel
     target_intensity: IntensityModel
-    aligned: bool          # batches pair a source with the same anatomy's target
+    aligned: bool  # batches pair a source with the same anatomy's target
     description: dict[str, Any]
 
 
@@ -110,8 +110,9 @@ def _phantom_cohort(cfg: DataConfig, seed: int) -> Cohort:
         if key not in ("t1", "t2", "ct"):
             raise ConfigError(f"the phantom renders T1, T2 and CT, not {key!r}")
     shape = (cfg.phantom_depth, cfg.size, cfg.size)
-    pairs = generate_cohort(cfg.phantom_subjects, cfg.phantom, seed=cfg.phantom_seed, level=cfg.phantom_level,
-                            shape=shape)
+    pairs = generate_cohort(
+        cfg.phantom_subjects, cfg.phantom, seed=cfg.phantom_seed, level=cfg.phantom_level, shape=shape
+    )
     names = [p.source.name for p in pairs]
     src_raw = {p.source.name: getattr(p.source, src_key) for p in pairs}
     tgt_raw = {p.source.name: getattr(p.target, tgt_key) for p in pairs}
@@ -121,8 +122,10 @@ def _phantom_cohort(cfg: DataConfig, seed: int) -> Cohort:
     src = _normalise(src_raw, src_model, cfg.slice_axis)
     tgt = _normalise(tgt_raw, default_for(cfg.target_modality), cfg.slice_axis)
     truth = _normalise(truth_raw, default_for(cfg.target_modality), cfg.slice_axis)
-    labels = {p.source.name: (_to_labels(p.source.labels, cfg.slice_axis), _to_labels(p.target.labels, cfg.slice_axis))
-              for p in pairs}
+    labels = {
+        p.source.name: (_to_labels(p.source.labels, cfg.slice_axis), _to_labels(p.target.labels, cfg.slice_axis))
+        for p in pairs
+    }
     train_names, val_names = _split(names, cfg.val_fraction, seed)
     make = lambda name: Subject(name, src[name], tgt[name], truth[name], *labels[name])  # noqa: E731
     return Cohort(
@@ -131,8 +134,13 @@ def _phantom_cohort(cfg: DataConfig, seed: int) -> Cohort:
         source_intensity=src_model,
         target_intensity=tgt_model,
         aligned=cfg.phantom != "unpaired",
-        description={"phantom": cfg.phantom, "subjects": cfg.phantom_subjects, "seed": cfg.phantom_seed,
-                     "level": cfg.phantom_level, "shape": list(shape)},
+        description={
+            "phantom": cfg.phantom,
+            "subjects": cfg.phantom_subjects,
+            "seed": cfg.phantom_seed,
+            "level": cfg.phantom_level,
+            "shape": list(shape),
+        },
     )
 
 
@@ -162,8 +170,10 @@ def _folder_cohort(cfg: DataConfig, seed: int) -> Cohort:
     if cfg.paired:
         for name in src_raw:
             if src_raw[name].shape != tgt_raw[name].shape:
-                raise ConfigError(f"--paired: {name} has shape {src_raw[name].shape} in the source folder "
-                                  f"but {tgt_raw[name].shape} in the target folder")
+                raise ConfigError(
+                    f"--paired: {name} has shape {src_raw[name].shape} in the source folder "
+                    f"but {tgt_raw[name].shape} in the target folder"
+                )
     src_model = default_for(cfg.source_modality)
     tgt_model = _target_model(cfg.target_modality, list(tgt_raw.values()))
     src = _normalise(src_raw, src_model, cfg.slice_axis)
@@ -178,9 +188,20 @@ def _folder_cohort(cfg: DataConfig, seed: int) -> Cohort:
         train = [Subject(n, src[n], None) for n in sorted(s_train)]
         train += [Subject(n, None, tgt[n]) for n in sorted(t_train)]
         val = [Subject(n, src[n], None) for n in sorted(s_val)]
-    return Cohort(train, val, src_model, tgt_model, aligned=cfg.paired,
-                  description={"source": str(cfg.source), "target": str(cfg.target), "paired": cfg.paired,
-                               "source_subjects": len(src), "target_subjects": len(tgt)})
+    return Cohort(
+        train,
+        val,
+        src_model,
+        tgt_model,
+        aligned=cfg.paired,
+        description={
+            "source": str(cfg.source),
+            "target": str(cfg.target),
+            "paired": cfg.paired,
+            "source_subjects": len(src),
+            "target_subjects": len(tgt),
+        },
+    )
 
 
 # --- slices and batches ---------------------------------------------------------
@@ -208,7 +229,7 @@ def window(image: np.ndarray, size: int, top: int, left: int, fill: float = -1.0
     r0, c0 = max(top, 0), max(left, 0)
     r1, c1 = min(top + size, h), min(left + size, w)
     if r1 > r0 and c1 > c0:
-        out[:, r0 - top:r1 - top, c0 - left:c1 - left] = image[:, r0:r1, c0:c1]
+        out[:, r0 - top : r1 - top, c0 - left : c1 - left] = image[:, r0:r1, c0:c1]
     return out
 
 
@@ -232,14 +253,18 @@ class SliceSampler:
         self.sources = [s for s in cohort.train if s.source is not None]
         self.targets = [s for s in cohort.train if s.target is not None]
         if not self.sources or not self.targets:
-            raise ConfigError("no training subjects left after the validation split; add data or "
-                              "lower data.val_fraction")
-        self.labelled = all(s.source_labels is not None for s in self.sources) and \
-            all(s.target_labels is not None for s in self.targets)
-        self.source_index = [(i, z) for i, s in enumerate(self.sources)
-                             for z in foreground_slices(s.source, cfg.min_foreground)]
-        self.target_index = [(i, z) for i, s in enumerate(self.targets)
-                             for z in foreground_slices(s.target, cfg.min_foreground)]
+            raise ConfigError(
+                "no training subjects left after the validation split; add data or lower data.val_fraction"
+            )
+        self.labelled = all(s.source_labels is not None for s in self.sources) and all(
+            s.target_labels is not None for s in self.targets
+        )
+        self.source_index = [
+            (i, z) for i, s in enumerate(self.sources) for z in foreground_slices(s.source, cfg.min_foreground)
+        ]
+        self.target_index = [
+            (i, z) for i, s in enumerate(self.targets) for z in foreground_slices(s.target, cfg.min_foreground)
+        ]
 
     def sample(self, batch_size: int) -> dict[str, np.ndarray]:
         """A batch: ``source`` (B, k, S, S), ``target`` (B, 1, S, S) float32 arrays, and where
@@ -255,7 +280,7 @@ class SliceSampler:
             flip = cfg.flip and self.rng.random() < 0.5
             sources.append(self._augment(window(src, size, top, left), flip))
             if self.labelled:
-                labels = self.sources[i].source_labels[z:z + 1]
+                labels = self.sources[i].source_labels[z : z + 1]
                 source_labels.append(self._augment(window(labels, size, top, left, 0)[0], flip))
             owner, zt = self.sources[i], z
             if not self.aligned:
@@ -263,9 +288,9 @@ class SliceSampler:
                 owner = self.targets[j]
                 top, left = self._offset(owner.target.shape[1:])
                 flip = cfg.flip and self.rng.random() < 0.5
-            targets.append(self._augment(window(owner.target[zt:zt + 1], size, top, left), flip))
+            targets.append(self._augment(window(owner.target[zt : zt + 1], size, top, left), flip))
             if self.labelled:
-                labels = owner.target_labels[zt:zt + 1]
+                labels = owner.target_labels[zt : zt + 1]
                 target_labels.append(self._augment(window(labels, size, top, left, 0)[0], flip))
         batch = {"source": np.stack(sources), "target": np.stack(targets)}
         if self.labelled:
@@ -306,8 +331,7 @@ def validation_set(cohort: Cohort, cfg: DataConfig) -> ValidationSet:
     """Evenly spaced foreground slices of the validation subjects (of the training
     subjects when there are none, e.g. a one-subject cohort).
     """
-    subjects = [s for s in cohort.val if s.source is not None] or \
-        [s for s in cohort.train if s.source is not None]
+    subjects = [s for s in cohort.val if s.source is not None] or [s for s in cohort.train if s.source is not None]
     per_subject = max(1, -(-cfg.val_slices // len(subjects)))
     src, truth, tgt, names = [], [], [], []
     for s in subjects:
@@ -318,13 +342,17 @@ def validation_set(cohort: Cohort, cfg: DataConfig) -> ValidationSet:
             top, left = centre_offsets(*stack.shape[1:], cfg.size)
             src.append(window(stack, cfg.size, top, left))
             if s.truth is not None:
-                truth.append(window(s.truth[z:z + 1], cfg.size, top, left))
+                truth.append(window(s.truth[z : z + 1], cfg.size, top, left))
             if s.target is not None:
-                tgt.append(window(s.target[z:z + 1], cfg.size, top, left))
+                tgt.append(window(s.target[z : z + 1], cfg.size, top, left))
             names.append(f"{s.name}:{int(z)}")
     n = cfg.val_slices
-    return ValidationSet(np.stack(src)[:n], np.stack(truth)[:n] if len(truth) == len(src) else None,
-                         np.stack(tgt)[:n] if len(tgt) == len(src) else None, names[:n])
+    return ValidationSet(
+        np.stack(src)[:n],
+        np.stack(truth)[:n] if len(truth) == len(src) else None,
+        np.stack(tgt)[:n] if len(tgt) == len(src) else None,
+        names[:n],
+    )
 
 
 def to_device(batch: dict[str, np.ndarray], device: torch.device) -> dict[str, torch.Tensor]:

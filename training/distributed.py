@@ -114,7 +114,7 @@ def average_gradients(params: list[nn.Parameter], info: DistInfo) -> None:
     offset = 0
     for g in grads:
         n = g.numel()
-        g.copy_(flat[offset:offset + n].view_as(g))
+        g.copy_(flat[offset : offset + n].view_as(g))
         offset += n
 
 

@@ -141,8 +141,10 @@ class Trainer:
         if not self.resume and not self.overwrite and self.run.has_run_files():
             self.run.release_lock()
             state = self.run.read_status().get("state", "?") if self.run.status_path.is_file() else "?"
-            return (f"{self.run.path} already holds a run (state {state}); continue it with --resume, "
-                    "replace it with --overwrite, or choose another --run-dir")
+            return (
+                f"{self.run.path} already holds a run (state {state}); continue it with --resume, "
+                "replace it with --overwrite, or choose another --run-dir"
+            )
         if self.overwrite:
             self.run.remove_run_files()
         for temp in self.run.remove_orphan_temps():
@@ -164,10 +166,20 @@ class Trainer:
             if self.is_main:
                 self.run.clear_stop()
                 self._write_config()
-                self.status(state="running", iteration=0, total_iterations=self.cfg.iterations,
-                            eta_seconds=None, it_per_s=None, pid=os.getpid(), host=socket.gethostname(),
-                            started_at=started, last_error=None, method=self.cfg.method,
-                            world_size=self.dist.world_size, message="preparing data")
+                self.status(
+                    state="running",
+                    iteration=0,
+                    total_iterations=self.cfg.iterations,
+                    eta_seconds=None,
+                    it_per_s=None,
+                    pid=os.getpid(),
+                    host=socket.gethostname(),
+                    started_at=started,
+                    last_error=None,
+                    method=self.cfg.method,
+                    world_size=self.dist.world_size,
+                    message="preparing data",
+                )
             self._setup()
             state = self._loop()
             code = 0 if state in ("finished", "stopped") else 1
@@ -198,8 +210,7 @@ class Trainer:
             if old == new:
                 return
             changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-            self.log("config changed on resume: " + ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}"
-                                                              for k in changed))
+            self.log("config changed on resume: " + ", ".join(f"{k}: {old.get(k)!r} → {new.get(k)!r}" for k in changed))
         self.run.write_config(new)
 
     # --- setup ----------------------------------------------------------------
@@ -220,33 +231,44 @@ class Trainer:
         self.cohort = load_cohort(data, seed=cfg.seed)
         self.sampler = SliceSampler(self.cohort, data, seed=dist_utils.rank_seeds(cfg.seed, self.dist.rank, 1))
         self.valset: ValidationSet = validation_set(self.cohort, data)
-        self.log(f"data: {len(self.cohort.train)} training / {len(self.cohort.val)} validation subjects, "
-                 f"{len(self.sampler.source_index)} source slices ({time.time() - t0:.1f} s)")
+        self.log(
+            f"data: {len(self.cohort.train)} training / {len(self.cohort.val)} validation subjects, "
+            f"{len(self.sampler.source_index)} source slices ({time.time() - t0:.1f} s)"
+        )
         lr = cfg.lr if cfg.lr is not None else cls.default_lr
         self.method = cls(options, in_channels=data.context_slices, out_channels=1, lr=lr, device=self.device)
         if self.method.pairs_required and not self.cohort.aligned:
-            raise ConfigError(f"method {cfg.method!r} needs paired (or misaligned) data; "
-                              "use --paired or --phantom paired|misaligned")
+            raise ConfigError(
+                f"method {cfg.method!r} needs paired (or misaligned) data; use --paired or --phantom paired|misaligned"
+            )
         for opt in self.method.optimizers.values():
             for group in opt.param_groups:
                 group.setdefault("initial_lr", group["lr"])
-        configured_lrs = {name: [g["initial_lr"] for g in opt.param_groups]
-                          for name, opt in self.method.optimizers.items()}
+        configured_lrs = {
+            name: [g["initial_lr"] for g in opt.param_groups] for name, opt in self.method.optimizers.items()
+        }
         dtype = autocast_dtype(cfg.precision, self.device, force=cfg.force_precision)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=dtype == torch.float16)
         self.method_rng = torch.Generator().manual_seed(int(method_seed))
-        self.ctx = StepContext(self.device, self.scaler, dtype,
-                               lambda params: dist_utils.average_gradients(params, self.dist),
-                               self.method_rng)
+        self.ctx = StepContext(
+            self.device,
+            self.scaler,
+            dtype,
+            lambda params: dist_utils.average_gradients(params, self.dist),
+            self.method_rng,
+        )
         dist_utils.broadcast_modules(list(self.method.nets.values()), self.dist)
         n_params = sum(p.numel() for p in self.method.parameters())
-        self.log(f"method {cfg.method} on {self.device} (world size {self.dist.world_size}, "
-                 f"precision {str(dtype or torch.float32).removeprefix('torch.')}): "
-                 f"{', '.join(self.method.nets)} — {n_params / 1e6:.2f} M parameters")
+        self.log(
+            f"method {cfg.method} on {self.device} (world size {self.dist.world_size}, "
+            f"precision {str(dtype or torch.float32).removeprefix('torch.')}): "
+            f"{', '.join(self.method.nets)} — {n_params / 1e6:.2f} M parameters"
+        )
         last = self.run.checkpoints_dir / self.last_name
         if self.resume and last.exists():
-            meta = load_checkpoint(last, method=self.method, scaler=self.scaler, method_generator=self.method_rng,
-                                   rank=self.dist.rank)
+            meta = load_checkpoint(
+                last, method=self.method, scaler=self.scaler, method_generator=self.method_rng, rank=self.dist.rank
+            )
             self.iteration = int(meta["iteration"])
             self.best = meta.get("best")
             self.elapsed_before = float(meta.get("elapsed", 0.0))
@@ -255,9 +277,12 @@ class Trainer:
             if meta["rng"] is not None:  # this rank's own streams, pools restored above
                 self.sampler.set_state(meta["rng"]["sampler"])
             else:  # a rank the checkpoint has no state of: fresh streams that differ from the first run's
-                self.sampler.rng = np.random.default_rng(dist_utils.rank_seeds(cfg.seed, self.dist.rank, self.iteration))
-                self.method_rng.manual_seed(int(dist_utils.rank_seeds(cfg.seed, self.dist.rank,
-                                                                      self.iteration).generate_state(1)[0]))
+                self.sampler.rng = np.random.default_rng(
+                    dist_utils.rank_seeds(cfg.seed, self.dist.rank, self.iteration)
+                )
+                self.method_rng.manual_seed(
+                    int(dist_utils.rank_seeds(cfg.seed, self.dist.rank, self.iteration).generate_state(1)[0])
+                )
             if self.is_main:
                 self.run.truncate_metrics(self.iteration)
             self.log(f"resumed from {last} at iteration {self.iteration}")
@@ -324,8 +349,7 @@ class Trainer:
                 if now > t_mark and it > it_mark:
                     it_per_s = (it - it_mark) / (now - t_mark)
                     t_mark, it_mark = now, it
-                record = {"iteration": it, "time": now, "lr": self.method.lr * factor,
-                          "it_per_s": it_per_s, **means}
+                record = {"iteration": it, "time": now, "lr": self.method.lr * factor, "it_per_s": it_per_s, **means}
                 if self.is_main:
                     self.run.append_metrics(record)
                 eta = (total - it) / it_per_s if it_per_s else None
@@ -353,13 +377,18 @@ class Trainer:
             self.log(f"stopped at iteration {self.iteration} ({reason}); resume with --resume")
             if self.is_main:
                 self.run.clear_stop()
-            self.status(state="stopped", iteration=self.iteration, eta_seconds=None,
-                        message=f"stopped at iteration {self.iteration} ({reason})")
+            self.status(
+                state="stopped",
+                iteration=self.iteration,
+                eta_seconds=None,
+                message=f"stopped at iteration {self.iteration} ({reason})",
+            )
             return state
         path = self._write_translator()
         self.log(f"finished {total} iterations; translator written to {path}")
-        self.status(state="finished", iteration=self.iteration, eta_seconds=0.0, message="finished",
-                    translator=str(path))
+        self.status(
+            state="finished", iteration=self.iteration, eta_seconds=0.0, message="finished", translator=str(path)
+        )
         return state
 
     def _checkpoint_due_by_time(self) -> bool:
@@ -382,8 +411,10 @@ class Trainer:
         bad = {k: v for k, v in means.items() if not math.isfinite(v)}
         if bad:
             names = ", ".join(f"{k}={v}" for k, v in bad.items())
-            raise NonFiniteLossError(f"non-finite loss at iteration {it}: {names}; training stopped "
-                                     "(lower the learning rate or check the data)")
+            raise NonFiniteLossError(
+                f"non-finite loss at iteration {it}: {names}; training stopped "
+                "(lower the learning rate or check the data)"
+            )
         return means
 
     # --- validation and previews --------------------------------------------------
@@ -415,8 +446,7 @@ class Trainer:
         if improved:
             self.best = mae
         if self.is_main:
-            self.run.append_metrics({"iteration": it, "time": time.time(), "val_mae": mae,
-                                     "val_mae_units": mae_units})
+            self.run.append_metrics({"iteration": it, "time": time.time(), "val_mae": mae, "val_mae_units": mae_units})
         self.status(val_mae=mae, val_mae_units=mae_units, best_val_mae=self.best)
         self._best_pending = improved
 
@@ -447,10 +477,17 @@ class Trainer:
         states = dist_utils.gather_to_main(own, self.dist)  # collective: every rank sends its state
         if not self.is_main:
             return
-        data = checkpoint_bytes(method=self.method, scaler=self.scaler, sampler_state=self.sampler.state(),
-                                iteration=it, config=self.cfg.to_dict(), best=self.best,
-                                method_generator=self.method_rng, elapsed=self.elapsed_before + elapsed,
-                                other_ranks=states[1:])
+        data = checkpoint_bytes(
+            method=self.method,
+            scaler=self.scaler,
+            sampler_state=self.sampler.state(),
+            iteration=it,
+            config=self.cfg.to_dict(),
+            best=self.best,
+            method_generator=self.method_rng,
+            elapsed=self.elapsed_before + elapsed,
+            other_ranks=states[1:],
+        )
         save_checkpoint(self.run.checkpoints_dir / self.last_name, data)
         if getattr(self, "_best_pending", False):
             save_checkpoint(self.run.checkpoints_dir / self.best_name, data)
@@ -476,23 +513,36 @@ class Trainer:
             outputs=list(method.outputs),
             regime=cfg.data.phantom or ("paired" if cfg.data.paired else "unpaired"),
             deviations=method.deviations(),
-            provenance={"run": str(self.run.path.resolve()), "iterations": self.iteration,
-                        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                        "data": self.cohort.description, "version": napari_medtrans.__version__,
-                        "best_val_mae": self.best, "config": cfg.to_dict()},
+            provenance={
+                "run": str(self.run.path.resolve()),
+                "iterations": self.iteration,
+                "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "data": self.cohort.description,
+                "version": napari_medtrans.__version__,
+                "best_val_mae": self.best,
+                "config": cfg.to_dict(),
+            },
         )
-        best = None if self.best is None else {
-            "mae": float(self.cohort.target_intensity.output_mapping().scale_from_network(self.best))}
-        annotate(metadata, (s.source for s in self.cohort.train if s.source is not None), held_out=best,
-                 held_out_data="the run's validation slices (best during training)",
-                 parameters=sum(p.numel() for m in method.translator_modules().values() for p in m.parameters()))
+        best = (
+            None
+            if self.best is None
+            else {"mae": float(self.cohort.target_intensity.output_mapping().scale_from_network(self.best))}
+        )
+        annotate(
+            metadata,
+            (s.source for s in self.cohort.train if s.source is not None),
+            held_out=best,
+            held_out_data="the run's validation slices (best during training)",
+            parameters=sum(p.numel() for m in method.translator_modules().values() for p in m.parameters()),
+        )
         return metadata
 
     def _write_translator(self):
         if not self.is_main:
             return None
-        return save_translator(self.run.translator_path, self.method.translator_modules(),
-                               self.translator_metadata(), overwrite=True)
+        return save_translator(
+            self.run.translator_path, self.method.translator_modules(), self.translator_metadata(), overwrite=True
+        )
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> int:
@@ -501,4 +551,3 @@ def train(cfg: TrainConfig, *, resume: bool = False, overwrite: bool = False) ->
 
 
 __all__ = ["NonFiniteLossError", "Trainer", "resolve_method", "train"]
-

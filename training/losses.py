@@ -36,8 +36,9 @@ def critic_score(critic: nn.Module, images: Tensor) -> Tensor:
     return critic(images).flatten(1).mean(1)
 
 
-def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, *, one_sided: bool = False,
-                     generator: torch.Generator | None = None) -> Tensor:
+def gradient_penalty(
+    critic: nn.Module, real: Tensor, fake: Tensor, *, one_sided: bool = False, generator: torch.Generator | None = None
+) -> Tensor:
     """WGAN-GP penalty on random interpolates x̂ (Gulrajani et al., NeurIPS 2017).
 
     Two-sided: (‖∇D(x̂)‖₂ − 1)²; one-sided: max(0, ‖∇D(x̂)‖₂ − 1)² (as the
@@ -73,8 +74,7 @@ def smoothness_loss(field: Tensor) -> Tensor:
     return (d_row * d_row).mean() + (d_col * d_col).mean()
 
 
-def laplace_nll(prediction: Tensor, target: Tensor, scale: Tensor, eps: float = 1e-6,
-                beta: float = 0.0) -> Tensor:
+def laplace_nll(prediction: Tensor, target: Tensor, scale: Tensor, eps: float = 1e-6, beta: float = 0.0) -> Tensor:
     """Negative log-likelihood of ``target`` under Laplace(prediction, scale), up to log 2.
 
     ``|target − prediction| / σ + log σ`` averaged over pixels (Kendall & Gal,
@@ -90,8 +90,15 @@ def laplace_nll(prediction: Tensor, target: Tensor, scale: Tensor, eps: float = 
     return nll.mean()
 
 
-def ggd_nll(prediction: Tensor, target: Tensor, inv_alpha: Tensor, beta: Tensor, *,
-            alpha_eps: float = 1e-5, beta_eps: float = 0.1) -> Tensor:
+def ggd_nll(
+    prediction: Tensor,
+    target: Tensor,
+    inv_alpha: Tensor,
+    beta: Tensor,
+    *,
+    alpha_eps: float = 1e-5,
+    beta_eps: float = 0.1,
+) -> Tensor:
     """Generalised-Gaussian negative log-likelihood (UGAC, Upadhyay et al., NeurIPS 2021).
 
     The NLL of ``target`` under GGD(prediction, α, β), up to log 2, averaged over
@@ -156,8 +163,9 @@ CropBox = tuple[int, int, int, int]
 """(top, left, height, width) of a crop."""
 
 
-def sample_crop_boxes(count: int, height: int, width: int, min_scale: float, max_scale: float,
-                      generator: torch.Generator | None = None) -> list[CropBox]:
+def sample_crop_boxes(
+    count: int, height: int, width: int, min_scale: float, max_scale: float, generator: torch.Generator | None = None
+) -> list[CropBox]:
     """Patch operators of PI/UAPI, one per sample: random boxes whose side is
     ``min_scale..max_scale`` of the image side (drawn from ``generator``).
     """
@@ -186,7 +194,7 @@ def crop_resize(image: Tensor, boxes: list[CropBox], *, clip: tuple[float, float
     crops = []
     for index, sample in enumerate(image.split(1, 0)):
         top, left, side_h, side_w = boxes[index % len(boxes)]
-        crop = sample[..., top:top + side_h, left:left + side_w]
+        crop = sample[..., top : top + side_h, left : left + side_w]
         crops.append(F.interpolate(crop, size=size, mode="bicubic", align_corners=False))
     out = torch.cat(crops, 0)
     return out if clip is None else out.clamp(*clip)

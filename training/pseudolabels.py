@@ -169,7 +169,6 @@ class PseudoLabels:
         return {score: slice_spearman(values, self.slice_dice) for score, values in self.slice_scores.items()}
 
 
-
 # --- strategies -------------------------------------------------------------------
 def _translate(translator: Translator, volume: Volume, modality: str) -> tuple[Volume, np.ndarray | None]:
     """Translated image (same geometry, tagged ``modality``) and its scale map, if any."""
@@ -183,13 +182,21 @@ def _sigma_ref(translator: Translator) -> float:
 
 
 def train_segmenter_on(
-    sources: list[LabelledImage], modality: str, names: dict[int, str], settings: SegmenterSettings,
+    sources: list[LabelledImage],
+    modality: str,
+    names: dict[int, str],
+    settings: SegmenterSettings,
     init: Segmenter | None = None,
 ) -> Segmenter:
     """Train a segmenter for ``modality`` on labelled images (:func:`training.segmenter.train_segmenter`)."""
     return train_segmenter(
-        [s.image for s in sources], [s.labels for s in sources], modality=modality, label_names=names,
-        name=f"pseudolabel-{modality.lower()}", init=init, **settings.training(),
+        [s.image for s in sources],
+        [s.labels for s in sources],
+        modality=modality,
+        label_names=names,
+        name=f"pseudolabel-{modality.lower()}",
+        init=init,
+        **settings.training(),
     )
 
 
@@ -220,8 +227,14 @@ def _label(
         return PseudoLabels(target.name, target.image, labels, confidence, scores)
     tissues = {k: v for k, v in names.items() if k != 0}
     return PseudoLabels(
-        target.name, target.image, labels, confidence, scores, dice_per_label(labels, target.truth, tissues),
-        slice_dice(labels, target.truth, tissues), voxel_auroc(confidence, labels, target.truth),
+        target.name,
+        target.image,
+        labels,
+        confidence,
+        scores,
+        dice_per_label(labels, target.truth, tissues),
+        slice_dice(labels, target.truth, tissues),
+        voxel_auroc(confidence, labels, target.truth),
     )
 
 
@@ -241,8 +254,9 @@ def tutorship(
     translated = [LabelledImage(s.name, _translate(translator, s.image, modality)[0], s.labels) for s in sources]
     init = fitting_shipped_segmenter(translator.metadata.source, names, settings.device) if settings.shipped else None
     spec = segmenter_spec(max(names) + 1, settings.features, settings.depth, settings.context)
-    segmenter = train_segmenter_on(translated, modality, names, settings,
-                                   init if init is not None and init.metadata.network == spec else None)
+    segmenter = train_segmenter_on(
+        translated, modality, names, settings, init if init is not None and init.metadata.network == spec else None
+    )
     return [_label(segmenter, t, t.image, names, settings) for t in targets]
 
 
@@ -291,8 +305,14 @@ STRATEGIES: dict[str, Strategy] = {
 
 # --- inputs -------------------------------------------------------------------------
 def phantom_inputs(
-    source_modality: str, target_modality: str, *, n_source: int = 4, n_target: int = 2,
-    shape: tuple[int, int, int] = DEFAULT_SHAPE, seed: int = 100, coarse: bool = False,
+    source_modality: str,
+    target_modality: str,
+    *,
+    n_source: int = 4,
+    n_target: int = 2,
+    shape: tuple[int, int, int] = DEFAULT_SHAPE,
+    seed: int = 100,
+    coarse: bool = False,
 ) -> tuple[list[LabelledImage], list[TargetImage], dict[int, str]]:
     """Labelled source and unlabelled target phantoms (disjoint subjects, truth kept for Dice).
 
@@ -310,8 +330,13 @@ def phantom_inputs(
 
 
 def folder_inputs(
-    source_images: Path, source_labels: Path, target_images: Path, target_labels: Path | None = None,
-    *, source_modality: str, target_modality: str,
+    source_images: Path,
+    source_labels: Path,
+    target_images: Path,
+    target_labels: Path | None = None,
+    *,
+    source_modality: str,
+    target_modality: str,
 ) -> tuple[list[LabelledImage], list[TargetImage], dict[int, str]]:
     """Volumes from folders; labels are matched to images by file name."""
     src, src_lab, tgt = (volume_files(Path(p)) for p in (source_images, source_labels, target_images))
@@ -324,8 +349,11 @@ def folder_inputs(
         for n in sorted(src)
     ]
     targets = [
-        TargetImage(n, read_volume(p, modality=target_modality),
-                    _labels(read_volume(tgt_lab[n]).array) if n in tgt_lab else None)
+        TargetImage(
+            n,
+            read_volume(p, modality=target_modality),
+            _labels(read_volume(tgt_lab[n]).array) if n in tgt_lab else None,
+        )
         for n, p in sorted(tgt.items())
     ]
     values = sorted(set().union(*(np.unique(s.labels).tolist() for s in sources)) - {0})
@@ -375,7 +403,9 @@ def run(
     return chosen.run(translator, sources, targets, names, settings or SegmenterSettings())
 
 
-def ceiling(targets: list[TargetImage], names: dict[int, str], modality: str, settings: SegmenterSettings) -> dict | None:
+def ceiling(
+    targets: list[TargetImage], names: dict[int, str], modality: str, settings: SegmenterSettings
+) -> dict | None:
     """Mean Dice of the shipped ``modality`` segmenter on the real target images: the strategies' ceiling.
 
     ``None`` without ground truth or without a shipped segmenter of these tissues.
@@ -389,8 +419,11 @@ def ceiling(targets: list[TargetImage], names: dict[int, str], modality: str, se
         t.name: mean_dice(dice_per_label(segmenter.segment(t.image.array, flip=settings.flip).labels, t.truth, tissues))
         for t in labelled
     }
-    return {"segmenter": segmenter.metadata.name, "mean_dice": float(np.mean(list(per_case.values()))),
-            "per_case": per_case}
+    return {
+        "segmenter": segmenter.metadata.name,
+        "mean_dice": float(np.mean(list(per_case.values()))),
+        "per_case": per_case,
+    }
 
 
 def confidence_quality(results: list[PseudoLabels]) -> dict | None:
@@ -446,20 +479,30 @@ def write_results(
         files = {name: f"{r.name}_{name}.nii.gz" for name in ("image", "labels", "confidence")}
         write_volume(r.image, out_dir / files["image"], overwrite=overwrite)
         write_volume(r.image.with_array(r.labels, modality=None), out_dir / files["labels"], overwrite=overwrite)
-        write_volume(r.image.with_array(r.confidence, modality=None), out_dir / files["confidence"],
-                     overwrite=overwrite)
-        cases.append({
-            "name": r.name, **files,
-            "mean_confidence": round(float(r.confidence[r.labels > 0].mean() if r.labels.any() else 0.0), 6),
-            "slice_confidence": _rounded(r.slice_confidence),
-            "slice_scores": {score: _rounded(values) for score, values in r.slice_scores.items()},
-            "dice": r.dice, "mean_dice": r.mean_dice, "slice_dice": r.slice_dice,
-            "slice_spearman": r.slice_spearman(), "voxel_auroc": r.voxel_auroc,
-        })
+        write_volume(
+            r.image.with_array(r.confidence, modality=None), out_dir / files["confidence"], overwrite=overwrite
+        )
+        cases.append(
+            {
+                "name": r.name,
+                **files,
+                "mean_confidence": round(float(r.confidence[r.labels > 0].mean() if r.labels.any() else 0.0), 6),
+                "slice_confidence": _rounded(r.slice_confidence),
+                "slice_scores": {score: _rounded(values) for score, values in r.slice_scores.items()},
+                "dice": r.dice,
+                "mean_dice": r.mean_dice,
+                "slice_dice": r.slice_dice,
+                "slice_spearman": r.slice_spearman(),
+                "voxel_auroc": r.voxel_auroc,
+            }
+        )
     dices = [c["mean_dice"] for c in cases if c["mean_dice"] is not None]
     mean = float(np.mean(dices)) if dices else None
     summary = {
-        **info, "cases": cases, "mean_dice": mean, "ceiling": ceiling,
+        **info,
+        "cases": cases,
+        "mean_dice": mean,
+        "ceiling": ceiling,
         "ratio_to_ceiling": mean / ceiling["mean_dice"] if mean is not None and ceiling else None,
         "confidence": confidence_quality(results),
     }

@@ -71,9 +71,9 @@ class ClassBalancedCrops:
     def centres(self, n: int) -> torch.Tensor:
         """``n`` (slice, row, col) centres."""
         classes = torch.randint(len(self.voxels), (n,), generator=self.gen).tolist()
-        return torch.stack([
-            self.voxels[k][torch.randint(len(self.voxels[k]), (1,), generator=self.gen)][0] for k in classes
-        ])
+        return torch.stack(
+            [self.voxels[k][torch.randint(len(self.voxels[k]), (1,), generator=self.gen)][0] for k in classes]
+        )
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` windows of ``size``² (whole slices if not larger) around jittered class-balanced centres."""
@@ -128,8 +128,13 @@ def dice_ce_loss(
 
 def segmenter_spec(n_classes: int, features: int, depth: int, context: int) -> dict:
     """The ``build_network`` spec of a segmenter."""
-    return {"arch": "seg_unet", "in_channels": 2 * context + 1, "n_classes": n_classes, "features": features,
-            "depth": depth}
+    return {
+        "arch": "seg_unet",
+        "in_channels": 2 * context + 1,
+        "n_classes": n_classes,
+        "features": features,
+        "depth": depth,
+    }
 
 
 def train_segmenter(
@@ -178,7 +183,9 @@ def train_segmenter(
     model = build_network(spec)
     if init is not None:
         if init.metadata.network != spec:
-            raise ValueError(f"cannot start from {init.metadata.name}: its network {init.metadata.network} is not {spec}")
+            raise ValueError(
+                f"cannot start from {init.metadata.name}: its network {init.metadata.network} is not {spec}"
+            )
         model.load_state_dict(init.model.state_dict())
     model = model.to(dev).train()
     multiple = model.size_multiple
@@ -187,8 +194,9 @@ def train_segmenter(
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, iterations)
     x_all, y_all = torch.from_numpy(xs), torch.from_numpy(ys)
-    crops = ClassBalancedCrops(y_all if ignore_label is None else torch.where(y_all == ignore_label, 0, y_all),
-                               crop, gen)
+    crops = ClassBalancedCrops(
+        y_all if ignore_label is None else torch.where(y_all == ignore_label, 0, y_all), crop, gen
+    )
     started = time.time()
 
     def metadata(done: int) -> SegmenterMetadata:
@@ -200,9 +208,17 @@ def train_segmenter(
             intensity=intensity.to_dict(),
             context=context,
             provenance={
-                "loss": "dice+ce", "sampling": "class-balanced", "init": init and init.metadata.name,
-                "iterations": done, "batch_size": batch_size, "crop": crop, "lr": lr, "seed": seed,
-                "volumes": len(images), "slices": len(xs), "seconds": round(time.time() - started, 1),
+                "loss": "dice+ce",
+                "sampling": "class-balanced",
+                "init": init and init.metadata.name,
+                "iterations": done,
+                "batch_size": batch_size,
+                "crop": crop,
+                "lr": lr,
+                "seed": seed,
+                "volumes": len(images),
+                "slices": len(xs),
+                "seconds": round(time.time() - started, 1),
                 "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             },
         )

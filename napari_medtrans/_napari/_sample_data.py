@@ -25,8 +25,11 @@ def _image(subject: PhantomSubject, image: str, name: str, **display) -> LayerDa
 
 def _labels(subject: PhantomSubject, name: str) -> LayerDataTuple:
     volume = subject.volume("labels")
-    return (volume.array, {"name": name, **layer_geometry(volume), "opacity": 0.35, "features": as_features(TISSUES)},
-            "labels")
+    return (
+        volume.array,
+        {"name": name, **layer_geometry(volume), "opacity": 0.35, "features": as_features(TISSUES)},
+        "labels",
+    )
 
 
 def phantom_head() -> list[LayerDataTuple]:

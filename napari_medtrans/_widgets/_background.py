@@ -28,15 +28,22 @@ class BackgroundCall(QObject):
         interval_ms: how often the outcome is looked for.
     """
 
-    def __init__(self, func: Callable[[], Any], on_result: Callable[[Any], None],
-                 on_error: Callable[[Exception], None], parent: QObject, interval_ms: int = 100) -> None:
+    def __init__(
+        self,
+        func: Callable[[], Any],
+        on_result: Callable[[Any], None],
+        on_error: Callable[[Exception], None],
+        parent: QObject,
+        interval_ms: int = 100,
+    ) -> None:
         super().__init__(parent)
         self._func = func
         self._on_result = on_result
         self._on_error = on_error
         self._outcome: list[tuple[bool, Any]] = []
-        self._thread = threading.Thread(target=self._run, name=f"medtrans-{getattr(func, '__name__', 'call')}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"medtrans-{getattr(func, '__name__', 'call')}", daemon=True
+        )
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self._deliver)

@@ -61,8 +61,11 @@ class InputWarning(QLabel):
             return
         shown = verdict.reasons[:SHOWN_REASONS]
         more = len(verdict.reasons) - len(shown)
-        self.setText("Input unlike this translator's training data; the output may be wrong:\n• "
-                     + "\n• ".join(shown) + (f"\n(and {more} more; hover for all)" if more else ""))
+        self.setText(
+            "Input unlike this translator's training data; the output may be wrong:\n• "
+            + "\n• ".join(shown)
+            + (f"\n(and {more} more; hover for all)" if more else "")
+        )
         self.setToolTip("\n".join(verdict.reasons))
         self._fit_height()
         self.show()

@@ -42,9 +42,14 @@ class SaveDicomButton(QPushButton):
     def __init__(self, host: TranslateWidget) -> None:
         super().__init__("Save as DICOM…")
         self.host = host
-        self.setToolTip("Write the whole-volume synthetic CT as a new CT series (of the input's study, "
-                        "when the input is a DICOM series)")
-        self.clicked.connect(self.save)
+        self.setToolTip(
+            "Write the whole-volume synthetic CT as a new CT series (of the input's study, "
+            "when the input is a DICOM series)"
+        )
+        self.clicked.connect(self._on_clicked)
+
+    def _on_clicked(self) -> None:
+        self.save()
 
     def save(self) -> Path | None:
         """Ask for a folder and write the series; returns the folder (None when nothing was written)."""

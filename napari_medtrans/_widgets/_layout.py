@@ -26,14 +26,15 @@ class VerticalScrollArea(QScrollArea):
         super().__init__()
         self._min_height = min_height
 
-    def setWidget(self, widget: QWidget) -> None:
+    def setWidget(self, widget: QWidget | None) -> None:
         """Show ``widget``; its later layout changes (e.g. combos filled) update this area's size hint."""
         super().setWidget(widget)
-        widget.installEventFilter(self)
+        if widget is not None:
+            widget.installEventFilter(self)
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+    def eventFilter(self, watched: QObject | None, event: QEvent | None) -> bool:
         """Pass the content's layout requests on to the dock."""
-        if watched is self.widget() and event.type() == QEvent.LayoutRequest:
+        if watched is self.widget() and event is not None and event.type() == QEvent.Type.LayoutRequest:
             self.updateGeometry()
         return super().eventFilter(watched, event)
 
@@ -41,7 +42,8 @@ class VerticalScrollArea(QScrollArea):
         """The content's minimum width plus the scroll bar; :attr:`_min_height` high."""
         content = self.widget()
         width = content.minimumSizeHint().width() if content is not None else 0
-        return QSize(width + self.verticalScrollBar().sizeHint().width(), self._min_height)
+        bar = self.verticalScrollBar()
+        return QSize(width + (bar.sizeHint().width() if bar is not None else 0), self._min_height)
 
 
 def make_scrollable(widget: QWidget, min_height: int = MIN_DOCK_HEIGHT) -> QScrollArea:

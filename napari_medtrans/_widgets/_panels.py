@@ -293,8 +293,14 @@ class ComparePanel(QGroupBox):
         else:
             mixed = comparison.curtain(a, b, self.position.value() / 100)
         layer = overlays.upsert_image(
-            self.state.viewer, self.composite_name(session), mixed, session.volume, role="comparison",
-            **session.owner, colormap="gray", contrast_limits=session.output.contrast_limits,
+            self.state.viewer,
+            self.composite_name(session),
+            mixed,
+            session.volume,
+            role="comparison",
+            **session.owner,
+            colormap="gray",
+            contrast_limits=session.output.contrast_limits,
             modality=session.translator.metadata.target,
         )
         overlays.show_value_units(layer, session.units)
@@ -302,7 +308,8 @@ class ComparePanel(QGroupBox):
     def _update_if_shown(self, *args: Any) -> None:
         session = self.state.session
         if (
-            session is not None and self.state.reference is not None
+            session is not None
+            and self.state.reference is not None
             and overlays.role_layer(self.state.viewer, "comparison", session.owner["source"]) is not None
         ):
             self.show_composite()
@@ -315,8 +322,14 @@ class ComparePanel(QGroupBox):
         session, reference = pair
         name = overlays.short_name("Δ reference", session.owner["translator"], session.units)
         layer = overlays.upsert_image(
-            self.state.viewer, name, session.output.data - reference, session.volume, role="difference",
-            **session.owner, colormap="PiYG", contrast_limits=(-DIFFERENCE_LIMIT_HU, DIFFERENCE_LIMIT_HU),
+            self.state.viewer,
+            name,
+            session.output.data - reference,
+            session.volume,
+            role="difference",
+            **session.owner,
+            colormap="PiYG",
+            contrast_limits=(-DIFFERENCE_LIMIT_HU, DIFFERENCE_LIMIT_HU),
         )
         layer.metadata["units"] = session.units
         overlays.show_value_units(layer, session.units)

@@ -27,7 +27,7 @@ def offer_precisions(combo: QComboBox, device: str) -> None:
             continue
         support = cpu_features.precision_support(name, "cpu") if on_cpu else None
         native = support is None or support.native
-        combo.model().item(row).setEnabled(native)
+        combo.model().item(row).setEnabled(native)  # type: ignore[union-attr]  # a QComboBox model is a QStandardItemModel
         combo.setItemData(row, None if support is None else support.reason, Qt.ItemDataRole.ToolTipRole)
         if not native and combo.currentIndex() == row:
             combo.setCurrentText("fp32")

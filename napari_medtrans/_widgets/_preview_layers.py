@@ -30,8 +30,7 @@ from napari_medtrans.runwatch import Preview
 PREFIX = "preview: "
 """Start of the names of the preview layers."""
 
-IMAGE_ROLES = {"input": "gray", "output": "gray", "target": "gray", "registration_target": "gray",
-               "scale": "magma"}
+IMAGE_ROLES = {"input": "gray", "output": "gray", "target": "gray", "registration_target": "gray", "scale": "magma"}
 """Preview arrays shown as images, left to right, with their colormaps."""
 
 OUTPUT_ROLES = {"scale": ("scale",), "field": ("registration_target", "field")}
@@ -73,7 +72,7 @@ def field_vectors(field: np.ndarray) -> np.ndarray:
     field = field.reshape((-1,) + field.shape[-3:])
     height, width = field.shape[-2:]
     step = max(1, max(height, width) // VECTORS_PER_SIDE)
-    rows, cols = np.mgrid[step // 2:height:step, step // 2:width:step]
+    rows, cols = np.mgrid[step // 2 : height : step, step // 2 : width : step]
     vectors = []
     for index, slice_field in enumerate(field):
         d_row = slice_field[0, rows, cols].ravel()
@@ -130,11 +129,9 @@ class PreviewLayers:
             if name in self.viewer.layers:
                 continue
             if role == "field":
-                layer = Vectors(np.zeros((0, 2, 2), np.float32), name=name, edge_color="yellow",
-                                edge_width=1.0)
+                layer = Vectors(np.zeros((0, 2, 2), np.float32), name=name, edge_color="yellow", edge_width=1.0)
             else:
-                layer = Image(placeholder, name=name, colormap=IMAGE_ROLES[role],
-                              translate=(0.0, float(offsets[role])))
+                layer = Image(placeholder, name=name, colormap=IMAGE_ROLES[role], translate=(0.0, float(offsets[role])))
             self.viewer.add_layer(layer)
             self._prepared.add(role)
         self.viewer.reset_view()
@@ -149,13 +146,15 @@ class PreviewLayers:
                 continue
             data = as_slices(preview.arrays[role])
             translate = (0.0,) * (data.ndim - 1) + (offset,)
-            self._pending.append(lambda r=role, d=data, t=translate, c=colormap:
-                                 self._set(Image, r, d, translate=t, colormap=c))
+            self._pending.append(
+                lambda r=role, d=data, t=translate, c=colormap: self._set(Image, r, d, translate=t, colormap=c)
+            )
             if role == "output" and "field" in preview.arrays:
                 vectors = field_vectors(preview.arrays["field"])
                 vectors[:, 0, -1] += offset
-                self._pending.append(lambda v=vectors: self._set(
-                    Vectors, "field", v, edge_color="yellow", edge_width=1.0, length=1.0))
+                self._pending.append(
+                    lambda v=vectors: self._set(Vectors, "field", v, edge_color="yellow", edge_width=1.0, length=1.0)
+                )
             offset += data.shape[-1] + GAP
         self.iteration = preview.iteration
 
@@ -176,8 +175,9 @@ class PreviewLayers:
                 self.viewer.layers.remove(layer_name(role))
         self._prepared.clear()
 
-    def _set(self, kind: type[Layer], role: str, data: np.ndarray, *,
-             translate: tuple[float, ...] | None = None, **options) -> None:
+    def _set(
+        self, kind: type[Layer], role: str, data: np.ndarray, *, translate: tuple[float, ...] | None = None, **options
+    ) -> None:
         """Put ``data`` into the layer for ``role`` (created if missing or of another shape)."""
         name = layer_name(role)
         layer = self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401 (LayerList has no get)
@@ -189,8 +189,12 @@ class PreviewLayers:
             layer = kind(data, name=name, **options)
             self.viewer.add_layer(layer)
             self.viewer.reset_view()
-        elif isinstance(layer, Image) and layer.data.shape == data.shape \
-                and layer.data.dtype == data.dtype and layer.data.flags.writeable:
+        elif (
+            isinstance(layer, Image)
+            and layer.data.shape == data.shape
+            and layer.data.dtype == data.dtype
+            and layer.data.flags.writeable
+        ):
             layer.data[...] = data  # in place + refresh: napari need not recompute the scene
             layer.refresh()
         else:

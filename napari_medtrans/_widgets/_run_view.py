@@ -22,8 +22,9 @@ from qtpy.QtWidgets import QLabel, QPlainTextEdit, QProgressBar, QSizePolicy, QV
 
 from ._layout import breakable
 
-NON_LOSS_KEYS = frozenset({"iteration", "step", "epoch", "time", "elapsed", "lr", "it_per_s",
-                           "seconds", "samples_per_s", "rank"})
+NON_LOSS_KEYS = frozenset(
+    {"iteration", "step", "epoch", "time", "elapsed", "lr", "it_per_s", "seconds", "samples_per_s", "rank"}
+)
 """Numeric metric keys that are not losses (not drawn as curves)."""
 
 _COLORS = ("#4c9be8", "#e8774c", "#5cc46b", "#d6c04a", "#b476e0", "#e05c8a", "#49c6c6", "#a0a0a0")
@@ -36,9 +37,12 @@ def loss_values(record: Mapping[str, Any]) -> dict[str, float]:
     """
     source = record.get("losses") if isinstance(record.get("losses"), Mapping) else record
     return {
-        key: float(value) for key, value in source.items()
-        if key not in NON_LOSS_KEYS and not key.startswith(("lr", "val_"))
-        and isinstance(value, (int, float)) and not isinstance(value, bool)
+        key: float(value)
+        for key, value in source.items()
+        if key not in NON_LOSS_KEYS
+        and not key.startswith(("lr", "val_"))
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
     }
 
 

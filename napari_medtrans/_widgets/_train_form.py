@@ -62,8 +62,7 @@ class FloatEdit(QLineEdit):
         optional: An empty field is valid and means None ("use the default").
     """
 
-    def __init__(self, value: float | None = None, *, optional: bool = False,
-                 parent: QWidget | None = None) -> None:
+    def __init__(self, value: float | None = None, *, optional: bool = False, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._optional = optional
         validator = QDoubleValidator(self)
@@ -350,8 +349,7 @@ class TrainForm(QWidget):
 
     def _show_data_fields(self) -> None:
         folders = self.data.currentData() == FOLDERS
-        rows = {self._source_row: folders, self._target_row: folders, self.paired: folders,
-                self.subjects: not folders}
+        rows = {self._source_row: folders, self._target_row: folders, self.paired: folders, self.subjects: not folders}
         for row, visible in rows.items():
             label = self._data_form.labelForField(row)
             if label is not None:

@@ -104,8 +104,11 @@ class EvaluateWidget(QWidget):
 
         images = [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
         labels = [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Labels)]
-        for combo, names in ((self.translated_combo, images), (self.reference_combo, images),
-                             (self.labels_combo, [NONE, *labels])):
+        for combo, names in (
+            (self.translated_combo, images),
+            (self.reference_combo, images),
+            (self.labels_combo, [NONE, *labels]),
+        ):
             current = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
@@ -145,8 +148,9 @@ class EvaluateWidget(QWidget):
         modality = self.modality_combo.currentText()
         try:
             segmenter = self._segmenter(modality) if labels is not None else None
-            self.comparison = compare_volume(translated, reference, modality=modality, labels=labels,
-                                             segmenter=segmenter)
+            self.comparison = compare_volume(
+                translated, reference, modality=modality, labels=labels, segmenter=segmenter
+            )
         except MetricUnavailable as exc:
             self.message.setText(f"Cannot compute: {exc}")
             return None

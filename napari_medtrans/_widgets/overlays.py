@@ -118,8 +118,10 @@ def role_layer(viewer: napari.Viewer, role: str, source: str) -> napari.layers.L
 def remove_other_translators(viewer: napari.Viewer, source: str, translator: str) -> None:
     """Remove the derived layers of ``source`` made by another translator (the translation itself is reused)."""
     stale = [
-        layer for layer in viewer.layers
-        if layer.metadata.get("medtrans_source") == source and layer.metadata.get("medtrans_role") != "translation"
+        layer
+        for layer in viewer.layers
+        if layer.metadata.get("medtrans_source") == source
+        and layer.metadata.get("medtrans_role") != "translation"
         and layer.metadata.get("medtrans_translator") not in (None, translator)
     ]
     for layer in stale:
@@ -158,15 +160,28 @@ def upsert_image(
 
 
 def add_translation_layer(
-    viewer: napari.Viewer, array: np.ndarray, volume: Volume, *, source: str, translator: str, target: str,
+    viewer: napari.Viewer,
+    array: np.ndarray,
+    volume: Volume,
+    *,
+    source: str,
+    translator: str,
+    target: str,
     window: str = "soft tissue",
 ) -> napari.layers.Image:
     """The translated image; CT gets a named HU window, MR its data range."""
     limits = window_limits(window) if target == "CT" else (float(np.min(array)), float(np.max(array)) or 1.0)
     units = units_of(target)
     layer = upsert_image(
-        viewer, short_name(target, translator, units), array, volume, role="translation", source=source,
-        translator=translator, modality=target, colormap="gray",
+        viewer,
+        short_name(target, translator, units),
+        array,
+        volume,
+        role="translation",
+        source=source,
+        translator=translator,
+        modality=target,
+        colormap="gray",
     )
     layer.metadata["medtrans"]["modality"] = target
     layer.contrast_limits = limits
@@ -247,8 +262,14 @@ def add_field_layers(
     owner = {"source": source, "translator": translator}
     layers: dict[str, napari.layers.Layer] = {
         "warped": upsert_image(
-            viewer, short_name("warped", translator), warped, volume, role="warped", **owner,
-            colormap="gray", visible=False,
+            viewer,
+            short_name("warped", translator),
+            warped,
+            volume,
+            role="warped",
+            **owner,
+            colormap="gray",
+            visible=False,
         ),
         "magnitude": upsert_image(
             viewer,

@@ -80,9 +80,7 @@ class ReviewWidget(QWidget):
         export_button = QPushButton("Export reviewed labels…")
         export_button.clicked.connect(self._choose_export)
         buttons = QGridLayout()
-        for col, (key, action) in enumerate(
-            [("Shift-N", "previous"), ("A", "accept"), ("R", "reject"), ("N", "next")]
-        ):
+        for col, (key, action) in enumerate([("Shift-N", "previous"), ("A", "accept"), ("R", "reject"), ("N", "next")]):
             button = QPushButton(f"{action.capitalize()} ({key})")
             button.clicked.connect(getattr(self, action))
             buttons.addWidget(button, 0, col)
@@ -264,8 +262,10 @@ class ReviewWidget(QWidget):
             session = review.sessions.get(entry.case)
             edited = session is not None and session.state(entry.index).edited
             conf = "n/a" if entry.confidence is None else f"{entry.confidence:.3f}"
-            item = QListWidgetItem(f"{review.cases[entry.case].name}   slice {entry.index:4d}   conf {conf}   "
-                                   f"{status}{'  (edited)' if edited else ''}")
+            item = QListWidgetItem(
+                f"{review.cases[entry.case].name}   slice {entry.index:4d}   conf {conf}   "
+                f"{status}{'  (edited)' if edited else ''}"
+            )
             if STATUS_COLORS[status] is not None:
                 item.setForeground(STATUS_COLORS[status])
             self.queue_list.addItem(item)

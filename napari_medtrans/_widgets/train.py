@@ -147,8 +147,9 @@ class TrainWidget(QWidget):
         self.timer.timeout.connect(self.poll)
         self.form.methods_loaded.connect(self._update_buttons)
         self._update_buttons()
-        self._methods_call = BackgroundCall(query_methods, self.form.set_methods,
-                                            lambda exc: self._say(str(exc), error=True), parent=self)
+        self._methods_call = BackgroundCall(
+            query_methods, self.form.set_methods, lambda exc: self._say(str(exc), error=True), parent=self
+        )
         self._methods_call.start()  # not create_worker: see _background (closing while it runs)
 
     def showEvent(self, event: QShowEvent) -> None:
@@ -185,10 +186,13 @@ class TrainWidget(QWidget):
         else:
             action = stop_attached(self.run.rundir, force=force)
         self.run.stop_presses += 1
-        self._say({"stopping": "stop requested: the trainer saves a checkpoint and exits"
-                               " (press Kill to end it now)",
-                   "killed": "trainer killed; Resume continues from its last checkpoint",
-                   "not running": "the trainer is not running"}[action])
+        self._say(
+            {
+                "stopping": "stop requested: the trainer saves a checkpoint and exits (press Kill to end it now)",
+                "killed": "trainer killed; Resume continues from its last checkpoint",
+                "not running": "the trainer is not running",
+            }[action]
+        )
         self._update_buttons()
 
     def resume(self) -> None:
@@ -206,8 +210,7 @@ class TrainWidget(QWidget):
     def open_run(self, path: str | os.PathLike[str] | None = None) -> None:
         """Follow an existing run directory (asks for it when ``path`` is None)."""
         if path is None:
-            path = QFileDialog.getExistingDirectory(self, "Open a run directory",
-                                                    self.form.runs_folder.text())
+            path = QFileDialog.getExistingDirectory(self, "Open a run directory", self.form.runs_folder.text())
             if not path:
                 return
         if not RunDir(path).exists():
@@ -284,15 +287,14 @@ class TrainWidget(QWidget):
             self._say("training failed (details below)", error=True)
         elif state == "stopped":
             self.view.show_status(status, "Resume continues from the last checkpoint")
-            self._say(f"stopped at iteration {status.get('iteration', '?')}; "
-                      "Resume continues from the last checkpoint")
+            self._say(f"stopped at iteration {status.get('iteration', '?')}; Resume continues from the last checkpoint")
         else:
-            how = (f"exited with code {returncode}" if returncode is not None
-                   else "is no longer running")
+            how = f"exited with code {returncode}" if returncode is not None else "is no longer running"
             console = run.process.console_tail(LOG_LINES) if run.process is not None else []
             lines = ["", "log.txt:", *log] + (["", "console:", *console] if console else [])
-            self.view.show_problem(f"The trainer {how} while the run was '{state}'."
-                                   " Resume continues from the last checkpoint.", lines)
+            self.view.show_problem(
+                f"The trainer {how} while the run was '{state}'. Resume continues from the last checkpoint.", lines
+            )
             self.view.show_status(status, "trainer gone")
             self._say(f"the trainer {how}", error=True)
 
@@ -312,11 +314,9 @@ class TrainWidget(QWidget):
         self.start_button.setEnabled(bool(self.form.methods) and not active)
         self.stop_button.setEnabled(active)
         self.stop_button.setText("Kill" if active and self.run.stop_presses else "Stop")
-        self.resume_button.setEnabled(self.run is not None and self.run.ended
-                                      and state != "finished")
+        self.resume_button.setEnabled(self.run is not None and self.run.ended and state != "finished")
         self.open_button.setEnabled(not active)
 
     def _say(self, text: str, *, error: bool = False) -> None:
         self.message.setStyleSheet("color: #f0716c;" if error else "")
         self.message.setText(text)
-

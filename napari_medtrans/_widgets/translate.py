@@ -173,7 +173,8 @@ class TranslateWidget(QWidget):
         self.translator_combo.currentTextChanged.connect(self._on_choice_changed)
         self.input_combo.currentTextChanged.connect(self._on_choice_changed)
         self.device_combo.currentTextChanged.connect(
-            lambda text: offer_precisions(self.precision_combo, str(resolve_device(text))))
+            lambda text: offer_precisions(self.precision_combo, str(resolve_device(text)))
+        )
         self.device_combo.currentTextChanged.connect(self._on_choice_changed)
         self.reference_combo.currentTextChanged.connect(self._on_reference_changed)
         self.precision_combo.currentTextChanged.connect(self._on_choice_changed)
@@ -185,7 +186,9 @@ class TranslateWidget(QWidget):
         self.volume_button.clicked.connect(self.translate_volume)
         self.cancel_button.clicked.connect(self.cancel_volume)
         self.save_button.clicked.connect(self._choose_save_path)
-        self.setToolTip("Shortcuts in the viewer: " + "; ".join(f"{key}: {text}" for key, (_, text) in SHORTCUTS.items()))
+        self.setToolTip(
+            "Shortcuts in the viewer: " + "; ".join(f"{key}: {text}" for key, (_, text) in SHORTCUTS.items())
+        )
         for key, (action, _) in SHORTCUTS.items():
             viewer.bind_key(key, _key_binding(self, action), overwrite=True)
 
@@ -220,8 +223,11 @@ class TranslateWidget(QWidget):
         run_layout.addRow(self.progress)
         run_layout.addRow(self.status_label)
         panels = QTabWidget()  # one panel at a time: the dock stays short
-        for panel, title in ((self.uncertainty_panel, "Uncertainty"), (self.field_panel, "Field"),
-                             (self.compare_panel, "Compare")):
+        for panel, title in (
+            (self.uncertainty_panel, "Uncertainty"),
+            (self.field_panel, "Field"),
+            (self.compare_panel, "Compare"),
+        ):
             panel.setTitle("")
             panel.setFlat(True)
             panels.addTab(panel, title)
@@ -284,7 +290,11 @@ class TranslateWidget(QWidget):
 
     def select(self, *, input: str | None = None, translator: str | None = None, reference: str | None = None) -> None:
         """Choose the input layer, translator and reference layer by name."""
-        for combo, value in ((self.input_combo, input), (self.translator_combo, translator), (self.reference_combo, reference)):
+        for combo, value in (
+            (self.input_combo, input),
+            (self.translator_combo, translator),
+            (self.reference_combo, reference),
+        ):
             if value is not None:
                 if combo.findText(value) < 0:
                     raise ValueError(f"{value!r} is not among {[combo.itemText(i) for i in range(combo.count())]}")
@@ -378,7 +388,11 @@ class TranslateWidget(QWidget):
         owner = {"source": layer.name, "translator": meta.name}
         overlays.remove_other_translators(self.viewer, **owner)
         output = overlays.add_translation_layer(
-            self.viewer, np.full(shape, fill, np.float32), volume, **owner, target=meta.target,
+            self.viewer,
+            np.full(shape, fill, np.float32),
+            volume,
+            **owner,
+            target=meta.target,
             window=self.window_combo.currentText(),
         )
         if verdict.ood:
@@ -597,8 +611,9 @@ class TranslateWidget(QWidget):
 
     def _choose_save_path(self) -> None:
         target = self.state.chosen.target if self.state.chosen else "translation"
-        path, _ = QFileDialog.getSaveFileName(self, f"Save synthetic {target}", f"synthetic_{target.lower()}.nii.gz",
-                                              SAVE_FILTER)
+        path, _ = QFileDialog.getSaveFileName(
+            self, f"Save synthetic {target}", f"synthetic_{target.lower()}.nii.gz", SAVE_FILTER
+        )
         if path:  # the dialog has asked before choosing an existing file
             self.save_translation(path, overwrite=True)
 
@@ -704,6 +719,9 @@ def _devices() -> list[str]:
 
 
 def _is_volume_image(layer: napari.layers.Layer) -> bool:
-    return isinstance(layer, napari.layers.Image) and layer.ndim == 3 and not layer.rgb and (
-        layer.metadata.get("medtrans_role") is None
+    return (
+        isinstance(layer, napari.layers.Image)
+        and layer.ndim == 3
+        and not layer.rgb
+        and (layer.metadata.get("medtrans_role") is None)
     )

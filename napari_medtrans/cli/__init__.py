@@ -36,8 +36,11 @@ def _hint_dash_files(argv: Sequence[str]) -> None:
     """Say how to pass an existing file whose name starts with ``-`` (argparse reads it as a flag)."""
     dashed = [a for a in argv if a.startswith("-") and a != "-" and os.path.lexists(a)]
     if dashed and "--" not in argv:
-        print(f"medtrans: note: {', '.join(dashed)} is a file; put file names starting with '-' after '--' "
-              f"(medtrans COMMAND [options] -- {dashed[0]}) or write ./{dashed[0]}", file=sys.stderr)
+        print(
+            f"medtrans: note: {', '.join(dashed)} is a file; put file names starting with '-' after '--' "
+            f"(medtrans COMMAND [options] -- {dashed[0]}) or write ./{dashed[0]}",
+            file=sys.stderr,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

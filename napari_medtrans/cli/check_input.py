@@ -19,8 +19,12 @@ from napari_medtrans.registry import resolve
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``check-input`` subcommand."""
-    parser = subparsers.add_parser("check-input", help="check inputs against a translator's training data",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "check-input",
+        help="check inputs against a translator's training data",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("inputs", nargs="+", metavar="FILE", help="volume files or DICOM folders")
     parser.add_argument("--model", required=True, help="translator name (see `medtrans models`) or path")
     parser.add_argument("--json", action="store_true", help="print a JSON list of verdicts")

@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the demo in a window, or headless when there is no display."""
     _check_model(args.model)
     if args.headless or not has_display():
-        return run_headless(args.model, seed=args.seed, device=args.device, out=Path(args.out), overwrite=args.overwrite)
+        return run_headless(
+            args.model, seed=args.seed, device=args.device, out=Path(args.out), overwrite=args.overwrite
+        )
     from napari_medtrans._widgets.demo import run_viewer
 
     return run_viewer(args.model, seed=args.seed, device=args.device)
@@ -124,8 +126,11 @@ def write_montage(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    columns = [("input T1", t1, "gray", None), ("synthetic CT (HU)", synthetic, "gray", MONTAGE_WINDOW_HU),
-               ("real CT (HU)", reference, "gray", MONTAGE_WINDOW_HU)]
+    columns = [
+        ("input T1", t1, "gray", None),
+        ("synthetic CT (HU)", synthetic, "gray", MONTAGE_WINDOW_HU),
+        ("real CT (HU)", reference, "gray", MONTAGE_WINDOW_HU),
+    ]
     if sigma is not None:
         columns.append(("uncertainty σ (HU)", sigma, "inferno", (0.0, float(np.percentile(sigma, 99)) or 1.0)))
     rows = [int(t1.shape[0] * f) for f in (0.35, 0.5, 0.65)]

@@ -30,33 +30,69 @@ from napari_medtrans.rundir import require_writable_folder
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` subcommand."""
-    parser = subparsers.add_parser("evaluate", help="evaluate translators: paired, distribution, Dice, robustness",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate translators: paired, distribution, Dice, robustness",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", nargs="+", default=[], metavar="NAME", help="translator names or paths")
-    parser.add_argument("--translated", nargs="+", default=[], type=Path, metavar="DIR", action="extend",
-                        help="folders of volumes translated elsewhere (DIR/<case>.nii.gz or .mha); needs --data")
-    parser.add_argument("--name", nargs="+", default=[], metavar="NAME",
-                        help="row names for the --translated folders (default: the folder names)")
+    parser.add_argument(
+        "--translated",
+        nargs="+",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        action="extend",
+        help="folders of volumes translated elsewhere (DIR/<case>.nii.gz or .mha); needs --data",
+    )
+    parser.add_argument(
+        "--name",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="row names for the --translated folders (default: the folder names)",
+    )
     parser.add_argument("--target", metavar="MODALITY", help="target modality (e.g. CT) when no --model gives it")
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--data", type=Path, metavar="DIR", help="test data folder (see above)")
-    data.add_argument("--phantom", type=int, nargs="?", const=2, metavar="N",
-                      help="N held-out phantom subjects (default 2)")
+    data.add_argument(
+        "--phantom", type=int, nargs="?", const=2, metavar="N", help="N held-out phantom subjects (default 2)"
+    )
     parser.add_argument("--scenarios", default="all", help=f"'all' or a comma list of {', '.join(SCENARIOS)}")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--segmenter", type=Path, help="target-modality segmenter (default: the shipped one)")
     parser.add_argument("--fid-weights", type=Path, help="local TorchScript feature extractor for FID/KID")
     parser.add_argument("--no-frd", action="store_true", help="skip FRD (radiomics extraction is the slow part)")
-    parser.add_argument("--frd-original-only", action="store_true",
-                        help="FRD on original-image features only (faster than Original+LoG+Wavelet)")
-    parser.add_argument("--set-bootstrap", type=int, default=50, metavar="N",
-                        help="subject resamples for the SWD/FRD intervals (default 50; 0: no interval)")
-    parser.add_argument("--shape", type=int, nargs=3, default=(32, 128, 128), metavar=("Z", "Y", "X"),
-                        help="phantom volume shape (default 32 128 128)")
+    parser.add_argument(
+        "--frd-original-only",
+        action="store_true",
+        help="FRD on original-image features only (faster than Original+LoG+Wavelet)",
+    )
+    parser.add_argument(
+        "--set-bootstrap",
+        type=int,
+        default=50,
+        metavar="N",
+        help="subject resamples for the SWD/FRD intervals (default 50; 0: no interval)",
+    )
+    parser.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        default=(32, 128, 128),
+        metavar=("Z", "Y", "X"),
+        help="phantom volume shape (default 32 128 128)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="noise seed")
-    parser.add_argument("--pcc-min-foreground", type=float, default=0.1, metavar="F",
-                        help="σ–error correlation over slices whose body covers ≥ F of the slice (0: all; "
-                             "default 0.1, the trainer's slice selection)")
+    parser.add_argument(
+        "--pcc-min-foreground",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="σ–error correlation over slices whose body covers ≥ F of the slice (0: all; "
+        "default 0.1, the trainer's slice selection)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing metrics.json/report.md")
     parser.set_defaults(func=run)
@@ -127,20 +163,34 @@ def run(args: argparse.Namespace) -> int:
     if segmenter is not None and segmenter.metadata.modality != target:
         raise CommandError(f"segmenter {segmenter_path} segments {segmenter.metadata.modality}, models output {target}")
     try:
-        cases = (evaluation.phantom_cases(args.phantom, source, target, shape=tuple(args.shape))
-                 if args.phantom is not None else evaluation.folder_cases(args.data, source, target))
+        if args.phantom is None:
+            cases = evaluation.folder_cases(args.data, source, target)
+        elif source is None:
+            raise CommandError("--phantom makes the models' source images: give at least one --model")
+        else:
+            cases = evaluation.phantom_cases(args.phantom, source, target, shape=tuple(args.shape))
         translated = {name: evaluation.translated_volumes(folder, cases) for name, folder in rows.items()}
     except (FileNotFoundError, GridMismatch, VolumeReadError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
     settings = evaluation.EvalSettings(
-        scenarios=scenarios, seed=args.seed, segmenter=segmenter,
+        scenarios=scenarios,
+        seed=args.seed,
+        segmenter=segmenter,
         label_names={k: v for k, v in segmenter.metadata.labels.items() if k} if segmenter else {},
-        fid_weights=args.fid_weights, frd=not args.no_frd,
+        fid_weights=args.fid_weights,
+        frd=not args.no_frd,
         frd_image_types=["Original"] if args.frd_original_only else None,
-        pcc_min_foreground=args.pcc_min_foreground, set_bootstrap=args.set_bootstrap,
+        pcc_min_foreground=args.pcc_min_foreground,
+        set_bootstrap=args.set_bootstrap,
     )
-    result = evaluation.evaluate(translators, cases, settings, progress=lambda m: print(m, file=sys.stderr, flush=True),
-                                 translated=translated, modality=target)
+    result = evaluation.evaluate(
+        translators,
+        cases,
+        settings,
+        progress=lambda m: print(m, file=sys.stderr, flush=True),
+        translated=translated,
+        modality=target,
+    )
     for path in write_report(result, args.out):
         print(f"wrote {path}")
     return 0

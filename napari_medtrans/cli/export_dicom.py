@@ -18,12 +18,19 @@ from napari_medtrans.io import VolumeReadError, read_volume
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``export-dicom`` subcommand."""
-    parser = subparsers.add_parser("export-dicom", help="write a synthetic CT as a DICOM CT series",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("sct", type=Path, metavar="SCT", help="synthetic CT volume in HU (e.g. from medtrans translate)")
+    parser = subparsers.add_parser(
+        "export-dicom",
+        help="write a synthetic CT as a DICOM CT series",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "sct", type=Path, metavar="SCT", help="synthetic CT volume in HU (e.g. from medtrans translate)"
+    )
     parser.add_argument("--out", required=True, type=Path, help="folder to create for the series")
-    parser.add_argument("--like", type=Path, metavar="MR_SERIES_DIR",
-                        help="DICOM folder of the MR series the sCT was translated from")
+    parser.add_argument(
+        "--like", type=Path, metavar="MR_SERIES_DIR", help="DICOM folder of the MR series the sCT was translated from"
+    )
     parser.add_argument("--translator", help="name of the translator, for the series description")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     parser.set_defaults(func=run)

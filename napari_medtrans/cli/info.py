@@ -98,10 +98,7 @@ def run(args: argparse.Namespace) -> int:
     except VolumeReadError as exc:
         raise CommandError(str(exc)) from exc
     infos = [describe(v) for v in volumes]
-    listing = [
-        {"uid": s.uid, "description": s.description, "modality": s.modality, "files": s.n_files}
-        for s in series
-    ]
+    listing = [{"uid": s.uid, "description": s.description, "modality": s.modality, "files": s.n_files} for s in series]
     if args.json:
         print(json.dumps({"path": str(path), "series": listing, "volumes": infos}, indent=2))
         return 0

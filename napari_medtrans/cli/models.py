@@ -30,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     if args.card:
         chosen = [i for i in infos if i.name == args.card]
         if not chosen:
-            raise CommandError(f"no translator named {args.card!r}; known: {', '.join(i.name for i in infos) or 'none'}")
+            raise CommandError(
+                f"no translator named {args.card!r}; known: {', '.join(i.name for i in infos) or 'none'}"
+            )
         card = chosen[0].metadata.card
         print(json.dumps(card, indent=2) if args.json else "\n".join(card_lines(card)))
         return 0
@@ -41,9 +43,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"no translators found (shipped demos, {user_dir()}, registered runs)")
         return 0
     rows = [("NAME", "METHOD", "SOURCE→TARGET", "OUTPUTS", "REGIME", "DEVIATIONS", "ORIGIN", "PATH")]
-    rows += [(i.name, i.metadata.method, f"{i.metadata.source}→{i.metadata.target}",
-              ",".join(i.metadata.outputs), i.metadata.regime or "not recorded",
-              format_deviations(i.metadata.deviations), i.origin, str(i.path)) for i in infos]
+    rows += [
+        (
+            i.name,
+            i.metadata.method,
+            f"{i.metadata.source}→{i.metadata.target}",
+            ",".join(i.metadata.outputs),
+            i.metadata.regime or "not recorded",
+            format_deviations(i.metadata.deviations),
+            i.origin,
+            str(i.path),
+        )
+        for i in infos
+    ]
     widths = [max(len(row[c]) for row in rows) for c in range(len(rows[0]) - 1)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])

@@ -46,17 +46,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--phantom", action="store_true", help="use phantom heads (ground truth known)")
     data.add_argument("--phantom-sources", type=int, default=4, metavar="N", help="labelled phantoms (default 4)")
     data.add_argument("--phantom-targets", type=int, default=2, metavar="N", help="target phantoms (default 2)")
-    data.add_argument("--phantom-shape", type=int, nargs=3, default=(32, 128, 128), metavar=("Z", "Y", "X"),
-                      help="phantom grid (default 32 128 128, the shipped models' training shape)")
+    data.add_argument(
+        "--phantom-shape",
+        type=int,
+        nargs=3,
+        default=(32, 128, 128),
+        metavar=("Z", "Y", "X"),
+        help="phantom grid (default 32 128 128, the shipped models' training shape)",
+    )
     data.add_argument("--phantom-seed", type=int, default=100, help="first phantom seed (default 100)")
     seg = parser.add_argument_group("segmenter training")
-    seg.add_argument("--quality", choices=("fast", "good"), default="fast",
-                     help="segmenter budget: fast (default, minutes on a CPU) or good (5x the iterations)")
+    seg.add_argument(
+        "--quality",
+        choices=("fast", "good"),
+        default="fast",
+        help="segmenter budget: fast (default, minutes on a CPU) or good (5x the iterations)",
+    )
     seg.add_argument("--iterations", type=int, help="segmenter iterations (overrides --quality)")
     seg.add_argument("--batch-size", type=int, default=8)
     seg.add_argument("--seed", type=int, default=0)
-    seg.add_argument("--train-segmenter", action="store_true",
-                     help="adaptation: train a segmenter on the labelled images even where a shipped one fits")
+    seg.add_argument(
+        "--train-segmenter",
+        action="store_true",
+        help="adaptation: train a segmenter on the labelled images even where a shipped one fits",
+    )
     parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
@@ -82,20 +95,32 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.phantom:
             sources, targets, names = pl.phantom_inputs(
-                source_modality, target_modality, n_source=args.phantom_sources, n_target=args.phantom_targets,
-                shape=tuple(args.phantom_shape), seed=args.phantom_seed,
+                source_modality,
+                target_modality,
+                n_source=args.phantom_sources,
+                n_target=args.phantom_targets,
+                shape=tuple(args.phantom_shape),
+                seed=args.phantom_seed,
             )
         else:
             _require_label_grids(args.source_images, args.source_labels)
             if args.target_labels is not None:
                 _require_label_grids(args.target_images, args.target_labels)
             sources, targets, names = pl.folder_inputs(
-                args.source_images, args.source_labels, args.target_images, args.target_labels,
-                source_modality=source_modality, target_modality=target_modality,
+                args.source_images,
+                args.source_labels,
+                args.target_images,
+                args.target_labels,
+                source_modality=source_modality,
+                target_modality=target_modality,
             )
         settings = pl.settings_for(
-            args.quality, iterations=args.iterations, batch_size=args.batch_size, seed=args.seed,
-            device=args.device, shipped=not args.train_segmenter,
+            args.quality,
+            iterations=args.iterations,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=args.device,
+            shipped=not args.train_segmenter,
         )
         results = pl.run(args.strategy, translator, sources, targets, names, settings)
         ceiling = pl.ceiling(targets, names, target_modality, settings)
@@ -103,10 +128,17 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(str(exc)) from exc
     info = pl.describe(args.strategy, translator, settings) | {"quality": args.quality}
     summary = pl.write_results(results, args.out, info, ceiling=ceiling, overwrite=args.overwrite)
-    print(json.dumps({c["name"]: c["mean_dice"] for c in summary["cases"]} | {
-        "mean_dice": summary["mean_dice"], "ceiling": ceiling and ceiling["mean_dice"],
-        "ratio_to_ceiling": summary["ratio_to_ceiling"], "confidence": summary["confidence"],
-    }))
+    print(
+        json.dumps(
+            {c["name"]: c["mean_dice"] for c in summary["cases"]}
+            | {
+                "mean_dice": summary["mean_dice"],
+                "ceiling": ceiling and ceiling["mean_dice"],
+                "ratio_to_ceiling": summary["ratio_to_ceiling"],
+                "confidence": summary["confidence"],
+            }
+        )
+    )
     print(f"wrote {len(results)} pseudo-label volumes and summary.json to {args.out}")
     return 0
 

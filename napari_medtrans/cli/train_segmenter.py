@@ -25,25 +25,40 @@ SEGMENTER_SEED = 2000
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``train-segmenter`` subcommand."""
-    parser = subparsers.add_parser("train-segmenter", help="train a tissue segmenter for Dice evaluation",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "train-segmenter",
+        help="train a tissue segmenter for Dice evaluation",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--modality", required=True, choices=MODALITIES, help="image domain to segment")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--phantom", type=int, metavar="N", help="train on N phantom subjects")
     source.add_argument("--images", nargs="+", type=Path, metavar="FILE", help="image volumes")
     parser.add_argument("--labels", nargs="+", type=Path, metavar="FILE", help="label volumes, same order as --images")
     parser.add_argument("--out", required=True, type=Path, help="segmenter file to write (.safetensors)")
-    parser.add_argument("--held-out", type=int, default=2, metavar="N",
-                        help="phantom subjects to report Dice on (with --phantom; default 2)")
+    parser.add_argument(
+        "--held-out",
+        type=int,
+        default=2,
+        metavar="N",
+        help="phantom subjects to report Dice on (with --phantom; default 2)",
+    )
     parser.add_argument("--iterations", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--features", type=int, default=16, help="U-Net width (default 16)")
     parser.add_argument("--depth", type=int, default=4, help="U-Net levels (default 4)")
-    parser.add_argument("--context", type=int, default=1,
-                        help="neighbouring slices on either side as input channels (2.5-D; default 1)")
+    parser.add_argument(
+        "--context", type=int, default=1, help="neighbouring slices on either side as input channels (2.5-D; default 1)"
+    )
     parser.add_argument("--crop", type=int, default=64, help="training window size (default 64)")
-    parser.add_argument("--save-every", type=int, default=0, metavar="N",
-                        help="save the segmenter so far every N iterations (a stopped run leaves a file)")
+    parser.add_argument(
+        "--save-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="save the segmenter so far every N iterations (a stopped run leaves a file)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -91,12 +106,25 @@ def run(args: argparse.Namespace) -> int:
             print(f"\rstep {step}/{args.iterations} loss {loss:.3f}", end="", file=sys.stderr, flush=True)
 
     try:
-        segmenter = train_segmenter(images, labels, modality=args.modality, label_names=names,
-                                    name=args.out.name.split(".")[0], iterations=args.iterations,
-                                    batch_size=args.batch_size, features=args.features, depth=args.depth,
-                                    context=args.context, crop=args.crop, seed=args.seed, device=args.device,
-                                    path=args.out if args.save_every else None, save_every=args.save_every,
-                                    overwrite=args.overwrite, progress=show)
+        segmenter = train_segmenter(
+            images,
+            labels,
+            modality=args.modality,
+            label_names=names,
+            name=args.out.name.split(".")[0],
+            iterations=args.iterations,
+            batch_size=args.batch_size,
+            features=args.features,
+            depth=args.depth,
+            context=args.context,
+            crop=args.crop,
+            seed=args.seed,
+            device=args.device,
+            path=args.out if args.save_every else None,
+            save_every=args.save_every,
+            overwrite=args.overwrite,
+            progress=show,
+        )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
     print(file=sys.stderr)
@@ -120,6 +148,8 @@ def _held_out_dice(segmenter, args: argparse.Namespace) -> dict:
     dice = dice_per_label(predicted, truth, {k: v for k, v in TISSUES.items() if k})
     for tissue, value in dice.items():
         print(f"  Dice {tissue:20s} {'n/a' if value is None else f'{value:.3f}'}")
-    print(f"  mean Dice {mean_dice(dice):.3f} on {len(subjects)} held-out phantom subjects "
-          f"(seeds {HELD_OUT_SEED}…{HELD_OUT_SEED + len(subjects) - 1})")
+    print(
+        f"  mean Dice {mean_dice(dice):.3f} on {len(subjects)} held-out phantom subjects "
+        f"(seeds {HELD_OUT_SEED}…{HELD_OUT_SEED + len(subjects) - 1})"
+    )
     return {"seeds": [s.seed for s in subjects], "dice": dice, "dice_mean": mean_dice(dice)}

@@ -38,27 +38,47 @@ BAR_WIDTH = 30
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``translate`` subcommand."""
-    parser = subparsers.add_parser("translate", help="translate volumes with a translator", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = subparsers.add_parser(
+        "translate",
+        help="translate volumes with a translator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="volume files or DICOM folders")
     parser.add_argument("--model", required=True, help="translator name (see `medtrans models`) or path")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--uncertainty", choices=UNCERTAINTY_CHOICES,
-                        help="also write a per-voxel uncertainty: test-time flips, MC-dropout or the scale map")
+    parser.add_argument(
+        "--uncertainty",
+        choices=UNCERTAINTY_CHOICES,
+        help="also write a per-voxel uncertainty: test-time flips, MC-dropout or the scale map",
+    )
     parser.add_argument("--device", default="auto", choices=DEVICES)
-    parser.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
-                        help="fp32 (default) for results; bf16/fp16 are faster where the device has them, "
-                             "less exact (refused where they are emulated, unless --force)")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=list(PRECISIONS),
+        help="fp32 (default) for results; bf16/fp16 are faster where the device has them, "
+        "less exact (refused where they are emulated, unless --force)",
+    )
     parser.add_argument("--force", action="store_true", help="run a --precision this device only emulates")
     parser.add_argument("--axis", type=int, choices=(0, 1, 2), help="slice axis in (z, y, x) (default: the model's)")
-    parser.add_argument("--batch-size", type=int, help="slices per batch (default: measured on the first "
-                        "slices once per model, slice size, device and threads, then cached)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="slices per batch (default: measured on the first "
+        "slices once per model, slice size, device and threads, then cached)",
+    )
     parser.add_argument("--series-uid", help="the DICOM series to read from a folder holding several")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    parser.add_argument("--mask", type=Path, metavar="FILE",
-                        help="translate only inside this mask (nonzero voxels, the input's grid); outside is air")
-    parser.add_argument("--strict", action="store_true",
-                        help="refuse an input that the input check finds unlike the training data")
+    parser.add_argument(
+        "--mask",
+        type=Path,
+        metavar="FILE",
+        help="translate only inside this mask (nonzero voxels, the input's grid); outside is air",
+    )
+    parser.add_argument(
+        "--strict", action="store_true", help="refuse an input that the input check finds unlike the training data"
+    )
     parser.set_defaults(func=run)
 
 
@@ -109,8 +129,7 @@ def _plan(args: argparse.Namespace, target: str) -> list[tuple[Path, Path, Path]
         if not source.exists():
             raise CommandError(f"{source}: no such file or folder")
         base = args.out / f"{stem(source)}_{target}"
-        plan.append((source, base.with_name(base.name + ".nii.gz"),
-                     base.with_name(base.name + "_uncertainty.nii.gz")))
+        plan.append((source, base.with_name(base.name + ".nii.gz"), base.with_name(base.name + "_uncertainty.nii.gz")))
     outputs = _outputs(args, plan)
     if len(set(outputs)) != len(outputs):
         raise CommandError("two inputs share a file name stem; translate them into different --out folders")
@@ -133,8 +152,9 @@ def _claim(paths: list[Path]) -> list[Path]:
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
         except FileExistsError:
             _release(claimed)
-            raise CommandError(f"output exists: {path} (another translate writing into --out? "
-                               "use --overwrite to replace)") from None
+            raise CommandError(
+                f"output exists: {path} (another translate writing into --out? use --overwrite to replace)"
+            ) from None
         except OSError as exc:
             _release(claimed)
             raise CommandError(f"cannot create {path}: {exc.strerror}") from exc
@@ -164,13 +184,16 @@ def _mask_for(mask: Volume | None, volume: Volume, source: Path) -> np.ndarray |
         raise CommandError(f"--mask {mask.path}: shape {mask.array.shape} differs from {source}'s {volume.array.shape}")
     for name in ("spacing", "origin", "direction"):
         if not np.allclose(getattr(mask, name), getattr(volume, name), rtol=0, atol=MASK_GRID_TOLERANCE):
-            raise CommandError(f"--mask {mask.path}: {name} {getattr(mask, name)} differs from {source}'s "
-                               f"{getattr(volume, name)}; resample the mask onto the input first")
+            raise CommandError(
+                f"--mask {mask.path}: {name} {getattr(mask, name)} differs from {source}'s "
+                f"{getattr(volume, name)}; resample the mask onto the input first"
+            )
     return mask.array != 0
 
 
-def _checked(translator: Translator, source: Path, axis: int | None,
-             series_uid: str | None = None) -> tuple[Volume, Verdict]:
+def _checked(
+    translator: Translator, source: Path, axis: int | None, series_uid: str | None = None
+) -> tuple[Volume, Verdict]:
     """Read ``source`` and print the input check's verdict on it."""
     try:
         volume = read_volume(source, series_uid=series_uid)
@@ -187,8 +210,9 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--batch-size must be ≥ 1, got {args.batch_size}")
     translator = _load(args)
     try:
-        warning = cpu_features.check_precision(args.precision, translator.device, force=args.force,
-                                               how_to_force="add --force")
+        warning = cpu_features.check_precision(
+            args.precision, translator.device, force=args.force, how_to_force="add --force"
+        )
     except cpu_features.EmulatedPrecisionError as exc:
         raise CommandError(f"--precision {args.precision}: {exc}") from exc
     if warning:
@@ -197,15 +221,17 @@ def run(args: argparse.Namespace) -> int:
     plan = _plan(args, target)
     mask = _read_mask(args.mask) if args.mask else None
     if args.strict:  # every input is checked before any output is written
-        refused = [f"{source}: " + "; ".join(verdict.reasons) for source, _, _ in plan
-                   if (verdict := _checked(translator, source, args.axis, args.series_uid)[1]).ood]
+        refused = [
+            f"{source}: " + "; ".join(verdict.reasons)
+            for source, _, _ in plan
+            if (verdict := _checked(translator, source, args.axis, args.series_uid)[1]).ood
+        ]
         if refused:
             raise CommandError("refused by --strict: " + " | ".join(refused))
     claimed = [] if args.overwrite else _claim(_outputs(args, plan))
     try:
         for source, image_path, uncertainty_path in plan:
-            _translate_one(args, translator, source, image_path, uncertainty_path if args.uncertainty else None,
-                           mask)
+            _translate_one(args, translator, source, image_path, uncertainty_path if args.uncertainty else None, mask)
             if args.overwrite and not args.uncertainty and uncertainty_path.exists():
                 uncertainty_path.unlink()
                 print(f"removed {uncertainty_path} (it belonged to the replaced image)", file=sys.stderr)
@@ -214,8 +240,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _translate_one(args: argparse.Namespace, translator: Translator, source: Path, image_path: Path,
-                   uncertainty_path: Path | None, mask: Volume | None) -> None:
+def _translate_one(
+    args: argparse.Namespace,
+    translator: Translator,
+    source: Path,
+    image_path: Path,
+    uncertainty_path: Path | None,
+    mask: Volume | None,
+) -> None:
     """Read, check, translate and write one input (replacing a claimed placeholder)."""
     target = translator.metadata.target
     volume, _ = _checked(translator, source, args.axis, args.series_uid)

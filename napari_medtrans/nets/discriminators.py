@@ -74,8 +74,13 @@ class DCGANCritic(nn.Module):
         width = in_channels
         for stage in range(n_down):
             out = ndf * 2**stage
-            layers += [nn.Conv2d(width, out, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
-                       nn.ZeroPad2d((1, 2, 1, 2)), nn.Conv2d(out, out, 4), nn.LeakyReLU(0.2)]
+            layers += [
+                nn.Conv2d(width, out, 4, stride=2, padding=1),
+                nn.LeakyReLU(0.2),
+                nn.ZeroPad2d((1, 2, 1, 2)),
+                nn.Conv2d(out, out, 4),
+                nn.LeakyReLU(0.2),
+            ]
             width = out
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv2d(width, 1, 4)

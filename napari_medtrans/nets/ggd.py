@@ -25,8 +25,9 @@ BETA_EPS = 0.1
 """Added to the β head (the reference's ``beta_eps``): β ≥ 0.1."""
 
 
-def ggd_sigma(inv_alpha: torch.Tensor, beta: torch.Tensor, alpha_eps: float = ALPHA_EPS,
-              beta_eps: float = BETA_EPS) -> torch.Tensor:
+def ggd_sigma(
+    inv_alpha: torch.Tensor, beta: torch.Tensor, alpha_eps: float = ALPHA_EPS, beta_eps: float = BETA_EPS
+) -> torch.Tensor:
     """Standard deviation α·√(Γ(3/β)/Γ(1/β)) of GGD(α, β) from the heads' 1/α and β."""
     alpha = 1.0 / (inv_alpha + alpha_eps)
     beta = beta + beta_eps
@@ -36,14 +37,17 @@ def ggd_sigma(inv_alpha: torch.Tensor, beta: torch.Tensor, alpha_eps: float = AL
 class GGDUNetGenerator(nn.Module):
     """Cascaded U-Nets whose last stage outputs mean, 1/α and β (see the module docstring)."""
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, ngf: int = 64, depth: int = 4,
-                 cascade: int = 3) -> None:
+    def __init__(
+        self, in_channels: int = 1, out_channels: int = 1, ngf: int = 64, depth: int = 4, cascade: int = 3
+    ) -> None:
         super().__init__()
         if cascade < 1:
             raise ValueError(f"cascade must be ≥ 1, got {cascade}")
         if cascade > 1 and in_channels != out_channels:
-            raise ValueError(f"a cascade adds the input to each stage: in_channels {in_channels} "
-                             f"must equal out_channels {out_channels}")
+            raise ValueError(
+                f"a cascade adds the input to each stage: in_channels {in_channels} "
+                f"must equal out_channels {out_channels}"
+            )
         self.bodies = nn.ModuleList(UNetBody(in_channels, ngf, depth) for _ in range(cascade))
         self.stage_heads = nn.ModuleList(nn.Conv2d(ngf, out_channels, 1) for _ in range(cascade - 1))
         self.mean = nn.Conv2d(ngf, out_channels, 1)

@@ -30,8 +30,8 @@ def init_weights(module: nn.Module, kind: InitType, gain: float = 0.02) -> nn.Mo
     if kind == "default":
         return module
     for layer in module.modules():
-        weight = getattr(layer, "weight", None)
         if isinstance(layer, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d, nn.Linear)):
+            weight = layer.weight
             if kind == "normal":
                 nn.init.normal_(weight, 0.0, gain)
             elif kind == "xavier":
@@ -41,7 +41,10 @@ def init_weights(module: nn.Module, kind: InitType, gain: float = 0.02) -> nn.Mo
                 nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)
-        elif isinstance(layer, (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d, nn.InstanceNorm3d)) and weight is not None:
-            nn.init.normal_(weight, 1.0, gain)
+        elif (
+            isinstance(layer, (nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d, nn.InstanceNorm3d))
+            and layer.weight is not None
+        ):
+            nn.init.normal_(layer.weight, 1.0, gain)
             nn.init.zeros_(layer.bias)
     return module

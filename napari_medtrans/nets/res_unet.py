@@ -40,8 +40,10 @@ _LAYERS = {
 
 def _conv_norm(dims: int, cin: int, cout: int, stride: int = 1, kernel: int = 3, input_layer: bool = False):
     conv, f32conv, _, norm = _LAYERS[dims]
-    return [(f32conv if input_layer else conv)(cin, cout, kernel, stride=stride, padding=kernel // 2),
-            norm(cout, affine=True)]
+    return [
+        (f32conv if input_layer else conv)(cin, cout, kernel, stride=stride, padding=kernel // 2),
+        norm(cout, affine=True),
+    ]
 
 
 class ResidualBlock(nn.Module):
@@ -49,12 +51,17 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, dims: int, cin: int, cout: int, stride: int = 1, input_layer: bool = False) -> None:
         super().__init__()
-        self.body = nn.Sequential(*_conv_norm(dims, cin, cout, stride, input_layer=input_layer),
-                                  nn.LeakyReLU(NEGATIVE_SLOPE),
-                                  *_conv_norm(dims, cout, cout))
+        self.body = nn.Sequential(
+            *_conv_norm(dims, cin, cout, stride, input_layer=input_layer),
+            nn.LeakyReLU(NEGATIVE_SLOPE),
+            *_conv_norm(dims, cout, cout),
+        )
         needs_projection = stride != 1 or cin != cout
-        self.skip = (nn.Sequential(*_conv_norm(dims, cin, cout, stride, kernel=1, input_layer=input_layer))
-                     if needs_projection else nn.Identity())
+        self.skip = (
+            nn.Sequential(*_conv_norm(dims, cin, cout, stride, kernel=1, input_layer=input_layer))
+            if needs_projection
+            else nn.Identity()
+        )
         self.act = nn.LeakyReLU(NEGATIVE_SLOPE)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -76,9 +83,18 @@ class ResUNet(nn.Module):
         head_kernel: kernel of the full-resolution heads (odd).
     """
 
-    def __init__(self, in_channels: int = 1, out_channels: int = 1, ngf: int = 32, depth: int = 5,
-                 encoder_blocks: int = 2, max_features: int = 512, dims: int = 2, scale_head: bool = False,
-                 head_kernel: int = 7) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        out_channels: int = 1,
+        ngf: int = 32,
+        depth: int = 5,
+        encoder_blocks: int = 2,
+        max_features: int = 512,
+        dims: int = 2,
+        scale_head: bool = False,
+        head_kernel: int = 7,
+    ) -> None:
         super().__init__()
         if dims not in _LAYERS:
             raise ValueError(f"dims must be 2 or 3, got {dims}")
@@ -100,7 +116,8 @@ class ResUNet(nn.Module):
         self.ups = nn.ModuleList(up(widths[d + 1], widths[d], 2, stride=2) for d in range(depth))
         self.decoders = nn.ModuleList(
             nn.Sequential(*_conv_norm(dims, 2 * widths[d], widths[d]), nn.LeakyReLU(NEGATIVE_SLOPE))
-            for d in range(depth))
+            for d in range(depth)
+        )
         # deep supervision: 1×1 heads at the decoder stages below full resolution, coarsest excluded (nnU-Net)
         self.deep_heads = nn.ModuleList(conv(widths[d], out_channels, 1) for d in range(1, depth - 1))
         self.head = self._head(conv, ngf, out_channels, head_kernel)
@@ -130,7 +147,8 @@ class ResUNet(nn.Module):
         """Outputs at full resolution, 1/2, 1/4, … (``depth - 1`` of them), for deep supervision."""
         features = self._decode(x)
         return [torch.tanh(self.head(features[0]))] + [
-            torch.tanh(head(f)) for head, f in zip(self.deep_heads, features[1:])]
+            torch.tanh(head(f)) for head, f in zip(self.deep_heads, features[1:])
+        ]
 
     def forward_with_scale(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Image and scale map σ (network units, > 0) from one pass."""

@@ -35,8 +35,9 @@ class DoubleConv(nn.Sequential):
     float32 under autocast (:mod:`napari_medtrans.nets.float32`).
     """
 
-    def __init__(self, cin: int, cout: int, norm: str = "instance", dropout: float = 0.0,
-                 input_layer: bool = False) -> None:
+    def __init__(
+        self, cin: int, cout: int, norm: str = "instance", dropout: float = 0.0, input_layer: bool = False
+    ) -> None:
         conv = Float32Conv2d if input_layer else nn.Conv2d
         layers: list[nn.Module] = [conv(cin, cout, 3, padding=1), _norm(norm, cout), nn.LeakyReLU(0.2)]
         if dropout > 0:

@@ -57,8 +57,11 @@ def option_deviations(options: Any) -> dict[str, Any]:
     see docs/training.md), as recorded in a translator's ``deviations``.
     """
     defaults = type(options)()
-    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)
-            if getattr(options, f.name) != getattr(defaults, f.name)}
+    return {
+        f.name: getattr(options, f.name)
+        for f in dataclasses.fields(options)
+        if getattr(options, f.name) != getattr(defaults, f.name)
+    }
 
 
 class StepContext:
@@ -74,9 +77,14 @@ class StepContext:
         generator: the torch RNG for method-side randomness (crops etc.).
     """
 
-    def __init__(self, device: torch.device, scaler: torch.amp.GradScaler, dtype: torch.dtype | None,
-                 reduce_gradients: Callable[[list[nn.Parameter]], None],
-                 generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        device: torch.device,
+        scaler: torch.amp.GradScaler,
+        dtype: torch.dtype | None,
+        reduce_gradients: Callable[[list[nn.Parameter]], None],
+        generator: torch.Generator | None = None,
+    ) -> None:
         self.device = device
         self.scaler = scaler
         self.dtype = dtype
@@ -137,8 +145,7 @@ class Method:
     init_type: ClassVar[str] = "normal"
     """Weight initialisation of the reference code (:func:`napari_medtrans.nets.init.init_weights`)."""
 
-    def __init__(self, options: Any, *, in_channels: int, out_channels: int, lr: float,
-                 device: torch.device) -> None:
+    def __init__(self, options: Any, *, in_channels: int, out_channels: int, lr: float, device: torch.device) -> None:
         from napari_medtrans.nets import build_network
         from napari_medtrans.nets.init import init_weights
 
@@ -188,20 +195,26 @@ class Method:
     def generator_spec(self, in_channels: int, out_channels: int, **extra: Any) -> dict[str, Any]:
         """Spec of a generator from the shared options."""
         opts = self.options
-        spec: dict[str, Any] = {"arch": opts.generator, "in_channels": in_channels,
-                                "out_channels": out_channels, "ngf": opts.ngf}
+        spec: dict[str, Any] = {
+            "arch": opts.generator,
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "ngf": opts.ngf,
+        }
         if opts.generator == "resnet":
             spec["n_blocks"] = opts.n_blocks
         spec.update(extra)
         spec.update(opts.generator_options)
         return spec
 
-    def adam(self, *names: str, lr: float | None = None,
-             betas: tuple[float, float] | None = None) -> torch.optim.Optimizer:
+    def adam(
+        self, *names: str, lr: float | None = None, betas: tuple[float, float] | None = None
+    ) -> torch.optim.Optimizer:
         """Adam over the named networks (``foreach`` multi-tensor implementation)."""
         params = [p for name in names for p in self.nets[name].parameters()]
-        return torch.optim.Adam(params, lr=self.lr if lr is None else lr,
-                                betas=self.betas if betas is None else betas, foreach=True)
+        return torch.optim.Adam(
+            params, lr=self.lr if lr is None else lr, betas=self.betas if betas is None else betas, foreach=True
+        )
 
     def train(self, mode: bool = True) -> None:
         for net in self.nets.values():

@@ -78,9 +78,13 @@ class PatchSampleMLP(nn.Module):
             nn.Sequential(nn.Linear(c, features), nn.ReLU(), nn.Linear(features, features)) for c in channels
         )
 
-    def forward(self, feats: list[Tensor], num_patches: int,
-                patch_ids: list[Tensor] | None = None,
-                generator: torch.Generator | None = None) -> tuple[list[Tensor], list[Tensor]]:
+    def forward(
+        self,
+        feats: list[Tensor],
+        num_patches: int,
+        patch_ids: list[Tensor] | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[list[Tensor], list[Tensor]]:
         out, ids = [], []
         for i, feat in enumerate(feats):
             b, c, h, w = feat.shape
@@ -121,9 +125,11 @@ class CUT(Method):
         encoder_end = FIRST_BLOCK + o.n_blocks  # first upsampling layer
         outside = [layer for layer in o.nce_layers if not 0 <= layer < encoder_end]
         if outside:
-            raise ValueError(f"model.nce_layers {outside} lie outside the encoder of a {o.n_blocks}-block ResNet "
-                             f"(layers 0–{encoder_end - 1}); choose encoder layers, e.g. "
-                             f"model.nce_layers={[layer for layer in REFERENCE_NCE_LAYERS if layer < encoder_end]}")
+            raise ValueError(
+                f"model.nce_layers {outside} lie outside the encoder of a {o.n_blocks}-block ResNet "
+                f"(layers 0–{encoder_end - 1}); choose encoder layers, e.g. "
+                f"model.nce_layers={[layer for layer in REFERENCE_NCE_LAYERS if layer < encoder_end]}"
+            )
         return {
             "G": self.generator_spec(self.in_channels, self.out_channels),
             "D": {"arch": "patchgan", "in_channels": self.out_channels, "ndf": o.ndf, "n_layers": o.n_layers_d},

@@ -105,7 +105,7 @@ class CycleGAN(Method):
         out_ab = g_ab(torch.cat([real_a, real_b], 0) if use_idt else real_a)
         fake_b = out_ab[:n]
         out_ba = g_ba(torch.cat([real_b, fake_b] + ([real_a] if use_idt else []), 0))
-        fake_a, rec_a = out_ba[:n], out_ba[n:2 * n]
+        fake_a, rec_a = out_ba[:n], out_ba[n : 2 * n]
         rec_b = g_ab(fake_a)
         set_requires_grad([d_a, d_b], False)
         loss_g_ab = gan_loss(d_b(fake_b), True, o.gan_mode)
@@ -115,15 +115,16 @@ class CycleGAN(Method):
         loss_g = loss_g_ab + loss_g_ba + o.lambda_cycle * (loss_cyc_a + loss_cyc_b)
         losses = {"G_AB": loss_g_ab, "G_BA": loss_g_ba, "cycle_A": loss_cyc_a, "cycle_B": loss_cyc_b}
         if use_idt:
-            idt_b, idt_a = out_ab[n:], out_ba[2 * n:]
+            idt_b, idt_a = out_ab[n:], out_ba[2 * n :]
             loss_idt_a = F.l1_loss(idt_b, real_b)
             loss_idt_b = F.l1_loss(idt_a, real_a)
             loss_g = loss_g + o.lambda_cycle * o.lambda_identity * (loss_idt_a + loss_idt_b)
             losses.update(idt_A=loss_idt_a, idt_B=loss_idt_b)
         return loss_g, losses, fake_a, fake_b
 
-    def discriminator_step(self, real_a: Tensor, real_b: Tensor, fake_a: Tensor, fake_b: Tensor,
-                           ctx: StepContext) -> dict[str, Tensor]:
+    def discriminator_step(
+        self, real_a: Tensor, real_b: Tensor, fake_a: Tensor, fake_b: Tensor, ctx: StepContext
+    ) -> dict[str, Tensor]:
         """Unfreeze the discriminators and update them on pooled translations."""
         d_a, d_b, mode = self.nets["D_A"], self.nets["D_B"], self.options.gan_mode
         set_requires_grad([d_a, d_b], True)

@@ -83,8 +83,11 @@ class GcGAN(Method):
     def network_specs(self) -> dict[str, dict[str, Any]]:
         o = self.options
         transform(torch.zeros(1, 1, 1, 1), o.geometry)  # reject an unknown geometry before building anything
-        specs = {"G": self.generator_spec(self.in_channels, self.out_channels),
-                 "D_B": patchgan_spec(o, self.out_channels), "D_gc": patchgan_spec(o, self.out_channels)}
+        specs = {
+            "G": self.generator_spec(self.in_channels, self.out_channels),
+            "D_B": patchgan_spec(o, self.out_channels),
+            "D_gc": patchgan_spec(o, self.out_channels),
+        }
         if not o.share_generator:
             specs["G_gc"] = self.generator_spec(self.in_channels, self.out_channels)
         return specs
@@ -116,8 +119,8 @@ class GcGAN(Method):
             out, out_gc = self._translate_pair(plain, transformed)
             fake_b, fake_gc_b = out[:n], out_gc[:n]
             set_requires_grad([d_b, d_gc], False)
-            loss_adv = gan_loss(d_b(fake_b), True, o.gan_mode)  # type: ignore[arg-type]
-            loss_adv_gc = gan_loss(d_gc(fake_gc_b), True, o.gan_mode)  # type: ignore[arg-type]
+            loss_adv = gan_loss(d_b(fake_b), True, o.gan_mode)
+            loss_adv_gc = gan_loss(d_gc(fake_gc_b), True, o.gan_mode)
             loss_gc = geometry_consistency_loss(fake_b, fake_gc_b, o.geometry)
             loss_g = o.lambda_adv * (loss_adv + loss_adv_gc) + o.lambda_ab * o.lambda_gc * loss_gc
             losses = {"G_AB": loss_adv, "G_gc_AB": loss_adv_gc, "gc": loss_gc}

@@ -160,16 +160,18 @@ class PatchInvariance(Method):
         ctx.step(self.optimizers["C"])
         return {"C": loss.detach(), "wasserstein": wdist.detach(), "gp": gp.detach()}
 
-    def _patch_loss(self, from_crop: Tensor, crop_of_full: Tensor, scale: Tensor | None,
-                    boxes: list[CropBox]) -> Tensor:
+    def _patch_loss(
+        self, from_crop: Tensor, crop_of_full: Tensor, scale: Tensor | None, boxes: list[CropBox]
+    ) -> Tensor:
         """L1 (PI) or the mean of the two Laplace NLLs (UAPI) of G(P(x)) against P(G(x))."""
         if scale is None:
             return F.l1_loss(from_crop, crop_of_full)
         n = from_crop.shape[0]
         scale_of_crop = scale[n:]
         crop_of_scale = crop_resize(scale[:n], boxes).clamp(min=MIN_SCALE)
-        return 0.5 * (laplace_nll(from_crop, crop_of_full, scale_of_crop)
-                      + laplace_nll(from_crop, crop_of_full, crop_of_scale))
+        return 0.5 * (
+            laplace_nll(from_crop, crop_of_full, scale_of_crop) + laplace_nll(from_crop, crop_of_full, crop_of_scale)
+        )
 
     def train_step(self, batch: dict[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:
         o = self.options
@@ -205,8 +207,7 @@ class PatchInvariance(Method):
         losses.update(G_adv=loss_adv.detach(), patch=loss_pi.detach())
         return losses
 
-    def _supervised(self, full: Tensor, target: Tensor, scale: Tensor | None,
-                    losses: dict[str, Tensor]) -> Tensor:
+    def _supervised(self, full: Tensor, target: Tensor, scale: Tensor | None, losses: dict[str, Tensor]) -> Tensor:
         """The supervised deviation (``lambda_paired``, ``lambda_paired_l1``) on aligned pairs."""
         o = self.options
         if scale is None:

@@ -46,8 +46,12 @@ class Pix2Pix(Method):
         o = self.options
         return {
             "G": self.generator_spec(self.in_channels, self.out_channels),
-            "D": {"arch": "patchgan", "in_channels": self.in_channels + self.out_channels,
-                  "ndf": o.ndf, "n_layers": o.n_layers_d},
+            "D": {
+                "arch": "patchgan",
+                "in_channels": self.in_channels + self.out_channels,
+                "ndf": o.ndf,
+                "n_layers": o.n_layers_d,
+            },
         }
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:

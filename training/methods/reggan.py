@@ -75,8 +75,7 @@ class RegGAN(Method):
         specs = {
             "G": self.generator_spec(self.in_channels, self.out_channels),
             "D": {**d_spec, "in_channels": self.out_channels},
-            "R": {"arch": "registration", "in_channels": self.out_channels, "nf": o.reg_nf,
-                  "depth": o.reg_depth},
+            "R": {"arch": "registration", "in_channels": self.out_channels, "nf": o.reg_nf, "depth": o.reg_depth},
         }
         if o.cycle:
             if self.in_channels != self.out_channels:
@@ -127,9 +126,10 @@ class RegGAN(Method):
             loss_d = o.lambda_adv * (gan_loss(pred_real, True, "lsgan") + gan_loss(pred_fake, False, "lsgan"))
             losses["D"] = loss_d
             if o.cycle:
-                pred_real_a, pred_fake_a = image_score(self.nets["D_A"], torch.cat([real_a, fake_a.detach()], 0)).chunk(2, 0)
-                loss_d_a = o.lambda_adv * (gan_loss(pred_real_a, True, "lsgan")
-                                           + gan_loss(pred_fake_a, False, "lsgan"))
+                pred_real_a, pred_fake_a = image_score(self.nets["D_A"], torch.cat([real_a, fake_a.detach()], 0)).chunk(
+                    2, 0
+                )
+                loss_d_a = o.lambda_adv * (gan_loss(pred_real_a, True, "lsgan") + gan_loss(pred_fake_a, False, "lsgan"))
                 loss_d = loss_d + loss_d_a
                 losses["D_A"] = loss_d_a
         ctx.zero_grad(self.optimizers["D"])

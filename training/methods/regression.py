@@ -75,7 +75,9 @@ class Regression(Method):
 
     def network_specs(self) -> dict[str, dict[str, Any]]:
         o = self.options
-        extra: dict[str, Any] = {"depth": o.depth, "encoder_blocks": o.encoder_blocks} if o.generator == "res_unet" else {}
+        extra: dict[str, Any] = (
+            {"depth": o.depth, "encoder_blocks": o.encoder_blocks} if o.generator == "res_unet" else {}
+        )
         if o.sigma_head:
             extra["scale_head"] = True
         return {"G": self.generator_spec(self.in_channels, self.out_channels, **extra)}

@@ -59,16 +59,21 @@ class ShapeCycleGAN(CycleGAN):
     def network_specs(self) -> dict[str, dict[str, Any]]:
         o = self.options
         seg = {"arch": "seg_unet", "n_classes": o.n_classes, "features": o.seg_features, "depth": o.seg_depth}
-        return {**super().network_specs(), "S_A": {**seg, "in_channels": self.in_channels},
-                "S_B": {**seg, "in_channels": self.out_channels}}
+        return {
+            **super().network_specs(),
+            "S_A": {**seg, "in_channels": self.in_channels},
+            "S_B": {**seg, "in_channels": self.out_channels},
+        }
 
     def build_optimizers(self) -> dict:
         return {**super().build_optimizers(), "S": self.adam("S_A", "S_B")}
 
     def train_step(self, batch: dict[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:
         if "source_labels" not in batch or "target_labels" not in batch:
-            raise ValueError("shape-cyclegan needs label maps of both domains: train on --phantom data "
-                             "(folder data carry no labels yet)")
+            raise ValueError(
+                "shape-cyclegan needs label maps of both domains: train on --phantom data "
+                "(folder data carry no labels yet)"
+            )
         o = self.options
         s_a, s_b = self.nets["S_A"], self.nets["S_B"]
         real_a, real_b = batch["source"], batch["target"]

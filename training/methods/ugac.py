@@ -29,12 +29,13 @@ batch norm) and a tanh mean head (reference: linear).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from napari_medtrans.nets.ggd import GGDUNetGenerator
 from training.losses import critic_score, gan_loss, ggd_nll
 from training.methods.base import StepContext, register, set_requires_grad
 from training.methods.cyclegan import CycleGAN, PatchGANOptions
@@ -70,7 +71,7 @@ class UGACOptions(PatchGANOptions):
 class UGAC(CycleGAN):
     """CycleGAN's networks, optimisers and pools with GGD generators and UGAC's losses."""
 
-    Options = UGACOptions
+    Options = UGACOptions  # type: ignore[assignment]  # its own options, not a subclass of CycleGAN's
     outputs = ("image", "scale")
     default_lr = 1e-5
     betas = (0.9, 0.999)
@@ -83,12 +84,14 @@ class UGAC(CycleGAN):
 
     def network_specs(self) -> dict[str, dict[str, Any]]:
         if self.options.generator != "unet_ggd":
-            raise ValueError(f"UGAC needs the generator 'unet_ggd' (mean, 1/α and β heads), "
-                             f"got {self.options.generator!r}")
+            raise ValueError(
+                f"UGAC needs the generator 'unet_ggd' (mean, 1/α and β heads), got {self.options.generator!r}"
+            )
         return super().network_specs()
 
-    def _uncertain_l1(self, outputs: tuple[Tensor, Tensor, Tensor], target: Tensor, w_l1: float,
-                      w_nll: float) -> tuple[Tensor, Tensor]:
+    def _uncertain_l1(
+        self, outputs: tuple[Tensor, ...], target: Tensor, w_l1: float, w_nll: float
+    ) -> tuple[Tensor, Tensor]:
         """(weighted L1 + weighted GGD NLL, the NLL) of a generator's three outputs against ``target``."""
         mean, inv_alpha, beta = outputs
         nll = ggd_nll(mean, target, inv_alpha, beta)
@@ -96,18 +99,19 @@ class UGAC(CycleGAN):
 
     def train_step(self, batch: dict[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:
         o = self.options
-        g_ab, g_ba, d_a, d_b = (self.nets[k] for k in ("G_AB", "G_BA", "D_A", "D_B"))
+        g_ab, g_ba = (cast(GGDUNetGenerator, self.nets[k]) for k in ("G_AB", "G_BA"))
+        d_a, d_b = self.nets["D_A"], self.nets["D_B"]
         real_a, real_b = batch["source"], batch["target"]
         n = real_a.shape[0]
         with ctx.autocast():
             out_ab = g_ab.forward_ggd(torch.cat([real_a, real_b], 0))
             fake_b, idt_b = out_ab[0][:n], tuple(t[n:] for t in out_ab)
             out_ba = g_ba.forward_ggd(torch.cat([real_b, fake_b, real_a], 0))
-            fake_a, rec_a, idt_a = out_ba[0][:n], tuple(t[n:2 * n] for t in out_ba), tuple(t[2 * n:] for t in out_ba)
+            fake_a, rec_a, idt_a = out_ba[0][:n], tuple(t[n : 2 * n] for t in out_ba), tuple(t[2 * n :] for t in out_ba)
             rec_b = g_ab.forward_ggd(fake_a)
             set_requires_grad([d_a, d_b], False)
-            loss_adv_b = gan_loss(critic_score(d_b, fake_b), True, o.gan_mode)  # type: ignore[arg-type]
-            loss_adv_a = gan_loss(critic_score(d_a, fake_a), True, o.gan_mode)  # type: ignore[arg-type]
+            loss_adv_b = gan_loss(critic_score(d_b, fake_b), True, o.gan_mode)
+            loss_adv_a = gan_loss(critic_score(d_a, fake_a), True, o.gan_mode)
             cyc_a, nll_a = self._uncertain_l1(rec_a, real_a, o.lambda_cycle_l1, o.lambda_cycle_nll)
             cyc_b, nll_b = self._uncertain_l1(rec_b, real_b, o.lambda_cycle_l1, o.lambda_cycle_nll)
             idt_loss_a, _ = self._uncertain_l1(idt_a, real_a, o.lambda_identity_l1, o.lambda_identity_nll)
@@ -118,7 +122,15 @@ class UGAC(CycleGAN):
         ctx.zero_grad(self.optimizers["G"])
         ctx.backward(loss_g)
         ctx.step(self.optimizers["G"])
-        losses = {"G_AB": loss_adv_b, "G_BA": loss_adv_a, "cycle_nll_A": nll_a, "cycle_nll_B": nll_b,
-                  "cycle_A": cyc_a, "cycle_B": cyc_b, "idt_A": idt_loss_a, "idt_B": idt_loss_b,
-                  **self.discriminator_step(real_a, real_b, fake_a, fake_b, ctx)}
+        losses = {
+            "G_AB": loss_adv_b,
+            "G_BA": loss_adv_a,
+            "cycle_nll_A": nll_a,
+            "cycle_nll_B": nll_b,
+            "cycle_A": cyc_a,
+            "cycle_B": cyc_b,
+            "idt_A": idt_loss_a,
+            "idt_B": idt_loss_b,
+            **self.discriminator_step(real_a, real_b, fake_a, fake_b, ctx),
+        }
         return {k: v.detach() for k, v in losses.items()}
