@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow  # trains a translator and a segmenter
 pl = pytest.importorskip("training.pseudolabels")
 
 SHAPE = (12, 64, 64)
-SEGMENTER = {"iterations": 120, "batch_size": 8, "seed": 0, "device": "cpu", "features": 8}
+SEGMENTER = {"iterations": 240, "batch_size": 8, "seed": 0, "device": "cpu", "features": 8}
 
 
 @pytest.fixture(scope="module")
