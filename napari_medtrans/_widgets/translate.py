@@ -37,7 +37,12 @@ from qtpy.QtWidgets import (
 
 from napari_medtrans import registry
 from napari_medtrans.comparison import resample_like
-from napari_medtrans.inference import Cancelled, Translator, load_translator, resolve_device
+from napari_medtrans.inference import (
+    Cancelled,
+    Translator,
+    load_translator,
+    resolve_device,
+)
 from napari_medtrans.io import Volume, volume_from_layer
 from napari_medtrans.onthefly import SliceOutcome, SliceScheduler
 
