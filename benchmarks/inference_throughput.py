@@ -365,8 +365,9 @@ def markdown(report: dict[str, Any], command: str) -> str:
             f"{'native' if m['bf16_native'] else 'emulated'}. "
             f"{load_note(m['load_average_at_start'][0], m['load_average_at_end'][0])} "
             f"Jobs ran interleaved; each figure is the best of {report['repeats']} runs; ratios on wall time "
-            "and, in brackets, on process CPU time. With more runnable threads than cores, CPU time counts the "
-            "threads' spinning too, so neither figure is clean; wall time of the best run is the one to compare."
+            "and, in brackets, on process CPU time: with one thread the CPU time is the clean figure on shared "
+            "cores (no spinning threads, waiting for a core does not count); with more threads than free cores it "
+            "counts the threads' spinning too."
         ),
         "",
         "## Engine vs bare generator (fp32)",
