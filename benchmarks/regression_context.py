@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._machine import load_note
 from benchmarks.through_plane import measure
+from napari_medtrans.rundir import atomic_write_bytes
 from training.cli import main as train_main
 
 ARGS = [
@@ -101,9 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(f"| {k} | {args.iterations} | {wall:.0f} | {found['mae']:.1f} | {found['through_plane']:.1f} |")
     lines += ["", load_note(load_start, os.getloadavg()[0]), ""]
     RESULT.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULT.with_name(f".{RESULT.name}.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, RESULT)
+    atomic_write_bytes(RESULT, "\n".join(lines).encode())
     print("\n".join(lines))
 
 

@@ -29,6 +29,7 @@ from benchmarks.phantom_floor import FLOOR, floor_metrics
 from napari_medtrans.inference import load_translator
 from napari_medtrans.metrics import paired_metrics, through_plane_error
 from napari_medtrans.phantom import generate_subject
+from napari_medtrans.rundir import atomic_write_bytes
 
 MODELS = Path(__file__).resolve().parents[1] / "sample_data" / "models"
 RESULT = Path(__file__).resolve().parent / "results" / "through_plane.md"
@@ -84,9 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     for name, mae, through, wall in rows:
         lines.append(f"| {name} | {mae:.1f} | {through:.1f} | {through / rows[0][2]:.2f} | {wall} |")
     lines += ["", f"torch threads {args.threads}. " + load_note(load_start, os.getloadavg()[0]), ""]
-    tmp = RESULT.with_name(f".{RESULT.name}.tmp")
-    tmp.write_text("\n".join(lines))
-    os.replace(tmp, RESULT)
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(RESULT, "\n".join(lines).encode())
     print("\n".join(lines))
 
 
