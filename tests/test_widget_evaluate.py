@@ -40,6 +40,22 @@ def test_pickers_follow_layers_and_modality(widget):
     assert widget.translated_combo.findText("extra") >= 0 and widget.translated_combo.currentText() == "synthetic ct"
 
 
+def test_translated_defaults_to_a_translation_and_never_offers_sigma(make_napari_viewer, small_subject):
+    from napari_medtrans._widgets.evaluate import EvaluateWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(small_subject.ct, name="ct")
+    sigma = viewer.add_image(np.ones_like(small_subject.ct), name="σ (HU) · m")
+    sigma.metadata.update(medtrans_role="uncertainty", medtrans_source="mr", medtrans_translator="m")
+    synthetic = viewer.add_image(small_subject.ct + 1, name="CT (HU) · m")
+    synthetic.metadata.update(medtrans_role="translation", medtrans_source="mr", medtrans_translator="m")
+    w = EvaluateWidget(viewer)
+    offered = [w.translated_combo.itemText(i) for i in range(w.translated_combo.count())]
+    assert offered == ["ct", "CT (HU) · m"]
+    assert w.translated_combo.currentText() == "CT (HU) · m" and w.reference_combo.currentText() == "ct"
+    assert w.reference_combo.findText("σ (HU) · m") >= 0  # a σ map may still be a reference-side layer
+
+
 def test_table_and_curve_show_the_bad_slice(widget):
     comparison = widget.compute()
     assert comparison is not None
@@ -75,7 +91,7 @@ def test_dice_with_labels_layer(widget, monkeypatch):
     widget.compute()
     table = _table(widget)
     assert table["Dice (mean)"] == "1" and table["Dice bone"] == "1"
-    assert evaluate.layer_modality(widget.viewer.layers["ct"]) in ("CT", None)
+    assert evaluate.modality_of(widget.viewer.layers["ct"]) in ("CT", None)
 
 
 def test_click_on_curve_jumps_to_slice(widget, qtbot):

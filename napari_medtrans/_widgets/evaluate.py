@@ -6,6 +6,9 @@ with the source labels); *Compute* fills a table (every paired metric of
 for CT, the error and hot voxels in the air outside it; Dice per tissue of the shipped
 segmenter of the reference's modality) and a per-slice curve of the chosen metric.
 Clicking the curve moves the viewer to that slice.
+
+"Translated" defaults to the newest layer the Translate widget tagged as a translation
+(``metadata["medtrans_role"]``); derived maps (σ, difference, field magnitude) are never offered.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from napari_medtrans.metrics import METRIC_BY_KEY, SLICE_METRICS, MetricUnavaila
 from napari_medtrans.segmenter import Segmenter, load_segmenter, shipped_segmenter
 
 from ._layout import make_scrollable
+from .overlays import modality_of
 
 if TYPE_CHECKING:
     import napari
@@ -44,9 +48,13 @@ def _title(key: str) -> str:
     return f"{spec.title} ({spec.unit})" if spec.unit else spec.title
 
 
-def layer_modality(layer: Any) -> str | None:
-    """The modality tag a reader stored in ``layer.metadata["medtrans"]``, if any."""
-    return (layer.metadata.get("medtrans") or {}).get("modality")
+NOT_TRANSLATIONS = frozenset({"uncertainty", "difference", "magnitude", "grid"})
+"""Roles (``metadata["medtrans_role"]``) of derived maps that are never offered as a translation."""
+
+
+def role_of(layer: Any) -> str | None:
+    """The role the Translate widget tagged ``layer`` with (``"translation"``, ``"uncertainty"``, ...)."""
+    return layer.metadata.get("medtrans_role")
 
 
 class EvaluateWidget(QWidget):
@@ -102,26 +110,31 @@ class EvaluateWidget(QWidget):
         """Refill the layer pickers, keeping the current choices where they still exist."""
         import napari
 
-        images = [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
+        image_layers = [layer for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
+        images = [layer.name for layer in image_layers]
+        candidates = [layer.name for layer in image_layers if role_of(layer) not in NOT_TRANSLATIONS]
+        translations = [layer.name for layer in image_layers if role_of(layer) == "translation"]
         labels = [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Labels)]
-        for combo, names in (
-            (self.translated_combo, images),
-            (self.reference_combo, images),
-            (self.labels_combo, [NONE, *labels]),
+        for combo, names, default in (
+            (self.translated_combo, candidates, translations[-1] if translations else None),
+            (self.reference_combo, images, None),
+            (self.labels_combo, [NONE, *labels], None),
         ):
             current = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
+            combo.setCurrentText(current if current in names else default or combo.itemText(0))
             combo.blockSignals(False)
-        if self.reference_combo.currentText() == self.translated_combo.currentText() and len(images) > 1:
-            self.reference_combo.setCurrentIndex(1)
+        if self.reference_combo.currentText() == self.translated_combo.currentText():
+            others = [name for name in images if name != self.translated_combo.currentText()]
+            untagged = [name for name in others if role_of(self.viewer.layers[name]) is None]
+            if others:
+                self.reference_combo.setCurrentText((untagged or others)[0])
         self._guess_modality(self.reference_combo.currentText())
 
     def _guess_modality(self, name: str) -> None:
-        modality = layer_modality(self.viewer.layers[name]) if name in self.viewer.layers else None
+        modality = modality_of(self.viewer.layers[name]) if name in self.viewer.layers else None
         if modality and self.modality_combo.findText(modality) >= 0:
             self.modality_combo.setCurrentText(modality)
 
