@@ -56,6 +56,18 @@ def test_translated_defaults_to_a_translation_and_never_offers_sigma(make_napari
     assert w.reference_combo.findText("σ (HU) · m") >= 0  # a σ map may still be a reference-side layer
 
 
+def test_warns_when_modalities_differ(widget):
+    layers = widget.viewer.layers
+    layers["ct"].metadata["medtrans"] = {"modality": "CT"}
+    layers["synthetic ct"].metadata["medtrans"] = {"modality": "T1"}
+    widget.refresh_layers()
+    assert widget.modality_warning.isVisibleTo(widget)
+    assert "translated is T1, reference is CT" in widget.modality_warning.text()
+    layers["synthetic ct"].metadata["medtrans"] = {"modality": "CT"}
+    widget.refresh_layers()
+    assert not widget.modality_warning.isVisibleTo(widget) and widget.modality_warning.text() == ""
+
+
 def test_table_and_curve_show_the_bad_slice(widget):
     comparison = widget.compute()
     assert comparison is not None

@@ -9,6 +9,7 @@ Clicking the curve moves the viewer to that slice.
 
 "Translated" defaults to the newest layer the Translate widget tagged as a translation
 (``metadata["medtrans_role"]``); derived maps (σ, difference, field magnitude) are never offered.
+A warning shows when the two layers are tagged with different modalities.
 """
 
 from __future__ import annotations
@@ -71,6 +72,12 @@ class EvaluateWidget(QWidget):
         self.modality_combo.addItems(MODALITIES)
         self.modality_combo.setCurrentText("CT")
         self.reference_combo.currentTextChanged.connect(self._guess_modality)
+        self.modality_warning = QLabel()
+        self.modality_warning.setWordWrap(True)
+        self.modality_warning.setStyleSheet("color: orange")
+        self.modality_warning.hide()
+        for combo in (self.translated_combo, self.reference_combo):
+            combo.currentTextChanged.connect(lambda _: self._check_modalities())
         self.metric_combo = QComboBox()
         for key in SLICE_METRICS:
             self.metric_combo.addItem(_title(key), key)
@@ -95,6 +102,7 @@ class EvaluateWidget(QWidget):
         form.addRow("Curve", self.metric_combo)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.modality_warning)
         layout.addWidget(self.compute_button)
         layout.addWidget(self.message)
         layout.addWidget(self.table)
@@ -132,6 +140,19 @@ class EvaluateWidget(QWidget):
             if others:
                 self.reference_combo.setCurrentText((untagged or others)[0])
         self._guess_modality(self.reference_combo.currentText())
+        self._check_modalities()
+
+    def _check_modalities(self) -> None:
+        """Show a warning when the translated and reference layers are tagged with different modalities."""
+        names = self.translated_combo.currentText(), self.reference_combo.currentText()
+        tags = [modality_of(self.viewer.layers[n]) if n in self.viewer.layers else None for n in names]
+        differ = all(tags) and tags[0] != tags[1]
+        self.modality_warning.setText(
+            f"Modalities differ: translated is {tags[0]}, reference is {tags[1]}; the metrics compare unlike images."
+            if differ
+            else ""
+        )
+        self.modality_warning.setVisible(bool(differ))
 
     def _guess_modality(self, name: str) -> None:
         modality = modality_of(self.viewer.layers[name]) if name in self.viewer.layers else None
