@@ -95,14 +95,20 @@ def test_dice_with_labels_layer(widget, monkeypatch):
     class Perfect:  # a stand-in segmenter that returns the true labels
         metadata = type("M", (), {"labels": {1: "fat", 2: "bone"}})()
 
-        def segment(self, image):
-            return type("R", (), {"labels": widget.viewer.layers["labels"].data})()
+        def segment(self, image):  # perfect on the reference, bone lost on the +200 HU translation
+            labels = widget.viewer.layers["labels"].data.copy()
+            if image[5].mean() != widget.viewer.layers["ct"].data[5].mean():
+                labels[labels == 2] = 0
+            return type("R", (), {"labels": labels})()
 
     monkeypatch.setattr(widget, "_segmenter", lambda modality: Perfect())
     widget.labels_combo.setCurrentText("labels")
     widget.compute()
     table = _table(widget)
-    assert table["Dice (mean)"] == "1" and table["Dice bone"] == "1"
+    ceiling = {widget.table.item(r, 0).text(): widget.table.item(r, 2).text() for r in range(widget.table.rowCount())}
+    assert table["Dice bone"] == "0" and table["Dice fat"] == "1" and table["Dice (mean)"] == "0.5"
+    assert ceiling["Dice bone"] == "1" and ceiling["Dice (mean)"] == "1" and ceiling["MAE (HU)"] == ""
+    assert widget.table.horizontalHeaderItem(2).text() == "ceiling"
     assert evaluate.modality_of(widget.viewer.layers["ct"]) in ("CT", None)
 
 

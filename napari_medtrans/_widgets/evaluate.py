@@ -4,7 +4,8 @@ Pick the translated and reference image layers (and, for Dice, a labels layer
 with the source labels); *Compute* fills a table (every paired metric of
 :data:`napari_medtrans.metrics.METRICS`: MAE, PSNR, SSIM, NMAE inside the body mask and,
 for CT, the error and hot voxels in the air outside it; Dice per tissue of the shipped
-segmenter of the reference's modality) and a per-slice curve of the chosen metric.
+segmenter of the reference's modality, next to its ceiling: the same segmenter's Dice on the
+reference image) and a per-slice curve of the chosen metric.
 Clicking the curve moves the viewer to that slice.
 
 "Translated" defaults to the newest layer the Translate widget tagged as a translation
@@ -53,6 +54,12 @@ NOT_TRANSLATIONS = frozenset({"uncertainty", "difference", "magnitude", "grid"})
 """Roles (``metadata["medtrans_role"]``) of derived maps that are never offered as a translation."""
 
 
+def _mean(values: dict[str, float | None]) -> float | None:
+    """Mean of the defined values, ``None`` when there are none."""
+    defined = [v for v in values.values() if v is not None]
+    return float(np.mean(defined)) if defined else None
+
+
 def role_of(layer: Any) -> str | None:
     """The role the Translate widget tagged ``layer`` with (``"translation"``, ``"uncertainty"``, ...)."""
     return layer.metadata.get("medtrans_role")
@@ -86,8 +93,11 @@ class EvaluateWidget(QWidget):
         self.compute_button.clicked.connect(self.compute)
         self.message = QLabel("Pick a translated and a reference layer.")
         self.message.setWordWrap(True)
-        self.table = QTableWidget(0, 2)
-        self.table.setHorizontalHeaderLabels(["metric", "value"])
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["metric", "value", "ceiling"])
+        self.table.horizontalHeaderItem(2).setToolTip(
+            "Dice of the same segmenter on the reference image: the best a translation can reach"
+        )
         self.table.horizontalHeader().setStretchLastSection(True)
         self.plot = pg.PlotWidget()
         self.plot.setLabel("bottom", "slice")
@@ -195,15 +205,18 @@ class EvaluateWidget(QWidget):
 
     def _fill_table(self) -> None:
         assert self.comparison is not None
-        rows = [(_title(k), v) for k, v in self.comparison.paired.as_dict().items()]
-        if self.comparison.dice is not None:
-            values = [v for v in self.comparison.dice.values() if v is not None]
-            rows.append(("Dice (mean)", float(np.mean(values)) if values else None))
-            rows += [(f"Dice {tissue}", value) for tissue, value in self.comparison.dice.items()]
+        rows: list[tuple[str, float | None, float | None | str]] = [
+            (_title(k), v, "") for k, v in self.comparison.paired.as_dict().items()
+        ]
+        dice, ceiling = self.comparison.dice, self.comparison.ceiling or {}
+        if dice is not None:
+            rows.append(("Dice (mean)", _mean(dice), _mean(ceiling)))
+            rows += [(f"Dice {tissue}", value, ceiling.get(tissue)) for tissue, value in dice.items()]
         self.table.setRowCount(len(rows))
-        for row, (name, value) in enumerate(rows):
-            self.table.setItem(row, 0, QTableWidgetItem(name))
-            self.table.setItem(row, 1, QTableWidgetItem("n/a" if value is None else f"{value:.4g}"))
+        for row, cells in enumerate(rows):
+            for column, cell in enumerate(cells):
+                text = cell if isinstance(cell, str) else "n/a" if cell is None else f"{cell:.4g}"
+                self.table.setItem(row, column, QTableWidgetItem(text))
 
     def _plot(self) -> None:
         self.plot.clear()
