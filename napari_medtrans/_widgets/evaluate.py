@@ -205,7 +205,7 @@ class EvaluateWidget(QWidget):
 
     def _fill_table(self) -> None:
         assert self.comparison is not None
-        rows: list[tuple[str, float | None, float | None | str]] = [
+        rows: list[tuple[str, float | None, float | str | None]] = [
             (_title(k), v, "") for k, v in self.comparison.paired.as_dict().items()
         ]
         dice, ceiling = self.comparison.dice, self.comparison.ceiling or {}
