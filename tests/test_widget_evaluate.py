@@ -89,6 +89,17 @@ def test_table_and_curve_show_the_bad_slice(widget):
     assert widget.plot.getPlotItem().listDataItems()[0].getData()[1].max() == pytest.approx(1.0)
 
 
+def test_units_follow_the_modality(widget):
+    widget.compute()
+    assert {"MAE (HU)", "P99 air (HU)", "PSNR (dB)", "SSIM"} <= set(_table(widget))
+    widget.modality_combo.setCurrentText("T1")
+    widget.compute()
+    table = _table(widget)
+    assert "MAE (a.u.)" in table and "MAE (HU)" not in table
+    titles = [widget.metric_combo.itemText(i) for i in range(widget.metric_combo.count())]
+    assert titles[:2] == ["MAE (a.u.)", "PSNR (dB)"]
+
+
 def test_dice_with_labels_layer(widget, monkeypatch):
     from napari_medtrans._widgets import evaluate
 

@@ -11,6 +11,7 @@ Clicking the curve moves the viewer to that slice.
 "Translated" defaults to the newest layer the Translate widget tagged as a translation
 (``metadata["medtrans_role"]``); derived maps (σ, difference, field magnitude) are never offered.
 A warning shows when the two layers are tagged with different modalities.
+Titles carry the units of :data:`~napari_medtrans.metrics.METRICS` (HU for CT, a.u. for MR).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from napari_medtrans.metrics import METRIC_BY_KEY, SLICE_METRICS, MetricUnavaila
 from napari_medtrans.segmenter import Segmenter, load_segmenter, shipped_segmenter
 
 from ._layout import make_scrollable
-from .overlays import modality_of
+from .overlays import modality_of, units_of
 
 if TYPE_CHECKING:
     import napari
@@ -44,10 +45,11 @@ if TYPE_CHECKING:
 NONE = "(none)"
 
 
-def _title(key: str) -> str:
-    """A metric's title and unit from the metric table, e.g. ``MAE (HU)``."""
+def _title(key: str, modality: str | None) -> str:
+    """A metric's title and unit from the metric table, e.g. ``MAE (HU)``; HU reads a.u. for MR."""
     spec = METRIC_BY_KEY[key]
-    return f"{spec.title} ({spec.unit})" if spec.unit else spec.title
+    unit = units_of(modality) if spec.unit == "HU" else spec.unit
+    return f"{spec.title} ({unit})" if unit else spec.title
 
 
 NOT_TRANSLATIONS = frozenset({"uncertainty", "difference", "magnitude", "grid"})
@@ -87,7 +89,8 @@ class EvaluateWidget(QWidget):
             combo.currentTextChanged.connect(lambda _: self._check_modalities())
         self.metric_combo = QComboBox()
         for key in SLICE_METRICS:
-            self.metric_combo.addItem(_title(key), key)
+            self.metric_combo.addItem(_title(key, "CT"), key)
+        self.modality_combo.currentTextChanged.connect(self._retitle_curves)
         self.metric_combo.currentTextChanged.connect(lambda _: self._plot())
         self.compute_button = QPushButton("Compute")
         self.compute_button.clicked.connect(self.compute)
@@ -169,6 +172,10 @@ class EvaluateWidget(QWidget):
         if modality and self.modality_combo.findText(modality) >= 0:
             self.modality_combo.setCurrentText(modality)
 
+    def _retitle_curves(self, modality: str) -> None:
+        for index in range(self.metric_combo.count()):
+            self.metric_combo.setItemText(index, _title(self.metric_combo.itemData(index), modality))
+
     def _segmenter(self, modality: str) -> Segmenter | None:
         if modality not in self._segmenters:
             path = shipped_segmenter(modality)
@@ -206,7 +213,7 @@ class EvaluateWidget(QWidget):
     def _fill_table(self) -> None:
         assert self.comparison is not None
         rows: list[tuple[str, float | None, float | str | None]] = [
-            (_title(k), v, "") for k, v in self.comparison.paired.as_dict().items()
+            (_title(k, self.modality_combo.currentText()), v, "") for k, v in self.comparison.paired.as_dict().items()
         ]
         dice, ceiling = self.comparison.dice, self.comparison.ceiling or {}
         if dice is not None:
