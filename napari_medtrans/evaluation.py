@@ -530,10 +530,14 @@ def _reference_dice(result: EvaluationResult, cases: Sequence[EvalCase], setting
 
 @dataclass
 class VolumeComparison:
-    """Paired metrics of one translated volume against its reference, and Dice where possible."""
+    """Paired metrics of one translated volume against its reference, and Dice where possible.
+
+    ``ceiling``: the segmenter's Dice on the reference image itself, the best the translation can reach.
+    """
 
     paired: metrics.PairedMetrics
     dice: dict[str, float | None] | None = None
+    ceiling: dict[str, float | None] | None = None
     reasons: dict[str, str] = field(default_factory=dict)
 
 
@@ -545,7 +549,7 @@ def compare_volume(
     labels: np.ndarray | None = None,
     segmenter: Segmenter | None = None,
 ) -> VolumeComparison:
-    """Paired metrics (body mask: labels > 0, else a threshold of ``reference``) and segmenter Dice."""
+    """Paired metrics (body mask: labels > 0, else a threshold of ``reference``), segmenter Dice and its ceiling."""
     reference = np.asarray(reference)
     mask = foreground_mask(reference, modality, labels)
     paired = metrics.paired_metrics(translated, reference, mask, modality)
@@ -555,4 +559,5 @@ def compare_volume(
         return comparison
     names = {k: v for k, v in segmenter.metadata.labels.items() if k}
     comparison.dice = metrics.dice_per_label(segmenter.segment(translated).labels, labels, names)
+    comparison.ceiling = metrics.dice_per_label(segmenter.segment(reference).labels, labels, names)
     return comparison

@@ -40,6 +40,34 @@ def test_pickers_follow_layers_and_modality(widget):
     assert widget.translated_combo.findText("extra") >= 0 and widget.translated_combo.currentText() == "synthetic ct"
 
 
+def test_translated_defaults_to_a_translation_and_never_offers_sigma(make_napari_viewer, small_subject):
+    from napari_medtrans._widgets.evaluate import EvaluateWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(small_subject.ct, name="ct")
+    sigma = viewer.add_image(np.ones_like(small_subject.ct), name="σ (HU) · m")
+    sigma.metadata.update(medtrans_role="uncertainty", medtrans_source="mr", medtrans_translator="m")
+    synthetic = viewer.add_image(small_subject.ct + 1, name="CT (HU) · m")
+    synthetic.metadata.update(medtrans_role="translation", medtrans_source="mr", medtrans_translator="m")
+    w = EvaluateWidget(viewer)
+    offered = [w.translated_combo.itemText(i) for i in range(w.translated_combo.count())]
+    assert offered == ["ct", "CT (HU) · m"]
+    assert w.translated_combo.currentText() == "CT (HU) · m" and w.reference_combo.currentText() == "ct"
+    assert w.reference_combo.findText("σ (HU) · m") >= 0  # a σ map may still be a reference-side layer
+
+
+def test_warns_when_modalities_differ(widget):
+    layers = widget.viewer.layers
+    layers["ct"].metadata["medtrans"] = {"modality": "CT"}
+    layers["synthetic ct"].metadata["medtrans"] = {"modality": "T1"}
+    widget.refresh_layers()
+    assert widget.modality_warning.isVisibleTo(widget)
+    assert "translated is T1, reference is CT" in widget.modality_warning.text()
+    layers["synthetic ct"].metadata["medtrans"] = {"modality": "CT"}
+    widget.refresh_layers()
+    assert not widget.modality_warning.isVisibleTo(widget) and widget.modality_warning.text() == ""
+
+
 def test_table_and_curve_show_the_bad_slice(widget):
     comparison = widget.compute()
     assert comparison is not None
@@ -61,21 +89,38 @@ def test_table_and_curve_show_the_bad_slice(widget):
     assert widget.plot.getPlotItem().listDataItems()[0].getData()[1].max() == pytest.approx(1.0)
 
 
+def test_units_follow_the_modality(widget):
+    widget.compute()
+    assert {"MAE (HU)", "P99 air (HU)", "PSNR (dB)", "SSIM"} <= set(_table(widget))
+    widget.modality_combo.setCurrentText("T1")
+    widget.compute()
+    table = _table(widget)
+    assert "MAE (a.u.)" in table and "MAE (HU)" not in table
+    titles = [widget.metric_combo.itemText(i) for i in range(widget.metric_combo.count())]
+    assert titles[:2] == ["MAE (a.u.)", "PSNR (dB)"]
+
+
 def test_dice_with_labels_layer(widget, monkeypatch):
     from napari_medtrans._widgets import evaluate
 
     class Perfect:  # a stand-in segmenter that returns the true labels
         metadata = type("M", (), {"labels": {1: "fat", 2: "bone"}})()
 
-        def segment(self, image):
-            return type("R", (), {"labels": widget.viewer.layers["labels"].data})()
+        def segment(self, image):  # perfect on the reference, bone lost on the +200 HU translation
+            labels = widget.viewer.layers["labels"].data.copy()
+            if image[5].mean() != widget.viewer.layers["ct"].data[5].mean():
+                labels[labels == 2] = 0
+            return type("R", (), {"labels": labels})()
 
     monkeypatch.setattr(widget, "_segmenter", lambda modality: Perfect())
     widget.labels_combo.setCurrentText("labels")
     widget.compute()
     table = _table(widget)
-    assert table["Dice (mean)"] == "1" and table["Dice bone"] == "1"
-    assert evaluate.layer_modality(widget.viewer.layers["ct"]) in ("CT", None)
+    ceiling = {widget.table.item(r, 0).text(): widget.table.item(r, 2).text() for r in range(widget.table.rowCount())}
+    assert table["Dice bone"] == "0" and table["Dice fat"] == "1" and table["Dice (mean)"] == "0.5"
+    assert ceiling["Dice bone"] == "1" and ceiling["Dice (mean)"] == "1" and ceiling["MAE (HU)"] == ""
+    assert widget.table.horizontalHeaderItem(2).text() == "ceiling"
+    assert evaluate.modality_of(widget.viewer.layers["ct"]) in ("CT", None)
 
 
 def test_click_on_curve_jumps_to_slice(widget, qtbot):

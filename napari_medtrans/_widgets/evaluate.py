@@ -4,8 +4,14 @@ Pick the translated and reference image layers (and, for Dice, a labels layer
 with the source labels); *Compute* fills a table (every paired metric of
 :data:`napari_medtrans.metrics.METRICS`: MAE, PSNR, SSIM, NMAE inside the body mask and,
 for CT, the error and hot voxels in the air outside it; Dice per tissue of the shipped
-segmenter of the reference's modality) and a per-slice curve of the chosen metric.
+segmenter of the reference's modality, next to its ceiling: the same segmenter's Dice on the
+reference image) and a per-slice curve of the chosen metric.
 Clicking the curve moves the viewer to that slice.
+
+"Translated" defaults to the newest layer the Translate widget tagged as a translation
+(``metadata["medtrans_role"]``); derived maps (σ, difference, field magnitude) are never offered.
+A warning shows when the two layers are tagged with different modalities.
+Titles carry the units of :data:`~napari_medtrans.metrics.METRICS` (HU for CT, a.u. for MR).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from napari_medtrans.metrics import METRIC_BY_KEY, SLICE_METRICS, MetricUnavaila
 from napari_medtrans.segmenter import Segmenter, load_segmenter, shipped_segmenter
 
 from ._layout import make_scrollable
+from .overlays import modality_of, units_of
 
 if TYPE_CHECKING:
     import napari
@@ -38,15 +45,26 @@ if TYPE_CHECKING:
 NONE = "(none)"
 
 
-def _title(key: str) -> str:
-    """A metric's title and unit from the metric table, e.g. ``MAE (HU)``."""
+def _title(key: str, modality: str | None) -> str:
+    """A metric's title and unit from the metric table, e.g. ``MAE (HU)``; HU reads a.u. for MR."""
     spec = METRIC_BY_KEY[key]
-    return f"{spec.title} ({spec.unit})" if spec.unit else spec.title
+    unit = units_of(modality) if spec.unit == "HU" else spec.unit
+    return f"{spec.title} ({unit})" if unit else spec.title
 
 
-def layer_modality(layer: Any) -> str | None:
-    """The modality tag a reader stored in ``layer.metadata["medtrans"]``, if any."""
-    return (layer.metadata.get("medtrans") or {}).get("modality")
+NOT_TRANSLATIONS = frozenset({"uncertainty", "difference", "magnitude", "grid"})
+"""Roles (``metadata["medtrans_role"]``) of derived maps that are never offered as a translation."""
+
+
+def _mean(values: dict[str, float | None]) -> float | None:
+    """Mean of the defined values, ``None`` when there are none."""
+    defined = [v for v in values.values() if v is not None]
+    return float(np.mean(defined)) if defined else None
+
+
+def role_of(layer: Any) -> str | None:
+    """The role the Translate widget tagged ``layer`` with (``"translation"``, ``"uncertainty"``, ...)."""
+    return layer.metadata.get("medtrans_role")
 
 
 class EvaluateWidget(QWidget):
@@ -63,16 +81,26 @@ class EvaluateWidget(QWidget):
         self.modality_combo.addItems(MODALITIES)
         self.modality_combo.setCurrentText("CT")
         self.reference_combo.currentTextChanged.connect(self._guess_modality)
+        self.modality_warning = QLabel()
+        self.modality_warning.setWordWrap(True)
+        self.modality_warning.setStyleSheet("color: orange")
+        self.modality_warning.hide()
+        for combo in (self.translated_combo, self.reference_combo):
+            combo.currentTextChanged.connect(lambda _: self._check_modalities())
         self.metric_combo = QComboBox()
         for key in SLICE_METRICS:
-            self.metric_combo.addItem(_title(key), key)
+            self.metric_combo.addItem(_title(key, "CT"), key)
+        self.modality_combo.currentTextChanged.connect(self._retitle_curves)
         self.metric_combo.currentTextChanged.connect(lambda _: self._plot())
         self.compute_button = QPushButton("Compute")
         self.compute_button.clicked.connect(self.compute)
         self.message = QLabel("Pick a translated and a reference layer.")
         self.message.setWordWrap(True)
-        self.table = QTableWidget(0, 2)
-        self.table.setHorizontalHeaderLabels(["metric", "value"])
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["metric", "value", "ceiling"])
+        self.table.horizontalHeaderItem(2).setToolTip(
+            "Dice of the same segmenter on the reference image: the best a translation can reach"
+        )
         self.table.horizontalHeader().setStretchLastSection(True)
         self.plot = pg.PlotWidget()
         self.plot.setLabel("bottom", "slice")
@@ -87,6 +115,7 @@ class EvaluateWidget(QWidget):
         form.addRow("Curve", self.metric_combo)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.modality_warning)
         layout.addWidget(self.compute_button)
         layout.addWidget(self.message)
         layout.addWidget(self.table)
@@ -102,28 +131,50 @@ class EvaluateWidget(QWidget):
         """Refill the layer pickers, keeping the current choices where they still exist."""
         import napari
 
-        images = [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
+        image_layers = [layer for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
+        images = [layer.name for layer in image_layers]
+        candidates = [layer.name for layer in image_layers if role_of(layer) not in NOT_TRANSLATIONS]
+        translations = [layer.name for layer in image_layers if role_of(layer) == "translation"]
         labels = [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Labels)]
-        for combo, names in (
-            (self.translated_combo, images),
-            (self.reference_combo, images),
-            (self.labels_combo, [NONE, *labels]),
+        for combo, names, default in (
+            (self.translated_combo, candidates, translations[-1] if translations else None),
+            (self.reference_combo, images, None),
+            (self.labels_combo, [NONE, *labels], None),
         ):
             current = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
             combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
+            combo.setCurrentText(current if current in names else default or combo.itemText(0))
             combo.blockSignals(False)
-        if self.reference_combo.currentText() == self.translated_combo.currentText() and len(images) > 1:
-            self.reference_combo.setCurrentIndex(1)
+        if self.reference_combo.currentText() == self.translated_combo.currentText():
+            others = [name for name in images if name != self.translated_combo.currentText()]
+            untagged = [name for name in others if role_of(self.viewer.layers[name]) is None]
+            if others:
+                self.reference_combo.setCurrentText((untagged or others)[0])
         self._guess_modality(self.reference_combo.currentText())
+        self._check_modalities()
+
+    def _check_modalities(self) -> None:
+        """Show a warning when the translated and reference layers are tagged with different modalities."""
+        names = self.translated_combo.currentText(), self.reference_combo.currentText()
+        tags = [modality_of(self.viewer.layers[n]) if n in self.viewer.layers else None for n in names]
+        differ = all(tags) and tags[0] != tags[1]
+        self.modality_warning.setText(
+            f"Modalities differ: translated is {tags[0]}, reference is {tags[1]}; the metrics compare unlike images."
+            if differ
+            else ""
+        )
+        self.modality_warning.setVisible(bool(differ))
 
     def _guess_modality(self, name: str) -> None:
-        modality = layer_modality(self.viewer.layers[name]) if name in self.viewer.layers else None
+        modality = modality_of(self.viewer.layers[name]) if name in self.viewer.layers else None
         if modality and self.modality_combo.findText(modality) >= 0:
             self.modality_combo.setCurrentText(modality)
+
+    def _retitle_curves(self, modality: str) -> None:
+        for index in range(self.metric_combo.count()):
+            self.metric_combo.setItemText(index, _title(self.metric_combo.itemData(index), modality))
 
     def _segmenter(self, modality: str) -> Segmenter | None:
         if modality not in self._segmenters:
@@ -161,15 +212,18 @@ class EvaluateWidget(QWidget):
 
     def _fill_table(self) -> None:
         assert self.comparison is not None
-        rows = [(_title(k), v) for k, v in self.comparison.paired.as_dict().items()]
-        if self.comparison.dice is not None:
-            values = [v for v in self.comparison.dice.values() if v is not None]
-            rows.append(("Dice (mean)", float(np.mean(values)) if values else None))
-            rows += [(f"Dice {tissue}", value) for tissue, value in self.comparison.dice.items()]
+        rows: list[tuple[str, float | None, float | str | None]] = [
+            (_title(k, self.modality_combo.currentText()), v, "") for k, v in self.comparison.paired.as_dict().items()
+        ]
+        dice, ceiling = self.comparison.dice, self.comparison.ceiling or {}
+        if dice is not None:
+            rows.append(("Dice (mean)", _mean(dice), _mean(ceiling)))
+            rows += [(f"Dice {tissue}", value, ceiling.get(tissue)) for tissue, value in dice.items()]
         self.table.setRowCount(len(rows))
-        for row, (name, value) in enumerate(rows):
-            self.table.setItem(row, 0, QTableWidgetItem(name))
-            self.table.setItem(row, 1, QTableWidgetItem("n/a" if value is None else f"{value:.4g}"))
+        for row, cells in enumerate(rows):
+            for column, cell in enumerate(cells):
+                text = cell if isinstance(cell, str) else "n/a" if cell is None else f"{cell:.4g}"
+                self.table.setItem(row, column, QTableWidgetItem(text))
 
     def _plot(self) -> None:
         self.plot.clear()
