@@ -153,3 +153,29 @@ def test_bad_files_are_reported_not_raised(make_napari_viewer, case, bad):
     widget = ReviewWidget(viewer)
     widget.open_summary(case["summary"])
     assert widget.review is None and expected in widget.message.text() and len(viewer.layers) == 0
+
+
+@pytest.mark.parametrize("confirm", [True, False])
+def test_re_export_asks_before_replacing(make_napari_viewer, case, tmp_path, monkeypatch, confirm):
+    from qtpy.QtWidgets import QMessageBox
+
+    _viewer, widget = open_widget(make_napari_viewer, case)
+    out = tmp_path / "out"
+    assert widget.export_asking(out) is not None  # first export: nothing to replace, no question
+    widget.layers["labels"].paint((3, 1, 1), 2, refresh=True)
+    widget.accept()
+    questions = []
+
+    def answer(_parent, title, text, *_args):
+        questions.append(text)
+        return QMessageBox.Yes if confirm else QMessageBox.No
+
+    monkeypatch.setattr(QMessageBox, "question", answer)
+    written = widget.export_asking(out)
+    assert len(questions) == 1 and "earlier export" in questions[0] and "overwrite" not in questions[0]
+    exported = read_volume(out / "case_labels_reviewed.nii.gz").array
+    if confirm:
+        assert written["case"]["labels"].exists() and exported[3, 1, 1] == 2
+        assert "Exported" in widget.message.text()
+    else:
+        assert written is None and exported[3, 1, 1] == 0 and "kept" in widget.message.text()

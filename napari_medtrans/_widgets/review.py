@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -238,15 +239,42 @@ class ReviewWidget(QWidget):
             for case, session in sorted(self.review.sessions.items()):
                 written[self.review.cases[case].name] = session.export(out_dir, overwrite=overwrite)
         except (ReviewError, OSError) as exc:
-            self.message.setText(str(exc))
+            self.message.setText(f"Cannot export: {exc}")
             return None
         self.message.setText(f"Exported the reviewed labels and review logs of {len(written)} volumes to {out_dir}")
         return written
 
+    def existing_exports(self, out_dir: str | Path) -> list[Path]:
+        """Files in ``out_dir`` that an export of the volumes reviewed so far would replace."""
+        if self.review is None:
+            return []
+        sessions = self.review.sessions.values()
+        return [path for s in sessions for path in s.export_paths(out_dir).values() if path.exists()]
+
+    def export_asking(self, out_dir: str | Path) -> dict[str, dict[str, Path]] | None:
+        """Export into ``out_dir``; when that replaces earlier exports, ask first (nothing written on No)."""
+        existing = self.existing_exports(out_dir)
+        if existing and not self._confirm_replace(out_dir, existing):
+            self.message.setText("Export cancelled; the earlier export was kept.")
+            return None
+        return self.export(out_dir, overwrite=bool(existing))
+
+    def _confirm_replace(self, out_dir: str | Path, existing: list[Path]) -> bool:
+        names = ", ".join(path.name for path in existing[:3]) + (" …" if len(existing) > 3 else "")
+        answer = QMessageBox.question(
+            self,
+            "Replace earlier export?",
+            f"{out_dir} already holds reviewed labels from an earlier export ({names}).\n"
+            "Replace them with the current review?",
+            QMessageBox.Yes | QMessageBox.No,
+            QMessageBox.No,
+        )
+        return answer == QMessageBox.Yes
+
     def _choose_export(self) -> None:
         out_dir = QFileDialog.getExistingDirectory(self, "Export reviewed labels to")
         if out_dir:
-            self.export(out_dir)
+            self.export_asking(out_dir)
 
     # -- display ---------------------------------------------------------------------
     def _toggle_uncertainty(self, visible: bool) -> None:
