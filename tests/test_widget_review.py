@@ -179,3 +179,31 @@ def test_re_export_asks_before_replacing(make_napari_viewer, case, tmp_path, mon
         assert "Exported" in widget.message.text()
     else:
         assert written is None and exported[3, 1, 1] == 0 and "kept" in widget.message.text()
+
+
+def test_reopened_dock_reuses_its_layers(make_napari_viewer, case, qtbot):
+    from napari_medtrans._widgets.review import ReviewWidget
+
+    viewer, widget = open_widget(make_napari_viewer, case)
+    state_path, _ = sidecar_paths(case["labels"])
+    viewer.window.remove_dock_widget(widget)  # closing the dock leaves the layers
+    widget2 = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(widget2)
+    widget2.open_summary(case["summary"])
+    assert [layer.name for layer in viewer.layers] == ["case image", "case uncertainty", "case pseudo labels"]
+    widget2.layers["labels"].paint((3, 1, 1), 2, refresh=True)  # an edit in the reused layer is saved
+    qtbot.waitUntil(lambda: state_path.exists() and json.loads(state_path.read_text())["slices"][3]["edited"])
+    assert widget2.session.labels[3, 1, 1] == 2
+
+
+def test_undo_clears_edited(make_napari_viewer, case, qtbot):
+    viewer, widget = open_widget(make_napari_viewer, case)
+    state_path, _ = sidecar_paths(case["labels"])
+    labels = widget.layers["labels"]
+    labels.paint((3, 1, 1), 2, refresh=True)
+    qtbot.waitUntil(lambda: state_path.exists() and json.loads(state_path.read_text())["slices"][3]["edited"])
+    assert "(edited)" in widget.queue_list.item(0).text() and "edited" in widget.info.text()
+    press(qtbot, viewer, Qt.Key_Z, Qt.ControlModifier)
+    qtbot.waitUntil(lambda: not json.loads(state_path.read_text())["slices"][3]["edited"])
+    assert labels.data[3, 1, 1] == 0
+    assert "(edited)" not in widget.queue_list.item(0).text() and "edited" not in widget.info.text()

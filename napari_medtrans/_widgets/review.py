@@ -47,9 +47,19 @@ if TYPE_CHECKING:
 STATUS_COLORS = {"pending": None, "accepted": QColor(60, 170, 90), "rejected": QColor(200, 70, 70)}
 
 
+ROLE_KEY = "medtrans_review_role"
+"""Layer metadata key naming the review volume and role a layer shows (reused when the widget reopens)."""
+
+
 def _unbind_keys(viewer: napari.viewer.Viewer, keys: list[str]) -> None:
     for key in keys:
         viewer.bind_key(key, None, overwrite=True)
+
+
+def _disconnect(connections: list[tuple[object, Callable]]) -> None:
+    for emitter, callback in connections:
+        emitter.disconnect(callback)
+    connections.clear()
 
 
 class ReviewWidget(QWidget):
@@ -63,6 +73,7 @@ class ReviewWidget(QWidget):
         self.review: SummaryReview | None = None
         self.session: ReviewSession | None = None
         self.layers: dict[str, object] = {}
+        self._connections: list[tuple[object, Callable]] = []
 
         self.reviewer = QLineEdit(getpass.getuser())
         self.volume = QLabel("")
@@ -101,8 +112,8 @@ class ReviewWidget(QWidget):
         layout.addWidget(self.message)
         make_scrollable(self)
         self._bind_keys()
-        viewer, keys = self.viewer, list(self.SHORTCUTS)
-        self.destroyed.connect(lambda *_: _unbind_keys(viewer, keys))
+        viewer, keys, connections = self.viewer, list(self.SHORTCUTS), self._connections
+        self.destroyed.connect(lambda *_: (_unbind_keys(viewer, keys), _disconnect(connections)))
 
     # -- key bindings ----------------------------------------------------------------
     def _bind_keys(self) -> None:
@@ -149,10 +160,15 @@ class ReviewWidget(QWidget):
         self.session = session
         self.volume.setText(name)
         geometry = layer_geometry(session.image)
-        self.layers["image"] = self.viewer.add_image(session.image.array, name=f"{name} image", **geometry)
+        role = f"{self.review.path}::{name}::"
+        self.layers["image"] = self._layer(
+            role + "image", session.image.array, self.viewer.add_image, name=f"{name} image", **geometry
+        )
         if session.confidence is not None:
-            self.layers["uncertainty"] = self.viewer.add_image(
+            self.layers["uncertainty"] = self._layer(
+                role + "uncertainty",
                 1.0 - session.confidence,
+                self.viewer.add_image,
                 name=f"{name} uncertainty",
                 colormap="inferno",
                 blending="additive",
@@ -161,12 +177,35 @@ class ReviewWidget(QWidget):
                 visible=self.show_uncertainty.isChecked(),
                 **geometry,
             )
-        labels_layer = self.viewer.add_labels(session.labels, name=f"{name} pseudo labels", opacity=0.5, **geometry)
-        labels_layer.events.paint.connect(self._on_paint)
+        labels_layer = self._layer(
+            role + "labels",
+            session.labels,
+            self.viewer.add_labels,
+            name=f"{name} pseudo labels",
+            opacity=0.5,
+            **geometry,
+        )
+        for emitter, callback in [
+            (labels_layer.events.paint, self._on_paint),
+            (labels_layer.events.set_data, self._on_data),
+        ]:
+            emitter.connect(callback)
+            self._connections.append((emitter, callback))
         self.layers["labels"] = labels_layer
         self.viewer.layers.selection.active = labels_layer
 
+    def _layer(self, role: str, data: np.ndarray, add: Callable[..., object], **kwargs: object) -> object:
+        """The viewer's layer of this review role (left by an earlier Review dock) with ``data``, else a new one."""
+        for layer in self.viewer.layers:
+            if layer.metadata.get(ROLE_KEY) == role:
+                layer.data = data
+                return layer
+        layer = add(data, **kwargs)
+        layer.metadata[ROLE_KEY] = role
+        return layer
+
     def _remove_layers(self) -> None:
+        _disconnect(self._connections)
         for layer in self.layers.values():
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
@@ -215,6 +254,18 @@ class ReviewWidget(QWidget):
         # napari emits ``paint`` before writing a programmatic edit; save once it is in.
         QTimer.singleShot(0, self._save_edits)
 
+    def _on_data(self, _event: object = None) -> None:
+        # Undo/redo write the data and refresh (``set_data``) without a ``paint`` event.
+        QTimer.singleShot(0, self._update_edited)
+
+    def _update_edited(self) -> None:
+        """Save when the edited slices (labels differing from the original) changed, e.g. after an undo."""
+        if self.session is None:
+            return
+        edited = set(self.session.edited_slices().tolist())
+        if edited != {st.index for st in self.session.slices if st.edited}:
+            self._save_edits()
+
     def _save_edits(self) -> None:
         if self.session is None or "labels" not in self.layers:
             return
@@ -225,6 +276,7 @@ class ReviewWidget(QWidget):
             self.message.setText(f"Cannot save the edit: {exc}")
             return
         self._refresh_queue()
+        self._show_info()
 
     def export(self, out_dir: str | Path, *, overwrite: bool = False) -> dict[str, dict[str, Path]] | None:
         """Export accepted/edited labels and the review log of every volume reviewed so far into ``out_dir``.
@@ -307,6 +359,10 @@ class ReviewWidget(QWidget):
         centre = (st.index, *(s // 2 for s in session.labels.shape[1:]))
         world = labels_layer.data_to_world(centre)
         self.viewer.dims.set_point(0, world[0])
+        self._show_info()
+
+    def _show_info(self) -> None:
+        st = self.session.state()
         counts = self.review.counts()
         conf = "n/a" if st.confidence is None else f"{st.confidence:.3f}"
         self.info.setText(
