@@ -15,6 +15,17 @@ from tests.test_review import make_case, two_volume_summary
 pytestmark = pytest.mark.gui
 
 
+@pytest.fixture(autouse=True)
+def config_dir(tmp_path, monkeypatch):
+    """A fresh config folder; the reviewer-name question answers "dana"."""
+    from qtpy.QtWidgets import QInputDialog
+
+    folder = tmp_path / "config"
+    monkeypatch.setenv("MEDTRANS_CONFIG_DIR", str(folder))
+    monkeypatch.setattr(QInputDialog, "getText", lambda *_args, **_kwargs: ("dana", True))
+    return folder
+
+
 @pytest.fixture
 def case(tmp_path):
     paths = make_case(tmp_path)
@@ -207,3 +218,27 @@ def test_undo_clears_edited(make_napari_viewer, case, qtbot):
     qtbot.waitUntil(lambda: not json.loads(state_path.read_text())["slices"][3]["edited"])
     assert labels.data[3, 1, 1] == 0
     assert "(edited)" not in widget.queue_list.item(0).text() and "edited" not in widget.info.text()
+
+
+def test_reviewer_name_asked_once_and_remembered(make_napari_viewer, case, config_dir, monkeypatch):
+    from qtpy.QtWidgets import QInputDialog
+
+    from napari_medtrans._widgets.review import ReviewWidget
+
+    viewer = make_napari_viewer()
+    widget = ReviewWidget(viewer)
+    assert widget.reviewer.text() == ""  # not the login name
+    widget.open_summary(case["summary"])  # asks: "dana"
+    assert widget.reviewer.text() == "dana" and widget.review.reviewer == "dana"
+    assert json.loads((config_dir / "reviewer.json").read_text()) == {"reviewer": "dana"}
+
+    def no_question(*_args, **_kwargs):
+        raise AssertionError("asked again")
+
+    monkeypatch.setattr(QInputDialog, "getText", no_question)
+    widget2 = ReviewWidget(viewer)
+    assert widget2.reviewer.text() == "dana"
+    widget2.open_summary(case["summary"])
+    widget2.reviewer.setText("erin")
+    widget2.reviewer.editingFinished.emit()
+    assert json.loads((config_dir / "reviewer.json").read_text()) == {"reviewer": "erin"}

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGridLayout,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -40,6 +41,7 @@ from napari_medtrans.io import layer_geometry
 from napari_medtrans.review import ReviewError, ReviewSession, SummaryReview
 
 from ._layout import make_scrollable
+from ._reviewer_name import remember_reviewer, remembered_reviewer
 
 if TYPE_CHECKING:
     import napari
@@ -75,7 +77,9 @@ class ReviewWidget(QWidget):
         self.layers: dict[str, object] = {}
         self._connections: list[tuple[object, Callable]] = []
 
-        self.reviewer = QLineEdit(getpass.getuser())
+        self.reviewer = QLineEdit(remembered_reviewer())
+        self.reviewer.setPlaceholderText("your name (asked once, then remembered)")
+        self.reviewer.editingFinished.connect(self._remember_reviewer)
         self.volume = QLabel("")
         self.info = QLabel("Open pseudo labels to start reviewing.")
         self.info.setWordWrap(True)
@@ -136,7 +140,12 @@ class ReviewWidget(QWidget):
             self.open_summary(path)
 
     def open_summary(self, path: str | Path) -> None:
-        """Open a ``medtrans pseudolabel`` summary: one queue over its volumes, first pending slice shown."""
+        """Open a ``medtrans pseudolabel`` summary: one queue over its volumes, first pending slice shown.
+
+        Asks the reviewer's name first when none is known yet (remembered for the next sessions).
+        """
+        if not self.reviewer.text():
+            self._ask_reviewer()
         try:
             review = SummaryReview(path, reviewer=self.reviewer.text() or None)
             review.first_pending()
@@ -146,6 +155,22 @@ class ReviewWidget(QWidget):
         self.review, self.session = review, None
         self._show()
         self.message.setText(f"{len(review.cases)} volumes, {len(review.queue)} slices; autosaving next to the labels")
+
+    def _ask_reviewer(self) -> None:
+        name, ok = QInputDialog.getText(
+            self, "Reviewer", "Your name, recorded with every review decision:", text=getpass.getuser()
+        )
+        if ok and name.strip():
+            self.reviewer.setText(name.strip())
+            self._remember_reviewer()
+
+    def _remember_reviewer(self) -> None:
+        name = self.reviewer.text().strip()
+        if name and name != remembered_reviewer():
+            try:
+                remember_reviewer(name)
+            except OSError as exc:
+                self.message.setText(f"Cannot remember the reviewer name: {exc}")
 
     def _show(self) -> None:
         """Layers of the current entry's volume (replaced when the volume changes), queue and slice."""
