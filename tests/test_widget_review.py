@@ -76,10 +76,17 @@ def test_layers_queue_and_overlay(make_napari_viewer, case):
     assert labels.editable and viewer.layers.selection.active is labels
     image = read_volume(case["image"])
     np.testing.assert_allclose(labels.scale, image.spacing[::-1])
-    widget.show_uncertainty.setChecked(False)
-    assert not widget.layers["uncertainty"].visible
+    # legible by default: labels as outlines, the uncertainty optional, faint when shown
+    uncertainty = widget.layers["uncertainty"]
+    assert labels.contour == 1 and not uncertainty.visible and uncertainty.opacity <= 0.3
     widget.show_uncertainty.setChecked(True)
-    assert widget.layers["uncertainty"].visible
+    assert uncertainty.visible
+    widget.show_uncertainty.setChecked(False)
+    assert not uncertainty.visible
+    widget.label_outlines.setChecked(False)
+    assert labels.contour == 0
+    widget.label_outlines.setChecked(True)
+    assert labels.contour == 1
 
 
 def test_key_presses_edit_autosave_resume_export(make_napari_viewer, case, qtbot, tmp_path):

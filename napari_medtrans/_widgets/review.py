@@ -2,8 +2,9 @@
 
 Keyboard shortcuts (bound on the viewer while the widget is open):
 ``A`` accept, ``R`` reject, ``N`` next, ``Shift-N`` previous. The pseudo labels
-are an editable Labels layer over the target image; the uncertainty
-(1 − confidence) is an overlay that can be toggled. When the queue moves to a
+are an editable Labels layer over the target image, drawn as outlines by
+default (toggle) so the anatomy stays readable; the uncertainty
+(1 − confidence) is an optional faint overlay, off by default. When the queue moves to a
 slice of another volume, that volume's layers replace the current ones. State
 lives in :class:`napari_medtrans.review.SummaryReview` (one
 :class:`~napari_medtrans.review.ReviewSession` per volume), which autosaves
@@ -49,6 +50,10 @@ if TYPE_CHECKING:
 STATUS_COLORS = {"pending": None, "accepted": QColor(60, 170, 90), "rejected": QColor(200, 70, 70)}
 
 
+UNCERTAINTY_OPACITY = 0.25
+"""Opacity of the optional uncertainty heat map: low, so the anatomy stays readable under it."""
+LABEL_OUTLINE_WIDTH = 1
+"""napari Labels ``contour`` width (pixels) when labels are shown as outlines (the default)."""
 ROLE_KEY = "medtrans_review_role"
 """Layer metadata key naming the review volume and role a layer shows (reused when the widget reopens)."""
 
@@ -86,8 +91,14 @@ class ReviewWidget(QWidget):
         self.queue_list = QListWidget()
         self.queue_list.itemClicked.connect(lambda _: self._go(self.queue_list.currentRow()))
         self.show_uncertainty = QCheckBox("Show uncertainty overlay")
-        self.show_uncertainty.setChecked(True)
+        self.show_uncertainty.setToolTip(
+            f"1 − confidence as a faint heat map ({UNCERTAINTY_OPACITY:.0%} opacity) over the image; off by default"
+        )
         self.show_uncertainty.toggled.connect(self._toggle_uncertainty)
+        self.label_outlines = QCheckBox("Labels as outlines")
+        self.label_outlines.setToolTip("Outlines keep the anatomy under the labels visible; untick to fill the labels")
+        self.label_outlines.setChecked(True)
+        self.label_outlines.toggled.connect(self._toggle_outlines)
         self.message = QLabel("")
         self.message.setWordWrap(True)
 
@@ -111,6 +122,7 @@ class ReviewWidget(QWidget):
         layout.addWidget(QLabel("Queue over all volumes (lowest confidence first)"))
         layout.addWidget(self.queue_list)
         layout.addLayout(buttons)
+        layout.addWidget(self.label_outlines)
         layout.addWidget(self.show_uncertainty)
         layout.addWidget(export_button)
         layout.addWidget(self.message)
@@ -197,7 +209,7 @@ class ReviewWidget(QWidget):
                 name=f"{name} uncertainty",
                 colormap="inferno",
                 blending="additive",
-                opacity=0.6,
+                opacity=UNCERTAINTY_OPACITY,
                 contrast_limits=(0.0, 1.0),
                 visible=self.show_uncertainty.isChecked(),
                 **geometry,
@@ -207,9 +219,10 @@ class ReviewWidget(QWidget):
             session.labels,
             self.viewer.add_labels,
             name=f"{name} pseudo labels",
-            opacity=0.5,
+            opacity=0.8,
             **geometry,
         )
+        labels_layer.contour = self._contour()
         for emitter, callback in [
             (labels_layer.events.paint, self._on_paint),
             (labels_layer.events.set_data, self._on_data),
@@ -357,6 +370,13 @@ class ReviewWidget(QWidget):
     def _toggle_uncertainty(self, visible: bool) -> None:
         if "uncertainty" in self.layers:
             self.layers["uncertainty"].visible = visible
+
+    def _contour(self) -> int:
+        return LABEL_OUTLINE_WIDTH if self.label_outlines.isChecked() else 0
+
+    def _toggle_outlines(self, _outlines: bool) -> None:
+        if "labels" in self.layers:
+            self.layers["labels"].contour = self._contour()
 
     def _refresh_queue(self) -> None:
         review = self.review
