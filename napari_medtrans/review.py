@@ -268,6 +268,16 @@ class ReviewSession:
         keep = np.array([st.status in statuses for st in self.slices])
         return np.where(keep[:, None, None], self.labels, 0).astype(self.original.dtype)
 
+    def export_paths(self, out_dir: str | Path) -> dict[str, Path]:
+        """The files :meth:`export` writes into ``out_dir``: reviewed labels, CSV and JSON review log."""
+        out = Path(out_dir)
+        stem = volume_stem(self.labels_path.name)
+        return {
+            "labels": out / f"{stem}_reviewed.nii.gz",
+            "csv": out / f"{stem}_review_log.csv",
+            "json": out / f"{stem}_review_log.json",
+        }
+
     def export(self, out_dir: str | Path, *, overwrite: bool = False) -> dict[str, Path]:
         """Write accepted (incl. edited) labels with the image geometry and the review log.
 
@@ -278,12 +288,7 @@ class ReviewSession:
         """
         self.save()
         out = Path(out_dir)
-        stem = volume_stem(self.labels_path.name)
-        paths = {
-            "labels": out / f"{stem}_reviewed.nii.gz",
-            "csv": out / f"{stem}_review_log.csv",
-            "json": out / f"{stem}_review_log.json",
-        }
+        paths = self.export_paths(out)
         for path in paths.values():
             if path.exists() and not overwrite:
                 raise ReviewError(f"{path} exists; pass overwrite=True to replace it")

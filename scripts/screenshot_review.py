@@ -76,6 +76,7 @@ def main() -> None:
         widget = ReviewWidget(viewer)
         viewer.window.add_dock_widget(widget, name="Review pseudo labels", area="right")
         widget.reviewer.setText("annotator")
+        widget.show_uncertainty.setChecked(True)  # the optional faint overlay, shown for the screenshot
         widget.open_summary(summary)
         widget.accept()
         widget.accept()

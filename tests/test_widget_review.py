@@ -15,6 +15,17 @@ from tests.test_review import make_case, two_volume_summary
 pytestmark = pytest.mark.gui
 
 
+@pytest.fixture(autouse=True)
+def config_dir(tmp_path, monkeypatch):
+    """A fresh config folder; the reviewer-name question answers "dana"."""
+    from qtpy.QtWidgets import QInputDialog
+
+    folder = tmp_path / "config"
+    monkeypatch.setenv("MEDTRANS_CONFIG_DIR", str(folder))
+    monkeypatch.setattr(QInputDialog, "getText", lambda *_args, **_kwargs: ("dana", True))
+    return folder
+
+
 @pytest.fixture
 def case(tmp_path):
     paths = make_case(tmp_path)
@@ -65,10 +76,17 @@ def test_layers_queue_and_overlay(make_napari_viewer, case):
     assert labels.editable and viewer.layers.selection.active is labels
     image = read_volume(case["image"])
     np.testing.assert_allclose(labels.scale, image.spacing[::-1])
-    widget.show_uncertainty.setChecked(False)
-    assert not widget.layers["uncertainty"].visible
+    # legible by default: labels as outlines, the uncertainty optional, faint when shown
+    uncertainty = widget.layers["uncertainty"]
+    assert labels.contour == 1 and not uncertainty.visible and uncertainty.opacity <= 0.3
     widget.show_uncertainty.setChecked(True)
-    assert widget.layers["uncertainty"].visible
+    assert uncertainty.visible
+    widget.show_uncertainty.setChecked(False)
+    assert not uncertainty.visible
+    widget.label_outlines.setChecked(False)
+    assert labels.contour == 0
+    widget.label_outlines.setChecked(True)
+    assert labels.contour == 1
 
 
 def test_key_presses_edit_autosave_resume_export(make_napari_viewer, case, qtbot, tmp_path):
@@ -153,3 +171,81 @@ def test_bad_files_are_reported_not_raised(make_napari_viewer, case, bad):
     widget = ReviewWidget(viewer)
     widget.open_summary(case["summary"])
     assert widget.review is None and expected in widget.message.text() and len(viewer.layers) == 0
+
+
+@pytest.mark.parametrize("confirm", [True, False])
+def test_re_export_asks_before_replacing(make_napari_viewer, case, tmp_path, monkeypatch, confirm):
+    from qtpy.QtWidgets import QMessageBox
+
+    _viewer, widget = open_widget(make_napari_viewer, case)
+    out = tmp_path / "out"
+    assert widget.export_asking(out) is not None  # first export: nothing to replace, no question
+    widget.layers["labels"].paint((3, 1, 1), 2, refresh=True)
+    widget.accept()
+    questions = []
+
+    def answer(_parent, title, text, *_args):
+        questions.append(text)
+        return QMessageBox.Yes if confirm else QMessageBox.No
+
+    monkeypatch.setattr(QMessageBox, "question", answer)
+    written = widget.export_asking(out)
+    assert len(questions) == 1 and "earlier export" in questions[0] and "overwrite" not in questions[0]
+    exported = read_volume(out / "case_labels_reviewed.nii.gz").array
+    if confirm:
+        assert written["case"]["labels"].exists() and exported[3, 1, 1] == 2
+        assert "Exported" in widget.message.text()
+    else:
+        assert written is None and exported[3, 1, 1] == 0 and "kept" in widget.message.text()
+
+
+def test_reopened_dock_reuses_its_layers(make_napari_viewer, case, qtbot):
+    from napari_medtrans._widgets.review import ReviewWidget
+
+    viewer, widget = open_widget(make_napari_viewer, case)
+    state_path, _ = sidecar_paths(case["labels"])
+    viewer.window.remove_dock_widget(widget)  # closing the dock leaves the layers
+    widget2 = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(widget2)
+    widget2.open_summary(case["summary"])
+    assert [layer.name for layer in viewer.layers] == ["case image", "case uncertainty", "case pseudo labels"]
+    widget2.layers["labels"].paint((3, 1, 1), 2, refresh=True)  # an edit in the reused layer is saved
+    qtbot.waitUntil(lambda: state_path.exists() and json.loads(state_path.read_text())["slices"][3]["edited"])
+    assert widget2.session.labels[3, 1, 1] == 2
+
+
+def test_undo_clears_edited(make_napari_viewer, case, qtbot):
+    viewer, widget = open_widget(make_napari_viewer, case)
+    state_path, _ = sidecar_paths(case["labels"])
+    labels = widget.layers["labels"]
+    labels.paint((3, 1, 1), 2, refresh=True)
+    qtbot.waitUntil(lambda: state_path.exists() and json.loads(state_path.read_text())["slices"][3]["edited"])
+    assert "(edited)" in widget.queue_list.item(0).text() and "edited" in widget.info.text()
+    press(qtbot, viewer, Qt.Key_Z, Qt.ControlModifier)
+    qtbot.waitUntil(lambda: not json.loads(state_path.read_text())["slices"][3]["edited"])
+    assert labels.data[3, 1, 1] == 0
+    assert "(edited)" not in widget.queue_list.item(0).text() and "edited" not in widget.info.text()
+
+
+def test_reviewer_name_asked_once_and_remembered(make_napari_viewer, case, config_dir, monkeypatch):
+    from qtpy.QtWidgets import QInputDialog
+
+    from napari_medtrans._widgets.review import ReviewWidget
+
+    viewer = make_napari_viewer()
+    widget = ReviewWidget(viewer)
+    assert widget.reviewer.text() == ""  # not the login name
+    widget.open_summary(case["summary"])  # asks: "dana"
+    assert widget.reviewer.text() == "dana" and widget.review.reviewer == "dana"
+    assert json.loads((config_dir / "reviewer.json").read_text()) == {"reviewer": "dana"}
+
+    def no_question(*_args, **_kwargs):
+        raise AssertionError("asked again")
+
+    monkeypatch.setattr(QInputDialog, "getText", no_question)
+    widget2 = ReviewWidget(viewer)
+    assert widget2.reviewer.text() == "dana"
+    widget2.open_summary(case["summary"])
+    widget2.reviewer.setText("erin")
+    widget2.reviewer.editingFinished.emit()
+    assert json.loads((config_dir / "reviewer.json").read_text()) == {"reviewer": "erin"}

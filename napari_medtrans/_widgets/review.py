@@ -2,8 +2,9 @@
 
 Keyboard shortcuts (bound on the viewer while the widget is open):
 ``A`` accept, ``R`` reject, ``N`` next, ``Shift-N`` previous. The pseudo labels
-are an editable Labels layer over the target image; the uncertainty
-(1 − confidence) is an overlay that can be toggled. When the queue moves to a
+are an editable Labels layer over the target image, drawn as outlines by
+default (toggle) so the anatomy stays readable; the uncertainty
+(1 − confidence) is an optional faint overlay, off by default. When the queue moves to a
 slice of another volume, that volume's layers replace the current ones. State
 lives in :class:`napari_medtrans.review.SummaryReview` (one
 :class:`~napari_medtrans.review.ReviewSession` per volume), which autosaves
@@ -26,10 +27,12 @@ from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QGridLayout,
+    QInputDialog,
     QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -39,6 +42,7 @@ from napari_medtrans.io import layer_geometry
 from napari_medtrans.review import ReviewError, ReviewSession, SummaryReview
 
 from ._layout import make_scrollable
+from ._reviewer_name import remember_reviewer, remembered_reviewer
 
 if TYPE_CHECKING:
     import napari
@@ -46,9 +50,23 @@ if TYPE_CHECKING:
 STATUS_COLORS = {"pending": None, "accepted": QColor(60, 170, 90), "rejected": QColor(200, 70, 70)}
 
 
+UNCERTAINTY_OPACITY = 0.25
+"""Opacity of the optional uncertainty heat map: low, so the anatomy stays readable under it."""
+LABEL_OUTLINE_WIDTH = 1
+"""napari Labels ``contour`` width (pixels) when labels are shown as outlines (the default)."""
+ROLE_KEY = "medtrans_review_role"
+"""Layer metadata key naming the review volume and role a layer shows (reused when the widget reopens)."""
+
+
 def _unbind_keys(viewer: napari.viewer.Viewer, keys: list[str]) -> None:
     for key in keys:
         viewer.bind_key(key, None, overwrite=True)
+
+
+def _disconnect(connections: list[tuple[object, Callable]]) -> None:
+    for emitter, callback in connections:
+        emitter.disconnect(callback)
+    connections.clear()
 
 
 class ReviewWidget(QWidget):
@@ -62,16 +80,25 @@ class ReviewWidget(QWidget):
         self.review: SummaryReview | None = None
         self.session: ReviewSession | None = None
         self.layers: dict[str, object] = {}
+        self._connections: list[tuple[object, Callable]] = []
 
-        self.reviewer = QLineEdit(getpass.getuser())
+        self.reviewer = QLineEdit(remembered_reviewer())
+        self.reviewer.setPlaceholderText("your name (asked once, then remembered)")
+        self.reviewer.editingFinished.connect(self._remember_reviewer)
         self.volume = QLabel("")
         self.info = QLabel("Open pseudo labels to start reviewing.")
         self.info.setWordWrap(True)
         self.queue_list = QListWidget()
         self.queue_list.itemClicked.connect(lambda _: self._go(self.queue_list.currentRow()))
         self.show_uncertainty = QCheckBox("Show uncertainty overlay")
-        self.show_uncertainty.setChecked(True)
+        self.show_uncertainty.setToolTip(
+            f"1 − confidence as a faint heat map ({UNCERTAINTY_OPACITY:.0%} opacity) over the image; off by default"
+        )
         self.show_uncertainty.toggled.connect(self._toggle_uncertainty)
+        self.label_outlines = QCheckBox("Labels as outlines")
+        self.label_outlines.setToolTip("Outlines keep the anatomy under the labels visible; untick to fill the labels")
+        self.label_outlines.setChecked(True)
+        self.label_outlines.toggled.connect(self._toggle_outlines)
         self.message = QLabel("")
         self.message.setWordWrap(True)
 
@@ -95,13 +122,14 @@ class ReviewWidget(QWidget):
         layout.addWidget(QLabel("Queue over all volumes (lowest confidence first)"))
         layout.addWidget(self.queue_list)
         layout.addLayout(buttons)
+        layout.addWidget(self.label_outlines)
         layout.addWidget(self.show_uncertainty)
         layout.addWidget(export_button)
         layout.addWidget(self.message)
         make_scrollable(self)
         self._bind_keys()
-        viewer, keys = self.viewer, list(self.SHORTCUTS)
-        self.destroyed.connect(lambda *_: _unbind_keys(viewer, keys))
+        viewer, keys, connections = self.viewer, list(self.SHORTCUTS), self._connections
+        self.destroyed.connect(lambda *_: (_unbind_keys(viewer, keys), _disconnect(connections)))
 
     # -- key bindings ----------------------------------------------------------------
     def _bind_keys(self) -> None:
@@ -124,7 +152,12 @@ class ReviewWidget(QWidget):
             self.open_summary(path)
 
     def open_summary(self, path: str | Path) -> None:
-        """Open a ``medtrans pseudolabel`` summary: one queue over its volumes, first pending slice shown."""
+        """Open a ``medtrans pseudolabel`` summary: one queue over its volumes, first pending slice shown.
+
+        Asks the reviewer's name first when none is known yet (remembered for the next sessions).
+        """
+        if not self.reviewer.text():
+            self._ask_reviewer()
         try:
             review = SummaryReview(path, reviewer=self.reviewer.text() or None)
             review.first_pending()
@@ -134,6 +167,22 @@ class ReviewWidget(QWidget):
         self.review, self.session = review, None
         self._show()
         self.message.setText(f"{len(review.cases)} volumes, {len(review.queue)} slices; autosaving next to the labels")
+
+    def _ask_reviewer(self) -> None:
+        name, ok = QInputDialog.getText(
+            self, "Reviewer", "Your name, recorded with every review decision:", text=getpass.getuser()
+        )
+        if ok and name.strip():
+            self.reviewer.setText(name.strip())
+            self._remember_reviewer()
+
+    def _remember_reviewer(self) -> None:
+        name = self.reviewer.text().strip()
+        if name and name != remembered_reviewer():
+            try:
+                remember_reviewer(name)
+            except OSError as exc:
+                self.message.setText(f"Cannot remember the reviewer name: {exc}")
 
     def _show(self) -> None:
         """Layers of the current entry's volume (replaced when the volume changes), queue and slice."""
@@ -148,24 +197,53 @@ class ReviewWidget(QWidget):
         self.session = session
         self.volume.setText(name)
         geometry = layer_geometry(session.image)
-        self.layers["image"] = self.viewer.add_image(session.image.array, name=f"{name} image", **geometry)
+        role = f"{self.review.path}::{name}::"
+        self.layers["image"] = self._layer(
+            role + "image", session.image.array, self.viewer.add_image, name=f"{name} image", **geometry
+        )
         if session.confidence is not None:
-            self.layers["uncertainty"] = self.viewer.add_image(
+            self.layers["uncertainty"] = self._layer(
+                role + "uncertainty",
                 1.0 - session.confidence,
+                self.viewer.add_image,
                 name=f"{name} uncertainty",
                 colormap="inferno",
                 blending="additive",
-                opacity=0.6,
+                opacity=UNCERTAINTY_OPACITY,
                 contrast_limits=(0.0, 1.0),
                 visible=self.show_uncertainty.isChecked(),
                 **geometry,
             )
-        labels_layer = self.viewer.add_labels(session.labels, name=f"{name} pseudo labels", opacity=0.5, **geometry)
-        labels_layer.events.paint.connect(self._on_paint)
+        labels_layer = self._layer(
+            role + "labels",
+            session.labels,
+            self.viewer.add_labels,
+            name=f"{name} pseudo labels",
+            opacity=0.8,
+            **geometry,
+        )
+        labels_layer.contour = self._contour()
+        for emitter, callback in [
+            (labels_layer.events.paint, self._on_paint),
+            (labels_layer.events.set_data, self._on_data),
+        ]:
+            emitter.connect(callback)
+            self._connections.append((emitter, callback))
         self.layers["labels"] = labels_layer
         self.viewer.layers.selection.active = labels_layer
 
+    def _layer(self, role: str, data: np.ndarray, add: Callable[..., object], **kwargs: object) -> object:
+        """The viewer's layer of this review role (left by an earlier Review dock) with ``data``, else a new one."""
+        for layer in self.viewer.layers:
+            if layer.metadata.get(ROLE_KEY) == role:
+                layer.data = data
+                return layer
+        layer = add(data, **kwargs)
+        layer.metadata[ROLE_KEY] = role
+        return layer
+
     def _remove_layers(self) -> None:
+        _disconnect(self._connections)
         for layer in self.layers.values():
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
@@ -214,6 +292,18 @@ class ReviewWidget(QWidget):
         # napari emits ``paint`` before writing a programmatic edit; save once it is in.
         QTimer.singleShot(0, self._save_edits)
 
+    def _on_data(self, _event: object = None) -> None:
+        # Undo/redo write the data and refresh (``set_data``) without a ``paint`` event.
+        QTimer.singleShot(0, self._update_edited)
+
+    def _update_edited(self) -> None:
+        """Save when the edited slices (labels differing from the original) changed, e.g. after an undo."""
+        if self.session is None:
+            return
+        edited = set(self.session.edited_slices().tolist())
+        if edited != {st.index for st in self.session.slices if st.edited}:
+            self._save_edits()
+
     def _save_edits(self) -> None:
         if self.session is None or "labels" not in self.layers:
             return
@@ -224,6 +314,7 @@ class ReviewWidget(QWidget):
             self.message.setText(f"Cannot save the edit: {exc}")
             return
         self._refresh_queue()
+        self._show_info()
 
     def export(self, out_dir: str | Path, *, overwrite: bool = False) -> dict[str, dict[str, Path]] | None:
         """Export accepted/edited labels and the review log of every volume reviewed so far into ``out_dir``.
@@ -238,20 +329,54 @@ class ReviewWidget(QWidget):
             for case, session in sorted(self.review.sessions.items()):
                 written[self.review.cases[case].name] = session.export(out_dir, overwrite=overwrite)
         except (ReviewError, OSError) as exc:
-            self.message.setText(str(exc))
+            self.message.setText(f"Cannot export: {exc}")
             return None
         self.message.setText(f"Exported the reviewed labels and review logs of {len(written)} volumes to {out_dir}")
         return written
 
+    def existing_exports(self, out_dir: str | Path) -> list[Path]:
+        """Files in ``out_dir`` that an export of the volumes reviewed so far would replace."""
+        if self.review is None:
+            return []
+        sessions = self.review.sessions.values()
+        return [path for s in sessions for path in s.export_paths(out_dir).values() if path.exists()]
+
+    def export_asking(self, out_dir: str | Path) -> dict[str, dict[str, Path]] | None:
+        """Export into ``out_dir``; when that replaces earlier exports, ask first (nothing written on No)."""
+        existing = self.existing_exports(out_dir)
+        if existing and not self._confirm_replace(out_dir, existing):
+            self.message.setText("Export cancelled; the earlier export was kept.")
+            return None
+        return self.export(out_dir, overwrite=bool(existing))
+
+    def _confirm_replace(self, out_dir: str | Path, existing: list[Path]) -> bool:
+        names = ", ".join(path.name for path in existing[:3]) + (" …" if len(existing) > 3 else "")
+        answer = QMessageBox.question(
+            self,
+            "Replace earlier export?",
+            f"{out_dir} already holds reviewed labels from an earlier export ({names}).\n"
+            "Replace them with the current review?",
+            QMessageBox.Yes | QMessageBox.No,
+            QMessageBox.No,
+        )
+        return answer == QMessageBox.Yes
+
     def _choose_export(self) -> None:
         out_dir = QFileDialog.getExistingDirectory(self, "Export reviewed labels to")
         if out_dir:
-            self.export(out_dir)
+            self.export_asking(out_dir)
 
     # -- display ---------------------------------------------------------------------
     def _toggle_uncertainty(self, visible: bool) -> None:
         if "uncertainty" in self.layers:
             self.layers["uncertainty"].visible = visible
+
+    def _contour(self) -> int:
+        return LABEL_OUTLINE_WIDTH if self.label_outlines.isChecked() else 0
+
+    def _toggle_outlines(self, _outlines: bool) -> None:
+        if "labels" in self.layers:
+            self.layers["labels"].contour = self._contour()
 
     def _refresh_queue(self) -> None:
         review = self.review
@@ -279,6 +404,10 @@ class ReviewWidget(QWidget):
         centre = (st.index, *(s // 2 for s in session.labels.shape[1:]))
         world = labels_layer.data_to_world(centre)
         self.viewer.dims.set_point(0, world[0])
+        self._show_info()
+
+    def _show_info(self) -> None:
+        st = self.session.state()
         counts = self.review.counts()
         conf = "n/a" if st.confidence is None else f"{st.confidence:.3f}"
         self.info.setText(
