@@ -17,12 +17,13 @@ import hashlib
 import json
 import math
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import platformdirs
 
 from napari_medtrans.rundir import atomic_write_json
 
@@ -37,7 +38,7 @@ timer: Callable[[], float] = time.perf_counter
 
 
 def cache_dir() -> Path:
-    r"""The user's cache folder for napari-medtrans (like ``platformdirs.user_cache_dir``).
+    r"""The user's cache folder for napari-medtrans (``platformdirs.user_cache_dir``).
 
     ``$MEDTRANS_CACHE_DIR`` if set; else ``$XDG_CACHE_HOME/napari-medtrans`` or
     ``~/.cache/napari-medtrans`` on Linux, ``~/Library/Caches/napari-medtrans``
@@ -45,13 +46,7 @@ def cache_dir() -> Path:
     """
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "napari-medtrans"
+    return Path(platformdirs.user_cache_dir("napari-medtrans", appauthor=False, opinion=False))
 
 
 @dataclass(frozen=True)

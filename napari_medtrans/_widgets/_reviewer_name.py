@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
+
+import platformdirs
 
 from napari_medtrans.rundir import atomic_write_json
 
@@ -20,16 +21,10 @@ REVIEWER_FILE = "reviewer.json"
 
 
 def config_dir() -> Path:
-    """The user's config folder for napari-medtrans (like ``platformdirs.user_config_dir``)."""
+    """The user's config folder for napari-medtrans: ``$MEDTRANS_CONFIG_DIR``, else platformdirs' (roaming)."""
     if os.environ.get(CONFIG_ENV):
         return Path(os.environ[CONFIG_ENV]).expanduser()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "napari-medtrans"
+    return Path(platformdirs.user_config_dir("napari-medtrans", appauthor=False, roaming=True))
 
 
 def remembered_reviewer() -> str:
