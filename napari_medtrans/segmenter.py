@@ -45,6 +45,9 @@ ROLE = "segmenter"
 #: CT window of new segmenters (HU): fat, brain, CSF and marrow inside, bone and air clipped.
 SEGMENTER_CT_WINDOW = (-200.0, 800.0)
 
+#: Range (network units) below which a 2.5-D input stack counts as constant: no signal to segment.
+SIGNAL_EPS = 1e-6
+
 
 def segmenter_intensity(modality: str) -> IntensityModel:
     """Intensity model of a new segmenter: CT in :data:`SEGMENTER_CT_WINDOW`, MR by percentiles."""
@@ -55,6 +58,16 @@ def stack_neighbours(volume: np.ndarray, context: int) -> np.ndarray:
     """(z, y, x) → (z, 2·context + 1, y, x): each slice with its neighbours (edges repeated)."""
     index = np.clip(np.arange(len(volume))[:, None] + np.arange(-context, context + 1), 0, len(volume) - 1)
     return volume[index]
+
+
+def has_signal(stacks: np.ndarray) -> np.ndarray:
+    """Which (N, channels, H, W) 2.5-D stacks vary at all (N,): a constant one (air clipped by the window) has none.
+
+    Instance norm maps a constant input to zero, so a segmenter cannot tell such a slice
+    from anything else; :meth:`Segmenter.segment` labels it background and training skips it.
+    """
+    flat = np.asarray(stacks).reshape(len(stacks), -1)
+    return np.ptp(flat, axis=1) > SIGNAL_EPS if flat.size else np.zeros(len(stacks), bool)
 
 
 @dataclass
@@ -147,7 +160,14 @@ class Segmenter:
         return SegmentationResult(probabilities.argmax(0).astype(np.uint8), probabilities, disagreement)
 
     def _all(self, slices: torch.Tensor, batch_size: int) -> torch.Tensor:
-        return torch.cat([self.probabilities(slices[i : i + batch_size]) for i in range(0, len(slices), batch_size)])
+        """Probabilities of every 2.5-D stack; a stack without signal (constant, e.g. air) is background."""
+        probabilities = torch.cat(
+            [self.probabilities(slices[i : i + batch_size]) for i in range(0, len(slices), batch_size)]
+        )
+        probabilities[~has_signal(slices.numpy())] = F.one_hot(torch.tensor(0), probabilities.shape[1]).float()[
+            :, None, None
+        ]
+        return probabilities
 
     def _to_input_layout(self, values: torch.Tensor | None, squeeze: bool) -> np.ndarray | None:
         """(z, [C,] y, x) slice-major tensor → numpy in the input's layout, classes first."""

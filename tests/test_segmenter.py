@@ -16,6 +16,7 @@ from napari_medtrans.nets import build_network
 from napari_medtrans.phantom import TISSUES
 from napari_medtrans.segmenter import (
     load_segmenter,
+    has_signal,
     read_segmenter_metadata,
     stack_neighbours,
 )
@@ -117,6 +118,23 @@ def test_train_segment_and_round_trip(trained, small_subject):
     assert loaded.segment(small_subject.ct[3]).labels.shape == small_subject.ct[3].shape  # a 2D image
 
 
+def test_has_signal_finds_constant_stacks():
+    stacks = np.full((3, 3, 4, 4), -1.0, np.float32)
+    stacks[1, 0, 2, 2] = 0.5  # a neighbour slice with tissue
+    assert has_signal(stacks).tolist() == [False, True, False]
+
+
+@pytest.mark.slow  # trains a segmenter (module fixture)
+def test_slices_without_signal_are_background(trained, small_subject):
+    segmenter, _ = trained
+    ct = small_subject.ct.copy()
+    ct[-3:] = -1000.0  # air above the head: clipped to a constant by the CT window
+    result = segmenter.segment(ct, flip=True)
+    assert (result.labels[-2:] == 0).all() and (result.probabilities[0, -2:] == 1).all()
+    assert (result.flip_disagreement[-2:] == 0).all()
+    assert (result.labels[:-3] > 0).any()
+
+
 @pytest.mark.slow  # trains a segmenter (module fixture)
 def test_segment_accepts_volume_and_other_axis(trained, small_subject):
     segmenter, _ = trained
@@ -178,6 +196,12 @@ def test_cli_train_segmenter_from_files(tmp_path, small_subject, capsys):
     metadata = read_segmenter_metadata(out)
     assert metadata.modality == "T2" and metadata.labels[0] == "background" and metadata.provenance["iterations"] == 2
     assert main(args) == 2 and "exists" in capsys.readouterr().err
+    tuned = tmp_path / "seg-t2-tuned.safetensors"
+    assert main([*args[:-8], "--out", str(tuned), *args[-6:], "--init", str(out), "--lr", "1e-4"]) == 0
+    assert read_segmenter_metadata(tuned).provenance["init"] == "seg-t2"
+    assert read_segmenter_metadata(tuned).provenance["lr"] == 1e-4
+    bad = [*args[:-8], "--out", str(tmp_path / "y.safetensors"), *args[-6:], "--init", str(image)]
+    assert main(bad) == 2 and "--init" in capsys.readouterr().err
     assert main(["train-segmenter", "--modality", "CT", "--images", str(image), "--out", str(tmp_path / "x")]) == 2
 
 

@@ -25,6 +25,7 @@ from napari_medtrans.nets import build_network
 from napari_medtrans.segmenter import (
     Segmenter,
     SegmenterMetadata,
+    has_signal,
     save_segmenter,
     segmenter_intensity,
     stack_neighbours,
@@ -34,7 +35,11 @@ from napari_medtrans.segmenter import (
 def _slices(
     images: Sequence[np.ndarray | Volume], labels: Sequence[np.ndarray], intensity: IntensityModel, context: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """2.5-D network-range slices (N, 2·context + 1, H, W) and their labels, keeping slices with foreground."""
+    """2.5-D network-range slices (N, 2·context + 1, H, W) and their labels, keeping stacks with signal.
+
+    An empty slice next to the head stays (the segmenter must learn to leave it
+    empty); a constant stack goes, :meth:`Segmenter.segment` labels it background.
+    """
     if len(images) != len(labels) or not images:
         raise ValueError(f"need as many label maps as images (≥ 1), got {len(images)} and {len(labels)}")
     xs, ys = [], []
@@ -44,8 +49,9 @@ def _slices(
         if array.shape != label.shape:
             raise ValueError(f"image {array.shape} and labels {label.shape} differ in shape")
         array, label = (array[None], label[None]) if array.ndim == 2 else (array, label)
-        keep = (label > 0).any(axis=(1, 2))
-        xs.append(stack_neighbours(intensity.fit(array).to_network(array), context)[keep])
+        stacks = stack_neighbours(intensity.fit(array).to_network(array), context)
+        keep = has_signal(stacks)
+        xs.append(stacks[keep])
         ys.append(label[keep].astype(np.int64))
     shapes = {x.shape[2:] for x in xs}
     if len(shapes) != 1:

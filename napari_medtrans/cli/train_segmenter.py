@@ -46,6 +46,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--iterations", type=int, default=600)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-3, help="Adam learning rate, cosine-decayed (default 2e-3)")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        metavar="FILE",
+        help="start from this segmenter's weights (same network, e.g. to fine-tune on whole slices)",
+    )
     parser.add_argument("--features", type=int, default=16, help="U-Net width (default 16)")
     parser.add_argument("--depth", type=int, default=4, help="U-Net levels (default 4)")
     parser.add_argument(
@@ -100,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise CommandError(exc.strerror) from exc
     images, labels, names = _data(args)
+    init = _init(args.init)
 
     def show(step: int, loss: float) -> None:
         if step % 50 == 0 or step == args.iterations:
@@ -114,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
             name=args.out.name.split(".")[0],
             iterations=args.iterations,
             batch_size=args.batch_size,
+            lr=args.lr,
+            init=init,
             features=args.features,
             depth=args.depth,
             context=args.context,
@@ -134,6 +144,19 @@ def run(args: argparse.Namespace) -> int:
     save_segmenter(args.out, segmenter.model, segmenter.metadata, overwrite=args.overwrite or bool(args.save_every))
     print(f"wrote {args.out}")
     return 0
+
+
+def _init(path: Path | None):
+    """The segmenter to start from, or None; a clear error for a bad file."""
+    if path is None:
+        return None
+    from napari_medtrans.checkpoint import CheckpointError
+    from napari_medtrans.segmenter import load_segmenter
+
+    try:
+        return load_segmenter(path, device="cpu")
+    except CheckpointError as exc:
+        raise CommandError(f"--init: {exc}") from exc
 
 
 def _held_out_dice(segmenter, args: argparse.Namespace) -> dict:
