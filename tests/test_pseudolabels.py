@@ -98,6 +98,8 @@ def test_cli_phantom_writes_labels_confidence_summary(translator_path, tmp_path,
         "1",
         "--phantom-shape",
         *map(str, SHAPE),
+        "--phantom-seed",
+        "300",
         "--iterations",
         "5",
         "--device",
@@ -125,6 +127,7 @@ def test_cli_phantom_writes_labels_confidence_summary(translator_path, tmp_path,
     assert summary["ceiling"]["segmenter"] == "segmenter-t2" and 0 < summary["ceiling"]["mean_dice"] <= 1
     assert summary["ratio_to_ceiling"] == pytest.approx(summary["mean_dice"] / summary["ceiling"]["mean_dice"])
     assert summary["segmenter"]["iterations"] == 5 and summary["quality"] == "fast"
+    assert summary["phantom_seeds"] == {"sources": [300], "targets": [301]}
     assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
 
 

@@ -54,7 +54,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar=("Z", "Y", "X"),
         help="phantom grid (default 32 128 128, the shipped models' training shape)",
     )
-    data.add_argument("--phantom-seed", type=int, default=100, help="first phantom seed (default 100)")
+    data.add_argument(
+        "--phantom-seed",
+        type=int,
+        default=100,
+        help="first phantom seed: sources take the next --phantom-sources, targets (held out) the ones after",
+    )
     seg = parser.add_argument_group("segmenter training")
     seg.add_argument(
         "--quality",
@@ -127,6 +132,12 @@ def run(args: argparse.Namespace) -> int:
     except (pl.PseudoLabelError, ValueError, OSError, CheckpointError) as exc:  # GridMismatch is a ValueError
         raise CommandError(str(exc)) from exc
     info = pl.describe(args.strategy, translator, settings) | {"quality": args.quality}
+    if args.phantom:  # which subjects were labelled and which held out (for Dice, ceiling and confidence)
+        first_target = args.phantom_seed + args.phantom_sources
+        info["phantom_seeds"] = {
+            "sources": list(range(args.phantom_seed, first_target)),
+            "targets": list(range(first_target, first_target + args.phantom_targets)),
+        }
     summary = pl.write_results(results, args.out, info, ceiling=ceiling, overwrite=args.overwrite)
     print(
         json.dumps(
