@@ -15,8 +15,8 @@ from napari_medtrans.cli import main
 from napari_medtrans.nets import build_network
 from napari_medtrans.phantom import TISSUES
 from napari_medtrans.segmenter import (
-    load_segmenter,
     has_signal,
+    load_segmenter,
     read_segmenter_metadata,
     stack_neighbours,
 )

@@ -44,10 +44,15 @@ def main() -> None:
     for path in args.files:
         dice = held_out_dice(path, args.subjects, args.flip, args.first_seed)
         p = load_segmenter(path).metadata.provenance
-        trained = (f"{p.get('iterations')} it, {p.get('volumes')} vol, crop {p.get('crop')}, "
-                   f"{p.get('loss', 'ce+dice')}, {p.get('seconds')} s")
-        print(f"| {path.name} | " + " | ".join("n/a" if dice[t] is None else f"{dice[t]:.3f}" for t in tissues)
-              + f" | {dice['mean']:.3f} | {trained} |")
+        trained = (
+            f"{p.get('iterations')} it, {p.get('volumes')} vol, crop {p.get('crop')}, "
+            f"{p.get('loss', 'ce+dice')}, {p.get('seconds')} s"
+        )
+        print(
+            f"| {path.name} | "
+            + " | ".join("n/a" if dice[t] is None else f"{dice[t]:.3f}" for t in tissues)
+            + f" | {dice['mean']:.3f} | {trained} |"
+        )
 
 
 if __name__ == "__main__":
