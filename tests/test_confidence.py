@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_medtrans.confidence import (
+    boundary_factor,
     expected_dice,
     slice_dice,
     slice_spearman,
@@ -30,6 +31,18 @@ def test_voxel_confidence_margin_flip_and_smoothing():
     # voxel 0 sees (0.5, 0.5, 0.25), voxel 1 (0.5, 0.25, 0.25)
     confidence = voxel_confidence(probabilities, flip_disagreement=np.array([[[0.0, 0.5]]]))
     np.testing.assert_allclose(confidence, [[[1.25 / 3, 1.0 / 3]]], rtol=1e-6)
+
+
+def test_boundary_factor_is_zero_on_borders_and_grows_inside():
+    labels = np.array([[[1, 1, 1, 2]], [[3, 3, 3, 3]]], np.uint8)
+    # slice 0: columns 2 and 3 touch the border, columns 1 and 0 lie 1 and 2 voxels from it; slice 1 has none
+    expected = [[1 - np.exp(-2 / 3), 1 - np.exp(-1 / 3), 0, 0]], [[1, 1, 1, 1]]
+    np.testing.assert_allclose(boundary_factor(labels, scale=3.0), expected, rtol=1e-6)
+    probabilities = np.stack([labels == 1, labels == 2, labels == 3]).astype(np.float32) * 0.6 + 0.1
+    probabilities = np.concatenate([np.full((1, 2, 1, 4), 0.1), probabilities])  # class 0 unused
+    assert np.allclose(voxel_confidence(probabilities), 0.6)  # no boundary factor unless asked for
+    confidence = voxel_confidence(probabilities, boundary_scale=3.0)
+    assert confidence[0, 0, 0] > confidence[0, 0, 3] == 0 and np.allclose(confidence[1], 0.6)  # margin 0.7 − 0.1
 
 
 def test_voxel_auroc_hand_computed():

@@ -10,10 +10,9 @@ Labels exist for images of a *source* modality; the *target* modality has none.
   target→source).
 
 Both give, per target volume, a label map, a per-voxel confidence (segmenter
-probability of the chosen class with a test-time flip, times ``1 − flip
-disagreement``, times the translator's reliability ``exp(-σ/σ_ref)`` where the
-translated image carries a scale map, i.e. in adaptation with an
-uncertainty-aware translator) and per-slice scores
+margin with a test-time flip, times ``1 − flip disagreement``; in adaptation
+also times the boundary factor and, where the translated image carries a
+scale map, the translator's reliability ``exp(-σ/σ_ref)``) and per-slice scores
 (:mod:`napari_medtrans.confidence`); the review queue uses :data:`QUEUE_SCORE`.
 Adaptation uses the shipped segmenter of the labelled modality when its
 tissues are the run's (it *is* a segmenter trained on real labelled images),
@@ -39,6 +38,7 @@ import numpy as np
 from skimage.filters import threshold_otsu
 
 from napari_medtrans.confidence import (
+    BOUNDARY_SCALE,
     slice_dice,
     slice_scores,
     slice_spearman,
@@ -218,10 +218,14 @@ def _label(
     sigma: np.ndarray | None = None,
     sigma_ref: float | None = None,
 ) -> PseudoLabels:
-    """Segment ``seen`` (the target image or its translation) into pseudo labels for ``target``."""
+    """Segment ``seen`` (the target image or its translation) into pseudo labels for ``target``.
+
+    A translation (``seen`` is not the target image: adaptation) gets the boundary factor in its confidence.
+    """
     result = segmenter.segment(seen.array, flip=settings.flip)
     labels = result.labels.astype(np.uint8)
-    confidence = voxel_confidence(result.probabilities, sigma, sigma_ref, result.flip_disagreement)
+    boundary = None if seen is target.image else BOUNDARY_SCALE
+    confidence = voxel_confidence(result.probabilities, sigma, sigma_ref, result.flip_disagreement, boundary)
     scores = slice_scores(result.probabilities, labels, confidence)
     if target.truth is None:
         return PseudoLabels(target.name, target.image, labels, confidence, scores)
