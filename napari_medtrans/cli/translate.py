@@ -29,10 +29,17 @@ from napari_medtrans.checkpoint import CheckpointError
 from napari_medtrans.cli import CommandError
 from napari_medtrans.inference import DEVICES, PRECISIONS, Translator, load_translator, resolve_device
 from napari_medtrans.input_check import Verdict
-from napari_medtrans.io import Volume, VolumeReadError, read_volume, volume_stem, write_volume
+from napari_medtrans.io import (
+    GridMismatch,
+    Volume,
+    VolumeReadError,
+    read_volume,
+    require_same_grid,
+    volume_stem,
+    write_volume,
+)
 
 UNCERTAINTY_CHOICES = ("tta", "mc_dropout", "scale")
-MASK_GRID_TOLERANCE = 1e-3  # mm (NIfTI keeps geometry in float32)
 BAR_WIDTH = 30
 
 
@@ -176,18 +183,14 @@ def _read_mask(path: Path) -> Volume:
         raise CommandError(str(exc)) from exc
 
 
-def _mask_for(mask: Volume | None, volume: Volume, source: Path) -> np.ndarray | None:
-    """The mask's array when it lies on ``volume``'s grid; a CommandError naming both files otherwise."""
+def _mask_for(mask: Volume | None, volume: Volume) -> np.ndarray | None:
+    """The mask's array when it lies on ``volume``'s grid (:func:`~napari_medtrans.io.require_same_grid`)."""
     if mask is None:
         return None
-    if mask.array.shape != volume.array.shape:
-        raise CommandError(f"--mask {mask.path}: shape {mask.array.shape} differs from {source}'s {volume.array.shape}")
-    for name in ("spacing", "origin", "direction"):
-        if not np.allclose(getattr(mask, name), getattr(volume, name), rtol=0, atol=MASK_GRID_TOLERANCE):
-            raise CommandError(
-                f"--mask {mask.path}: {name} {getattr(mask, name)} differs from {source}'s "
-                f"{getattr(volume, name)}; resample the mask onto the input first"
-            )
+    try:
+        require_same_grid(volume, mask, what="--mask")
+    except GridMismatch as exc:
+        raise CommandError(str(exc)) from exc
     return mask.array != 0
 
 
@@ -259,7 +262,7 @@ def _translate_one(
         uncertainty=args.uncertainty if args.uncertainty in ("tta", "mc_dropout") else None,
         scale=args.uncertainty == "scale",
         progress=progress_bar(source.name),
-        mask=_mask_for(mask, volume, source),
+        mask=_mask_for(mask, volume),
     )
     outputs = [(image_path, result.image)]
     if uncertainty_path is not None:
