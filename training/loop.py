@@ -30,6 +30,7 @@ from napari_medtrans import cpu_features
 from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
 from napari_medtrans.inference import PRECISIONS
 from napari_medtrans.model_card import annotate
+from napari_medtrans.progress import Progress
 from napari_medtrans.rundir import RunDir, RunLockedError, require_writable_folder
 from training import distributed as dist_utils
 from training.checkpointing import checkpoint_bytes, load_checkpoint, rank_state, save_checkpoint
@@ -98,6 +99,8 @@ class Trainer:
         self.device = dist_utils.select_device(cfg.device, self.dist)
         self.run = RunDir(cfg.run_dir)
         self.is_main = self.dist.is_main
+        # a bar with the loss and it/s on a terminal; elsewhere the log lines below are the output
+        self.progress = Progress(sys.stderr if self.is_main else None, plain_steps=0)
         self._signal: int | None = None
         self.iteration = 0
         self.best: float | None = None
@@ -107,10 +110,12 @@ class Trainer:
         self._last_checkpoint_time = time.time()
 
     # --- small helpers ------------------------------------------------------
-    def log(self, message: str) -> None:
+    def log(self, message: str, *, count: bool = False) -> None:
+        """Log to the run directory and standard output; a ``count`` line skips the terminal while its bar shows it."""
         if self.is_main:
             self.run.log(message)
-            print(message, flush=True)
+            if not (count and self.progress.bar_active):
+                self.progress.note(message, file=sys.stdout)
 
     def status(self, **fields: Any) -> None:
         if self.is_main:
@@ -194,6 +199,7 @@ class Trainer:
             self.status(state="failed", last_error=message, message="failed", eta_seconds=None)
             return 1
         finally:
+            self.progress.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             if self.is_main:
@@ -326,6 +332,7 @@ class Trainer:
         self.status(state="running", iteration=self.iteration, message="training")
         self.method.train()
         state = "finished"
+        self.progress.begin("train", total, unit="it", initial=self.iteration)
         while self.iteration < total:
             if self._stop_requested():
                 state = "stopped"
@@ -355,9 +362,10 @@ class Trainer:
                 eta = (total - it) / it_per_s if it_per_s else None
                 self.status(iteration=it, it_per_s=it_per_s, eta_seconds=eta, losses=means)
                 last_status = now
+                self.progress.update(it, **means)
                 if due_log:
                     shown = ", ".join(f"{k} {v:.4g}" for k, v in means.items())
-                    self.log(f"it {it}/{total} ({it_per_s or 0:.2f} it/s): {shown}")
+                    self.log(f"it {it}/{total} ({it_per_s or 0:.2f} it/s): {shown}", count=True)
             elif now - last_status > 5.0:
                 rate = (it - start_iter) / (now - t_start)
                 self.status(iteration=it, it_per_s=rate, eta_seconds=(total - it) / rate if rate else None)
@@ -368,6 +376,8 @@ class Trainer:
                 self._validate(it)
             if due_ckpt or self._checkpoint_due_by_time():
                 self._checkpoint(it, time.time() - t_start)
+            self.progress.update(it)
+        self.progress.close()
         if state == "stopped":
             self.status(state="stopping", message="saving checkpoint")
             self._flush_losses(sums, counts, self.iteration)
