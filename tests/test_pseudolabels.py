@@ -10,6 +10,7 @@ import pytest
 from napari_medtrans.cli import main
 from napari_medtrans.cli import pseudolabel as pseudolabel_cli
 from napari_medtrans.io import read_volume, write_volume
+from napari_medtrans.label_names import read_label_names
 from napari_medtrans.metrics import dice_per_label, mean_dice
 
 pytestmark = pytest.mark.slow  # trains a translator and a segmenter
@@ -121,6 +122,7 @@ def test_cli_phantom_writes_labels_confidence_summary(translator_path, tmp_path,
         case["slice_confidence"] == case["slice_scores"]["volume_impact"] and summary["queue_score"] == "volume_impact"
     )
     assert "grey matter" in case["dice"] and len(case["slice_dice"]) == SHAPE[0]
+    assert "grey matter" in read_label_names(out / case["labels"]).values()  # the Review widget's legend
     assert 0 <= case["voxel_auroc"] <= 1 and set(case["slice_spearman"]) == {"mean", "expected_dice", "volume_impact"}
     assert summary["confidence"]["voxel_auroc"] == case["voxel_auroc"]
     assert summary["ceiling"]["segmenter"] == "segmenter-t2" and 0 < summary["ceiling"]["mean_dice"] <= 1

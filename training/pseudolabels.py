@@ -48,6 +48,7 @@ from napari_medtrans.confidence import (
 )
 from napari_medtrans.inference import Translator
 from napari_medtrans.io import Volume, read_volume, write_volume
+from napari_medtrans.label_names import write_label_names
 from napari_medtrans.metrics import dice_per_label, mean_dice
 from napari_medtrans.phantom import DEFAULT_SHAPE, TISSUES, generate_subject
 from napari_medtrans.progress import Progress
@@ -487,9 +488,18 @@ def _rounded(values: np.ndarray) -> list[float]:
 
 
 def write_results(
-    results: list[PseudoLabels], out_dir: Path, info: dict, *, ceiling: dict | None = None, overwrite: bool = False
+    results: list[PseudoLabels],
+    out_dir: Path,
+    info: dict,
+    *,
+    ceiling: dict | None = None,
+    overwrite: bool = False,
+    names: dict[int, str] | None = None,
 ) -> dict:
     """Write labels, confidence and the target image per volume plus ``summary.json``.
+
+    ``names`` (label value → tissue) go to each labels file's ``.names.json``, which the
+    Review widget shows as its legend.
 
     The summary carries the mean Dice, the ``ceiling`` (see :func:`ceiling`)
     and their ratio, and the confidence quality (:func:`confidence_quality`)
@@ -504,6 +514,8 @@ def write_results(
         files = {name: f"{r.name}_{name}.nii.gz" for name in ("image", "labels", "confidence")}
         write_volume(r.image, out_dir / files["image"], overwrite=overwrite)
         write_volume(r.image.with_array(r.labels, modality=None), out_dir / files["labels"], overwrite=overwrite)
+        if names:
+            write_label_names(out_dir / files["labels"], names)
         write_volume(
             r.image.with_array(r.confidence, modality=None), out_dir / files["confidence"], overwrite=overwrite
         )

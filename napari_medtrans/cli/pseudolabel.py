@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     except (pl.PseudoLabelError, ValueError, OSError, CheckpointError) as exc:  # GridMismatch is a ValueError
         raise CommandError(str(exc)) from exc
     info = pl.describe(args.strategy, translator, settings) | {"quality": args.quality}
-    summary = pl.write_results(results, args.out, info, ceiling=ceiling, overwrite=args.overwrite)
+    summary = pl.write_results(results, args.out, info, ceiling=ceiling, overwrite=args.overwrite, names=names)
     print(json.dumps(figures(summary)) if args.json else "\n".join(summary_lines(summary)))
     print(f"wrote {len(results)} pseudo-label volumes and summary.json to {args.out}")
     return 0
