@@ -55,7 +55,8 @@ class LabelLegend(QWidget):
 
     def _redraw(self, _event: object = None) -> None:
         while self.grid.count():
-            old = self.grid.takeAt(0).widget()
+            item = self.grid.takeAt(0)
+            old = item.widget() if item is not None else None
             if old is not None:
                 old.setParent(None)  # gone now, not at the next event loop turn
                 old.deleteLater()
