@@ -64,6 +64,18 @@ def test_translated_defaults_to_a_translation_and_never_offers_sigma(make_napari
     assert "σ (HU) · m" in _names(w.reference_picker)  # a σ map may still be a reference-side layer
 
 
+def test_reference_defaults_to_another_image_than_the_input(make_napari_viewer, small_subject):
+    from napari_medtrans._widgets.evaluate import EvaluateWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(small_subject.t1, name="mr")  # the translation's input, first in the list
+    viewer.add_image(small_subject.ct, name="ct")
+    synthetic = viewer.add_image(small_subject.ct + 1, name="CT (HU) · m")
+    synthetic.metadata.update(medtrans_role="translation", medtrans_source="mr", medtrans_translator="m")
+    w = EvaluateWidget(viewer)
+    assert w.translated_picker.value is synthetic and w.reference_picker.value.name == "ct"
+
+
 def test_warns_when_modalities_differ(widget):
     layers = widget.viewer.layers
     layers["ct"].metadata["medtrans"] = {"modality": "CT"}

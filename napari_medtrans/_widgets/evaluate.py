@@ -148,7 +148,7 @@ class EvaluateWidget(QWidget):
         """Refill the layer pickers, keeping the current choices where they still exist.
 
         "Translated" defaults (with ``defaults``, or when its layer is gone) to the newest translation,
-        "Reference" to another layer (an untagged one first).
+        "Reference" to another layer (an untagged one that is not the translation's input first).
         """
         translated, reference = self.translated_picker, self.reference_picker
         kept = translated.value
@@ -160,13 +160,20 @@ class EvaluateWidget(QWidget):
         translations = [layer for layer in translated.choices if role_of(layer) == "translation"]
         if (defaults or kept not in translated.choices) and translations:
             translated.value = translations[-1]
-        if reference.value is not None and reference.value is translated.value:
-            others = [layer for layer in reference.choices if layer is not translated.value]
-            untagged = [layer for layer in others if role_of(layer) is None]
-            if others:
-                reference.value = (untagged or others)[0]
+        if defaults or (reference.value is not None and reference.value is translated.value):
+            default = self._default_reference()
+            if default is not None:
+                reference.value = default
         self._guess_modality(reference.value)
         self._check_modalities()
+
+    def _default_reference(self) -> Any:
+        """Another image than the translated one, preferring untagged layers that are not its input."""
+        translated = self.translated_picker.value
+        source = translated.metadata.get("medtrans_source") if translated is not None else None
+        others = [layer for layer in self.reference_picker.choices if layer is not translated]
+        ranked = sorted(others, key=lambda layer: (layer.name == source, role_of(layer) is not None))
+        return ranked[0] if ranked else None
 
     def _check_modalities(self) -> None:
         """Show a warning when the translated and reference layers are tagged with different modalities."""
