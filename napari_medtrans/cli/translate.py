@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,9 +37,9 @@ from napari_medtrans.io import (
     volume_stem,
     write_volume,
 )
+from napari_medtrans.progress import Progress
 
 UNCERTAINTY_CHOICES = ("tta", "mc_dropout", "scale")
-BAR_WIDTH = 30
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -95,15 +94,16 @@ def stem(path: Path) -> str:
 
 
 def progress_bar(label: str) -> Callable[[int, int], None]:
-    """A progress callback drawing ``label [####----] done/total slices`` on stderr."""
-    start = time.perf_counter()
+    """A ``progress(done, total)`` callback reporting ``label``'s slices on stderr (a bar on a terminal)."""
+    progress, started = Progress(sys.stderr), []
 
     def show(done: int, total: int) -> None:
-        filled = BAR_WIDTH * done // max(total, 1)
-        rate = done / max(time.perf_counter() - start, 1e-9)
-        end = "\n" if done >= total else ""
-        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-        print(f"\r{label} [{bar}] {done}/{total} slices, {rate:.1f}/s", end=end, file=sys.stderr, flush=True)
+        if not started:
+            started.append(True)
+            progress.begin(label, total, unit="slices")
+        progress.update(done)
+        if done >= total:
+            progress.close()
 
     return show
 
