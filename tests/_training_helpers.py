@@ -51,6 +51,9 @@ TINY_MODEL = {
         "model.nce_layers=[0,4,7,10,11]",
     ],
     "regression": ["model.depth=3", "model.encoder_blocks=1"],
+    "nicegan": ["model.ndf=8", "model.n_blocks=2", "model.n_dis=6", "model.img_size=64", "data.size=64"],
+    "maskgan": ["model.n_blocks=2", "model.ndf=8", "model.pool_size=4", "model.n_attentions=3"],
+    "spade": ["model.ngf=2", "model.n_up=3", "model.hidden=8", "model.ndf=8", "model.n_layers_d=3"],
 }
 
 REGIME = {
@@ -65,6 +68,9 @@ REGIME = {
     "ugac": "unpaired",
     "shape-cyclegan": "unpaired",
     "regression": "paired",
+    "nicegan": "unpaired",
+    "maskgan": "unpaired",
+    "spade": "paired",
 }
 
 

@@ -16,9 +16,12 @@ from torch import nn
 
 from napari_medtrans.nets.discriminators import DCGANCritic, PatchGANDiscriminator, WGANCritic
 from napari_medtrans.nets.ggd import GGDUNetGenerator
+from napari_medtrans.nets.maskgan import MaskGANGenerator
+from napari_medtrans.nets.nicegan import NICEDecoder, NICEDiscriminator, NICETranslator
 from napari_medtrans.nets.registration import RegistrationNet, warp
 from napari_medtrans.nets.res_unet import ResUNet
 from napari_medtrans.nets.resnet import ResnetGenerator
+from napari_medtrans.nets.spade import MultiscaleDiscriminator, SPADEGenerator
 from napari_medtrans.nets.unet import SegUNet, UNetGenerator
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
@@ -31,6 +34,12 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "seg_unet": SegUNet,
     "unet_ggd": GGDUNetGenerator,
     "res_unet": ResUNet,
+    "nicegan": NICETranslator,
+    "nicegan_decoder": NICEDecoder,
+    "nicegan_discriminator": NICEDiscriminator,
+    "maskgan": MaskGANGenerator,
+    "spade": SPADEGenerator,
+    "spade_discriminator": MultiscaleDiscriminator,
 }
 
 
@@ -50,10 +59,16 @@ __all__ = [
     "ARCHITECTURES",
     "DCGANCritic",
     "GGDUNetGenerator",
+    "MaskGANGenerator",
+    "MultiscaleDiscriminator",
+    "NICEDecoder",
+    "NICEDiscriminator",
+    "NICETranslator",
     "PatchGANDiscriminator",
     "RegistrationNet",
     "ResUNet",
     "ResnetGenerator",
+    "SPADEGenerator",
     "SegUNet",
     "UNetGenerator",
     "WGANCritic",
