@@ -77,6 +77,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="translate only inside this mask (nonzero voxels, the input's grid); outside is air",
     )
     parser.add_argument(
+        "--labels",
+        type=Path,
+        metavar="FILE",
+        help="label map of the input (same grid) for label-conditioned translators (SPADE; `medtrans models`)",
+    )
+    parser.add_argument(
         "--strict", action="store_true", help="refuse an input that the input check finds unlike the training data"
     )
     parser.set_defaults(func=run)
@@ -170,25 +176,52 @@ def _release(claimed: list[Path]) -> None:
 
 
 def _read_mask(path: Path) -> Volume:
+    """A mask or label volume (a CommandError naming the file when it cannot be read)."""
     try:
         return read_volume(path)
     except VolumeReadError as exc:
         raise CommandError(str(exc)) from exc
 
 
-def _mask_for(mask: Volume | None, volume: Volume, source: Path) -> np.ndarray | None:
-    """The mask's array when it lies on ``volume``'s grid; a CommandError naming both files otherwise."""
-    if mask is None:
-        return None
-    if mask.array.shape != volume.array.shape:
-        raise CommandError(f"--mask {mask.path}: shape {mask.array.shape} differs from {source}'s {volume.array.shape}")
+def _on_grid(other: Volume, volume: Volume, source: Path, flag: str) -> np.ndarray:
+    """``other``'s array when it lies on ``volume``'s grid; a CommandError naming both files otherwise."""
+    if other.array.shape != volume.array.shape:
+        raise CommandError(
+            f"{flag} {other.path}: shape {other.array.shape} differs from {source}'s {volume.array.shape}"
+        )
     for name in ("spacing", "origin", "direction"):
-        if not np.allclose(getattr(mask, name), getattr(volume, name), rtol=0, atol=MASK_GRID_TOLERANCE):
+        if not np.allclose(getattr(other, name), getattr(volume, name), rtol=0, atol=MASK_GRID_TOLERANCE):
             raise CommandError(
-                f"--mask {mask.path}: {name} {getattr(mask, name)} differs from {source}'s "
-                f"{getattr(volume, name)}; resample the mask onto the input first"
+                f"{flag} {other.path}: {name} {getattr(other, name)} differs from {source}'s "
+                f"{getattr(volume, name)}; resample it onto the input first"
             )
-    return mask.array != 0
+    return other.array
+
+
+def _mask_for(mask: Volume | None, volume: Volume, source: Path) -> np.ndarray | None:
+    """The mask (nonzero voxels) when it lies on ``volume``'s grid; a CommandError naming both files otherwise."""
+    return None if mask is None else _on_grid(mask, volume, source, "--mask") != 0
+
+
+def _labels_for(translator: Translator, labels: Volume | None, volume: Volume, source: Path) -> np.ndarray | None:
+    """The label map for a label-conditioned translator: present, on ``volume``'s grid, integer."""
+    meta = translator.metadata
+    if not meta.label_classes:
+        if labels is not None:
+            raise CommandError(f"--labels {labels.path}: translator {meta.name!r} ({meta.method}) takes no label map")
+        return None
+    if labels is None:
+        raise CommandError(
+            f"translator {meta.name!r} ({meta.method}) is conditioned on the input's label map "
+            f"({meta.label_classes} classes): pass it with --labels FILE (on {source}'s grid)"
+        )
+    array = _on_grid(labels, volume, source, "--labels")
+    if not np.array_equal(array, np.round(array)) or array.min() < 0 or array.max() >= meta.label_classes:
+        raise CommandError(
+            f"--labels {labels.path}: labels must be integers in [0, {meta.label_classes}) for {meta.name!r}, "
+            f"got values in [{array.min()}, {array.max()}]"
+        )
+    return array.astype(np.int64)
 
 
 def _checked(
@@ -220,6 +253,7 @@ def run(args: argparse.Namespace) -> int:
     target = translator.metadata.target
     plan = _plan(args, target)
     mask = _read_mask(args.mask) if args.mask else None
+    labels = _read_mask(args.labels) if args.labels else None
     if args.strict:  # every input is checked before any output is written
         refused = [
             f"{source}: " + "; ".join(verdict.reasons)
@@ -231,7 +265,9 @@ def run(args: argparse.Namespace) -> int:
     claimed = [] if args.overwrite else _claim(_outputs(args, plan))
     try:
         for source, image_path, uncertainty_path in plan:
-            _translate_one(args, translator, source, image_path, uncertainty_path if args.uncertainty else None, mask)
+            _translate_one(
+                args, translator, source, image_path, uncertainty_path if args.uncertainty else None, mask, labels
+            )
             if args.overwrite and not args.uncertainty and uncertainty_path.exists():
                 uncertainty_path.unlink()
                 print(f"removed {uncertainty_path} (it belonged to the replaced image)", file=sys.stderr)
@@ -247,6 +283,7 @@ def _translate_one(
     image_path: Path,
     uncertainty_path: Path | None,
     mask: Volume | None,
+    labels: Volume | None = None,
 ) -> None:
     """Read, check, translate and write one input (replacing a claimed placeholder)."""
     target = translator.metadata.target
@@ -260,6 +297,7 @@ def _translate_one(
         scale=args.uncertainty == "scale",
         progress=progress_bar(source.name),
         mask=_mask_for(mask, volume, source),
+        labels=_labels_for(translator, labels, volume, source),
     )
     outputs = [(image_path, result.image)]
     if uncertainty_path is not None:
