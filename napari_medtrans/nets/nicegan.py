@@ -50,7 +50,8 @@ class NICEEncoder(nn.Module):
         pooled = torch.cat([F.adaptive_avg_pool2d(features, 1), F.adaptive_max_pool2d(features, 1)], 1)
         cam_logit = self.fc(pooled.flatten(1))
         # The reference weighs the features with the CAM layer's raw (not normalised) weight.
-        weighted = torch.cat([features, features], 1) * self.fc.weight_orig[:, :, None, None]
+        raw_weight: torch.Tensor = self.fc.weight_orig  # type: ignore[assignment]
+        weighted = torch.cat([features, features], 1) * raw_weight[:, :, None, None]
         z = F.leaky_relu(self.lamda * self.conv1x1(weighted) + features, 0.2)
         return z, cam_logit
 

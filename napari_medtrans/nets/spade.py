@@ -129,6 +129,11 @@ class SPADEGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cond = self.condition(x)
         height, width = x.shape[-2:]
+        if (height // self.size_multiple) * (width // self.size_multiple) < 2:
+            raise ValueError(
+                f"SPADE with n_up={self.n_up} starts at 1/{self.size_multiple} of the slice; {height}×{width} leaves "
+                f"fewer than 2 pixels to normalise: use slices of at least {2 * self.size_multiple} px or a smaller n_up"
+            )
         h = self.fc(F.interpolate(cond, size=(height // self.size_multiple, width // self.size_multiple)))
         h = self.head_0(h, cond)
         h = self.middle_0(F.interpolate(h, scale_factor=2), cond)

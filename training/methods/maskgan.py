@@ -31,7 +31,7 @@ one uses the paper's symmetric term.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from scipy import ndimage
 from torch import Tensor
 
 from napari_medtrans.intensity import ct_window
+from napari_medtrans.nets import MaskGANGenerator
 from training.losses import gan_loss
 from training.methods.base import StepContext, register, set_requires_grad
 from training.methods.cyclegan import CycleGAN, CycleGANOptions
@@ -159,15 +160,16 @@ class MaskGAN(CycleGAN):
         mask_a = coarse_masks(real_a, o.source_threshold, o.hole_width_source)
         window = (o.target_window_low, o.target_window_high)
         mask_b = coarse_masks(real_b, o.target_threshold, o.hole_width_target, window)
-        g_ab, g_ba, d_a, d_b = (self.nets[k] for k in ("G_AB", "G_BA", "D_A", "D_B"))
+        g_ab, g_ba = (cast(MaskGANGenerator, self.nets[k]) for k in ("G_AB", "G_BA"))
+        d_a, d_b = self.nets["D_A"], self.nets["D_B"]
         with ctx.autocast():
             fake_b, maps_ab = g_ab.forward_with_masks(real_a)
             rec_a, maps_rec_a = g_ba.forward_with_masks(fake_b)
             fake_a, maps_ba = g_ba.forward_with_masks(real_b)
             rec_b, maps_rec_b = g_ab.forward_with_masks(fake_a)
             set_requires_grad([d_a, d_b], False)
-            adv_ab = gan_loss(d_b(fake_b), True, o.gan_mode)  # type: ignore[arg-type]
-            adv_ba = gan_loss(d_a(fake_a), True, o.gan_mode)  # type: ignore[arg-type]
+            adv_ab = gan_loss(d_b(fake_b), True, o.gan_mode)
+            adv_ba = gan_loss(d_a(fake_a), True, o.gan_mode)
             cycle_a = F.l1_loss(rec_a.float(), real_a.float())
             cycle_b = F.l1_loss(rec_b.float(), real_b.float())
             loss_mask_a = mask_loss(maps_ab[:, -1:], mask_a)

@@ -20,13 +20,13 @@ The translator is the source discriminator's encoder with the A→B decoder
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from napari_medtrans.nets import build_network
+from napari_medtrans.nets import NICEDecoder, NICEDiscriminator, build_network
 from training.methods.base import Method, StepContext, register, set_requires_grad
 
 
@@ -106,7 +106,7 @@ class NICEGAN(Method):
     def discriminator_step(self, real_a: Tensor, real_b: Tensor, ctx: StepContext) -> dict[str, Tensor]:
         """Update D_A, D_B (and with them the encoders) on real images and detached translations."""
         o = self.options
-        d_a, d_b, g_ab, g_ba = (self.nets[k] for k in ("D_A", "D_B", "G_AB", "G_BA"))
+        d_a, d_b, g_ab, g_ba = self._networks()
         set_requires_grad([d_a, d_b], True)
         with ctx.autocast():
             *scores_a, z_a = d_a(real_a)
@@ -120,6 +120,13 @@ class NICEGAN(Method):
         ctx.step(self.optimizers["D"])
         return {"D_A": loss_d_a, "D_B": loss_d_b}
 
+    def _networks(self) -> tuple[NICEDiscriminator, NICEDiscriminator, NICEDecoder, NICEDecoder]:
+        """(D_A, D_B, G_AB, G_BA), typed."""
+        return cast(
+            "tuple[NICEDiscriminator, NICEDiscriminator, NICEDecoder, NICEDecoder]",
+            tuple(self.nets[k] for k in ("D_A", "D_B", "G_AB", "G_BA")),
+        )
+
     @staticmethod
     def _d_loss(real_scores: list[Tensor], fake_scores: tuple[Tensor, ...]) -> Tensor:
         """Sum over the local, global and CAM outputs of the LSGAN real + fake terms."""
@@ -130,7 +137,7 @@ class NICEGAN(Method):
     def generator_step(self, real_a: Tensor, real_b: Tensor, ctx: StepContext) -> dict[str, Tensor]:
         """Update the decoders only: adversarial, cycle and reconstruction terms through frozen encoders/discriminators."""
         o = self.options
-        d_a, d_b, g_ab, g_ba = (self.nets[k] for k in ("D_A", "D_B", "G_AB", "G_BA"))
+        d_a, d_b, g_ab, g_ba = self._networks()
         set_requires_grad([d_a, d_b], False)
         with ctx.autocast():
             z_a, z_b = d_a.encoder(real_a)[0], d_b.encoder(real_b)[0]
