@@ -203,27 +203,6 @@ def _mask_for(mask: Volume | None, volume: Volume, source: Path) -> np.ndarray |
     return None if mask is None else _on_grid(mask, volume, source, "--mask") != 0
 
 
-def _labels_for(translator: Translator, labels: Volume | None, volume: Volume, source: Path) -> np.ndarray | None:
-    """The label map for a label-conditioned translator: present, on ``volume``'s grid, integer."""
-    meta = translator.metadata
-    if not meta.label_classes:
-        if labels is not None:
-            raise CommandError(f"--labels {labels.path}: translator {meta.name!r} ({meta.method}) takes no label map")
-        return None
-    if labels is None:
-        raise CommandError(
-            f"translator {meta.name!r} ({meta.method}) is conditioned on the input's label map "
-            f"({meta.label_classes} classes): pass it with --labels FILE (on {source}'s grid)"
-        )
-    array = _on_grid(labels, volume, source, "--labels")
-    if not np.array_equal(array, np.round(array)) or array.min() < 0 or array.max() >= meta.label_classes:
-        raise CommandError(
-            f"--labels {labels.path}: labels must be integers in [0, {meta.label_classes}) for {meta.name!r}, "
-            f"got values in [{array.min()}, {array.max()}]"
-        )
-    return array.astype(np.int64)
-
-
 def _checked(
     translator: Translator, source: Path, axis: int | None, series_uid: str | None = None
 ) -> tuple[Volume, Verdict]:
@@ -288,17 +267,21 @@ def _translate_one(
     """Read, check, translate and write one input (replacing a claimed placeholder)."""
     target = translator.metadata.target
     volume, _ = _checked(translator, source, args.axis, args.series_uid)
-    result = translator.translate_volume(
-        volume,
-        axis=args.axis,
-        batch_size=args.batch_size,
-        precision=args.precision,
-        uncertainty=args.uncertainty if args.uncertainty in ("tta", "mc_dropout") else None,
-        scale=args.uncertainty == "scale",
-        progress=progress_bar(source.name),
-        mask=_mask_for(mask, volume, source),
-        labels=_labels_for(translator, labels, volume, source),
-    )
+    label_map = None if labels is None else _on_grid(labels, volume, source, "--labels")
+    try:
+        result = translator.translate_volume(
+            volume,
+            axis=args.axis,
+            batch_size=args.batch_size,
+            precision=args.precision,
+            uncertainty=args.uncertainty if args.uncertainty in ("tta", "mc_dropout") else None,
+            scale=args.uncertainty == "scale",
+            progress=progress_bar(source.name),
+            mask=_mask_for(mask, volume, source),
+            labels=label_map,
+        )
+    except ValueError as exc:  # the engine's word on the label map: missing, not wanted, out of range
+        raise CommandError(f"{source}: {exc}") from exc
     outputs = [(image_path, result.image)]
     if uncertainty_path is not None:
         outputs.append((uncertainty_path, result.scale if args.uncertainty == "scale" else result.uncertainty))
