@@ -51,6 +51,8 @@ TINY_MODEL = {
         "model.nce_layers=[0,4,7,10,11]",
     ],
     "regression": ["model.depth=3", "model.encoder_blocks=1"],
+    "unit": ["model.n_res=2", "model.ndf=8", "model.n_layers_d=3", "model.num_scales=2"],
+    "munit": ["model.n_res=2", "model.ndf=8", "model.n_layers_d=3", "model.num_scales=2", "model.mlp_dim=16"],
 }
 
 REGIME = {
@@ -65,6 +67,8 @@ REGIME = {
     "ugac": "unpaired",
     "shape-cyclegan": "unpaired",
     "regression": "paired",
+    "unit": "unpaired",
+    "munit": "unpaired",
 }
 
 
