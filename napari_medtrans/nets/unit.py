@@ -26,6 +26,7 @@ training networks (:meth:`UNITGenerators.translator`).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -116,6 +117,14 @@ class UNITTranslator(nn.Module):
     ) -> None:
         super().__init__()
         check_unit_sizes(n_down, n_res, n_shared)
+        self.config = {
+            "in_channels": in_channels,
+            "out_channels": out_channels,
+            "ngf": ngf,
+            "n_down": n_down,
+            "n_res": n_res,
+            "n_shared": n_shared,
+        }
         self.dim = ngf * 2**n_down
         self.n_down, self.n_private = n_down, n_res - n_shared
         self.size_multiple = 2**n_down
@@ -141,30 +150,14 @@ class UNITTranslator(nn.Module):
 class UNITGenerators(UNITTranslator):
     """Both VAEs of UNIT: encoders E_A, E_B and generators G_A, G_B around the shared layers.
 
-    ``forward`` is the A→B translation (as :class:`UNITTranslator`), so previews
-    and validation see the translator.
+    Takes the arguments of :class:`UNITTranslator`. ``forward`` is the A→B
+    translation (as :class:`UNITTranslator`), so previews and validation see the translator.
     """
 
-    def __init__(
-        self,
-        in_channels: int = 1,
-        out_channels: int = 1,
-        ngf: int = 64,
-        n_down: int = 2,
-        n_res: int = 4,
-        n_shared: int = 1,
-    ) -> None:
-        super().__init__(in_channels, out_channels, ngf, n_down, n_res, n_shared)
-        self.config = {
-            "in_channels": in_channels,
-            "out_channels": out_channels,
-            "ngf": ngf,
-            "n_down": n_down,
-            "n_res": n_res,
-            "n_shared": n_shared,
-        }
-        self.enc_b = self.private_encoder(out_channels, ngf)
-        self.dec_a = self.private_decoder(in_channels)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.enc_b = self.private_encoder(self.config["out_channels"], self.config["ngf"])
+        self.dec_a = self.private_decoder(self.config["in_channels"])
 
     def encoder(self, domain: str) -> nn.Sequential:
         """E_A or E_B as one module: the domain's private layers, then the shared ones."""
