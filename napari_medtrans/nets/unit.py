@@ -15,7 +15,10 @@ with layer norm and a 7×7 tanh head), with the paper's weight sharing
 last ``n_shared`` residual blocks of the encoders and the first ``n_shared``
 of the decoders are one module each, ``enc_shared`` and ``dec_shared``.
 Layer norm is :class:`torch.nn.GroupNorm` with one group (per sample over
-channels and pixels, one affine weight per channel).
+channels and pixels, one affine weight per channel); the reference's own
+``LayerNorm`` divides by the unbiased standard deviation plus ε and draws its
+affine weight from U(0, 1), ours is initialised like the other affine norms
+(:func:`napari_medtrans.nets.init.init_weights`).
 
 :class:`UNITTranslator` holds only E_A, the shared layers and G_B (the A→B
 translator a checkpoint stores); :class:`UNITGenerators` adds E_B and G_A for
