@@ -9,9 +9,9 @@ whose per-channel mean and standard deviation an MLP computes from s.
 Translation A→B decodes A's content with a style drawn from the prior
 N(0, I), so one input gives many outputs.
 
-Sizes of the paper's appendix: content encoder = 7×7 stem, ``n_down`` (2)
-stride-2 4×4 convolutions and ``n_res`` (4) residual blocks, all with
-instance norm; style encoder = 7×7 stem, four stride-2 4×4 convolutions (the
+Layout of the paper's appendix, sizes of its reference configuration:
+content encoder = 7×7 stem, ``n_down`` (2) stride-2 4×4 convolutions and
+``n_res`` (4) residual blocks, all with instance norm; style encoder = 7×7 stem, four stride-2 4×4 convolutions (the
 width doubling twice), global average pooling and a 1×1 convolution to s, no
 norm; decoder = ``n_res`` AdaIN residual blocks, nearest ×2 upsampling with
 5×5 convolutions and layer norm, 7×7 tanh head; MLP of three fully connected

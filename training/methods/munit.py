@@ -54,7 +54,7 @@ class MUNITOptions(MultiScaleGANOptions):
     mlp_dim: int = 256
     """Units of the MLP that maps a style code to the AdaIN parameters (paper: 256)."""
     n_style_down: int = 4
-    """Stride-2 convolutions of the style encoder (paper appendix / reference ``StyleEncoder(4, …)``: 4)."""
+    """Stride-2 convolutions of the style encoder (reference ``AdaINGen``: ``StyleEncoder(4, …)``)."""
     lambda_recon: float = 10.0
     """Image reconstruction weight λx (paper: 10)."""
     lambda_style: float = 1.0
