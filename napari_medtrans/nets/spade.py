@@ -16,7 +16,7 @@ source-image channels followed by the one-hot label map of K classes
 paper's generator sees the labels only; ``use_image`` adds the image channels to
 the map that enters the first layer and every SPADE layer.
 
-:class:`MultiscaleDiscriminator`: ``num_d`` PatchGAN discriminators (4×4
+:class:`SPADEDiscriminator` (multi-scale): ``num_d`` PatchGAN discriminators (4×4
 convolutions, padding 2, spectral + instance norm, ``n_layers`` layers) on the
 image pyramid (3×3 average pooling, stride 2); each returns its intermediate
 features for the feature-matching loss.
@@ -172,7 +172,7 @@ class NLayerDiscriminator(nn.Module):
         return outputs
 
 
-class MultiscaleDiscriminator(nn.Module):
+class SPADEDiscriminator(nn.Module):
     """``num_d`` :class:`NLayerDiscriminator` on the input and its 2×, 4×… average-pooled copies."""
 
     def __init__(self, in_channels: int, ndf: int = 64, n_layers: int = 4, num_d: int = 2) -> None:
