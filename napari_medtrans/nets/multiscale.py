@@ -11,6 +11,8 @@ no norm, and a 1×1 convolution to one score per patch.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -46,9 +48,12 @@ class MultiScaleDiscriminator(nn.Module):
                 f"the multi-scale discriminator ({self.num_scales} scales of {self.n_layers} layers) needs images "
                 f"of at least {self.min_size}² pixels, got {tuple(x.shape[-2:])}; lower num_scales or n_layers_d"
             )
-        scores = []
-        for index, net in enumerate(self.scales):
-            if index:
-                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
-            scores.append(net(x))
-        return scores
+        return [net(level) for net, level in zip(self.scales, pyramid(x, self.num_scales))]
+
+
+def pyramid(x: torch.Tensor, levels: int) -> Iterator[torch.Tensor]:
+    """``x`` and its copies average-pooled by 2 again and again (3×3, stride 2, padding not counted), finest first."""
+    for level in range(levels):
+        if level:
+            x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
+        yield x

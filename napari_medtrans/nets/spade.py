@@ -31,6 +31,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import spectral_norm
 
+from napari_medtrans.nets.multiscale import pyramid
+
 #: Parameter-free normalisations SPADE may modulate (the paper: synchronised batch norm).
 SPADE_NORMS = {"batch": lambda c: nn.BatchNorm2d(c, affine=False), "instance": lambda c: nn.InstanceNorm2d(c)}
 
@@ -181,9 +183,4 @@ class SPADEDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
         """Per scale, the list of layer outputs (the last one is the score map)."""
-        outputs = []
-        for i, scale in enumerate(self.scales):
-            if i:
-                x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
-            outputs.append(scale(x))
-        return outputs
+        return [scale(level) for scale, level in zip(self.scales, pyramid(x, len(self.scales)))]
