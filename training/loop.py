@@ -263,6 +263,7 @@ class Trainer:
             lambda params: dist_utils.average_gradients(params, self.dist),
             self.method_rng,
         )
+        self.ctx.iterations = cfg.iterations
         dist_utils.broadcast_modules(list(self.method.nets.values()), self.dist)
         n_params = sum(p.numel() for p in self.method.parameters())
         self.log(
@@ -429,10 +430,13 @@ class Trainer:
 
     # --- validation and previews --------------------------------------------------
     @torch.no_grad()
-    def _translate_val(self, source: np.ndarray, target: np.ndarray | None) -> dict[str, np.ndarray]:
+    def _translate_val(
+        self, source: np.ndarray, target: np.ndarray | None, labels: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         self.method.train(False)
         try:
             src = torch.from_numpy(source).to(self.device)
+            src = self.method.network_input(src, None if labels is None else torch.from_numpy(labels).to(self.device))
             if target is not None and self.method.registration_net is not None:
                 out = self.method.preview(src, torch.from_numpy(target).to(self.device))
             else:
@@ -445,7 +449,7 @@ class Trainer:
         val = self.valset
         if val.truth is None:
             return
-        out = self._translate_val(val.source, None)
+        out = self._translate_val(val.source, None, val.source_labels)
         centre = val.source[:, val.source.shape[1] // 2]
         mask = centre > FOREGROUND_LEVEL
         err = np.abs(out["image"][:, 0] - val.truth[:, 0])
@@ -465,7 +469,8 @@ class Trainer:
             return
         val = self.valset
         target = val.target[:1] if val.target is not None else None
-        out = self._translate_val(val.source[:1], target)
+        labels = val.source_labels[:1] if val.source_labels is not None else None
+        out = self._translate_val(val.source[:1], target, labels)
         mapping = self.cohort.target_intensity.output_mapping()
         arrays: dict[str, np.ndarray] = {
             "input": val.source[0, val.source.shape[1] // 2],

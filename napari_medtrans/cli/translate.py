@@ -83,6 +83,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="translate only inside this mask (nonzero voxels, the input's grid); outside is air",
     )
     parser.add_argument(
+        "--labels",
+        type=Path,
+        metavar="FILE",
+        help="label map of the input (same grid) for label-conditioned translators (SPADE; `medtrans models`)",
+    )
+    parser.add_argument(
         "--strict", action="store_true", help="refuse an input that the input check finds unlike the training data"
     )
     parser.set_defaults(func=run)
@@ -177,21 +183,25 @@ def _release(claimed: list[Path]) -> None:
 
 
 def _read_mask(path: Path) -> Volume:
+    """A mask or label volume (a CommandError naming the file when it cannot be read)."""
     try:
         return read_volume(path)
     except VolumeReadError as exc:
         raise CommandError(str(exc)) from exc
 
 
-def _mask_for(mask: Volume | None, volume: Volume) -> np.ndarray | None:
-    """The mask's array when it lies on ``volume``'s grid (:func:`~napari_medtrans.io.require_same_grid`)."""
-    if mask is None:
-        return None
+def _on_grid(other: Volume, volume: Volume, flag: str) -> np.ndarray:
+    """``other``'s array when it lies on ``volume``'s grid (:func:`~napari_medtrans.io.require_same_grid`)."""
     try:
-        require_same_grid(volume, mask, what="--mask")
+        require_same_grid(volume, other, what=flag)
     except GridMismatch as exc:
         raise CommandError(str(exc)) from exc
-    return mask.array != 0
+    return other.array
+
+
+def _mask_for(mask: Volume | None, volume: Volume) -> np.ndarray | None:
+    """The mask (nonzero voxels) when it lies on ``volume``'s grid; a CommandError naming both files otherwise."""
+    return None if mask is None else _on_grid(mask, volume, "--mask") != 0
 
 
 def _checked(
@@ -223,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
     target = translator.metadata.target
     plan = _plan(args, target)
     mask = _read_mask(args.mask) if args.mask else None
+    labels = _read_mask(args.labels) if args.labels else None
     if args.strict:  # every input is checked before any output is written
         refused = [
             f"{source}: " + "; ".join(verdict.reasons)
@@ -234,7 +245,9 @@ def run(args: argparse.Namespace) -> int:
     claimed = [] if args.overwrite else _claim(_outputs(args, plan))
     try:
         for source, image_path, uncertainty_path in plan:
-            _translate_one(args, translator, source, image_path, uncertainty_path if args.uncertainty else None, mask)
+            _translate_one(
+                args, translator, source, image_path, uncertainty_path if args.uncertainty else None, mask, labels
+            )
             if args.overwrite and not args.uncertainty and uncertainty_path.exists():
                 uncertainty_path.unlink()
                 print(f"removed {uncertainty_path} (it belonged to the replaced image)", file=sys.stderr)
@@ -250,20 +263,26 @@ def _translate_one(
     image_path: Path,
     uncertainty_path: Path | None,
     mask: Volume | None,
+    labels: Volume | None = None,
 ) -> None:
     """Read, check, translate and write one input (replacing a claimed placeholder)."""
     target = translator.metadata.target
     volume, _ = _checked(translator, source, args.axis, args.series_uid)
-    result = translator.translate_volume(
-        volume,
-        axis=args.axis,
-        batch_size=args.batch_size,
-        precision=args.precision,
-        uncertainty=args.uncertainty if args.uncertainty in ("tta", "mc_dropout") else None,
-        scale=args.uncertainty == "scale",
-        progress=progress_bar(source.name),
-        mask=_mask_for(mask, volume),
-    )
+    label_map = None if labels is None else _on_grid(labels, volume, "--labels")
+    try:
+        result = translator.translate_volume(
+            volume,
+            axis=args.axis,
+            batch_size=args.batch_size,
+            precision=args.precision,
+            uncertainty=args.uncertainty if args.uncertainty in ("tta", "mc_dropout") else None,
+            scale=args.uncertainty == "scale",
+            progress=progress_bar(source.name),
+            mask=_mask_for(mask, volume),
+            labels=label_map,
+        )
+    except ValueError as exc:  # the engine's word on the label map: missing, not wanted, out of range
+        raise CommandError(f"{source}: {exc}") from exc
     outputs = [(image_path, result.image)]
     if uncertainty_path is not None:
         outputs.append((uncertainty_path, result.scale if args.uncertainty == "scale" else result.uncertainty))
