@@ -43,6 +43,7 @@ from _machine import load_note  # noqa: E402
 
 from napari_medtrans import evaluation, metrics  # noqa: E402
 from napari_medtrans.evaluation_report import write_report  # noqa: E402
+from napari_medtrans.progress import Progress  # noqa: E402
 from napari_medtrans.rundir import atomic_write_bytes, atomic_write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -217,9 +218,7 @@ def evaluate_runs(
         part = json.loads(path.read_text()) if path.is_file() else None
         if part is None or part["key"] != key:
             translator = load_translator(folder, device="cpu")
-            result = evaluation.evaluate(
-                {run.name: translator}, cases, settings, progress=lambda m: print(m, file=sys.stderr, flush=True)
-            )
+            result = evaluation.evaluate({run.name: translator}, cases, settings, progress=Progress(sys.stderr))
             part = {
                 "key": key,
                 "result": asdict(result),

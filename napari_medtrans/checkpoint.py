@@ -138,6 +138,11 @@ class TranslatorMetadata:
         if not isinstance(self.deviations, dict):
             raise CheckpointError(f"deviations must be a JSON object, got {type(self.deviations).__name__}")
 
+    @property
+    def label_classes(self) -> int:
+        """Classes of the label map the generator is conditioned on (its spec's ``label_classes``; 0: none)."""
+        return int(self.networks["generator"].get("label_classes", 0))
+
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT_VERSION, **asdict(self)}
 

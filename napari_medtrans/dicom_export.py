@@ -39,12 +39,10 @@ from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import DSfloat
 
 from napari_medtrans.constants import AIR_HU
-from napari_medtrans.io import Volume, list_dicom_series, read_volume
+from napari_medtrans.io import GRID_TOLERANCES, Volume, list_dicom_series, read_volume
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 RESCALE_SLOPE = 1.0
-#: Geometry of the sCT and the ``like`` series must agree to this many mm (NIfTI keeps float32).
-GEOMETRY_TOLERANCE_MM = 1e-3
 IDENTITY_TAGS = (
     "PatientName",
     "PatientID",
@@ -103,14 +101,14 @@ def _like_slices(folder: Path, volume: Volume) -> tuple[list[SliceGeometry], Dat
         )
     mismatch = {
         name: float(np.max(np.abs(np.subtract(getattr(source, name), getattr(volume, name)))))
-        for name in ("origin", "spacing", "direction")
+        for name in GRID_TOLERANCES
     }
-    if max(mismatch.values()) > GEOMETRY_TOLERANCE_MM:
-        worst = max(mismatch, key=lambda name: mismatch[name])
-        raise DicomExportError(
-            f"{folder}: the sCT's {worst} differs from the series by {mismatch[worst]:.3g} "
-            f"(tolerance {GEOMETRY_TOLERANCE_MM}); translate this series to get an sCT on its grid"
-        )
+    for name, tolerance in GRID_TOLERANCES.items():  # those of io.require_same_grid
+        if mismatch[name] > tolerance:
+            raise DicomExportError(
+                f"{folder}: the sCT's {name} differs from the series by {mismatch[name]:.3g} "
+                f"(tolerance {tolerance}); translate this series to get an sCT on its grid"
+            )
     headers = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
     slices = [
         SliceGeometry(

@@ -36,6 +36,7 @@ from skimage.filters import threshold_otsu
 from napari_medtrans import metrics
 from napari_medtrans.inference import Translator
 from napari_medtrans.io import Volume, read_volume, require_same_grid, volume_files
+from napari_medtrans.progress import Progress
 from napari_medtrans.segmenter import Segmenter
 
 #: First phantom seed of held-out evaluation subjects
@@ -47,7 +48,7 @@ FRD_MAX_SLICES = 96
 #: Bootstrap resamples of subjects for the set metrics (SWD, FRD).
 SET_BOOTSTRAP = 50
 
-Progress = Callable[[str], None]
+Say = Callable[[str], None]
 
 
 @dataclass
@@ -430,7 +431,7 @@ def score(
     modality: str | None,
     settings: EvalSettings,
     extractor: Callable | None = None,
-    progress: Progress | None = None,
+    progress: Say | None = None,
 ) -> None:
     """Every metric of one row (a model or a folder of translations under one scenario) into ``result``."""
     say = progress or (lambda message: None)
@@ -458,9 +459,10 @@ def evaluate(
 
     ``translated`` adds rows of volumes translated elsewhere ({row name: {case name: volume}},
     scored under scenario GN0 only: no model to feed noisy inputs to); their target modality is
-    ``modality`` (default: the translators').
+    ``modality`` (default: the translators'). ``progress`` counts the rows and notes each stage.
     """
-    say = progress or (lambda message: None)
+    bar = progress or Progress(None)
+    say = bar.note
     extractor = metrics.feature_extractor_from_file(settings.fid_weights) if settings.fid_weights else None
     result = EvaluationResult(
         settings={
@@ -477,6 +479,7 @@ def evaluate(
         }
     )
     _reference_dice(result, cases, settings)
+    bar.begin("evaluate", len(settings.scenarios) * len(translators) + len(translated or {}), unit="row")
     for s_index, scenario in enumerate(settings.scenarios):
         seeds = [settings.seed + 1000 * s_index + i for i in range(len(cases))]
         inputs = (
@@ -492,6 +495,7 @@ def evaluate(
             made = [translator.translate_volume(v) for v in inputs]
             outputs = Outputs([o.image for o in made], [o.scale for o in made] if translator.provides_scale else None)
             score(result, name, scenario, outputs, cases, translator.metadata.target, settings, extractor, say)
+            bar.update(sum(map(len, result.models.values())))
     for name, volumes in (translated or {}).items():
         say(f"{name}: scoring {len(volumes)} translated volume(s)")
         target = modality or next(iter(translators.values())).metadata.target
@@ -499,6 +503,8 @@ def evaluate(
         score(
             result, name, "GN0", Outputs([volumes[c.name].array for c in kept]), kept, target, settings, extractor, say
         )
+        bar.update(sum(map(len, result.models.values())))
+    bar.close()
     return result
 
 

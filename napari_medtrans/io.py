@@ -805,19 +805,23 @@ class GridMismatch(ValueError):
 
 GRID_TOLERANCE_MM = 1e-3
 """Spacing and origin may differ by this much (mm) and still count as the same grid."""
+GRID_DIRECTION_TOLERANCE = 1e-4
+"""Direction cosines may differ by this much and still count as the same grid."""
+GRID_TOLERANCES = {"spacing": GRID_TOLERANCE_MM, "origin": GRID_TOLERANCE_MM, "direction": GRID_DIRECTION_TOLERANCE}
+"""The tolerance of each geometry attribute (:func:`require_same_grid`)."""
 
 
 def require_same_grid(reference: Volume, other: Volume, *, what: str) -> None:
     """Raise :class:`GridMismatch` unless ``other`` lies on ``reference``'s grid.
 
     Same shape, spacing and origin (within :data:`GRID_TOLERANCE_MM`) and direction
-    (within 1e-4). ``what`` names the role of ``other`` in the message ("labels",
+    (within :data:`GRID_DIRECTION_TOLERANCE`). ``what`` names the role of ``other`` in the message ("labels",
     "translated volume"); both files are named.
     """
     differences = []
     if reference.array.shape != other.array.shape:
         differences.append(f"shape (z, y, x) {other.array.shape} vs {reference.array.shape}")
-    for name, tolerance in (("spacing", GRID_TOLERANCE_MM), ("origin", GRID_TOLERANCE_MM), ("direction", 1e-4)):
+    for name, tolerance in GRID_TOLERANCES.items():
         mine, theirs = getattr(other, name), getattr(reference, name)
         if not np.allclose(mine, theirs, rtol=0, atol=tolerance):
             differences.append(f"{name} {tuple(round(v, 4) for v in mine)} vs {tuple(round(v, 4) for v in theirs)}")

@@ -48,6 +48,7 @@ class TranslatorInfo:
             "source": md.source,
             "target": md.target,
             "outputs": list(md.outputs),
+            "label_classes": md.label_classes,
             "regime": md.regime,
             "deviations": md.deviations,
             "origin": self.origin,

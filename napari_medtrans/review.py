@@ -39,6 +39,7 @@ import numpy as np
 
 from napari_medtrans.confidence import slice_confidence
 from napari_medtrans.io import Volume, read_volume, volume_stem, write_volume
+from napari_medtrans.label_names import read_label_names, write_label_names
 from napari_medtrans.rundir import atomic_write_bytes, atomic_write_json
 
 STATUSES = ("pending", "accepted", "rejected")
@@ -282,7 +283,8 @@ class ReviewSession:
         """Write accepted (incl. edited) labels with the image geometry and the review log.
 
         Files: ``<stem>_reviewed.nii.gz``, ``<stem>_review_log.csv`` and
-        ``<stem>_review_log.json`` in ``out_dir``. Existing files are only
+        ``<stem>_review_log.json`` in ``out_dir`` (and the labels' ``.names.json``
+        when the pseudo labels have one). Existing files are only
         replaced with ``overwrite=True``. The names differ from the labels file
         and its sidecars by construction, so the original is never replaced.
         """
@@ -295,6 +297,9 @@ class ReviewSession:
         out.mkdir(parents=True, exist_ok=True)
         volume = replace(self.image.with_array(self.reviewed_labels()), modality=None)  # labels: no modality
         write_volume(volume, paths["labels"], overwrite=overwrite)
+        names = read_label_names(self.labels_path)
+        if names:  # the tissue names travel with the reviewed labels
+            write_label_names(paths["labels"], names)
         atomic_write_bytes(paths["csv"], self._log_csv().encode())
         log = self.to_dict() | {"exported_labels": paths["labels"].name, "exported_at": _now()}
         atomic_write_json(paths["json"], log)

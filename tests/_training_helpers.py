@@ -51,6 +51,11 @@ TINY_MODEL = {
         "model.nce_layers=[0,4,7,10,11]",
     ],
     "regression": ["model.depth=3", "model.encoder_blocks=1"],
+    "nicegan": ["model.ndf=8", "model.n_blocks=2", "model.n_dis=6", "model.img_size=64", "data.size=64"],
+    "maskgan": ["model.n_blocks=2", "model.ndf=8", "model.pool_size=4", "model.n_attentions=3"],
+    "spade": ["model.ngf=2", "model.n_up=3", "model.hidden=8", "model.ndf=8", "model.n_layers_d=3"],
+    "unit": ["model.n_res=2", "model.ndf=8", "model.n_layers_d=3", "model.num_scales=2"],
+    "munit": ["model.n_res=2", "model.ndf=8", "model.n_layers_d=3", "model.num_scales=2", "model.mlp_dim=16"],
 }
 
 REGIME = {
@@ -65,6 +70,11 @@ REGIME = {
     "ugac": "unpaired",
     "shape-cyclegan": "unpaired",
     "regression": "paired",
+    "nicegan": "unpaired",
+    "maskgan": "unpaired",
+    "spade": "paired",
+    "unit": "unpaired",
+    "munit": "unpaired",
 }
 
 

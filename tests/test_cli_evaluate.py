@@ -216,3 +216,39 @@ def test_evaluate_translated_needs_the_reference_grid_and_every_case(tmp_path, c
     assert f"no translation of case(s) {subject.name}" in capsys.readouterr().err
     assert main(base) == 2
     assert "--target" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["plain", "terminal"])
+def test_evaluate_progress_and_human_summary(tmp_path, setup, capsys, monkeypatch, terminal):
+    """Rows counted on stderr (a bar on a terminal, plain lines elsewhere); a short summary on stdout."""
+    import sys
+
+    from test_progress import Terminal
+
+    from napari_medtrans.phantom import generate_subject
+
+    subject = generate_subject(7, shape=(6, 48, 48))
+    cts = _write_data(tmp_path / "data", [subject])
+    (tmp_path / "theirs").mkdir()
+    write_volume(cts[subject.name], tmp_path / "theirs" / f"{subject.name}.nii.gz")
+    if terminal:
+        monkeypatch.setattr(sys, "stderr", Terminal())
+    args = ["evaluate", "--translated", str(tmp_path / "theirs"), "--data", str(tmp_path / "data"), "--target", "CT"]
+    args += ["--segmenter", str(setup["segmenter"]), "--no-frd", "--set-bootstrap", "0", "--out", str(tmp_path / "o")]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    err = sys.stderr.getvalue() if terminal else captured.err
+    assert "theirs: scoring 1 translated volume(s)" in err
+    if terminal:
+        assert "evaluate: 100%" in err and "1/1" in err and "\r" in err
+    else:
+        assert "evaluate: 0/1 row\n" in err and "evaluate: 1/1 row (" in err and "\r" not in err
+    doc = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    dice, ceiling = doc["models"]["theirs"]["GN0"]["dice_mean"], doc["reference"]["dice_mean"]
+    lines = captured.out.splitlines()
+    assert lines[:3] == [
+        "1 row(s) evaluated; the full report is report.md",
+        f"  theirs GN0  MAE 0.0 HU, SSIM 1.000, Dice {dice:.3f}",
+        f"  Dice ceiling (the segmenter on the real images) {ceiling:.3f}",
+    ]
+    assert lines[3].startswith("wrote metrics.json, report.md, per_slice_mae.png") and len(lines) == 4

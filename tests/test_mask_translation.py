@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -41,4 +43,9 @@ def test_translate_cli_mask(tmp_path, capsys, small_subject):
     write_volume(small_subject.volume("labels").with_array(small_subject.labels[:8]), cropped)
     code = main(["translate", str(t1), "--model", "t1-ct-resnet", "--out", str(tmp_path / "p"), "--mask", str(cropped)])
     assert code == 2
-    assert f"--mask {cropped}: shape (8, 64, 64) differs from {t1}'s (16, 64, 64)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"--mask {cropped} does not lie on the grid of {t1}: shape (z, y, x) (8, 64, 64) vs (16, 64, 64)" in err
+    shifted = tmp_path / "shifted.nii.gz"  # a shifted origin is refused too (the same check as every grid)
+    write_volume(dataclasses.replace(small_subject.volume("labels"), origin=(0.0, 0.0, 5.0)), shifted)
+    code = main(["translate", str(t1), "--model", "t1-ct-resnet", "--out", str(tmp_path / "q"), "--mask", str(shifted)])
+    assert code == 2 and f"--mask {shifted} does not lie on the grid of {t1}: origin" in capsys.readouterr().err

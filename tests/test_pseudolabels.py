@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from napari_medtrans.cli import main
+from napari_medtrans.cli import pseudolabel as pseudolabel_cli
 from napari_medtrans.io import read_volume, write_volume
+from napari_medtrans.label_names import read_label_names
 from napari_medtrans.metrics import dice_per_label, mean_dice
 
 pytestmark = pytest.mark.slow  # trains a translator and a segmenter
@@ -122,13 +124,22 @@ def test_cli_phantom_writes_labels_confidence_summary(translator_path, tmp_path,
         case["slice_confidence"] == case["slice_scores"]["volume_impact"] and summary["queue_score"] == "volume_impact"
     )
     assert "grey matter" in case["dice"] and len(case["slice_dice"]) == SHAPE[0]
+    assert "grey matter" in read_label_names(out / case["labels"]).values()  # the Review widget's legend
     assert 0 <= case["voxel_auroc"] <= 1 and set(case["slice_spearman"]) == {"mean", "expected_dice", "volume_impact"}
     assert summary["confidence"]["voxel_auroc"] == case["voxel_auroc"]
     assert summary["ceiling"]["segmenter"] == "segmenter-t2" and 0 < summary["ceiling"]["mean_dice"] <= 1
     assert summary["ratio_to_ceiling"] == pytest.approx(summary["mean_dice"] / summary["ceiling"]["mean_dice"])
     assert summary["segmenter"]["iterations"] == 5 and summary["quality"] == "fast"
     assert summary["phantom_seeds"] == {"sources": [300], "targets": [301]}
+    captured = capsys.readouterr()  # a summary for a person; plain progress lines (no terminal here)
+    assert f"{case['name']}  mean Dice {case['mean_dice']:.3f}, mean confidence" in captured.out
+    assert f"mean Dice {summary['mean_dice']:.3f} vs ceiling {summary['ceiling']['mean_dice']:.3f}" in captured.out
+    assert "voxel AUROC for 'label wrong'" in captured.out and "{" not in captured.out
+    assert "training the T2 segmenter: 5/5 it (" in captured.err and "labelling the targets: 1/1 volume" in captured.err
+    assert "\r" not in captured.err
     assert main(argv) == 2 and "--overwrite" in capsys.readouterr().err
+    figures = json.loads(json.dumps(pseudolabel_cli.figures(summary)))  # what --json prints, for machines
+    assert figures[case["name"]] == case["mean_dice"] and figures["ceiling"] == summary["ceiling"]["mean_dice"]
 
 
 def test_cli_folders_match_names_and_report_errors(translator_path, tmp_path, small_subject, capsys):

@@ -11,6 +11,7 @@ import pytest
 
 from napari_medtrans.confidence import slice_confidence, voxel_confidence
 from napari_medtrans.io import Volume, read_volume, write_volume
+from napari_medtrans.label_names import names_path, read_label_names, write_label_names
 from napari_medtrans.review import (
     ReviewError,
     ReviewSession,
@@ -151,6 +152,13 @@ def test_export_geometry_content_and_log(case, tmp_path):
     with pytest.raises(ReviewError, match="exists"):
         session.export(out)
     assert session.export(out, overwrite=True)["labels"] == paths["labels"]
+    assert not names_path(paths["labels"]).exists()  # no names to carry
+
+
+def test_export_carries_the_tissue_names(case, tmp_path):
+    write_label_names(case["labels"], {0: "background", 1: "soft tissue", 2: "bone"})
+    paths = open_session(case).export(tmp_path / "export")
+    assert read_label_names(paths["labels"]) == {0: "background", 1: "soft tissue", 2: "bone"}
 
 
 def test_export_next_to_the_labels_keeps_them(case):

@@ -193,6 +193,7 @@ def test_cli_train_segmenter_from_files(tmp_path, small_subject, capsys):
         "cpu",
     ]
     assert main(args) == 0
+    assert "training the T2 segmenter: 2/2 it (" in capsys.readouterr().err  # plain progress lines (no terminal)
     metadata = read_segmenter_metadata(out)
     assert metadata.modality == "T2" and metadata.labels[0] == "background" and metadata.provenance["iterations"] == 2
     assert main(args) == 2 and "exists" in capsys.readouterr().err

@@ -44,8 +44,10 @@ def test_method_trains_and_exports_translator(method, tmp_path):
     translator = load_translator(run.translator_path, device="cpu")
     meta = translator.metadata
     assert meta.method == method and meta.source == "T1" and meta.target == "CT"
-    volume = generate_subject(99, shape=(4, 32, 32)).t1
-    result = translator.translate_volume(volume)
+    subject = generate_subject(99, shape=(4, 32, 32))
+    volume = subject.t1
+    labels = subject.labels if meta.label_classes else None  # label-conditioned translators (SPADE)
+    result = translator.translate_volume(volume, labels=labels)
     assert result.image.shape == volume.shape and np.isfinite(result.image).all()
     if method in ("uapi", "ugac"):  # the methods with a scale head
         assert "scale" in meta.outputs and "scale" in preview["arrays"]
@@ -79,4 +81,6 @@ def test_method_trains_with_bf16_autocast(method, tmp_path, native_bf16):
     ]
     assert values and all(math.isfinite(v) for v in values)
     with safe_open(str(run.translator_path), "pt") as weights:
-        assert {weights.get_tensor(k).dtype for k in weights.keys()} == {torch.float32}  # noqa: SIM118 (safe_open is no dict)
+        dtypes = {weights.get_tensor(k).dtype for k in weights.keys()}  # noqa: SIM118 (safe_open is no dict)
+    assert {d for d in dtypes if d.is_floating_point} == {torch.float32}
+    assert dtypes <= {torch.float32, torch.int64}  # int64: batch norm's num_batches_tracked (SPADE)

@@ -141,7 +141,7 @@ def test_nan_loss_fails_and_keeps_last_good_checkpoint(tmp_path):
     assert last.read_bytes() == before and read_checkpoint_metadata(last)["iteration"] == 3
 
 
-@pytest.mark.parametrize("method", ["cyclegan", "uapi", "gcgan", "shape-cyclegan"])
+@pytest.mark.parametrize("method", ["cyclegan", "uapi", "gcgan", "shape-cyclegan", "unit", "munit"])
 def test_resume_is_exact(tmp_path, method):
     """4 iterations straight == 2 iterations, stop, resume, 2 more (bit-identical weights and
     optimiser state: RNGs, sampler, image pools and optimiser moments are restored)."""

@@ -23,9 +23,13 @@ def widget(make_napari_viewer, small_subject):
     viewer.add_image(translated, name="synthetic ct", **geometry)
     viewer.add_labels(small_subject.labels, name="labels", **{k: geometry[k] for k in ("scale", "translate")})
     w = EvaluateWidget(viewer)
-    w.translated_combo.setCurrentText("synthetic ct")
-    w.reference_combo.setCurrentText("ct")
+    w.translated_picker.value = viewer.layers["synthetic ct"]
+    w.reference_picker.value = viewer.layers["ct"]
     return w
+
+
+def _names(picker) -> list[str | None]:
+    return [getattr(choice, "name", None) for choice in picker.choices]
 
 
 def _table(w) -> dict[str, str]:
@@ -33,11 +37,16 @@ def _table(w) -> dict[str, str]:
 
 
 def test_pickers_follow_layers_and_modality(widget):
-    assert widget.labels_combo.currentText() == "(none)"
-    assert {widget.labels_combo.itemText(i) for i in range(widget.labels_combo.count())} == {"(none)", "labels"}
+    assert widget.labels_picker.value is None and set(_names(widget.labels_picker)) == {None, "labels"}
     assert widget.modality_combo.currentText() == "CT"
     widget.viewer.add_image(np.zeros((2, 4, 4)), name="extra")
-    assert widget.translated_combo.findText("extra") >= 0 and widget.translated_combo.currentText() == "synthetic ct"
+    assert "extra" in _names(widget.translated_picker) and widget.translated_picker.value.name == "synthetic ct"
+    synthetic = widget.viewer.layers["synthetic ct"]
+    synthetic.name = "sCT v2"  # a renamed layer stays chosen, under its new name (magicgui layer pickers)
+    assert widget.translated_picker.value is synthetic and widget.translated_picker.native.currentText() == "sCT v2"
+    assert widget.compute() is not None
+    widget.viewer.layers.remove(synthetic)
+    assert "sCT v2" not in _names(widget.translated_picker) and widget.translated_picker.value is not synthetic
 
 
 def test_translated_defaults_to_a_translation_and_never_offers_sigma(make_napari_viewer, small_subject):
@@ -50,10 +59,21 @@ def test_translated_defaults_to_a_translation_and_never_offers_sigma(make_napari
     synthetic = viewer.add_image(small_subject.ct + 1, name="CT (HU) · m")
     synthetic.metadata.update(medtrans_role="translation", medtrans_source="mr", medtrans_translator="m")
     w = EvaluateWidget(viewer)
-    offered = [w.translated_combo.itemText(i) for i in range(w.translated_combo.count())]
-    assert offered == ["ct", "CT (HU) · m"]
-    assert w.translated_combo.currentText() == "CT (HU) · m" and w.reference_combo.currentText() == "ct"
-    assert w.reference_combo.findText("σ (HU) · m") >= 0  # a σ map may still be a reference-side layer
+    assert _names(w.translated_picker) == ["ct", "CT (HU) · m"]
+    assert w.translated_picker.value is synthetic and w.reference_picker.value.name == "ct"
+    assert "σ (HU) · m" in _names(w.reference_picker)  # a σ map may still be a reference-side layer
+
+
+def test_reference_defaults_to_another_image_than_the_input(make_napari_viewer, small_subject):
+    from napari_medtrans._widgets.evaluate import EvaluateWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(small_subject.t1, name="mr")  # the translation's input, first in the list
+    viewer.add_image(small_subject.ct, name="ct")
+    synthetic = viewer.add_image(small_subject.ct + 1, name="CT (HU) · m")
+    synthetic.metadata.update(medtrans_role="translation", medtrans_source="mr", medtrans_translator="m")
+    w = EvaluateWidget(viewer)
+    assert w.translated_picker.value is synthetic and w.reference_picker.value.name == "ct"
 
 
 def test_warns_when_modalities_differ(widget):
@@ -113,7 +133,7 @@ def test_dice_with_labels_layer(widget, monkeypatch):
             return type("R", (), {"labels": labels})()
 
     monkeypatch.setattr(widget, "_segmenter", lambda modality: Perfect())
-    widget.labels_combo.setCurrentText("labels")
+    widget.labels_picker.value = widget.viewer.layers["labels"]
     widget.compute()
     table = _table(widget)
     ceiling = {widget.table.item(r, 0).text(): widget.table.item(r, 2).text() for r in range(widget.table.rowCount())}
@@ -135,8 +155,8 @@ def test_click_on_curve_jumps_to_slice(widget, qtbot):
 
 
 def test_refuses_same_layer_and_shape_mismatch(widget):
-    widget.reference_combo.setCurrentText("synthetic ct")
+    widget.reference_picker.value = widget.viewer.layers["synthetic ct"]
     assert widget.compute() is None and "two different" in widget.message.text()
     widget.viewer.add_image(np.zeros((3, 8, 8)), name="small")
-    widget.reference_combo.setCurrentText("small")
+    widget.reference_picker.value = widget.viewer.layers["small"]
     assert widget.compute() is None and "differ in shape" in widget.message.text()

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QLabel
 
 from napari_medtrans.io import read_volume
 from napari_medtrans.review import sidecar_paths
@@ -249,3 +250,26 @@ def test_reviewer_name_asked_once_and_remembered(make_napari_viewer, case, confi
     widget2.reviewer.setText("erin")
     widget2.reviewer.editingFinished.emit()
     assert json.loads((config_dir / "reviewer.json").read_text()) == {"reviewer": "erin"}
+
+
+def test_tissue_legend_follows_the_layer_colours(make_napari_viewer, case, tmp_path):
+    from napari_medtrans.label_names import read_label_names, write_label_names
+
+    _, widget = open_widget(make_napari_viewer, case)  # no .names.json: the values present
+    labels = widget.layers["labels"]
+    assert [(v, n) for v, n, _ in widget.legend.entries()] == [(1, "label 1"), (2, "label 2")]
+    write_label_names(case["labels"], {0: "background", 1: "soft tissue", 2: "bone"})
+    widget.open_summary(case["summary"])
+    labels = widget.layers["labels"]
+    entries = widget.legend.entries()
+    assert [(v, n) for v, n, _ in entries] == [(1, "soft tissue"), (2, "bone")] and not widget.legend.isHidden()
+    for value, _, colour in entries:  # each swatch is the colour the layer paints that value in
+        assert colour == "#" + "".join(f"{round(255 * c):02x}" for c in labels.get_color(value)[:3])
+    assert list(labels.features["tissue"]) == ["background", "soft tissue", "bone"]  # shown under the cursor
+    texts = [w.text() for w in widget.legend.findChildren(QLabel) if w.text()]
+    assert texts == ["1 soft tissue", "2 bone"]
+    labels.new_colormap(seed=123)  # napari's "shuffle colours": the legend follows
+    assert [c for _, _, c in widget.legend.entries()] != [c for _, _, c in entries]
+    assert widget.legend.entries()[0][2] == "#" + "".join(f"{round(255 * c):02x}" for c in labels.get_color(1)[:3])
+    paths = widget.export(tmp_path / "export")["case"]  # the reviewed labels keep the names
+    assert read_label_names(paths["labels"])[2] == "bone"

@@ -325,6 +325,8 @@ class ValidationSet:
     truth: np.ndarray | None
     target: np.ndarray | None
     names: list[str]
+    source_labels: np.ndarray | None = None
+    """Label maps (N, S, S) of the source slices when every validation subject has them (SPADE's input)."""
 
 
 def validation_set(cohort: Cohort, cfg: DataConfig) -> ValidationSet:
@@ -333,7 +335,7 @@ def validation_set(cohort: Cohort, cfg: DataConfig) -> ValidationSet:
     """
     subjects = [s for s in cohort.val if s.source is not None] or [s for s in cohort.train if s.source is not None]
     per_subject = max(1, -(-cfg.val_slices // len(subjects)))
-    src, truth, tgt, names = [], [], [], []
+    src, truth, tgt, names, labels = [], [], [], [], []
     for s in subjects:
         ids = foreground_slices(s.source, cfg.min_foreground)
         picks = ids[np.linspace(0, len(ids) - 1, per_subject + 2).round().astype(int)[1:-1]]
@@ -345,6 +347,8 @@ def validation_set(cohort: Cohort, cfg: DataConfig) -> ValidationSet:
                 truth.append(window(s.truth[z : z + 1], cfg.size, top, left))
             if s.target is not None:
                 tgt.append(window(s.target[z : z + 1], cfg.size, top, left))
+            if s.source_labels is not None:
+                labels.append(window(s.source_labels[z : z + 1], cfg.size, top, left, 0)[0])
             names.append(f"{s.name}:{int(z)}")
     n = cfg.val_slices
     return ValidationSet(
@@ -352,6 +356,7 @@ def validation_set(cohort: Cohort, cfg: DataConfig) -> ValidationSet:
         np.stack(truth)[:n] if len(truth) == len(src) else None,
         np.stack(tgt)[:n] if len(tgt) == len(src) else None,
         names[:n],
+        np.stack(labels)[:n] if len(labels) == len(src) else None,
     )
 
 

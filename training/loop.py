@@ -30,6 +30,7 @@ from napari_medtrans import cpu_features
 from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
 from napari_medtrans.inference import PRECISIONS
 from napari_medtrans.model_card import annotate
+from napari_medtrans.progress import Progress
 from napari_medtrans.rundir import RunDir, RunLockedError, require_writable_folder
 from training import distributed as dist_utils
 from training.checkpointing import checkpoint_bytes, load_checkpoint, rank_state, save_checkpoint
@@ -98,6 +99,8 @@ class Trainer:
         self.device = dist_utils.select_device(cfg.device, self.dist)
         self.run = RunDir(cfg.run_dir)
         self.is_main = self.dist.is_main
+        # a bar with the loss and it/s on a terminal; elsewhere the log lines below are the output
+        self.progress = Progress(sys.stderr if self.is_main else None, plain_steps=0)
         self._signal: int | None = None
         self.iteration = 0
         self.best: float | None = None
@@ -107,10 +110,12 @@ class Trainer:
         self._last_checkpoint_time = time.time()
 
     # --- small helpers ------------------------------------------------------
-    def log(self, message: str) -> None:
+    def log(self, message: str, *, count: bool = False) -> None:
+        """Log to the run directory and standard output; a ``count`` line skips the terminal while its bar shows it."""
         if self.is_main:
             self.run.log(message)
-            print(message, flush=True)
+            if not (count and self.progress.bar_active):
+                self.progress.note(message, file=sys.stdout)
 
     def status(self, **fields: Any) -> None:
         if self.is_main:
@@ -194,6 +199,7 @@ class Trainer:
             self.status(state="failed", last_error=message, message="failed", eta_seconds=None)
             return 1
         finally:
+            self.progress.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             if self.is_main:
@@ -257,6 +263,7 @@ class Trainer:
             lambda params: dist_utils.average_gradients(params, self.dist),
             self.method_rng,
         )
+        self.ctx.iterations = cfg.iterations
         dist_utils.broadcast_modules(list(self.method.nets.values()), self.dist)
         n_params = sum(p.numel() for p in self.method.parameters())
         self.log(
@@ -326,6 +333,7 @@ class Trainer:
         self.status(state="running", iteration=self.iteration, message="training")
         self.method.train()
         state = "finished"
+        self.progress.begin("train", total, unit="it", initial=self.iteration)
         while self.iteration < total:
             if self._stop_requested():
                 state = "stopped"
@@ -355,9 +363,10 @@ class Trainer:
                 eta = (total - it) / it_per_s if it_per_s else None
                 self.status(iteration=it, it_per_s=it_per_s, eta_seconds=eta, losses=means)
                 last_status = now
+                self.progress.update(it, **means)
                 if due_log:
                     shown = ", ".join(f"{k} {v:.4g}" for k, v in means.items())
-                    self.log(f"it {it}/{total} ({it_per_s or 0:.2f} it/s): {shown}")
+                    self.log(f"it {it}/{total} ({it_per_s or 0:.2f} it/s): {shown}", count=True)
             elif now - last_status > 5.0:
                 rate = (it - start_iter) / (now - t_start)
                 self.status(iteration=it, it_per_s=rate, eta_seconds=(total - it) / rate if rate else None)
@@ -368,6 +377,8 @@ class Trainer:
                 self._validate(it)
             if due_ckpt or self._checkpoint_due_by_time():
                 self._checkpoint(it, time.time() - t_start)
+            self.progress.update(it)
+        self.progress.close()
         if state == "stopped":
             self.status(state="stopping", message="saving checkpoint")
             self._flush_losses(sums, counts, self.iteration)
@@ -419,10 +430,13 @@ class Trainer:
 
     # --- validation and previews --------------------------------------------------
     @torch.no_grad()
-    def _translate_val(self, source: np.ndarray, target: np.ndarray | None) -> dict[str, np.ndarray]:
+    def _translate_val(
+        self, source: np.ndarray, target: np.ndarray | None, labels: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         self.method.train(False)
         try:
             src = torch.from_numpy(source).to(self.device)
+            src = self.method.network_input(src, None if labels is None else torch.from_numpy(labels).to(self.device))
             if target is not None and self.method.registration_net is not None:
                 out = self.method.preview(src, torch.from_numpy(target).to(self.device))
             else:
@@ -435,7 +449,7 @@ class Trainer:
         val = self.valset
         if val.truth is None:
             return
-        out = self._translate_val(val.source, None)
+        out = self._translate_val(val.source, None, val.source_labels)
         centre = val.source[:, val.source.shape[1] // 2]
         mask = centre > FOREGROUND_LEVEL
         err = np.abs(out["image"][:, 0] - val.truth[:, 0])
@@ -455,7 +469,8 @@ class Trainer:
             return
         val = self.valset
         target = val.target[:1] if val.target is not None else None
-        out = self._translate_val(val.source[:1], target)
+        labels = val.source_labels[:1] if val.source_labels is not None else None
+        out = self._translate_val(val.source[:1], target, labels)
         mapping = self.cohort.target_intensity.output_mapping()
         arrays: dict[str, np.ndarray] = {
             "input": val.source[0, val.source.shape[1] // 2],

@@ -30,9 +30,10 @@ widget opens that summary.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from skimage.filters import threshold_otsu
@@ -47,8 +48,10 @@ from napari_medtrans.confidence import (
 )
 from napari_medtrans.inference import Translator
 from napari_medtrans.io import Volume, read_volume, write_volume
+from napari_medtrans.label_names import write_label_names
 from napari_medtrans.metrics import dice_per_label, mean_dice
 from napari_medtrans.phantom import DEFAULT_SHAPE, TISSUES, generate_subject
+from napari_medtrans.progress import Progress
 from napari_medtrans.rundir import atomic_write_json
 from napari_medtrans.segmenter import Segmenter, load_segmenter, shipped_segmenter
 from training.data import find_volumes as volume_files
@@ -181,14 +184,28 @@ def _sigma_ref(translator: Translator) -> float:
     return SIGMA_REF_FRACTION * (mapping.hi - mapping.lo)
 
 
+T = TypeVar("T")
+
+
+def _each(progress: Progress, stage: str, items: Sequence[T]) -> Iterator[T]:
+    """``items`` one by one, reported as the stage ``stage`` of ``progress`` (one step a volume)."""
+    progress.begin(stage, len(items), unit="volume")
+    for done, item in enumerate(items, 1):
+        yield item
+        progress.update(done)
+
+
 def train_segmenter_on(
     sources: list[LabelledImage],
     modality: str,
     names: dict[int, str],
     settings: SegmenterSettings,
     init: Segmenter | None = None,
+    progress: Progress | None = None,
 ) -> Segmenter:
     """Train a segmenter for ``modality`` on labelled images (:func:`training.segmenter.train_segmenter`)."""
+    bar = progress or Progress(None)
+    bar.begin(f"training the {modality} segmenter", settings.iterations, unit="it")
     return train_segmenter(
         [s.image for s in sources],
         [s.labels for s in sources],
@@ -196,6 +213,7 @@ def train_segmenter_on(
         label_names=names,
         name=f"pseudolabel-{modality.lower()}",
         init=init,
+        progress=lambda step, loss: bar.update(step, loss=loss),
         **settings.training(),
     )
 
@@ -248,20 +266,25 @@ def tutorship(
     targets: list[TargetImage],
     names: dict[int, str],
     settings: SegmenterSettings,
+    progress: Progress | None = None,
 ) -> list[PseudoLabels]:
     """Train on translated source images, segment the real target images.
 
     With ``settings.shipped`` the training starts from the shipped segmenter of
     the labelled modality when its tissues and network fit.
     """
+    bar = progress or Progress(None)
     modality = translator.metadata.target
-    translated = [LabelledImage(s.name, _translate(translator, s.image, modality)[0], s.labels) for s in sources]
+    translated = [
+        LabelledImage(s.name, _translate(translator, s.image, modality)[0], s.labels)
+        for s in _each(bar, f"translating the labelled images to {modality}", sources)
+    ]
     init = fitting_shipped_segmenter(translator.metadata.source, names, settings.device) if settings.shipped else None
     spec = segmenter_spec(max(names) + 1, settings.features, settings.depth, settings.context)
     segmenter = train_segmenter_on(
-        translated, modality, names, settings, init if init is not None and init.metadata.network == spec else None
+        translated, modality, names, settings, init if init is not None and init.metadata.network == spec else None, bar
     )
-    return [_label(segmenter, t, t.image, names, settings) for t in targets]
+    return [_label(segmenter, t, t.image, names, settings) for t in _each(bar, "labelling the targets", targets)]
 
 
 def adaptation(
@@ -270,19 +293,21 @@ def adaptation(
     targets: list[TargetImage],
     names: dict[int, str],
     settings: SegmenterSettings,
+    progress: Progress | None = None,
 ) -> list[PseudoLabels]:
     """Segment the target images translated into the source modality with a segmenter of real source images.
 
     That segmenter is the shipped one when ``settings.shipped`` and its tissues
     fit, else one trained on ``sources``.
     """
+    bar = progress or Progress(None)
     modality = translator.metadata.target
     segmenter = fitting_shipped_segmenter(modality, names, settings.device) if settings.shipped else None
     if segmenter is None:
-        segmenter = train_segmenter_on(sources, modality, names, settings)
+        segmenter = train_segmenter_on(sources, modality, names, settings, progress=bar)
     sigma_ref = _sigma_ref(translator)
     results = []
-    for target in targets:
+    for target in _each(bar, f"translating the targets to {modality} and labelling them", targets):
         seen, sigma = _translate(translator, target.image, modality)
         results.append(_label(segmenter, target, seen, names, settings, sigma, sigma_ref))
     return results
@@ -385,11 +410,12 @@ def run(
     targets: list[TargetImage],
     names: dict[int, str],
     settings: SegmenterSettings | None = None,
+    progress: Progress | None = None,
 ) -> list[PseudoLabels]:
     """Check the translator's direction against the images, then run ``strategy``.
 
     ``names`` maps every label value (0 = background) to its name; Dice is
-    reported for the non-zero labels.
+    reported for the non-zero labels. ``progress`` reports each stage.
     """
     if strategy not in STRATEGIES:
         raise PseudoLabelError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
@@ -404,7 +430,7 @@ def run(
             )
     if not sources or not targets:
         raise PseudoLabelError("need at least one labelled source image and one target image")
-    return chosen.run(translator, sources, targets, names, settings or SegmenterSettings())
+    return chosen.run(translator, sources, targets, names, settings or SegmenterSettings(), progress)
 
 
 def ceiling(
@@ -466,9 +492,18 @@ def _rounded(values: np.ndarray) -> list[float]:
 
 
 def write_results(
-    results: list[PseudoLabels], out_dir: Path, info: dict, *, ceiling: dict | None = None, overwrite: bool = False
+    results: list[PseudoLabels],
+    out_dir: Path,
+    info: dict,
+    *,
+    ceiling: dict | None = None,
+    overwrite: bool = False,
+    names: dict[int, str] | None = None,
 ) -> dict:
     """Write labels, confidence and the target image per volume plus ``summary.json``.
+
+    ``names`` (label value → tissue) go to each labels file's ``.names.json``, which the
+    Review widget shows as its legend.
 
     The summary carries the mean Dice, the ``ceiling`` (see :func:`ceiling`)
     and their ratio, and the confidence quality (:func:`confidence_quality`)
@@ -483,6 +518,8 @@ def write_results(
         files = {name: f"{r.name}_{name}.nii.gz" for name in ("image", "labels", "confidence")}
         write_volume(r.image, out_dir / files["image"], overwrite=overwrite)
         write_volume(r.image.with_array(r.labels, modality=None), out_dir / files["labels"], overwrite=overwrite)
+        if names:
+            write_label_names(out_dir / files["labels"], names)
         write_volume(
             r.image.with_array(r.confidence, modality=None), out_dir / files["confidence"], overwrite=overwrite
         )

@@ -10,16 +10,20 @@ Clicking the curve moves the viewer to that slice.
 
 "Translated" defaults to the newest layer the Translate widget tagged as a translation
 (``metadata["medtrans_role"]``); derived maps (σ, difference, field magnitude) are never offered.
-A warning shows when the two layers are tagged with different modalities.
+A warning shows when the two layers are tagged with different modalities. The pickers are
+magicgui layer-typed widgets whose value is the layer itself, so renaming a layer keeps the choice.
 Titles carry the units of :data:`~napari_medtrans.metrics.METRICS` (HU for CT, a.u. for MR).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import napari
 import numpy as np
 import pyqtgraph as pg
+from magicgui.widgets import ComboBox, create_widget
 from qtpy.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -40,9 +44,7 @@ from ._layout import make_scrollable
 from .overlays import modality_of, units_of
 
 if TYPE_CHECKING:
-    import napari
-
-NONE = "(none)"
+    import napari.viewer
 
 
 def _title(key: str, modality: str | None) -> str:
@@ -50,6 +52,12 @@ def _title(key: str, modality: str | None) -> str:
     spec = METRIC_BY_KEY[key]
     unit = units_of(modality) if spec.unit == "HU" else spec.unit
     return f"{spec.title} ({unit})" if unit else spec.title
+
+
+def layer_picker(kind: type, layers: Callable[[], list[Any]], *, nullable: bool = False) -> ComboBox:
+    """magicgui's picker for a layer of type ``kind`` offering ``layers()`` (nullable: a "none" choice too)."""
+    choices = {"choices": lambda _widget: [(layer.name, layer) for layer in layers()], "nullable": nullable}
+    return create_widget(annotation=kind, options=choices)
 
 
 NOT_TRANSLATIONS = frozenset({"uncertainty", "difference", "magnitude", "grid"})
@@ -76,17 +84,22 @@ class EvaluateWidget(QWidget):
         self.comparison: VolumeComparison | None = None
         self._segmenters: dict[str, Segmenter | None] = {}
 
-        self.translated_combo, self.reference_combo, self.labels_combo = QComboBox(), QComboBox(), QComboBox()
+        self.translated_picker = layer_picker(
+            napari.layers.Image,
+            lambda: [x for x in self._of(napari.layers.Image) if role_of(x) not in NOT_TRANSLATIONS],
+        )
+        self.reference_picker = layer_picker(napari.layers.Image, lambda: self._of(napari.layers.Image))
+        self.labels_picker = layer_picker(napari.layers.Labels, lambda: self._of(napari.layers.Labels), nullable=True)
         self.modality_combo = QComboBox()
         self.modality_combo.addItems(MODALITIES)
         self.modality_combo.setCurrentText("CT")
-        self.reference_combo.currentTextChanged.connect(self._guess_modality)
+        self.reference_picker.changed.connect(self._guess_modality)
         self.modality_warning = QLabel()
         self.modality_warning.setWordWrap(True)
         self.modality_warning.setStyleSheet("color: orange")
         self.modality_warning.hide()
-        for combo in (self.translated_combo, self.reference_combo):
-            combo.currentTextChanged.connect(lambda _: self._check_modalities())
+        for picker in (self.translated_picker, self.reference_picker):
+            picker.changed.connect(lambda _: self._check_modalities())
         self.metric_combo = QComboBox()
         for key in SLICE_METRICS:
             self.metric_combo.addItem(_title(key, "CT"), key)
@@ -108,9 +121,9 @@ class EvaluateWidget(QWidget):
         self.plot.scene().sigMouseClicked.connect(self._on_plot_click)
 
         form = QFormLayout()
-        form.addRow("Translated", self.translated_combo)
-        form.addRow("Reference", self.reference_combo)
-        form.addRow("Labels (Dice)", self.labels_combo)
+        form.addRow("Translated", self.translated_picker.native)
+        form.addRow("Reference", self.reference_picker.native)
+        form.addRow("Labels (Dice)", self.labels_picker.native)
         form.addRow("Modality", self.modality_combo)
         form.addRow("Curve", self.metric_combo)
         layout = QVBoxLayout(self)
@@ -122,43 +135,50 @@ class EvaluateWidget(QWidget):
         layout.addWidget(self.plot)
         make_scrollable(self)
 
-        for event in (self.viewer.layers.events.inserted, self.viewer.layers.events.removed):
+        layer_events = self.viewer.layers.events
+        for event in (layer_events.inserted, layer_events.removed, layer_events.renamed, layer_events.reordered):
             event.connect(lambda _: self.refresh_layers())
-        self.refresh_layers()
+        self.refresh_layers(defaults=True)
 
     # ----------------------------------------------------------------- layers
-    def refresh_layers(self) -> None:
-        """Refill the layer pickers, keeping the current choices where they still exist."""
-        import napari
+    def _of(self, kind: type) -> list[Any]:
+        return [layer for layer in self.viewer.layers if isinstance(layer, kind)]
 
-        image_layers = [layer for layer in self.viewer.layers if isinstance(layer, napari.layers.Image)]
-        images = [layer.name for layer in image_layers]
-        candidates = [layer.name for layer in image_layers if role_of(layer) not in NOT_TRANSLATIONS]
-        translations = [layer.name for layer in image_layers if role_of(layer) == "translation"]
-        labels = [layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Labels)]
-        for combo, names, default in (
-            (self.translated_combo, candidates, translations[-1] if translations else None),
-            (self.reference_combo, images, None),
-            (self.labels_combo, [NONE, *labels], None),
-        ):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names)
-            combo.setCurrentText(current if current in names else default or combo.itemText(0))
-            combo.blockSignals(False)
-        if self.reference_combo.currentText() == self.translated_combo.currentText():
-            others = [name for name in images if name != self.translated_combo.currentText()]
-            untagged = [name for name in others if role_of(self.viewer.layers[name]) is None]
-            if others:
-                self.reference_combo.setCurrentText((untagged or others)[0])
-        self._guess_modality(self.reference_combo.currentText())
+    def refresh_layers(self, *, defaults: bool = False) -> None:
+        """Refill the layer pickers, keeping the current choices where they still exist.
+
+        "Translated" defaults (with ``defaults``, or when its layer is gone) to the newest translation,
+        "Reference" to another layer (an untagged one that is not the translation's input first).
+        """
+        translated, reference = self.translated_picker, self.reference_picker
+        kept = translated.value
+        for picker in (translated, reference, self.labels_picker):
+            chosen = picker.value
+            picker.reset_choices()
+            if chosen in picker.choices:  # magicgui matches by name: a renamed layer would lose its place
+                picker.value = chosen
+        translations = [layer for layer in translated.choices if role_of(layer) == "translation"]
+        if (defaults or kept not in translated.choices) and translations:
+            translated.value = translations[-1]
+        if defaults or (reference.value is not None and reference.value is translated.value):
+            default = self._default_reference()
+            if default is not None:
+                reference.value = default
+        self._guess_modality(reference.value)
         self._check_modalities()
+
+    def _default_reference(self) -> Any:
+        """Another image than the translated one, preferring untagged layers that are not its input."""
+        translated = self.translated_picker.value
+        source = translated.metadata.get("medtrans_source") if translated is not None else None
+        others = [layer for layer in self.reference_picker.choices if layer is not translated]
+        ranked = sorted(others, key=lambda layer: (layer.name == source, role_of(layer) is not None))
+        return ranked[0] if ranked else None
 
     def _check_modalities(self) -> None:
         """Show a warning when the translated and reference layers are tagged with different modalities."""
-        names = self.translated_combo.currentText(), self.reference_combo.currentText()
-        tags = [modality_of(self.viewer.layers[n]) if n in self.viewer.layers else None for n in names]
+        chosen = self.translated_picker.value, self.reference_picker.value
+        tags = [modality_of(layer) if layer is not None else None for layer in chosen]
         differ = all(tags) and tags[0] != tags[1]
         self.modality_warning.setText(
             f"Modalities differ: translated is {tags[0]}, reference is {tags[1]}; the metrics compare unlike images."
@@ -167,8 +187,8 @@ class EvaluateWidget(QWidget):
         )
         self.modality_warning.setVisible(bool(differ))
 
-    def _guess_modality(self, name: str) -> None:
-        modality = modality_of(self.viewer.layers[name]) if name in self.viewer.layers else None
+    def _guess_modality(self, layer: Any) -> None:
+        modality = modality_of(layer) if layer is not None else None
         if modality and self.modality_combo.findText(modality) >= 0:
             self.modality_combo.setCurrentText(modality)
 
@@ -185,13 +205,13 @@ class EvaluateWidget(QWidget):
     # ----------------------------------------------------------------- compute
     def compute(self) -> VolumeComparison | None:
         """Compute the metrics of the chosen layers and show them."""
-        names = self.translated_combo.currentText(), self.reference_combo.currentText()
-        if not all(names) or names[0] == names[1]:
+        chosen = self.translated_picker.value, self.reference_picker.value
+        if chosen[0] is None or chosen[1] is None or chosen[0] is chosen[1]:
             self.message.setText("Pick two different image layers: translated and reference.")
             return None
-        translated, reference = (np.asarray(self.viewer.layers[n].data, np.float32) for n in names)
-        labels_name = self.labels_combo.currentText()
-        labels = None if labels_name in ("", NONE) else np.asarray(self.viewer.layers[labels_name].data)
+        translated, reference = (np.asarray(layer.data, np.float32) for layer in chosen)
+        labels_layer = self.labels_picker.value
+        labels = None if labels_layer is None else np.asarray(labels_layer.data)
         shapes = {translated.shape, reference.shape} | ({labels.shape} if labels is not None else set())
         if len(shapes) != 1:
             self.message.setText(f"Layers differ in shape: {sorted(shapes)}; resample them first.")
@@ -246,10 +266,9 @@ class EvaluateWidget(QWidget):
 
     def go_to_slice(self, index: int) -> None:
         """Show slice ``index`` (array axis 0) of the translated layer in the viewer."""
-        name = self.translated_combo.currentText()
-        if name not in self.viewer.layers:
+        layer = self.translated_picker.value
+        if layer is None or layer not in self.viewer.layers:
             return
-        layer = self.viewer.layers[name]
         index = int(np.clip(index, 0, layer.data.shape[0] - 1))
         world = layer.data_to_world([index] + [0] * (layer.ndim - 1))[0]
         axis = self.viewer.dims.ndim - layer.ndim

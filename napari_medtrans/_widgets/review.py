@@ -39,8 +39,10 @@ from qtpy.QtWidgets import (
 )
 
 from napari_medtrans.io import layer_geometry
+from napari_medtrans.label_names import LabelNamesError, as_features, read_label_names
 from napari_medtrans.review import ReviewError, ReviewSession, SummaryReview
 
+from ._label_legend import LabelLegend
 from ._layout import make_scrollable
 from ._reviewer_name import remember_reviewer, remembered_reviewer
 
@@ -99,6 +101,8 @@ class ReviewWidget(QWidget):
         self.label_outlines.setToolTip("Outlines keep the anatomy under the labels visible; untick to fill the labels")
         self.label_outlines.setChecked(True)
         self.label_outlines.toggled.connect(self._toggle_outlines)
+        self.legend = LabelLegend()
+        self.legend.setToolTip("The tissues of the pseudo labels (from the labels file's .names.json) in their colours")
         self.message = QLabel("")
         self.message.setWordWrap(True)
 
@@ -123,6 +127,7 @@ class ReviewWidget(QWidget):
         layout.addWidget(self.queue_list)
         layout.addLayout(buttons)
         layout.addWidget(self.label_outlines)
+        layout.addWidget(self.legend)
         layout.addWidget(self.show_uncertainty)
         layout.addWidget(export_button)
         layout.addWidget(self.message)
@@ -223,6 +228,10 @@ class ReviewWidget(QWidget):
             **geometry,
         )
         labels_layer.contour = self._contour()
+        names = self._tissue_names(session)
+        if names:
+            labels_layer.features = as_features(names)  # napari shows the tissue under the cursor
+        self.legend.show_layer(labels_layer, names)
         for emitter, callback in [
             (labels_layer.events.paint, self._on_paint),
             (labels_layer.events.set_data, self._on_data),
@@ -231,6 +240,14 @@ class ReviewWidget(QWidget):
             self._connections.append((emitter, callback))
         self.layers["labels"] = labels_layer
         self.viewer.layers.selection.active = labels_layer
+
+    def _tissue_names(self, session: ReviewSession) -> dict[int, str]:
+        """The names of the label values from the labels file's sidecar (a bad sidecar is reported, not raised)."""
+        try:
+            return read_label_names(session.labels_path)
+        except LabelNamesError as exc:
+            self.message.setText(f"Tissue names not shown: {exc}")
+            return {}
 
     def _layer(self, role: str, data: np.ndarray, add: Callable[..., object], **kwargs: object) -> object:
         """The viewer's layer of this review role (left by an earlier Review dock) with ``data``, else a new one."""
@@ -244,6 +261,7 @@ class ReviewWidget(QWidget):
 
     def _remove_layers(self) -> None:
         _disconnect(self._connections)
+        self.legend.clear_layer()
         for layer in self.layers.values():
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)

@@ -108,6 +108,11 @@ class TranslateWidget(QWidget):
         self.input_combo = QComboBox()
         self.reference_combo = QComboBox()
         self.translator_combo = QComboBox()
+        self.labels_combo = QComboBox()
+        self.labels_combo.setToolTip(
+            "Label map of the input (a Labels layer on its grid): this translator draws from it"
+        )
+        self.labels_title = QLabel("Labels")
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.setToolTip("List translators again (e.g. after a training run finished)")
         self.info_label = QLabel()
@@ -172,6 +177,7 @@ class TranslateWidget(QWidget):
         self.destroyed.connect(partial(TranslateWidget._teardown, self))
         self.translator_combo.currentTextChanged.connect(self._on_choice_changed)
         self.input_combo.currentTextChanged.connect(self._on_choice_changed)
+        self.labels_combo.currentTextChanged.connect(self._on_choice_changed)
         self.device_combo.currentTextChanged.connect(
             lambda text: offer_precisions(self.precision_combo, str(resolve_device(text)))
         )
@@ -197,6 +203,7 @@ class TranslateWidget(QWidget):
         source = QGroupBox("Translator")
         form = QFormLayout(source)
         form.addRow("Input", self.input_combo)
+        form.addRow(self.labels_title, self.labels_combo)  # shown for label-conditioned translators only
         translator_row = QHBoxLayout()
         translator_row.addWidget(self.translator_combo, 1)
         translator_row.addWidget(self.refresh_button)
@@ -252,12 +259,19 @@ class TranslateWidget(QWidget):
 
     def _refresh_layer_choices(self, event: Any = None) -> None:
         images = [layer.name for layer in self.viewer.layers if _is_volume_image(layer)]
-        for combo, extra in ((self.input_combo, []), (self.reference_combo, [NONE])):
+        labels = [
+            layer.name for layer in self.viewer.layers if isinstance(layer, napari.layers.Labels) and layer.ndim == 3
+        ]
+        for combo, extra, names in (
+            (self.input_combo, [], images),
+            (self.reference_combo, [NONE], images),
+            (self.labels_combo, [NONE], labels),
+        ):
             current = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
-            combo.addItems(extra + images)
-            if current in extra + images:
+            combo.addItems(extra + names)
+            if current in extra + names:
                 combo.setCurrentText(current)
             combo.blockSignals(False)
         if self.input_combo.currentText() and self.session is None and self.onthefly_check.isChecked():
@@ -305,6 +319,11 @@ class TranslateWidget(QWidget):
         name = self.input_combo.currentText()
         return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401 (LayerList has no get)
 
+    def labels_layer(self) -> napari.layers.Labels | None:
+        """The chosen label map of the input (for label-conditioned translators), if any."""
+        name = self.labels_combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None  # noqa: SIM401 (LayerList has no get)
+
     def reference_layer(self) -> napari.layers.Image | None:
         """The chosen reference (real target) layer, if any."""
         name = self.reference_combo.currentText()
@@ -319,9 +338,11 @@ class TranslateWidget(QWidget):
         infos = self._translators
         if name not in infos:
             self.info_label.setText("No translator found (see `medtrans models`).")
+            self._show_labels_picker(None)
             self.state.choose(None)
             return
         meta = infos[name].metadata
+        self._show_labels_picker(meta)
         self.card_panel.show_card(meta.card)
         self.info_label.setText(f"{meta.method}: {meta.source} → {meta.target}, {meta.size}², {'+'.join(meta.outputs)}")
         self.info_label.setToolTip(
@@ -333,6 +354,14 @@ class TranslateWidget(QWidget):
         self.volume_uncertainty.addItems(uncertainty_choices(meta))
         self.save_button.setText(f"Save synthetic {meta.target}…")
         self.state.choose(meta)
+
+    def _show_labels_picker(self, meta: TranslatorMetadata | None) -> None:
+        """The Labels row only for a translator conditioned on the input's label map (SPADE)."""
+        needed = meta is not None and meta.label_classes > 0
+        self.labels_title.setVisible(needed)
+        self.labels_combo.setVisible(needed)
+        if needed:
+            self.labels_title.setText(f"Labels ({meta.label_classes} classes)")  # type: ignore[union-attr]
 
     def _on_choice_changed(self, *args: Any) -> None:
         self._show_metadata()
@@ -366,10 +395,28 @@ class TranslateWidget(QWidget):
         layer, name = self.input_layer(), self.translator_combo.currentText()
         if layer is None or not name or self._loading is not None:
             return
+        labels = None
+        if name in self._translators and self._translators[name].metadata.label_classes:
+            labels_layer = self.labels_layer()
+            if labels_layer is None:
+                self.status_label.setText(
+                    f"{name} draws the translation from the input's label map: choose a Labels layer "
+                    "(on the input's grid) under Labels."
+                )
+                return
+            labels = np.asarray(labels_layer.data)
+            if labels.shape != tuple(layer.data.shape):
+                self.status_label.setText(
+                    f"Labels layer {labels_layer.name!r} has shape {labels.shape}, input {layer.name!r} "
+                    f"{tuple(layer.data.shape)}: choose the input's label map."
+                )
+                return
         volume = layer_volume(layer)
         device = self.device_combo.currentText()
         self.status_label.setText(f"Loading {name} …")
-        self._loading = create_worker(_load, name, device, layer, volume, _ignore_errors=True, _start_thread=False)
+        self._loading = create_worker(
+            _load, name, device, layer, volume, labels, _ignore_errors=True, _start_thread=False
+        )
         self._loading.returned.connect(self._on_loaded)
         self._loading.errored.connect(self._on_worker_error)
         self._loading.finished.connect(self._loading_finished)
@@ -535,6 +582,7 @@ class TranslateWidget(QWidget):
             uncertainty=choice if choice in ("tta", "mc_dropout") else None,
             progress=progress.changed.emit,
             cancel=self._cancel.is_set,
+            labels=session.prepared.labels,
             _ignore_errors=True,
             _start_thread=False,
         )
@@ -682,11 +730,11 @@ def _mtime(path: Path) -> int | None:
 
 
 def _load(
-    name: str, device: str, layer: napari.layers.Image, volume: Volume
+    name: str, device: str, layer: napari.layers.Image, volume: Volume, labels: np.ndarray | None = None
 ) -> tuple[Translator, PreparedVolume, napari.layers.Image, Volume, Verdict]:
     translator = load_translator(name, device=device)
     limit_torch_threads(translator)
-    prepared = translator.prepare(volume.array, axis=translator.metadata.slice_axis)
+    prepared = translator.prepare(volume.array, axis=translator.metadata.slice_axis, labels=labels)
     return translator, prepared, layer, volume, translator.check_input(volume)
 
 

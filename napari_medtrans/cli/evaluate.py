@@ -25,6 +25,7 @@ from pathlib import Path
 
 from napari_medtrans.cli import CommandError
 from napari_medtrans.metrics import SCENARIOS
+from napari_medtrans.progress import Progress
 from napari_medtrans.rundir import require_writable_folder
 
 
@@ -187,10 +188,35 @@ def run(args: argparse.Namespace) -> int:
         translators,
         cases,
         settings,
-        progress=lambda m: print(m, file=sys.stderr, flush=True),
+        progress=Progress(sys.stderr),
         translated=translated,
         modality=target,
     )
-    for path in write_report(result, args.out):
-        print(f"wrote {path}")
+    written = write_report(result, args.out)
+    print("\n".join(summary_lines(result.to_json(), target)))
+    print(f"wrote {', '.join(path.name for path in written)} to {args.out}")
     return 0
+
+
+def summary_lines(doc: dict, modality: str) -> list[str]:
+    """The headline numbers of ``metrics.json`` for a person: per row and scenario MAE (HU for CT), SSIM, mean Dice."""
+    unit = " HU" if modality == "CT" else ""
+    rows = [
+        (name, scenario, values) for name, scenarios in doc["models"].items() for scenario, values in scenarios.items()
+    ]
+    width = max(len(f"{name} {scenario}") for name, scenario, _ in rows)
+    lines = []
+    for name, scenario, values in rows:
+        shown = [
+            f"{label} {'n/a' if values.get(key) is None else f'{values[key]:{form}}'}{suffix}"
+            for label, key, form, suffix in (
+                ("MAE", "mae", ".1f", unit),
+                ("SSIM", "ssim", ".3f", ""),
+                ("Dice", "dice_mean", ".3f", ""),
+            )
+        ]
+        lines.append(f"  {f'{name} {scenario}':<{width}}  " + ", ".join(shown))
+    ceiling = doc["reference"].get("dice_mean")
+    if ceiling is not None:
+        lines.append(f"  Dice ceiling (the segmenter on the real images) {ceiling:.3f}")
+    return [f"{len(rows)} row(s) evaluated; the full report is report.md"] + lines

@@ -1,4 +1,8 @@
-"""``medtrans models [--json] [--card NAME]``: the translators the registry finds, or one model card."""
+"""``medtrans models [--json] [--card NAME]``: the translators the registry finds, or one model card.
+
+The INPUTS column says which translators need the input's label map
+(``image+labels(K)``: pass it with ``medtrans translate --labels FILE``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import argparse
 import json
 from typing import Any
 
+from napari_medtrans.checkpoint import TranslatorMetadata
 from napari_medtrans.cli import CommandError
 from napari_medtrans.model_card import card_lines
 from napari_medtrans.registry import list_translators, user_dir
@@ -22,6 +27,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def format_deviations(deviations: dict[str, Any]) -> str:
     """The names of a translator's deviations from its paper (values: ``--json``), or ``none``."""
     return ",".join(sorted(deviations)) or "none"
+
+
+def format_inputs(metadata: TranslatorMetadata) -> str:
+    """What a translator takes: ``image``, or ``image+labels(K)`` for a label-conditioned one (SPADE)."""
+    return f"image+labels({metadata.label_classes})" if metadata.label_classes else "image"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,12 +52,13 @@ def run(args: argparse.Namespace) -> int:
     if not infos:
         print(f"no translators found (shipped demos, {user_dir()}, registered runs)")
         return 0
-    rows = [("NAME", "METHOD", "SOURCE→TARGET", "OUTPUTS", "REGIME", "DEVIATIONS", "ORIGIN", "PATH")]
+    rows = [("NAME", "METHOD", "SOURCE→TARGET", "INPUTS", "OUTPUTS", "REGIME", "DEVIATIONS", "ORIGIN", "PATH")]
     rows += [
         (
             i.name,
             i.metadata.method,
             f"{i.metadata.source}→{i.metadata.target}",
+            format_inputs(i.metadata),
             ",".join(i.metadata.outputs),
             i.metadata.regime or "not recorded",
             format_deviations(i.metadata.deviations),

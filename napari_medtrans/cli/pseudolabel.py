@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from napari_medtrans.cli import CommandError
 from napari_medtrans.constants import DEVICES
+from napari_medtrans.progress import Progress
 
 STRATEGIES = ("tutorship", "adaptation")
 
@@ -78,6 +80,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     parser.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    parser.add_argument("--json", action="store_true", help="print the Dice and confidence figures as one JSON line")
     parser.set_defaults(func=run)
 
 
@@ -127,8 +130,10 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             shipped=not args.train_segmenter,
         )
-        results = pl.run(args.strategy, translator, sources, targets, names, settings)
-        ceiling = pl.ceiling(targets, names, target_modality, settings)
+        with Progress(sys.stderr) as progress:
+            results = pl.run(args.strategy, translator, sources, targets, names, settings, progress)
+            progress.note("ceiling: the shipped segmenter on the real targets")
+            ceiling = pl.ceiling(targets, names, target_modality, settings)
     except (pl.PseudoLabelError, ValueError, OSError, CheckpointError) as exc:  # GridMismatch is a ValueError
         raise CommandError(str(exc)) from exc
     info = pl.describe(args.strategy, translator, settings) | {"quality": args.quality}
@@ -138,18 +143,8 @@ def run(args: argparse.Namespace) -> int:
             "sources": list(range(args.phantom_seed, first_target)),
             "targets": list(range(first_target, first_target + args.phantom_targets)),
         }
-    summary = pl.write_results(results, args.out, info, ceiling=ceiling, overwrite=args.overwrite)
-    print(
-        json.dumps(
-            {c["name"]: c["mean_dice"] for c in summary["cases"]}
-            | {
-                "mean_dice": summary["mean_dice"],
-                "ceiling": ceiling and ceiling["mean_dice"],
-                "ratio_to_ceiling": summary["ratio_to_ceiling"],
-                "confidence": summary["confidence"],
-            }
-        )
-    )
+    summary = pl.write_results(results, args.out, info, ceiling=ceiling, overwrite=args.overwrite, names=names)
+    print(json.dumps(figures(summary)) if args.json else "\n".join(summary_lines(summary)))
     print(f"wrote {len(results)} pseudo-label volumes and summary.json to {args.out}")
     return 0
 
@@ -161,3 +156,46 @@ def _require_label_grids(images: Path, labels: Path) -> None:
     image_files, label_files = volume_files(images), volume_files(labels)
     for name in sorted(set(image_files) & set(label_files)):
         require_same_grid(read_volume(image_files[name]), read_volume(label_files[name]), what="labels")
+
+
+def figures(summary: dict) -> dict:
+    """The run's figures for machines (``--json``): mean Dice per volume and overall, ceiling, confidence quality."""
+    return {c["name"]: c["mean_dice"] for c in summary["cases"]} | {
+        "mean_dice": summary["mean_dice"],
+        "ceiling": summary["ceiling"] and summary["ceiling"]["mean_dice"],
+        "ratio_to_ceiling": summary["ratio_to_ceiling"],
+        "confidence": summary["confidence"],
+    }
+
+
+def summary_lines(summary: dict) -> list[str]:
+    """The run's result for a person: Dice per volume against the ceiling, how well confidence ranks errors."""
+    info = summary["translator"]
+    lines = [
+        f"{summary['strategy']} with {info['name']} ({info['source']}→{info['target']}): "
+        f"{len(summary['cases'])} {summary['target_modality']} volume(s) labelled"
+    ]
+    width = max(len(c["name"]) for c in summary["cases"])
+    for case in summary["cases"]:
+        dice = "" if case["mean_dice"] is None else f"mean Dice {case['mean_dice']:.3f}, "
+        lines.append(f"  {case['name']:<{width}}  {dice}mean confidence {case['mean_confidence']:.3f}")
+    if summary["mean_dice"] is None:
+        lines.append("  no ground truth: no Dice (review the labels in the Review pseudo labels widget)")
+        return lines
+    ceiling = summary["ceiling"]
+    versus = (
+        f" vs ceiling {ceiling['mean_dice']:.3f} ({ceiling['segmenter']} on the real images, "
+        f"{100 * summary['ratio_to_ceiling']:.0f} % of it)"
+        if ceiling
+        else " (no shipped segmenter of these tissues for a ceiling)"
+    )
+    lines.append(f"  mean Dice {summary['mean_dice']:.3f}{versus}")
+    confidence = summary["confidence"]
+    if confidence:
+        rho = confidence["slice_spearman"].get(confidence["queue_score"])
+        auroc = confidence["voxel_auroc"]
+        lines.append(
+            f"  confidence: slice ranking Spearman ρ {'n/a' if rho is None else f'{rho:.2f}'} ({confidence['queue_score']}), "
+            f"voxel AUROC for 'label wrong' {'n/a' if auroc is None else f'{auroc:.2f}'}"
+        )
+    return lines

@@ -17,6 +17,7 @@ import numpy as np
 
 from napari_medtrans.cli import CommandError
 from napari_medtrans.constants import MODALITIES
+from napari_medtrans.progress import Progress
 from napari_medtrans.rundir import require_writable_folder
 
 #: First phantom seed of segmenter training subjects (translators train from 0, evaluation uses 5000…).
@@ -109,10 +110,8 @@ def run(args: argparse.Namespace) -> int:
     images, labels, names = _data(args)
     init = _init(args.init)
 
-    def show(step: int, loss: float) -> None:
-        if step % 50 == 0 or step == args.iterations:
-            print(f"\rstep {step}/{args.iterations} loss {loss:.3f}", end="", file=sys.stderr, flush=True)
-
+    progress = Progress(sys.stderr)
+    progress.begin(f"training the {args.modality} segmenter", args.iterations, unit="it")
     try:
         segmenter = train_segmenter(
             images,
@@ -133,11 +132,11 @@ def run(args: argparse.Namespace) -> int:
             path=args.out if args.save_every else None,
             save_every=args.save_every,
             overwrite=args.overwrite,
-            progress=show,
+            progress=lambda step, loss: progress.update(step, loss=loss),
         )
     except ValueError as exc:
         raise CommandError(str(exc)) from exc
-    print(file=sys.stderr)
+    progress.close()
     if args.phantom is not None and args.held_out > 0:
         segmenter.metadata.provenance["held_out"] = _held_out_dice(segmenter, args)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,11 +28,18 @@ from napari_medtrans.checkpoint import CheckpointError
 from napari_medtrans.cli import CommandError
 from napari_medtrans.inference import DEVICES, PRECISIONS, Translator, load_translator, resolve_device
 from napari_medtrans.input_check import Verdict
-from napari_medtrans.io import Volume, VolumeReadError, read_volume, volume_stem, write_volume
+from napari_medtrans.io import (
+    GridMismatch,
+    Volume,
+    VolumeReadError,
+    read_volume,
+    require_same_grid,
+    volume_stem,
+    write_volume,
+)
+from napari_medtrans.progress import Progress
 
 UNCERTAINTY_CHOICES = ("tta", "mc_dropout", "scale")
-MASK_GRID_TOLERANCE = 1e-3  # mm (NIfTI keeps geometry in float32)
-BAR_WIDTH = 30
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -77,6 +83,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="translate only inside this mask (nonzero voxels, the input's grid); outside is air",
     )
     parser.add_argument(
+        "--labels",
+        type=Path,
+        metavar="FILE",
+        help="label map of the input (same grid) for label-conditioned translators (SPADE; `medtrans models`)",
+    )
+    parser.add_argument(
         "--strict", action="store_true", help="refuse an input that the input check finds unlike the training data"
     )
     parser.set_defaults(func=run)
@@ -88,15 +100,16 @@ def stem(path: Path) -> str:
 
 
 def progress_bar(label: str) -> Callable[[int, int], None]:
-    """A progress callback drawing ``label [####----] done/total slices`` on stderr."""
-    start = time.perf_counter()
+    """A ``progress(done, total)`` callback reporting ``label``'s slices on stderr (a bar on a terminal)."""
+    progress, started = Progress(sys.stderr), []
 
     def show(done: int, total: int) -> None:
-        filled = BAR_WIDTH * done // max(total, 1)
-        rate = done / max(time.perf_counter() - start, 1e-9)
-        end = "\n" if done >= total else ""
-        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
-        print(f"\r{label} [{bar}] {done}/{total} slices, {rate:.1f}/s", end=end, file=sys.stderr, flush=True)
+        if not started:
+            started.append(True)
+            progress.begin(label, total, unit="slices")
+        progress.update(done)
+        if done >= total:
+            progress.close()
 
     return show
 
@@ -170,25 +183,25 @@ def _release(claimed: list[Path]) -> None:
 
 
 def _read_mask(path: Path) -> Volume:
+    """A mask or label volume (a CommandError naming the file when it cannot be read)."""
     try:
         return read_volume(path)
     except VolumeReadError as exc:
         raise CommandError(str(exc)) from exc
 
 
-def _mask_for(mask: Volume | None, volume: Volume, source: Path) -> np.ndarray | None:
-    """The mask's array when it lies on ``volume``'s grid; a CommandError naming both files otherwise."""
-    if mask is None:
-        return None
-    if mask.array.shape != volume.array.shape:
-        raise CommandError(f"--mask {mask.path}: shape {mask.array.shape} differs from {source}'s {volume.array.shape}")
-    for name in ("spacing", "origin", "direction"):
-        if not np.allclose(getattr(mask, name), getattr(volume, name), rtol=0, atol=MASK_GRID_TOLERANCE):
-            raise CommandError(
-                f"--mask {mask.path}: {name} {getattr(mask, name)} differs from {source}'s "
-                f"{getattr(volume, name)}; resample the mask onto the input first"
-            )
-    return mask.array != 0
+def _on_grid(other: Volume, volume: Volume, flag: str) -> np.ndarray:
+    """``other``'s array when it lies on ``volume``'s grid (:func:`~napari_medtrans.io.require_same_grid`)."""
+    try:
+        require_same_grid(volume, other, what=flag)
+    except GridMismatch as exc:
+        raise CommandError(str(exc)) from exc
+    return other.array
+
+
+def _mask_for(mask: Volume | None, volume: Volume) -> np.ndarray | None:
+    """The mask (nonzero voxels) when it lies on ``volume``'s grid; a CommandError naming both files otherwise."""
+    return None if mask is None else _on_grid(mask, volume, "--mask") != 0
 
 
 def _checked(
@@ -220,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
     target = translator.metadata.target
     plan = _plan(args, target)
     mask = _read_mask(args.mask) if args.mask else None
+    labels = _read_mask(args.labels) if args.labels else None
     if args.strict:  # every input is checked before any output is written
         refused = [
             f"{source}: " + "; ".join(verdict.reasons)
@@ -231,7 +245,9 @@ def run(args: argparse.Namespace) -> int:
     claimed = [] if args.overwrite else _claim(_outputs(args, plan))
     try:
         for source, image_path, uncertainty_path in plan:
-            _translate_one(args, translator, source, image_path, uncertainty_path if args.uncertainty else None, mask)
+            _translate_one(
+                args, translator, source, image_path, uncertainty_path if args.uncertainty else None, mask, labels
+            )
             if args.overwrite and not args.uncertainty and uncertainty_path.exists():
                 uncertainty_path.unlink()
                 print(f"removed {uncertainty_path} (it belonged to the replaced image)", file=sys.stderr)
@@ -247,20 +263,26 @@ def _translate_one(
     image_path: Path,
     uncertainty_path: Path | None,
     mask: Volume | None,
+    labels: Volume | None = None,
 ) -> None:
     """Read, check, translate and write one input (replacing a claimed placeholder)."""
     target = translator.metadata.target
     volume, _ = _checked(translator, source, args.axis, args.series_uid)
-    result = translator.translate_volume(
-        volume,
-        axis=args.axis,
-        batch_size=args.batch_size,
-        precision=args.precision,
-        uncertainty=args.uncertainty if args.uncertainty in ("tta", "mc_dropout") else None,
-        scale=args.uncertainty == "scale",
-        progress=progress_bar(source.name),
-        mask=_mask_for(mask, volume, source),
-    )
+    label_map = None if labels is None else _on_grid(labels, volume, "--labels")
+    try:
+        result = translator.translate_volume(
+            volume,
+            axis=args.axis,
+            batch_size=args.batch_size,
+            precision=args.precision,
+            uncertainty=args.uncertainty if args.uncertainty in ("tta", "mc_dropout") else None,
+            scale=args.uncertainty == "scale",
+            progress=progress_bar(source.name),
+            mask=_mask_for(mask, volume),
+            labels=label_map,
+        )
+    except ValueError as exc:  # the engine's word on the label map: missing, not wanted, out of range
+        raise CommandError(f"{source}: {exc}") from exc
     outputs = [(image_path, result.image)]
     if uncertainty_path is not None:
         outputs.append((uncertainty_path, result.scale if args.uncertainty == "scale" else result.uncertainty))

@@ -16,10 +16,16 @@ from torch import nn
 
 from napari_medtrans.nets.discriminators import DCGANCritic, PatchGANDiscriminator, WGANCritic
 from napari_medtrans.nets.ggd import GGDUNetGenerator
+from napari_medtrans.nets.maskgan import MaskGANGenerator
+from napari_medtrans.nets.multiscale import MultiScaleDiscriminator
+from napari_medtrans.nets.munit import MUNITAutoencoder, MUNITTranslator
+from napari_medtrans.nets.nicegan import NICEDecoder, NICEDiscriminator, NICETranslator
 from napari_medtrans.nets.registration import RegistrationNet, warp
 from napari_medtrans.nets.res_unet import ResUNet
 from napari_medtrans.nets.resnet import ResnetGenerator
+from napari_medtrans.nets.spade import SPADEDiscriminator, SPADEGenerator
 from napari_medtrans.nets.unet import SegUNet, UNetGenerator
+from napari_medtrans.nets.unit import UNITGenerators, UNITTranslator
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "resnet": ResnetGenerator,
@@ -31,6 +37,17 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "seg_unet": SegUNet,
     "unet_ggd": GGDUNetGenerator,
     "res_unet": ResUNet,
+    "nicegan": NICETranslator,
+    "nicegan_decoder": NICEDecoder,
+    "nicegan_discriminator": NICEDiscriminator,
+    "maskgan": MaskGANGenerator,
+    "spade": SPADEGenerator,
+    "spade_discriminator": SPADEDiscriminator,
+    "unit": UNITGenerators,
+    "unit_translator": UNITTranslator,
+    "munit_autoencoder": MUNITAutoencoder,
+    "munit_translator": MUNITTranslator,
+    "multiscale_discriminator": MultiScaleDiscriminator,
 }
 
 
@@ -50,11 +67,22 @@ __all__ = [
     "ARCHITECTURES",
     "DCGANCritic",
     "GGDUNetGenerator",
+    "MUNITAutoencoder",
+    "MUNITTranslator",
+    "MaskGANGenerator",
+    "MultiScaleDiscriminator",
+    "NICEDecoder",
+    "NICEDiscriminator",
+    "NICETranslator",
     "PatchGANDiscriminator",
     "RegistrationNet",
     "ResUNet",
     "ResnetGenerator",
+    "SPADEDiscriminator",
+    "SPADEGenerator",
     "SegUNet",
+    "UNITGenerators",
+    "UNITTranslator",
     "UNetGenerator",
     "WGANCritic",
     "build_network",

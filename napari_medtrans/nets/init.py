@@ -4,7 +4,8 @@
 ``init_weights(init_type='normal', init_gain=0.02)``); ``xavier``: Xavier normal
 with gain 0.02 (CUT's ``init_type='xavier'``); ``he``: a normal truncated at
 two standard deviations whose std after truncation is √(2 / fan_in) (Keras
-``he_normal``, the PI/UAPI reference's ``Conv2DHE``);
+``he_normal``, the PI/UAPI reference's ``Conv2DHE``); ``kaiming``: an untruncated
+normal with std √(2 / fan_in) (``kaiming_normal_``, the UNIT/MUNIT reference's ``kaiming``);
 ``default``: PyTorch's own initialisation (RegGAN's reference). Biases are set
 to zero, affine norm weights to N(1, 0.02) as in the CycleGAN code.
 """
@@ -19,8 +20,8 @@ from torch import nn
 KERAS_TRUNCATION = 0.87962566103423978
 """Std of a unit normal truncated at ±2 (Keras divides by it so that ``he_normal`` keeps √(2 / fan_in))."""
 
-InitType = Literal["normal", "xavier", "he", "default"]
-INIT_TYPES: tuple[str, ...] = ("normal", "xavier", "he", "default")
+InitType = Literal["normal", "xavier", "he", "kaiming", "default"]
+INIT_TYPES: tuple[str, ...] = ("normal", "xavier", "he", "kaiming", "default")
 
 
 def init_weights(module: nn.Module, kind: InitType, gain: float = 0.02) -> nn.Module:
@@ -36,6 +37,8 @@ def init_weights(module: nn.Module, kind: InitType, gain: float = 0.02) -> nn.Mo
                 nn.init.normal_(weight, 0.0, gain)
             elif kind == "xavier":
                 nn.init.xavier_normal_(weight, gain=gain)
+            elif kind == "kaiming":
+                nn.init.kaiming_normal_(weight, a=0, mode="fan_in")
             else:
                 std = math.sqrt(2.0 / nn.init._calculate_fan_in_and_fan_out(weight)[0]) / KERAS_TRUNCATION
                 nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)

@@ -91,6 +91,8 @@ class StepContext:
         self._reduce = reduce_gradients
         self.generator = generator
         self.iteration = 0
+        self.iterations = 0
+        """Total iterations of the run (for schedules inside a method, e.g. MaskGAN's shape-loss ramp)."""
 
     def autocast(self) -> AbstractContextManager[Any]:
         """Mixed precision region (a no-op when the step runs in float32)."""
@@ -225,6 +227,12 @@ class Method:
             yield from net.parameters()
 
     # --- inference / previews -------------------------------------------
+    def network_input(self, source: Tensor, labels: Tensor | None) -> Tensor:
+        """What the translator's generator takes for ``source`` with its label map (B, H, W) or None:
+        ``source`` itself, except for label-conditioned methods (SPADE).
+        """
+        return source
+
     @property
     def generator(self) -> nn.Module:
         return self.nets[self.generator_net]
