@@ -4,20 +4,18 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from _training_helpers import REPO, subprocess_env, tiny_config
+from _training_helpers import run_training, tiny_config
 from safetensors.torch import load_file
 from test_sliding_window import tiny_translator
 
 from napari_medtrans.checkpoint import CheckpointError, TranslatorMetadata
 from napari_medtrans.contract import ConfigError, DataConfig
-from training.data import Cohort, Subject
-from training.patches import FOREGROUND_OVERSAMPLE, PatchSampler, check_patch, validation_patches, window_3d
+from training.data import Cohort, Subject, validation_set
+from training.patches import FOREGROUND_OVERSAMPLE, PatchSampler, check_patch, patch_crop, window_3d
 
 TINY_3D = {"arch": "res_unet", "ngf": 4, "depth": 2, "encoder_blocks": 1, "dims": 3}
 #: Options of a tiny 3-D regression run (8×32×32 patches from 32² phantom slices).
@@ -67,8 +65,8 @@ def test_patch_sampler_pairs_flips_pads_and_oversamples_the_foreground():
 
 def test_validation_patches_are_fixed_and_centred():
     cfg = DataConfig(val_slices=2, min_foreground=0.0)
-    val = validation_patches(_cohort(), cfg, (4, 8, 8))
-    again = validation_patches(_cohort(), cfg, (4, 8, 8))
+    val = validation_set(_cohort(), cfg, patch_crop((4, 8, 8)))
+    again = validation_set(_cohort(), cfg, patch_crop((4, 8, 8)))
     assert val.source.shape == val.truth.shape == (2, 1, 4, 8, 8)
     np.testing.assert_array_equal(val.source, again.source)
     assert val.names == ["s0:3", "s0:6"]
@@ -198,14 +196,7 @@ def test_regression_3d_trains_from_the_cli_and_translates_a_file_keeping_its_geo
     args += ["--threads", "1", "--run-dir", str(run), "--log-every", "2", "--checkpoint-every", "2"]
     for option in ["data.phantom_depth=12", "model.ngf=8", *TINY_3D_OPTIONS]:
         args += ["--set", option]
-    done = subprocess.run(
-        [sys.executable, "-m", "training", *args],
-        cwd=REPO,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done = run_training(args)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "3-D patches of 8×64×64 voxels" in done.stdout
     meta = read_metadata(run / "translator.safetensors")

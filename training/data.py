@@ -14,6 +14,7 @@ subjects are split off by subject, never by slice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -327,10 +328,27 @@ class ValidationSet:
     names: list[str]
 
 
-def validation_set(cohort: Cohort, cfg: DataConfig) -> ValidationSet:
+Crop = Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]
+"""``crop(source, volume, z, channels)``: the validation window of ``volume`` (the source, the
+truth or the target) at slice ``z`` with ``channels`` context slices, placed by the ``source``'s shape."""
+
+
+def centred_crop(cfg: DataConfig) -> Crop:
+    """The 2-D validation crop: ``cfg.size``² centred in the slice, (channels, S, S)."""
+
+    def crop(source: np.ndarray, volume: np.ndarray, z: int, channels: int) -> np.ndarray:
+        top, left = centre_offsets(*source.shape[1:], cfg.size)
+        return window(context_stack(volume, z, channels), cfg.size, top, left)
+
+    return crop
+
+
+def validation_set(cohort: Cohort, cfg: DataConfig, crop: Crop | None = None) -> ValidationSet:
     """Evenly spaced foreground slices of the validation subjects (of the training
-    subjects when there are none, e.g. a one-subject cohort).
+    subjects when there are none, e.g. a one-subject cohort), cropped by ``crop``
+    (default :func:`centred_crop`; 3-D patches: :func:`training.patches.patch_crop`).
     """
+    crop = crop or centred_crop(cfg)
     subjects = [s for s in cohort.val if s.source is not None] or [s for s in cohort.train if s.source is not None]
     per_subject = max(1, -(-cfg.val_slices // len(subjects)))
     src, truth, tgt, names = [], [], [], []
@@ -338,13 +356,11 @@ def validation_set(cohort: Cohort, cfg: DataConfig) -> ValidationSet:
         ids = foreground_slices(s.source, cfg.min_foreground)
         picks = ids[np.linspace(0, len(ids) - 1, per_subject + 2).round().astype(int)[1:-1]]
         for z in picks:
-            stack = context_stack(s.source, int(z), cfg.context_slices)
-            top, left = centre_offsets(*stack.shape[1:], cfg.size)
-            src.append(window(stack, cfg.size, top, left))
+            src.append(crop(s.source, s.source, int(z), cfg.context_slices))
             if s.truth is not None:
-                truth.append(window(s.truth[z : z + 1], cfg.size, top, left))
+                truth.append(crop(s.source, s.truth, int(z), 1))
             if s.target is not None:
-                tgt.append(window(s.target[z : z + 1], cfg.size, top, left))
+                tgt.append(crop(s.source, s.target, int(z), 1))
             names.append(f"{s.name}:{int(z)}")
     n = cfg.val_slices
     return ValidationSet(

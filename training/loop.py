@@ -36,7 +36,7 @@ from training.checkpointing import checkpoint_bytes, load_checkpoint, rank_state
 from training.config import ConfigError, TrainConfig, options_from_dict
 from training.data import FOREGROUND_LEVEL, SliceSampler, ValidationSet, load_cohort, to_device, validation_set
 from training.methods import Method, StepContext, get_method
-from training.patches import PatchSampler, check_patch, validation_patches
+from training.patches import PatchSampler, check_patch, patch_crop
 
 
 class NonFiniteLossError(RuntimeError):
@@ -245,7 +245,7 @@ class Trainer:
         else:
             check_patch(self.patch, self.method.generator, data)
             self.sampler = PatchSampler(self.cohort, data, self.patch, seed=sampler_seed)
-            self.valset = validation_patches(self.cohort, data, self.patch)
+            self.valset = validation_set(self.cohort, data, patch_crop(self.patch))
             self.log(f"3-D patches of {'×'.join(map(str, self.patch))} voxels")
         self.log(
             f"data: {len(self.cohort.train)} training / {len(self.cohort.val)} validation subjects, "

@@ -25,7 +25,7 @@ import numpy as np
 from torch import nn
 
 from training.config import ConfigError, DataConfig
-from training.data import FOREGROUND_LEVEL, Cohort, ValidationSet, foreground_slices
+from training.data import FOREGROUND_LEVEL, Cohort, Crop
 
 FOREGROUND_OVERSAMPLE = 1 / 3
 """Fraction of patches centred on a foreground voxel (nnU-Net's ``oversample_foreground_percent`` 0.33)."""
@@ -131,29 +131,12 @@ class PatchSampler:
         self.rng.bit_generator.state = state
 
 
-def validation_patches(cohort: Cohort, cfg: DataConfig, patch: Patch) -> ValidationSet:
-    """``cfg.val_slices`` fixed patches: centred in-plane at evenly spaced foreground slices of the
-    validation subjects (of the training subjects when there are none); arrays (N, 1, D, H, W).
-    """
-    subjects = [s for s in cohort.val if s.source is not None] or [s for s in cohort.train if s.source is not None]
-    per_subject = max(1, -(-cfg.val_slices // len(subjects)))
-    src, truth, tgt, names = [], [], [], []
-    for s in subjects:
-        assert s.source is not None
-        ids = foreground_slices(s.source, cfg.min_foreground)
-        for z in ids[np.linspace(0, len(ids) - 1, per_subject + 2).round().astype(int)[1:-1]]:
-            first = int(np.clip(int(z) - patch[0] // 2, *corner_range(s.source.shape[0], patch[0])))
-            corner = [first, *((n - side) // 2 for n, side in zip(s.source.shape[1:], patch[1:]))]
-            src.append(window_3d(s.source, patch, corner)[None])
-            if s.truth is not None:
-                truth.append(window_3d(s.truth, patch, corner)[None])
-            if s.target is not None:
-                tgt.append(window_3d(s.target, patch, corner)[None])
-            names.append(f"{s.name}:{int(z)}")
-    n = cfg.val_slices
-    return ValidationSet(
-        np.stack(src)[:n],
-        np.stack(truth)[:n] if len(truth) == len(src) else None,
-        np.stack(tgt)[:n] if len(tgt) == len(src) else None,
-        names[:n],
-    )
+def patch_crop(patch: Patch) -> Crop:
+    """The 3-D validation crop: a (1, *patch) box centred in-plane, its slice range around ``z``."""
+
+    def crop(source: np.ndarray, volume: np.ndarray, z: int, channels: int) -> np.ndarray:
+        first = int(np.clip(z - patch[0] // 2, *corner_range(source.shape[0], patch[0])))
+        corner = [first, *((n - side) // 2 for n, side in zip(source.shape[1:], patch[1:]))]
+        return window_3d(volume, patch, corner)[None]
+
+    return crop
