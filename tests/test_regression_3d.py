@@ -218,3 +218,23 @@ def test_regression_3d_trains_from_the_cli_and_translates_a_file_keeping_its_geo
     np.testing.assert_allclose(ct.origin, written.origin, atol=1e-5)
     np.testing.assert_allclose(ct.direction, written.direction, atol=1e-6)
     assert -1024 <= ct.array.min() <= ct.array.max() <= 3071
+
+
+def test_medtrans_translate_runs_a_3d_translator_file_and_keeps_the_geometry(tmp_path):
+    from napari_medtrans.cli import main
+    from napari_medtrans.io import Volume, read_volume, write_volume
+
+    translator = tiny_translator(tmp_path, TINY_3D, patch=[4, 8, 8])
+    angle = math.radians(-35)  # a rotation about x, an odd spacing and a shifted origin
+    c, s = math.cos(angle), math.sin(angle)
+    array = np.random.default_rng(2).uniform(0, 800, (7, 11, 13)).astype(np.float32)
+    source = Volume(array, (0.7, 1.9, 2.5), (-3.5, 101.0, -64.25), (1, 0, 0, 0, c, -s, 0, s, c), modality="T1")
+    path = tmp_path / "t1.nii.gz"
+    write_volume(source, path)
+    out = tmp_path / "out"
+    assert main(["translate", str(path), "--model", str(tmp_path / "3d.safetensors"), "--out", str(out)]) == 0
+    ct, written = read_volume(out / "t1_CT.nii.gz"), read_volume(path)
+    np.testing.assert_allclose(ct.spacing, written.spacing, rtol=1e-6)
+    np.testing.assert_allclose(ct.origin, written.origin, atol=1e-5)
+    np.testing.assert_allclose(ct.direction, written.direction, atol=1e-6)
+    np.testing.assert_allclose(ct.array, translator.translate_volume(written.array).image, atol=1e-3)
