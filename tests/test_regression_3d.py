@@ -238,3 +238,31 @@ def test_medtrans_translate_runs_a_3d_translator_file_and_keeps_the_geometry(tmp
     np.testing.assert_allclose(ct.origin, written.origin, atol=1e-5)
     np.testing.assert_allclose(ct.direction, written.direction, atol=1e-6)
     np.testing.assert_allclose(ct.array, translator.translate_volume(written.array).image, atol=1e-3)
+
+
+@pytest.mark.gui
+def test_translate_widget_runs_a_3d_translator_on_the_fly_and_whole(
+    make_napari_viewer, qtbot, tmp_path, monkeypatch, small_subject
+):
+    """On the fly the viewer shows slices from slabs; the whole volume goes through the sliding windows."""
+    from napari_medtrans._widgets.demo import open_demo
+
+    models = tmp_path / "models"
+    models.mkdir()
+    tiny_translator(models, TINY_3D, patch=[4, 16, 16], name="tiny-3d")
+    monkeypatch.setenv("MEDTRANS_MODELS_DIR", str(models))
+    viewer = make_napari_viewer(show=True)
+    widget = open_demo(viewer, "tiny-3d", subject=small_subject, device="cpu")
+    qtbot.waitUntil(lambda: widget.session is not None, timeout=30000)
+    session = widget.session
+    shown = []
+    widget.slice_shown.connect(lambda index, precision, seconds: shown.append((index, precision)))
+    viewer.dims.set_current_step(0, 5)
+    qtbot.waitUntil(lambda: (5, "fp32") in shown, timeout=30000)
+    exact = session.translator.translate_slice(session.prepared, 5)
+    np.testing.assert_allclose(np.asarray(session.output.data[5]), exact.image, atol=1e-3)
+    with qtbot.waitSignal(widget.volume_finished, timeout=60000) as blocker:
+        widget.volume_button.click()
+    assert blocker.args == [True]
+    whole = session.translator.translate_volume(session.volume.array).image
+    np.testing.assert_allclose(np.asarray(session.output.data), whole, atol=1e-3)

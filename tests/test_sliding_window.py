@@ -56,8 +56,9 @@ def test_overlapping_windows_blend_with_their_gaussian_weights():
     np.testing.assert_allclose(out[0, 0, 0].numpy(), [0.0, 0.0, 0.5, 0.5, 1.0, 1.0], rtol=1e-5)
 
 
-def tiny_translator(tmp_path, spec: dict, patch: list[int] | None = None):
-    """A translator file of an untrained generator ``spec`` (3-D ones with their ``patch``), loaded on the CPU."""
+def tiny_translator(tmp_path, spec: dict, patch: list[int] | None = None, name: str | None = None):
+    """A translator file (``<name>.safetensors``, default ``<dims>d``) of an untrained generator ``spec``
+    (3-D ones with their ``patch``), loaded on the CPU."""
     from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
     from napari_medtrans.inference import load_translator
     from napari_medtrans.intensity import ct_window, mr_percentile
@@ -65,7 +66,7 @@ def tiny_translator(tmp_path, spec: dict, patch: list[int] | None = None):
 
     outputs = ["image", "scale"] if spec.get("scale_head") else ["image"]
     md = TranslatorMetadata(
-        name="tiny",
+        name=name or "tiny",
         method="regression",
         source="T1",
         target="CT",
@@ -76,7 +77,9 @@ def tiny_translator(tmp_path, spec: dict, patch: list[int] | None = None):
         provenance={"run": "test"},
         patch=patch,
     )
-    path = save_translator(tmp_path / f"{spec.get('dims', 2)}d.safetensors", {"generator": build_network(spec)}, md)
+    path = save_translator(
+        tmp_path / f"{name or str(spec.get('dims', 2)) + 'd'}.safetensors", {"generator": build_network(spec)}, md
+    )
     return load_translator(path, device="cpu")
 
 
