@@ -4,7 +4,10 @@ A :class:`Translator` runs a loaded generator slice-wise along an axis of a
 (z, y, x) volume. Slices are normalised per batch (the source intensity model is
 fitted once per volume), padded by reflection to the network's size multiple,
 translated under ``torch.inference_mode`` (optionally with bf16/fp16 autocast),
-cropped back and mapped to target units (a synthetic CT comes out in HU). Only
+cropped back and mapped to target units (a synthetic CT comes out in HU). A 3-D
+translator (metadata ``patch``) translates by overlapping sliding windows with
+Gaussian blending instead (:mod:`napari_medtrans.sliding_window`); on the fly it
+translates the slab of its patch's thickness around the slice. Only
 the output arrays are allocated at full size; memory does not grow with a copy
 of the volume per stage.
 
@@ -57,6 +60,7 @@ from napari_medtrans.intensity import IntensityMapping
 from napari_medtrans.io import Volume
 from napari_medtrans.nets.registration import warp
 from napari_medtrans.registry import resolve
+from napari_medtrans.sliding_window import translate_slab, translate_volume_3d
 
 Precision = Literal["fp32", "bf16", "fp16"]
 Uncertainty = Literal["tta", "mc_dropout"]
@@ -316,7 +320,9 @@ class Translator:
             raise IndexError(f"slice {index} out of range [0, {prepared.n_slices})")
         key = (index, precision, uncertainty)
         result = prepared.cached(key)
-        if result is None:
+        if result is None and self.metadata.patch is not None:
+            result = self._translate_slab(prepared, index, precision, uncertainty)
+        elif result is None:
             out = self._run(prepared.network_input(index, index + 1), precision, uncertainty)
             result = SliceResult(**{name: value[0] if value is not None else None for name, value in out.items()})
             prepared.store(key, result)
@@ -374,6 +380,19 @@ class Translator:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
         array = volume.array if isinstance(volume, Volume) else volume
+        if self.metadata.patch is not None:  # a 3-D translator: sliding windows (batch_size: windows per batch)
+            _only_scale_3d(self.metadata.name, uncertainty)
+            found = translate_volume_3d(
+                self,
+                array,
+                axis=axis,
+                batch_size=batch_size or 1,
+                precision=precision,
+                scale=scale,
+                progress=progress,
+                cancel=cancel,
+            )
+            return self._masked({**found, "uncertainty": None}, mask)
         prepared = self.prepare(array, axis=axis, cache_size=0, labels=labels)
         shape = prepared.array.shape
         outputs = {
@@ -393,13 +412,31 @@ class Translator:
                 view[start:stop] = batch[name]
             if progress is not None:
                 progress(stop, total)
+        return self._masked(outputs, mask)
+
+    def _masked(self, outputs: dict[str, np.ndarray | None], mask: np.ndarray | None) -> TranslationResult:
+        """The result, with the target's background (and uncertainty 0) outside ``mask`` where one is given."""
         if mask is not None:
             outside = ~np.asarray(mask, dtype=bool)
-            outputs["image"][outside] = BACKGROUND.get(self.metadata.target, self.output_mapping.lo)
+            outputs["image"][outside] = BACKGROUND.get(self.metadata.target, self.output_mapping.lo)  # type: ignore[index]
             for name in ("scale", "uncertainty"):
                 if outputs[name] is not None:
-                    outputs[name][outside] = 0.0
-        return TranslationResult(**outputs)
+                    outputs[name][outside] = 0.0  # type: ignore[index]
+        return TranslationResult(**outputs)  # type: ignore[arg-type]
+
+    def _translate_slab(
+        self, prepared: PreparedVolume, index: int, precision: Precision, uncertainty: Uncertainty | None
+    ) -> SliceResult:
+        """Slice ``index`` of a 3-D translator from the slab around it; the slab's other slices are cached too."""
+        _only_scale_3d(self.metadata.name, uncertainty)
+        start, slab = translate_slab(self, prepared, index, precision=precision)
+        results = [
+            SliceResult(image, None if slab["scale"] is None else slab["scale"][i])
+            for i, image in enumerate(slab["image"])  # type: ignore[arg-type]
+        ]
+        for i, result in enumerate(results):
+            prepared.store((start + i, precision, uncertainty), result)
+        return results[index - start]
 
     def register(
         self,
@@ -536,6 +573,15 @@ class Translator:
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+
+def _only_scale_3d(name: str, uncertainty: str | None) -> None:
+    """3-D translators give their σ map but no test-time-flip or MC-dropout uncertainty."""
+    if uncertainty is not None:
+        raise ValueError(
+            f"translator {name!r} is 3-D (sliding windows): uncertainty {uncertainty!r} is not available; "
+            "its σ map is (when it has a σ head)"
+        )
 
 
 def _stack(samples: list[torch.Tensor]) -> torch.Tensor:

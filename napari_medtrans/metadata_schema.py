@@ -8,7 +8,8 @@ all-NaN output:
 
 - the JSON text: at most :data:`MAX_METADATA_BYTES`, nesting at most
   :data:`MAX_NESTING` deep (checked on the raw text, before parsing);
-- the fields: types, and integers and floats within :data:`SPEC_BOUNDS`;
+- the fields: types, and integers and floats within :data:`SPEC_BOUNDS`; a 3-D
+  ``patch`` of 3 sides within :data:`PATCH_LIMIT`;
   intensity windows finite and within :data:`WINDOW_LIMIT`;
 - the network size: :func:`napari_medtrans.checkpoint.load_modules` compares
   the tensor shapes with the spec built on PyTorch's ``meta`` device (no
@@ -47,6 +48,7 @@ SPEC_BOUNDS: dict[str, tuple[float, float]] = {
     "n_layers": (1, 16),
     "depth": (1, 10),
     "head_kernel": (1, 31),
+    "dims": (2, 3),
     "dropout": (0.0, 1.0),
 }
 """Inclusive bounds of the numeric network hyperparameters (others: :data:`OTHER_INT_LIMIT`)."""
@@ -62,6 +64,9 @@ WINDOW_LIMIT = 1e7
 
 FIELD_BOUNDS: dict[str, tuple[int, int]] = {"slice_axis": (0, 2), "size": (1, 65536), "context_slices": (1, 63)}
 """Inclusive bounds of the integer top-level fields."""
+
+PATCH_LIMIT = 4096
+"""Largest side of a 3-D translator's ``patch`` (slices, rows, cols)."""
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
@@ -155,6 +160,12 @@ def check_translator_metadata(data: Any) -> None:
     for key, (low, high) in FIELD_BOUNDS.items():
         if key in data:
             _number(data[key], key, low, high, integer=True)
+    patch = data.get("patch")
+    if patch is not None:
+        if not (isinstance(patch, list) and len(patch) == 3):
+            raise _error(f"patch must list 3 sides (slices, rows, cols), got {patch!r:.60}")
+        for i, side in enumerate(patch):
+            _number(side, f"patch[{i}]", 1, PATCH_LIMIT, integer=True)
     outputs = data.get("outputs", ["image"])
     if not (isinstance(outputs, list) and all(isinstance(o, str) for o in outputs)):
         raise _error(f"outputs must be a list of names, got {outputs!r:.60}")

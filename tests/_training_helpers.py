@@ -141,3 +141,15 @@ def start_training(args: list[str], log: Path) -> subprocess.Popen:
         stdout=handle,
         stderr=subprocess.STDOUT,
     )
+
+
+def run_training(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m training ARGS`` as a real subprocess run to its end, output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

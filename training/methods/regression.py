@@ -23,14 +23,16 @@ the full-resolution L1 (the translator then outputs an uncertainty map).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from training.losses import deep_supervision_weights, laplace_nll, ssim_loss
+from training.config import DataConfig
+from training.losses import area_downsample, deep_supervision_weights, laplace_nll, ssim_loss
 from training.methods.base import GeneratorOptions, Method, StepContext, register
+from training.patches import Patch, network_3d
 
 
 @dataclass
@@ -51,6 +53,10 @@ class RegressionOptions(GeneratorOptions):
     """OPTION: weight of a 1 − SSIM term at full resolution (0 = L1 only)."""
     sigma_head: bool = False
     """OPTION: a softplus σ head trained with the Laplace NLL instead of the full-resolution L1 (outputs a σ map)."""
+    dims: Literal[2, 3] = 2
+    """2: slices (2-D; 2.5-D with data.context_slices); 3: 3-D patches (patch_depth × size²), sliding-window inference."""
+    patch_depth: int = 32
+    """Slices of a 3-D training patch along data.slice_axis (dims 3 only; a multiple of 2 ** depth)."""
 
 
 @register("regression")
@@ -80,10 +86,16 @@ class Regression(Method):
         )
         if o.sigma_head:
             extra["scale_head"] = True
+        if o.dims == 3:
+            extra.update(network_3d(o.generator))
         return {"G": self.generator_spec(self.in_channels, self.out_channels, **extra)}
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"G": self.adam("G")}
+
+    def patch_3d(self, data: DataConfig) -> Patch | None:
+        o = self.options
+        return (o.patch_depth, data.size, data.size) if o.dims == 3 else None
 
     def _outputs(self, source: Tensor) -> tuple[list[Tensor], Tensor | None]:
         """Images (full resolution first; lower ones with deep supervision) and σ (with the σ head)."""
@@ -107,7 +119,7 @@ class Regression(Method):
             weights = deep_supervision_weights(len(images))
             loss = weights[0] * main
             for level, (weight, image) in enumerate(zip(weights[1:], images[1:]), start=1):
-                loss = loss + weight * F.l1_loss(image.float(), F.avg_pool2d(target, 2**level))
+                loss = loss + weight * F.l1_loss(image.float(), area_downsample(target, 2**level))
             if o.lambda_ssim > 0:
                 losses["SSIM"] = ssim_loss(full, target)
                 loss = loss + o.lambda_ssim * losses["SSIM"]
