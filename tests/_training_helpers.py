@@ -51,6 +51,24 @@ TINY_MODEL = {
         "model.nce_layers=[0,4,7,10,11]",
     ],
     "regression": ["model.depth=3", "model.encoder_blocks=1"],
+    "unsb": [
+        "model.n_blocks=2",
+        "model.ndf=8",
+        "model.num_patches=32",
+        "model.nce_features=32",
+        "model.nce_layers=[0,4,7,10,11]",
+        "model.num_timesteps=3",
+    ],
+    "syndiff": [
+        "model.n_blocks=2",
+        "model.ndf=8",
+        "model.nf=8",
+        "model.ch_mult=[1,2]",
+        "model.num_res_blocks=1",
+        "model.attn_levels=[1]",
+        "model.nz=8",
+        "model.z_emb_dim=16",
+    ],
 }
 
 REGIME = {
@@ -65,6 +83,8 @@ REGIME = {
     "ugac": "unpaired",
     "shape-cyclegan": "unpaired",
     "regression": "paired",
+    "unsb": "unpaired",
+    "syndiff": "unpaired",
 }
 
 

@@ -4,6 +4,10 @@
 what checkpoints store, so a translator is rebuilt without unpickling.
 Every generator ends in tanh and has ``provides_scale`` and ``size_multiple``;
 ``in_channels = k`` gives 2.5D input (k neighbouring slices, centre translated).
+Stochastic generators (``unsb``, ``syndiff``) have ``stochastic = True``, an
+int ``steps`` (sampling steps, settable) and ``forward(x, noise)`` drawing all
+randomness from the ``torch.Generator`` ``noise``; their spec records
+``"stochastic": true`` and ``"steps"``.
 The displacement-field convention is documented in
 :mod:`napari_medtrans.nets.registration`.
 """
@@ -19,6 +23,8 @@ from napari_medtrans.nets.ggd import GGDUNetGenerator
 from napari_medtrans.nets.registration import RegistrationNet, warp
 from napari_medtrans.nets.res_unet import ResUNet
 from napari_medtrans.nets.resnet import ResnetGenerator
+from napari_medtrans.nets.syndiff import SynDiffGenerator
+from napari_medtrans.nets.time_conditioned import SBResnetGenerator, TimeConditionedPatchGAN
 from napari_medtrans.nets.unet import SegUNet, UNetGenerator
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
@@ -31,6 +37,9 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "seg_unet": SegUNet,
     "unet_ggd": GGDUNetGenerator,
     "res_unet": ResUNet,
+    "unsb": SBResnetGenerator,
+    "syndiff": SynDiffGenerator,
+    "patchgan_t": TimeConditionedPatchGAN,
 }
 
 
@@ -54,7 +63,10 @@ __all__ = [
     "RegistrationNet",
     "ResUNet",
     "ResnetGenerator",
+    "SBResnetGenerator",
     "SegUNet",
+    "SynDiffGenerator",
+    "TimeConditionedPatchGAN",
     "UNetGenerator",
     "WGANCritic",
     "build_network",
