@@ -31,7 +31,7 @@ from napari_medtrans.inference import DEVICES, PRECISIONS, Translator, load_tran
 from napari_medtrans.input_check import Verdict
 from napari_medtrans.io import Volume, VolumeReadError, read_volume, volume_stem, write_volume
 
-UNCERTAINTY_CHOICES = ("tta", "mc_dropout", "scale")
+UNCERTAINTY_CHOICES = ("tta", "mc_dropout", "scale", "samples")
 MASK_GRID_TOLERANCE = 1e-3  # mm (NIfTI keeps geometry in float32)
 BAR_WIDTH = 30
 
@@ -50,7 +50,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--uncertainty",
         choices=UNCERTAINTY_CHOICES,
-        help="also write a per-voxel uncertainty: test-time flips, MC-dropout or the scale map",
+        help="also write a per-voxel uncertainty: test-time flips, MC-dropout, the scale map, or the "
+        "spread (std) of --samples samples of a stochastic translator (SynDiff, UNSB), whose mean is the image",
+    )
+    parser.add_argument(
+        "--samples", type=int, default=8, help="samples of --uncertainty mc_dropout or samples (default 8)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="noise seed of a stochastic translator (default 0)")
+    parser.add_argument(
+        "--steps", type=int, help="sampling steps of a stochastic translator (default: the number it was trained with)"
     )
     parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument(
@@ -114,6 +122,11 @@ def _load(args: argparse.Namespace) -> Translator:
         raise CommandError(f"model {args.model!r} has no scale map; use --uncertainty tta")
     if args.uncertainty == "mc_dropout" and not translator.supports_mc_dropout:
         raise CommandError(f"model {args.model!r} has no dropout layers; use --uncertainty tta")
+    if (args.uncertainty == "samples" or args.steps is not None) and not translator.stochastic:
+        what = "--uncertainty samples" if args.uncertainty == "samples" else "--steps"
+        raise CommandError(f"model {args.model!r} is deterministic; {what} needs a stochastic translator")
+    if args.steps is not None and not 1 <= args.steps <= (translator.max_steps or 0):
+        raise CommandError(f"--steps must lie in 1..{translator.max_steps} for model {args.model!r}, got {args.steps}")
     return translator
 
 
@@ -208,6 +221,8 @@ def run(args: argparse.Namespace) -> int:
     """Translate every input; exit 0 when all were written."""
     if args.batch_size is not None and args.batch_size < 1:
         raise CommandError(f"--batch-size must be ≥ 1, got {args.batch_size}")
+    if args.samples < 1:
+        raise CommandError(f"--samples must be ≥ 1, got {args.samples}")
     translator = _load(args)
     try:
         warning = cpu_features.check_precision(
@@ -256,7 +271,10 @@ def _translate_one(
         axis=args.axis,
         batch_size=args.batch_size,
         precision=args.precision,
-        uncertainty=args.uncertainty if args.uncertainty in ("tta", "mc_dropout") else None,
+        uncertainty=args.uncertainty if args.uncertainty in ("tta", "mc_dropout", "samples") else None,
+        mc_samples=args.samples,
+        seed=args.seed,
+        steps=args.steps,
         scale=args.uncertainty == "scale",
         progress=progress_bar(source.name),
         mask=_mask_for(mask, volume, source),

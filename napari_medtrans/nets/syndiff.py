@@ -30,6 +30,7 @@ filters, and no progressive input pyramid. ``nf``, ``ch_mult`` and
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -175,11 +176,13 @@ class DenoisingUNet(nn.Module):
 
     def initialise(self) -> None:
         """The reference's initialisation: variance scaling (fan-avg, uniform) = Xavier uniform, zero biases;
-        AdaGN starts as the identity (the reference's style bias 1/0 for (1 + γ, β))."""
+        AdaGN starts as the identity (the reference's style bias 1/0 for (1 + γ, β)).
+        """
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.init.xavier_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
             if isinstance(module, AdaptiveGroupNorm):
                 nn.init.zeros_(module.style.weight)
 
@@ -189,7 +192,7 @@ class DenoisingUNet(nn.Module):
         h = self.conv_in(x)
         hs = [h]
         for stage in self.down:
-            for layer in stage:
+            for layer in stage.children():
                 if isinstance(layer, AttnBlock):
                     h = hs[-1] = layer(h)
                 else:
@@ -197,7 +200,7 @@ class DenoisingUNet(nn.Module):
                     hs.append(h)
         h = self.mid[2](self.mid[1](self.mid[0](h, temb, style)), temb, style)
         for stage in self.up:
-            for layer in stage:
+            for layer in stage.children():
                 h = layer(torch.cat([h, hs.pop()], 1), temb, style) if isinstance(layer, ResBlock) else layer(h)
         return torch.tanh(self.conv_out(F.silu(self.norm_out(h))))
 
@@ -217,6 +220,7 @@ class SynDiffGenerator(StochasticSteps, nn.Module):
     """
 
     provides_scale = False
+    alpha_bar: Tensor
 
     def __init__(
         self,
@@ -227,14 +231,15 @@ class SynDiffGenerator(StochasticSteps, nn.Module):
         beta_max: float = 20.0,
         stochastic: bool = True,
         steps: int | None = None,
+        nz: int = 100,
         **unet: object,
     ) -> None:
         super().__init__()
         self.num_timesteps = num_timesteps
         self.steps = check_stochastic_spec(stochastic, steps, num_timesteps)
         self.out_channels = out_channels
-        self.net = DenoisingUNet(in_channels=out_channels + in_channels, out_channels=out_channels, **unet)  # type: ignore[arg-type]
-        self.nz = self.net.z_transform[1].in_features
+        self.net = DenoisingUNet(in_channels=out_channels + in_channels, out_channels=out_channels, nz=nz, **unet)  # type: ignore[arg-type]
+        self.nz = nz
         self.size_multiple = self.net.size_multiple
         bars = torch.tensor(alpha_bars(num_timesteps, beta_min, beta_max), dtype=torch.float32)
         self.register_buffer("alpha_bar", bars, persistent=False)
@@ -273,7 +278,7 @@ class SynDiffGenerator(StochasticSteps, nn.Module):
         shape = (b, self.out_channels, *x.shape[2:])
         x_t = gaussian(shape, noise, x)
         states = np.unique(np.round(np.linspace(self.num_timesteps, 0, self.steps + 1)).astype(int))[::-1]
-        for k, s in zip(states[:-1], states[1:]):
+        for k, s in itertools.pairwise(states):
             k_t, s_t = time_indices(int(k), b, x.device), time_indices(int(s), b, x.device)
             x0 = self.predict_x0(x_t, x, k_t - 1, self.latent(x, noise))
             x_t = self.posterior(x0, x_t, k_t, s_t, noise)

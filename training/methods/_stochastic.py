@@ -22,7 +22,7 @@ def translate_sampled(generator: nn.Module, source: Tensor) -> dict[str, Tensor]
 @torch.no_grad()
 def ema_update(average: nn.Module, current: nn.Module, decay: float) -> None:
     """``average ← decay·average + (1 − decay)·current`` over parameters; buffers are copied."""
-    for avg, cur in zip(average.parameters(), current.parameters()):
-        avg.lerp_(cur.detach(), 1.0 - decay)
-    for avg, cur in zip(average.buffers(), current.buffers()):
-        avg.copy_(cur)
+    for param, value in zip(average.parameters(), current.parameters()):
+        param.lerp_(value.detach(), 1.0 - decay)
+    for buffer, source in zip(average.buffers(), current.buffers()):
+        buffer.copy_(source)

@@ -33,12 +33,13 @@ conditioned on the real source image.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
+from napari_medtrans.nets.syndiff import SynDiffGenerator
 from training.losses import gan_loss
 from training.methods._stochastic import ema_update, translate_sampled
 from training.methods.base import GeneratorOptions, Method, StepContext, register, set_requires_grad
@@ -136,7 +137,7 @@ class SynDiff(Method):
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         for name in ("G_diff_A", "G_diff_B"):
-            self.nets[name].net.initialise()
+            cast(SynDiffGenerator, self.nets[name]).net.initialise()
         self.nets["G_diff_B_ema"].load_state_dict(self.nets["G_diff_B"].state_dict())
         set_requires_grad(self.nets["G_diff_B_ema"], False)
         generators = ("G_diff_A", "G_diff_B", "G_AB", "G_BA")
@@ -148,7 +149,10 @@ class SynDiff(Method):
     def translate(self, source: Tensor) -> dict[str, Tensor]:
         return translate_sampled(self.generator, source)
 
-    def _fake_state(self, net: nn.Module, x_next: Tensor, condition: Tensor, t: Tensor, noise: Any) -> tuple[Tensor, Tensor]:
+    @staticmethod
+    def _fake_state(
+        net: SynDiffGenerator, x_next: Tensor, condition: Tensor, t: Tensor, noise: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
         """(x̂₀, x_t drawn from q(x_t | x_{t+1}, x̂₀)) of a diffusive generator."""
         x0 = net.predict_x0(x_next, condition, t, net.latent(x_next, noise))
         return x0, net.posterior(x0, x_next, t + 1, t, noise)
@@ -157,7 +161,8 @@ class SynDiff(Method):
         o, nets, noise = self.options, self.nets, ctx.generator
         real_a, real_b = batch["source"], batch["target"]
         n = real_a.shape[0]
-        gd_a, gd_b, g_ab, g_ba = nets["G_diff_A"], nets["G_diff_B"], nets["G_AB"], nets["G_BA"]
+        gd_a, gd_b = cast(SynDiffGenerator, nets["G_diff_A"]), cast(SynDiffGenerator, nets["G_diff_B"])
+        g_ab, g_ba = nets["G_AB"], nets["G_BA"]
         dd_a, dd_b, d_a, d_b = nets["D_diff_A"], nets["D_diff_B"], nets["D_A"], nets["D_B"]
 
         def steps() -> tuple[Tensor, Tensor]:
@@ -192,10 +197,8 @@ class SynDiff(Method):
         loss_d = loss_d_diff + loss_d_cycle
         losses = {"D_diff": loss_d_diff, "D_cycle": loss_d_cycle}
         if penalise:
-            grads = torch.autograd.grad(
-                (real_da.float().sum(), real_db.float().sum()), (xa_t, xb_t), create_graph=True
-            )
-            r1 = sum(g.flatten(1).pow(2).sum(1).mean() for g in grads)
+            grads = torch.autograd.grad((real_da.float().sum(), real_db.float().sum()), (xa_t, xb_t), create_graph=True)
+            r1 = grads[0].flatten(1).pow(2).sum(1).mean() + grads[1].flatten(1).pow(2).sum(1).mean()
             loss_d = loss_d + o.r1_gamma / 2 * r1
             losses["R1"] = r1
         ctx.zero_grad(self.optimizers["D"])

@@ -31,11 +31,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
 
+from napari_medtrans.nets.time_conditioned import SBResnetGenerator
 from training.losses import gan_loss
 from training.methods._stochastic import translate_sampled
 from training.methods.base import StepContext, register, set_requires_grad
@@ -82,7 +83,7 @@ class UNSB(CUT):
         }
 
     def extra_networks(self) -> dict[str, nn.Module]:
-        G = self.nets["G"]
+        G = cast(SBResnetGenerator, self.nets["G"])
         with torch.no_grad():
             probe = torch.zeros(1, self.in_channels, 32, 32, device=self.device)
             feats = G.features(probe, self.options.nce_layers, 0, G.latent(probe, None))
@@ -103,7 +104,7 @@ class UNSB(CUT):
 
     def train_step(self, batch: dict[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:
         o = self.options
-        G, D, E = self.nets["G"], self.nets["D"], self.nets["E"]
+        G, D, E = cast(SBResnetGenerator, self.nets["G"]), self.nets["D"], self.nets["E"]
         real_a, real_b = batch["source"], batch["target"]
         n, noise = real_a.shape[0], ctx.generator
         real_a2 = self.previous_source if self.previous_source is not None else torch.flip(real_a, [3])
