@@ -271,7 +271,8 @@ class Translator:
     @property
     def max_steps(self) -> int | None:
         """The most sampling steps the generator takes: the number it was trained with
-        (``num_timesteps``; else its ``steps``); None for a deterministic generator."""
+        (``num_timesteps``; else its ``steps``); None for a deterministic generator.
+        """
         return int(getattr(self.generator, "num_timesteps", self.generator.steps)) if self.stochastic else None
 
     @property
