@@ -138,8 +138,7 @@ class SynDiff(Method):
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         for name in ("G_diff_A", "G_diff_B"):
             cast(SynDiffGenerator, self.nets[name]).net.initialise()
-        self.nets["G_diff_B_ema"].load_state_dict(self.nets["G_diff_B"].state_dict())
-        set_requires_grad(self.nets["G_diff_B_ema"], False)
+        self.nets["G_diff_B_ema"].load_state_dict(self.nets["G_diff_B"].state_dict())  # never in a loss
         generators = ("G_diff_A", "G_diff_B", "G_AB", "G_BA")
         return {
             "G": self.adam(*generators),
