@@ -48,6 +48,8 @@ def make_tiny_translators(folder: Path) -> Path:
     return folder
 
 
+TINY_UNET = {"nf": 8, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_levels": [1], "nz": 8, "z_emb_dim": 16}
+"""A tiny SynDiff denoising U-Net (options / spec keys)."""
 SYNDIFF = "tiny-syndiff"
 UNSB = "tiny-unsb"
 #: tiny stochastic generators: SynDiff's denoising U-Net (T = 4) and UNSB's bridge generator (T = 3)
@@ -58,12 +60,7 @@ STOCHASTIC = {
             "arch": "syndiff",
             "in_channels": 1,
             "out_channels": 1,
-            "nf": 8,
-            "ch_mult": [1, 2],
-            "num_res_blocks": 1,
-            "attn_levels": [1],
-            "nz": 8,
-            "z_emb_dim": 16,
+            **TINY_UNET,
             "stochastic": True,
             "steps": 4,
         },

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _tiny_translators import TINY_UNET
 from test_method_steps import RecordingContext
 from test_training_resume import test_resume_is_exact as resume_is_exact
 
@@ -17,17 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 OPTIONS = {
     "unsb": {"ngf": 8, "ndf": 8, "n_blocks": 2, "num_patches": 16, "nce_features": 16, "nce_layers": [0, 4, 7, 10, 11]},
-    "syndiff": {
-        "ngf": 8,
-        "ndf": 8,
-        "n_blocks": 2,
-        "nf": 8,
-        "ch_mult": [1, 2],
-        "num_res_blocks": 1,
-        "attn_levels": [1],
-        "nz": 8,
-        "z_emb_dim": 16,
-    },
+    "syndiff": {"ngf": 8, "ndf": 8, "n_blocks": 2, **TINY_UNET},
 }
 DISCRIMINATORS = {"D_diff_A", "D_diff_B", "D_A", "D_B"}
 GENERATORS = {"G_diff_A", "G_diff_B", "G_AB", "G_BA"}

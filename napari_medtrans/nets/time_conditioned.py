@@ -35,8 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from napari_medtrans.nets.float32 import Float32Conv2d
-from napari_medtrans.nets.resnet import FIRST_BLOCK
+from napari_medtrans.nets.resnet import FIRST_BLOCK, decoder_layers, encoder_layers
 
 
 def timestep_embedding(steps: Tensor, dim: int, max_positions: int = 10000) -> Tensor:
@@ -148,29 +147,9 @@ class SBResnetGenerator(StochasticSteps, nn.Module):
         self.tau = tau
         self.ngf = ngf
         self.z_dim = 4 * ngf
-        layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
-            Float32Conv2d(in_channels, ngf, 7),
-            nn.InstanceNorm2d(ngf),
-            nn.ReLU(),
-        ]
-        for mult in (1, 2):
-            layers += [
-                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1),
-                nn.InstanceNorm2d(ngf * mult * 2),
-                nn.ReLU(),
-            ]
-        self.model = nn.Sequential(*layers)
+        self.model = nn.Sequential(*encoder_layers(in_channels, ngf))
         self.blocks = nn.ModuleList(ModulatedResnetBlock(ngf * 4, self.z_dim) for _ in range(n_blocks))
-        up: list[nn.Module] = []
-        for mult in (4, 2):
-            up += [
-                nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1),
-                nn.InstanceNorm2d(ngf * mult // 2),
-                nn.ReLU(),
-            ]
-        up += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
-        self.upsample = nn.Sequential(*up)
+        self.upsample = nn.Sequential(*decoder_layers(ngf, out_channels))
         mapping: list[nn.Module] = [PixelNorm(), nn.Linear(self.z_dim, self.z_dim), nn.LeakyReLU(0.2)]
         for _ in range(n_mlp):
             mapping += [nn.Linear(self.z_dim, self.z_dim), nn.LeakyReLU(0.2)]
