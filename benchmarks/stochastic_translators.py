@@ -142,8 +142,9 @@ def evaluate_samples(path: Path, samples: int = 4) -> dict[str, float]:
     return {f"{k}_mean{samples}": float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
-def mae(methods: list[str], iterations: int, work: Path) -> dict[str, Any]:
-    """Train each method for ``iterations`` (small settings) and evaluate on held-out subjects."""
+def mae(methods: list[str], iterations: int, work: Path, existing: bool = False) -> dict[str, Any]:
+    """Train each method for ``iterations`` (small settings) and evaluate on held-out subjects;
+    ``existing``: evaluate the runs already in ``work`` (e.g. stopped early with a STOP file)."""
     tree = HERE.parent
     out: dict[str, Any] = {}
     work.mkdir(parents=True, exist_ok=True)
@@ -151,15 +152,16 @@ def mae(methods: list[str], iterations: int, work: Path) -> dict[str, Any]:
         args = [*(STOCHASTIC_RUNS.get(name) or RUNS[name]), "--set", f"val_every={max(iterations // 4, 1)}"]
         run_dir = work / f"{name}-{iterations}"
         cpu_before = os.times()
-        wall = train(tree, run_dir, args, iterations)
+        wall = None if existing else train(tree, run_dir, args, iterations)
         cpu_after = os.times()
         children_cpu = (cpu_after.children_user + cpu_after.children_system) - (
             cpu_before.children_user + cpu_before.children_system
         )
+        status = json.loads((run_dir / "status.json").read_text())
         row: dict[str, Any] = {
-            "iterations": iterations,
+            "iterations": status["iteration"],
             "wall_s": wall,
-            "cpu_s": children_cpu,
+            "cpu_s": None if existing else children_cpu,
             "command": "python -m training " + " ".join([*SMALL, *args, "--iterations", str(iterations)]),
         }
         row.update(evaluate(run_dir / "translator.safetensors"))
@@ -231,8 +233,9 @@ def write(part: str, data: dict[str, Any], note: str, command: str) -> None:
             curve = ", ".join(f"{i}: {v:.0f}" for i, v in row["val_mae_units"])
             mean4 = row.get("mae_mean4")
             pcc = row.get("spread_error_pcc_mean4")
+            cpu = "–" if row["cpu_s"] is None else f"{row['cpu_s']:.0f}"
             lines.append(
-                f"| {name} | {row['iterations']} | {row['cpu_s']:.0f} | {row['mae']:.1f} | {row['ssim']:.3f} | "
+                f"| {name} | {row['iterations']} | {cpu} | {row['mae']:.1f} | {row['ssim']:.3f} | "
                 f"{'–' if mean4 is None else f'{mean4:.1f}'} | {'–' if pcc is None else f'{pcc:.2f}'} | {curve} |"
             )
         lines += ["", "Training commands (plus `--run-dir DIR`):", ""]
@@ -247,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="timed calls after one warm-up (cost)")
     parser.add_argument("--iterations", type=int, default=200, help="training iterations (mae)")
     parser.add_argument("--methods", nargs="+", default=["syndiff", "unsb", "cut", "cyclegan"])
+    parser.add_argument("--existing", action="store_true", help="evaluate the runs in --work without training (mae)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/stochastic_translators"), help="run directories")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -255,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.part == "cost":
         data = cost(args.repeats)
     else:
-        data = mae(args.methods, args.iterations, args.work)
+        data = mae(args.methods, args.iterations, args.work, args.existing)
         previous = (
             json.loads((RESULTS / "stochastic_translators.json").read_text()).get("mae", {}).get("results", {})
             if (RESULTS / "stochastic_translators.json").exists()
