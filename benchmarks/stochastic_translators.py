@@ -144,7 +144,8 @@ def evaluate_samples(path: Path, samples: int = 4) -> dict[str, float]:
 
 def mae(methods: list[str], iterations: int, work: Path, existing: bool = False) -> dict[str, Any]:
     """Train each method for ``iterations`` (small settings) and evaluate on held-out subjects;
-    ``existing``: evaluate the runs already in ``work`` (e.g. stopped early with a STOP file)."""
+    ``existing``: evaluate the runs already in ``work`` (e.g. stopped early with a STOP file).
+    """
     tree = HERE.parent
     out: dict[str, Any] = {}
     work.mkdir(parents=True, exist_ok=True)
