@@ -136,3 +136,15 @@ def test_pseudolabel_accepts_a_syndiff_translator(folder, tmp_path):
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["target_modality"] == "CT" and len(summary["cases"]) == 1
+
+
+@pytest.mark.parametrize("bad", [[1, "2"], list(range(20)), 3, [1, -1]])
+def test_list_hyperparameters_are_checked(folder, bad):
+    from napari_medtrans.checkpoint import CheckpointError
+    from napari_medtrans.metadata_schema import parse_translator_metadata
+
+    data = read_metadata(folder / f"{SYNDIFF}.safetensors").to_dict()
+    parse_translator_metadata(json.dumps(data))  # the real one is accepted
+    data["networks"]["generator"]["ch_mult"] = bad
+    with pytest.raises(CheckpointError, match="ch_mult"):
+        parse_translator_metadata(json.dumps(data))
