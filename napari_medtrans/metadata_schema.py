@@ -56,6 +56,12 @@ SPEC_BOUNDS: dict[str, tuple[float, float]] = {
 STRING_KEYS = ("arch", "norm")
 """The network hyperparameters that are names; every other one is a number or a flag."""
 
+LIST_KEYS = ("ch_mult", "attn_levels")
+"""The network hyperparameters that are short lists of integers (U-Net level multipliers, attention levels)."""
+
+MAX_LIST_LENGTH = 16
+"""Longest list a :data:`LIST_KEYS` hyperparameter may hold."""
+
 OTHER_INT_LIMIT = 4096
 """Largest magnitude of a numeric network hyperparameter not named in :data:`SPEC_BOUNDS`."""
 
@@ -119,6 +125,12 @@ def _network_spec(role: str, spec: Any) -> None:
                 raise _error(f"{where} must be a string, got {type(value).__name__}")
             continue
         if isinstance(value, bool):
+            continue
+        if key in LIST_KEYS:
+            if not isinstance(value, list) or len(value) > MAX_LIST_LENGTH:
+                raise _error(f"{where} must be a list of at most {MAX_LIST_LENGTH} integers, got {value!r:.60}")
+            for i, item in enumerate(value):
+                _number(item, f"{where}[{i}]", 0, 64, integer=True)
             continue
         low, high = SPEC_BOUNDS.get(key, (-OTHER_INT_LIMIT, OTHER_INT_LIMIT))
         _number(value, where, low, high, integer=not isinstance(value, float) and key != "dropout")
