@@ -98,6 +98,14 @@ MODELS: dict[str, dict[str, Any]] = {
                  "--set", "model.generator_options.depth=4", "--set", "model.ndf=16", "--set", "model.n_critic=5",
                  "--set", "model.critic_warmup=20", "--precision", "bf16"],
     },
+    "t1-ct-regression": {
+        "iterations": 2500,
+        "args": ["--method", "regression", "--phantom", "paired", "--lr", "1e-3", "--subjects", "48",
+                 "--set", "model.lr_decay_start=0", "--set", "model.ngf=16", "--set", "model.depth=4",
+                 "--set", "model.encoder_blocks=1", "--set", "data.context_slices=3",
+                 "--set", "data.min_foreground=0", "--set", "data.source_intensity=median",
+                 "--set", "val_every=250", "--precision", "bf16"],
+    },
     "t1-ct-reggan": {
         "iterations": 2000,
         "args": ["--method", "reggan", "--phantom", "misaligned", "--level", "3", "--lr", "3e-4",
