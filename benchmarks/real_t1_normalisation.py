@@ -35,7 +35,7 @@ from napari_medtrans.rundir import atomic_write_bytes
 
 TRAINING_SPACING_MM = 1.2
 """In-plane spacing of the phantom the shipped translators were trained on."""
-ANATOMICAL = Path(__import__("nibabel").__file__).parent / "tests" / "data" / "anatomical.nii"
+ANATOMICAL = Path(str(__import__("nibabel").__file__)).parent / "tests" / "data" / "anatomical.nii"
 RESULTS = Path(__file__).resolve().parent / "results" / "real_t1_normalisation.md"
 
 
