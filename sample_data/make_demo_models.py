@@ -42,6 +42,13 @@ differ: the 48-subject recipe with ``--seed 1`` and ``--seed 2`` gave 0.72 and
   away a large error) on aligned pairs, one critic update per generator update,
   in bf16 autocast (about 1.8× faster on a CPU with AMX; fp32 is compared in
   ``benchmarks/results/training_precision.md``); outputs an uncertainty map σ.
+- ``t1-ct-regression``: the paired regression baseline (nnU-Net-style residual
+  U-Net, L1 + deep supervision, no adversary), 2.5-D (3 input slices), 48
+  subjects, every slice (``data.min_foreground=0``), the scanner-robust median
+  normalisation (``data.source_intensity=median``), Adam 1e-3 decaying from the
+  start, bf16. Trained in the background of a loaded machine, stopped and
+  resumed as the CPU allowed (2500 → 1600 → 2000 → 3000 → 4000 iterations; each
+  extension restarts the linear decay; the exact history is in ``results.json``).
 - ``t1-ct-reggan``: RegGAN on misaligned pairs (level 3), registration network
   at twice the generator's learning rate (``reg_lr``); the registration
   network is saved with the translator.
