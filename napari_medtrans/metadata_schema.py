@@ -139,10 +139,10 @@ def _network_spec(role: str, spec: Any) -> None:
 def _intensity(name: str, model: Any) -> None:
     if not isinstance(model, dict):
         raise _error(f"{name} must be an object, got {type(model).__name__}")
-    if model.get("kind") not in ("window", "percentile"):
-        raise _error(f"{name}.kind must be 'window' or 'percentile', got {model.get('kind')!r:.60}")
-    limit = 100.0 if model["kind"] == "percentile" else WINDOW_LIMIT
-    low = 0.0 if model["kind"] == "percentile" else -limit
+    if model.get("kind") not in ("window", "percentile", "median"):
+        raise _error(f"{name}.kind must be 'window', 'percentile' or 'median', got {model.get('kind')!r:.60}")
+    limit = 100.0 if model["kind"] in ("percentile", "median") else WINDOW_LIMIT
+    low = 0.0 if model["kind"] in ("percentile", "median") else -limit
     for key in ("low", "high"):
         _number(model.get(key), f"{name}.{key}", low, limit, integer=False)
     if model.get("reference") is not None:

@@ -17,6 +17,7 @@ SHIPPED = {
     "t1-ct-uapi-supervised": "paired",
     "t1-ct-reggan": "misaligned",
     "t1-ct-uapi-unpaired": "unpaired",
+    "t1-ct-regression": "paired",
 }
 
 

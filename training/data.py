@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_medtrans.intensity import IntensityModel, default_for
+from napari_medtrans.intensity import IntensityModel, default_for, mr_median
 from training.config import ConfigError, DataConfig
 
 log = logging.getLogger(__name__)
@@ -93,9 +93,16 @@ def _normalise(arrays: dict[str, np.ndarray], model: IntensityModel, axis: int) 
     return {name: _to_slices(model.fit(a).to_network(a), axis) for name, a in arrays.items()}
 
 
+def _source_model(cfg: DataConfig) -> IntensityModel:
+    """The source's intensity model: by modality, or ``data.source_intensity=median`` for an MR source."""
+    if cfg.source_intensity == "median" and cfg.source_modality.upper() != "CT":
+        return mr_median()
+    return default_for(cfg.source_modality)
+
+
 def _target_model(modality: str, arrays: list[np.ndarray]) -> IntensityModel:
     model = default_for(modality)
-    return model.with_reference(arrays) if model.kind == "percentile" else model
+    return model.with_reference(arrays) if model.kind != "window" else model
 
 
 def _phantom_cohort(cfg: DataConfig, seed: int) -> Cohort:
@@ -118,7 +125,7 @@ def _phantom_cohort(cfg: DataConfig, seed: int) -> Cohort:
     src_raw = {p.source.name: getattr(p.source, src_key) for p in pairs}
     tgt_raw = {p.source.name: getattr(p.target, tgt_key) for p in pairs}
     truth_raw = {p.source.name: getattr(p.aligned_target or p.source, tgt_key) for p in pairs}
-    src_model = default_for(cfg.source_modality)
+    src_model = _source_model(cfg)
     tgt_model = _target_model(cfg.target_modality, list(tgt_raw.values()))
     src = _normalise(src_raw, src_model, cfg.slice_axis)
     tgt = _normalise(tgt_raw, default_for(cfg.target_modality), cfg.slice_axis)
@@ -175,7 +182,7 @@ def _folder_cohort(cfg: DataConfig, seed: int) -> Cohort:
                     f"--paired: {name} has shape {src_raw[name].shape} in the source folder "
                     f"but {tgt_raw[name].shape} in the target folder"
                 )
-    src_model = default_for(cfg.source_modality)
+    src_model = _source_model(cfg)
     tgt_model = _target_model(cfg.target_modality, list(tgt_raw.values()))
     src = _normalise(src_raw, src_model, cfg.slice_axis)
     tgt = _normalise(tgt_raw, default_for(cfg.target_modality), cfg.slice_axis)
