@@ -44,7 +44,7 @@ def measure(path: Path, seeds: list[int]) -> dict[str, float]:
         subject = generate_subject(seed, shape=SHAPE)
         image = translator.translate_volume(subject.t1).image
         mask = subject.labels > 0
-        mae.append(paired_metrics(image, subject.ct, mask).mae)
+        mae.append(paired_metrics(image, subject.ct, mask).values["mae"])
         through.append(through_plane_error(image, subject.ct, mask))
     return {"mae": float(np.mean(mae)), "through_plane": float(np.mean(through))}
 

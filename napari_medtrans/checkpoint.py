@@ -101,6 +101,9 @@ class TranslatorMetadata:
     """Data regime it was trained on: paired, unpaired or misaligned (None: not recorded)."""
     deviations: dict[str, Any] = field(default_factory=dict)
     """Training options that differ from the method's paper defaults (docs/training.md)."""
+    patch: list[int] | None = None
+    """3-D translators (``networks.generator.dims`` 3): the (slices, rows, cols) training patch, slice axis
+    first, which sliding-window inference uses (:mod:`napari_medtrans.sliding_window`); None for slice-wise ones."""
 
     def validate(self) -> None:
         """Raise :class:`CheckpointError` naming the first inconsistent field."""
@@ -129,6 +132,7 @@ class TranslatorMetadata:
             raise CheckpointError(
                 f"generator in_channels ({in_channels}) must equal context_slices ({self.context_slices})"
             )
+        self._validate_patch()
         if "image" not in self.outputs or not set(self.outputs) <= set(OUTPUTS):
             raise CheckpointError(f"outputs must include 'image' and lie in {list(OUTPUTS)}, got {self.outputs}")
         if ("field" in self.outputs) != ("registration" in self.networks):
@@ -142,6 +146,22 @@ class TranslatorMetadata:
     def label_classes(self) -> int:
         """Classes of the label map the generator is conditioned on (its spec's ``label_classes``; 0: none)."""
         return int(self.networks["generator"].get("label_classes", 0))
+
+    def _validate_patch(self) -> None:
+        """A 3-D generator goes with a 3-D patch and one input channel; a 2-D one with neither."""
+        three_d = self.networks["generator"].get("dims", 2) == 3
+        if (self.patch is not None) != three_d:
+            raise CheckpointError(
+                "a 3-D generator (networks.generator.dims 3) needs a 'patch' (slices, rows, cols), and only it has one"
+            )
+        if self.patch is None:
+            return
+        if not (isinstance(self.patch, list) and len(self.patch) == 3):
+            raise CheckpointError(f"patch must list 3 sides (slices, rows, cols), got {self.patch!r:.60}")
+        if any(isinstance(side, bool) or not isinstance(side, int) or side < 1 for side in self.patch):
+            raise CheckpointError(f"patch sides must be positive integers, got {self.patch!r:.60}")
+        if self.context_slices != 1:
+            raise CheckpointError(f"a 3-D generator takes context_slices 1, got {self.context_slices}")
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT_VERSION, **asdict(self)}

@@ -80,6 +80,10 @@ class DataConfig:
     """Fraction of the subjects held out for validation."""
     val_slices: int = 8
     """Validation slices scored at each validation step."""
+    source_intensity: Literal["percentile", "median"] = "percentile"
+    """Per-volume normalisation of an MR source: ``percentile`` (foreground 0.5–99.5 % → ±1) or ``median``
+    (ratio to the head's median tissue, scanner-robust; see :mod:`napari_medtrans.intensity`). Stored in the
+    translator, so inference normalises the same way."""
 
 
 @dataclass

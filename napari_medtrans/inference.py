@@ -4,7 +4,10 @@ A :class:`Translator` runs a loaded generator slice-wise along an axis of a
 (z, y, x) volume. Slices are normalised per batch (the source intensity model is
 fitted once per volume), padded by reflection to the network's size multiple,
 translated under ``torch.inference_mode`` (optionally with bf16/fp16 autocast),
-cropped back and mapped to target units (a synthetic CT comes out in HU). Only
+cropped back and mapped to target units (a synthetic CT comes out in HU). A 3-D
+translator (metadata ``patch``) translates by overlapping sliding windows with
+Gaussian blending instead (:mod:`napari_medtrans.sliding_window`); on the fly it
+translates the slab of its patch's thickness around the slice. Only
 the output arrays are allocated at full size; memory does not grow with a copy
 of the volume per stage.
 
@@ -12,6 +15,15 @@ Uncertainty: the generator's scale map (when it has one, in target units), and
 for any model a per-voxel std over test-time flips (``"tta"``) or over
 MC-dropout samples (``"mc_dropout"``, for generators with dropout); with either,
 the returned image is the mean over the samples.
+
+Stochastic translators (SynDiff, UNSB, MUNIT: a generator with
+``stochastic = True``, an int ``steps`` and ``forward(x, noise)``) take a
+``seed`` and a number of sampling ``steps``; ``uncertainty="samples"`` draws
+``mc_samples`` samples, the translation is their mean and the uncertainty their
+per-voxel std (target units). Sample k of slice i draws all its noise from a
+``torch.Generator`` seeded from (seed, k, i) (:func:`sample_noise`), so a seed
+reproduces a translation whatever the batch size, and two seeds differ. Without
+an uncertainty one sample (k = 0) is drawn.
 
 Precision: ``"fp32"`` is the default for results. bf16/fp16 autocast differs
 from fp32 by a few to about ten HU on average (a few hundred at single voxels
@@ -57,12 +69,13 @@ from napari_medtrans.intensity import IntensityMapping
 from napari_medtrans.io import Volume
 from napari_medtrans.nets.registration import warp
 from napari_medtrans.registry import resolve
+from napari_medtrans.sliding_window import translate_slab, translate_volume_3d
 
 Precision = Literal["fp32", "bf16", "fp16"]
-Uncertainty = Literal["tta", "mc_dropout"]
+Uncertainty = Literal["tta", "mc_dropout", "samples"]
 #: Autocast dtype of each precision (None: plain fp32).
 PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-UNCERTAINTIES = ("tta", "mc_dropout")
+UNCERTAINTIES = ("tta", "mc_dropout", "samples")
 DEVICES = constants.DEVICES
 #: Test-time augmentations: flips over these tensor dims (identity first).
 FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
@@ -76,6 +89,27 @@ MAX_BATCH = 64
 BACKGROUND = {"CT": -1000.0}
 #: Measured generator batch sizes (the user's cache folder).
 BATCH_SIZES = BatchSizeCache()
+
+
+def sample_noise(seed: int, sample: int, index: int, device: torch.device) -> torch.Generator:
+    """The noise of sample ``sample`` of slice ``index``: a generator on ``device`` seeded from all three."""
+    state = np.random.SeedSequence([seed, sample, index]).generate_state(1, np.uint64)[0]
+    return torch.Generator(device=device).manual_seed(int(state) & (2**63 - 1))
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a stochastic generator samples a batch: ``seed``, ``steps`` (None: its own) and the
+    volume index of each slice of the batch (``first`` + row).
+    """
+
+    seed: int
+    steps: int | None
+    indices: tuple[int, ...]
+
+    def subset(self, mask: torch.Tensor) -> Sampling:
+        """The plan of the rows where ``mask`` is true."""
+        return Sampling(self.seed, self.steps, tuple(i for i, m in zip(self.indices, mask.tolist()) if m))
 
 
 class Cancelled(Exception):
@@ -238,11 +272,29 @@ class Translator:
         self.output_mapping = self.target_model.output_mapping()
         self._mc_generator: nn.Module | None = None
         self._mc_lock = threading.Lock()
+        self._steps_lock = threading.RLock()
 
     @property
     def provides_scale(self) -> bool:
         """Whether the generator outputs a scale (uncertainty) map."""
         return bool(getattr(self.generator, "provides_scale", False))
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the generator samples (takes a seed and ``steps``; ``uncertainty="samples"``)."""
+        return bool(getattr(self.generator, "stochastic", False))
+
+    @property
+    def steps(self) -> int | None:
+        """The generator's default number of sampling steps (None for a deterministic generator)."""
+        return int(self.generator.steps) if self.stochastic else None
+
+    @property
+    def max_steps(self) -> int | None:
+        """The most sampling steps the generator takes: the number it was trained with
+        (``num_timesteps``; else its ``steps``); None for a deterministic generator.
+        """
+        return int(getattr(self.generator, "num_timesteps", self.generator.steps)) if self.stochastic else None
 
     @property
     def supports_mc_dropout(self) -> bool:
@@ -310,14 +362,26 @@ class Translator:
         *,
         precision: Precision = "fp32",
         uncertainty: Uncertainty | None = None,
+        mc_samples: int = 8,
+        seed: int = 0,
+        steps: int | None = None,
     ) -> SliceResult:
-        """Translate one slice (cached per (index, precision, uncertainty))."""
+        """Translate one slice (cached per index, precision, uncertainty and, for a stochastic
+        translator, samples, seed and steps).
+        """
         if not 0 <= index < prepared.n_slices:
             raise IndexError(f"slice {index} out of range [0, {prepared.n_slices})")
-        key = (index, precision, uncertainty)
+        key: tuple = (index, precision, uncertainty)
+        if self.stochastic:
+            key += (mc_samples, seed, steps)
         result = prepared.cached(key)
-        if result is None:
-            out = self._run(prepared.network_input(index, index + 1), precision, uncertainty)
+        if result is None and self.metadata.patch is not None:
+            result = self._translate_slab(prepared, index, precision, uncertainty)
+        elif result is None:
+            sampling = Sampling(seed, steps, (index,))
+            out = self._run(
+                prepared.network_input(index, index + 1), precision, uncertainty, mc_samples, True, sampling
+            )
             result = SliceResult(**{name: value[0] if value is not None else None for name, value in out.items()})
             prepared.store(key, result)
         return result
@@ -357,6 +421,8 @@ class Translator:
         mask: np.ndarray | None = None,
         scale: bool = True,
         labels: np.ndarray | None = None,
+        seed: int = 0,
+        steps: int | None = None,
     ) -> TranslationResult:
         """Translate a whole volume in batches of slices (``batch_size`` None: measured, see :meth:`batch_key`).
 
@@ -368,12 +434,27 @@ class Translator:
         ``scale=False`` skips the generator's scale head (no ``scale`` in the result;
         about 7 % faster for the demo UAPI at 256²).
         ``labels``: the volume's label map, for label-conditioned translators (:meth:`prepare`).
+        ``mc_samples``: samples of ``"mc_dropout"`` and ``"samples"``; ``seed`` and ``steps``
+        (None: the generator's own) drive a stochastic translator (see the module doc).
         """
         if mask is not None and np.shape(mask) != np.shape(volume.array if isinstance(volume, Volume) else volume):
             raise ValueError(f"mask shape {np.shape(mask)} differs from the volume's")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
         array = volume.array if isinstance(volume, Volume) else volume
+        if self.metadata.patch is not None:  # a 3-D translator: sliding windows (batch_size: windows per batch)
+            _only_scale_3d(self.metadata.name, uncertainty)
+            found = translate_volume_3d(
+                self,
+                array,
+                axis=axis,
+                batch_size=batch_size or 1,
+                precision=precision,
+                scale=scale,
+                progress=progress,
+                cancel=cancel,
+            )
+            return self._masked({**found, "uncertainty": None}, mask)
         prepared = self.prepare(array, axis=axis, cache_size=0, labels=labels)
         shape = prepared.array.shape
         outputs = {
@@ -388,18 +469,37 @@ class Translator:
         for start, stop in batches:
             if cancel is not None and cancel():
                 raise Cancelled(f"cancelled after {start} of {total} slices")
-            batch = self._run(prepared.network_input(start, stop), precision, uncertainty, mc_samples, scale)
+            sampling = Sampling(seed, steps, tuple(range(start, stop)))
+            batch = self._run(prepared.network_input(start, stop), precision, uncertainty, mc_samples, scale, sampling)
             for name, view in views.items():
                 view[start:stop] = batch[name]
             if progress is not None:
                 progress(stop, total)
+        return self._masked(outputs, mask)
+
+    def _masked(self, outputs: dict[str, np.ndarray | None], mask: np.ndarray | None) -> TranslationResult:
+        """The result, with the target's background (and uncertainty 0) outside ``mask`` where one is given."""
         if mask is not None:
             outside = ~np.asarray(mask, dtype=bool)
-            outputs["image"][outside] = BACKGROUND.get(self.metadata.target, self.output_mapping.lo)
+            outputs["image"][outside] = BACKGROUND.get(self.metadata.target, self.output_mapping.lo)  # type: ignore[index]
             for name in ("scale", "uncertainty"):
                 if outputs[name] is not None:
-                    outputs[name][outside] = 0.0
-        return TranslationResult(**outputs)
+                    outputs[name][outside] = 0.0  # type: ignore[index]
+        return TranslationResult(**outputs)  # type: ignore[arg-type]
+
+    def _translate_slab(
+        self, prepared: PreparedVolume, index: int, precision: Precision, uncertainty: Uncertainty | None
+    ) -> SliceResult:
+        """Slice ``index`` of a 3-D translator from the slab around it; the slab's other slices are cached too."""
+        _only_scale_3d(self.metadata.name, uncertainty)
+        start, slab = translate_slab(self, prepared, index, precision=precision)
+        results = [
+            SliceResult(image, None if slab["scale"] is None else slab["scale"][i])
+            for i, image in enumerate(slab["image"])  # type: ignore[arg-type]
+        ]
+        for i, result in enumerate(results):
+            prepared.store((start + i, precision, uncertainty), result)
+        return results[index - start]
 
     def register(
         self,
@@ -451,16 +551,26 @@ class Translator:
 
     # ------------------------------------------------------------------ internals
     def _run(
-        self, x: torch.Tensor, precision: str, uncertainty: str | None, mc_samples: int = 8, scale: bool = True
+        self,
+        x: torch.Tensor,
+        precision: str,
+        uncertainty: str | None,
+        mc_samples: int = 8,
+        scale: bool = True,
+        sampling: Sampling | None = None,
     ) -> dict[str, np.ndarray | None]:
         """Translate a (B, k, H, W) batch → image/scale/uncertainty (B, H, W) in target units.
 
-        ``scale``: run the generator's scale head (when it has one).
+        ``scale``: run the generator's scale head (when it has one); ``sampling``: the noise
+        plan of a stochastic generator (default: seed 0, the batch's rows as slice indices).
         """
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if uncertainty not in (None, *UNCERTAINTIES):
             raise ValueError(f"uncertainty must be None or one of {', '.join(UNCERTAINTIES)}, got {uncertainty!r}")
+        if uncertainty == "samples" and not self.stochastic:
+            raise ValueError(f"translator {self.metadata.name!r} is deterministic; use uncertainty='tta'")
+        sampling = sampling or Sampling(0, None, tuple(range(x.shape[0])))
         x, crop = _pad(x.to(self.device), self.generator.size_multiple)
         x = x.contiguous()
         # A uniform slice (all air after clipping) has features made of rounding noise that instance
@@ -469,10 +579,11 @@ class Translator:
         flat = x.flatten(1)
         uniform = None if precision == "fp32" else flat.amax(1) == flat.amin(1)
         if uniform is None or not uniform.any():
-            images, scales = self._predict(x, precision, uncertainty, mc_samples, scale)
+            images, scales = self._predict(x, precision, uncertainty, mc_samples, scale, sampling)
         else:
-            images, scales = self._predict(x[~uniform], precision, uncertainty, mc_samples, scale)
-            exact_images, exact_scales = self._predict(x[uniform], "fp32", uncertainty, mc_samples, scale)
+            rest, picked = sampling.subset(~uniform), sampling.subset(uniform)
+            images, scales = self._predict(x[~uniform], precision, uncertainty, mc_samples, scale, rest)
+            exact_images, exact_scales = self._predict(x[uniform], "fp32", uncertainty, mc_samples, scale, picked)
             images = _merge(images, exact_images, uniform)
             scales = None if scales is None else _merge(scales, exact_scales, uniform)
         images = images[:, :, 0, crop[0], crop[1]]
@@ -487,32 +598,47 @@ class Translator:
         return out
 
     def _predict(
-        self, x: torch.Tensor, precision: str, uncertainty: str | None, mc_samples: int, scale: bool
+        self,
+        x: torch.Tensor,
+        precision: str,
+        uncertainty: str | None,
+        mc_samples: int,
+        scale: bool,
+        sampling: Sampling,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(images, scales) stacked over TTA/MC samples: (S, B, 1, H, W) each (scales None without a head)."""
-        with torch.inference_mode(), self._autocast(precision):
-            samples = list(self._samples(x, uncertainty, mc_samples, scale and self.provides_scale))
+        with torch.inference_mode(), self._autocast(precision), self._sampling_steps(sampling.steps):
+            samples = list(self._samples(x, uncertainty, mc_samples, scale and self.provides_scale, sampling))
         images = _stack([image for image, _ in samples])
         scales = _stack([s for _, s in samples]) if samples[0][1] is not None else None
         return images, scales
 
     def _samples(
-        self, x: torch.Tensor, uncertainty: str | None, mc_samples: int, scale: bool
+        self, x: torch.Tensor, uncertainty: str | None, mc_samples: int, scale: bool, sampling: Sampling
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-        """(image, scale) predictions in float32, one per TTA flip / MC sample (scale None unless ``scale``)."""
+        """(image, scale) predictions in float32, one per TTA flip / MC or stochastic sample (scale None
+        unless ``scale``); sample k of a stochastic generator draws the noise of :func:`sample_noise`.
+        """
         if uncertainty == "tta":
-            for dims in FLIPS:
-                image, sigma = self._forward(self.generator, x.flip(dims) if dims else x, scale)
+            for k, dims in enumerate(FLIPS):
+                image, sigma = self._forward(self.generator, x.flip(dims) if dims else x, scale, sampling, k)
                 yield (image.flip(dims), sigma.flip(dims) if sigma is not None else None) if dims else (image, sigma)
-        elif uncertainty == "mc_dropout":
-            generator = self._dropout_generator()
-            for _ in range(mc_samples):
-                yield self._forward(generator, x, scale)
+        elif uncertainty in ("mc_dropout", "samples"):
+            generator = self._dropout_generator() if uncertainty == "mc_dropout" else self.generator
+            for k in range(mc_samples):
+                yield self._forward(generator, x, scale, sampling, k)
         else:
-            yield self._forward(self.generator, x, scale)
+            yield self._forward(self.generator, x, scale, sampling, 0)
 
-    @staticmethod
-    def _forward(net: nn.Module, x: torch.Tensor, scale: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _forward(
+        self, net: nn.Module, x: torch.Tensor, scale: bool, sampling: Sampling, sample: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if getattr(net, "stochastic", False):  # one call per slice: its noise depends on (seed, sample, slice)
+            rows = [
+                net(x[row : row + 1], noise=sample_noise(sampling.seed, sample, index, x.device))
+                for row, index in enumerate(sampling.indices)
+            ]
+            return torch.cat(rows).float(), None
         if scale:
             image, sigma = net.forward_with_scale(x)
             return image.float(), sigma.float()
@@ -531,11 +657,34 @@ class Translator:
                 self._mc_generator = generator
             return self._mc_generator
 
+    @contextlib.contextmanager
+    def _sampling_steps(self, steps: int | None) -> Iterator[None]:
+        """Run a stochastic generator with ``steps`` sampling steps (None: unchanged), restored after."""
+        if steps is None or not self.stochastic:
+            yield
+            return
+        with self._steps_lock:
+            before = self.generator.steps
+            self.generator.steps = steps
+            try:
+                yield
+            finally:
+                self.generator.steps = before
+
     def _autocast(self, precision: str) -> contextlib.AbstractContextManager:
         dtype = PRECISIONS[precision]
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+
+def _only_scale_3d(name: str, uncertainty: str | None) -> None:
+    """3-D translators give their σ map but no test-time-flip or MC-dropout uncertainty."""
+    if uncertainty is not None:
+        raise ValueError(
+            f"translator {name!r} is 3-D (sliding windows): uncertainty {uncertainty!r} is not available; "
+            "its σ map is (when it has a σ head)"
+        )
 
 
 def _stack(samples: list[torch.Tensor]) -> torch.Tensor:

@@ -7,6 +7,14 @@
   above 5 % of the robust range [min, 99.9th percentile]. Percentiles are taken
   on at most ``MAX_SAMPLES`` evenly strided voxels, so fitting is fast on large
   volumes and deterministic.
+- MR (``kind="median"``, scanner-robust): each volume divided by the median of
+  its foreground (the same foreground as above, an automatic head mask), and
+  the ratios ``low``/``high`` of that median mapped to -1/1 (clipped). MR
+  intensities are proportional to the signal (air ≈ 0) but in arbitrary units
+  that differ between scanners and sequences; the ratio to the head's median
+  tissue removes the unit and, unlike the upper percentiles, does not depend on
+  whether bright fat or marrow is in the field of view (a skull-stripped or
+  cropped T1 keeps its tissues where a phantom's are).
 
 A percentile model on the *target* side has no fixed inverse; the checkpoint
 stores a ``reference`` (bounds averaged over the training volumes, see
@@ -28,6 +36,11 @@ from napari_medtrans.constants import CT_METRIC_RANGE
 MAX_SAMPLES = 1 << 22
 #: Foreground threshold, as a fraction of the robust range [min, p99.9].
 FOREGROUND_FRACTION = 0.05
+#: Kinds of intensity model.
+KINDS = ("window", "percentile", "median")
+#: Ratios to the foreground median that ``mr_median`` maps to -1 and 1 by default: 0 (no signal)
+#: and 2.25 (the phantom's T1 fat, the brightest tissue, is 1.8 times its median).
+MEDIAN_RATIO_RANGE = (0.0, 2.25)
 
 
 @dataclass(frozen=True)
@@ -67,23 +80,29 @@ class IntensityMapping:
 class IntensityModel:
     """How a modality is normalised; stored in checkpoints via ``to_dict``."""
 
-    kind: Literal["window", "percentile"]
+    kind: Literal["window", "percentile", "median"]
     low: float
     high: float
     reference: IntensityMapping | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in ("window", "percentile"):
-            raise ValueError(f"intensity kind must be 'window' or 'percentile', got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"intensity kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
         if not self.high > self.low:
             raise ValueError(f"intensity model needs high > low, got low={self.low}, high={self.high}")
         if self.kind == "percentile" and not 0 <= self.low < self.high <= 100:
             raise ValueError(f"percentiles must lie in [0, 100], got {self.low}, {self.high}")
+        if self.kind == "median" and self.low < 0:
+            raise ValueError(f"median ratios must be ≥ 0, got {self.low}, {self.high}")
 
     def fit(self, array: np.ndarray) -> IntensityMapping:
-        """The mapping for one volume: the window itself, or its foreground percentiles."""
+        """The mapping for one volume: the window itself, its foreground percentiles or median ratios."""
         if self.kind == "window":
             return IntensityMapping(self.low, self.high)
+        if self.kind == "median":
+            median = foreground_median(array)
+            scale = median if median > 0 else 1.0
+            return IntensityMapping(self.low * scale, self.high * scale)
         lo, hi = foreground_percentiles(array, (self.low, self.high))
         return IntensityMapping(lo, hi if hi > lo else lo + 1.0)
 
@@ -100,7 +119,7 @@ class IntensityModel:
         if self.kind == "window":
             return IntensityMapping(self.low, self.high)
         if self.reference is None:
-            raise ValueError("a percentile intensity model needs a reference mapping to invert outputs")
+            raise ValueError(f"a {self.kind} intensity model needs a reference mapping to invert outputs")
         return self.reference
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,6 +144,17 @@ class IntensityModel:
 
 def foreground_percentiles(array: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
     """``percentiles`` of the foreground voxels of ``array`` (see module doc)."""
+    lo, hi = np.percentile(_foreground_sample(array), percentiles)
+    return float(lo), float(hi)
+
+
+def foreground_median(array: np.ndarray) -> float:
+    """Median of the foreground voxels of ``array`` (see module doc)."""
+    return float(np.median(_foreground_sample(array)))
+
+
+def _foreground_sample(array: np.ndarray) -> np.ndarray:
+    """The foreground of an evenly strided sample of ``array`` (all of it when nothing stands out)."""
     flat = np.asarray(array).reshape(-1)
     if flat.size == 0:
         raise ValueError("cannot fit intensities of an empty array")
@@ -134,8 +164,7 @@ def foreground_percentiles(array: np.ndarray, percentiles: tuple[float, float]) 
         raise ValueError("cannot fit intensities: the array has no finite values")
     vmin, vtop = np.percentile(sample, [0.0, 99.9])
     foreground = sample[sample > vmin + FOREGROUND_FRACTION * (vtop - vmin)]
-    lo, hi = np.percentile(foreground if foreground.size else sample, percentiles)
-    return float(lo), float(hi)
+    return foreground if foreground.size else sample
 
 
 def ct_window(low: float = CT_METRIC_RANGE[0], high: float = CT_METRIC_RANGE[1]) -> IntensityModel:
@@ -146,6 +175,11 @@ def ct_window(low: float = CT_METRIC_RANGE[0], high: float = CT_METRIC_RANGE[1])
 def mr_percentile(low: float = 0.5, high: float = 99.5) -> IntensityModel:
     """MR by robust foreground percentiles."""
     return IntensityModel("percentile", low, high)
+
+
+def mr_median(low: float = MEDIAN_RATIO_RANGE[0], high: float = MEDIAN_RATIO_RANGE[1]) -> IntensityModel:
+    """MR by ratios to the foreground median (scanner-robust, see the module doc)."""
+    return IntensityModel("median", low, high)
 
 
 def default_for(modality: str | None) -> IntensityModel:

@@ -8,7 +8,8 @@ all-NaN output:
 
 - the JSON text: at most :data:`MAX_METADATA_BYTES`, nesting at most
   :data:`MAX_NESTING` deep (checked on the raw text, before parsing);
-- the fields: types, and integers and floats within :data:`SPEC_BOUNDS`;
+- the fields: types, and integers and floats within :data:`SPEC_BOUNDS`; a 3-D
+  ``patch`` of 3 sides within :data:`PATCH_LIMIT`;
   intensity windows finite and within :data:`WINDOW_LIMIT`;
 - the network size: :func:`napari_medtrans.checkpoint.load_modules` compares
   the tensor shapes with the spec built on PyTorch's ``meta`` device (no
@@ -47,12 +48,19 @@ SPEC_BOUNDS: dict[str, tuple[float, float]] = {
     "n_layers": (1, 16),
     "depth": (1, 10),
     "head_kernel": (1, 31),
+    "dims": (2, 3),
     "dropout": (0.0, 1.0),
 }
 """Inclusive bounds of the numeric network hyperparameters (others: :data:`OTHER_INT_LIMIT`)."""
 
 STRING_KEYS = ("arch", "norm")
 """The network hyperparameters that are names; every other one is a number or a flag."""
+
+LIST_KEYS = ("ch_mult", "attn_levels")
+"""The network hyperparameters that are short lists of integers (U-Net level multipliers, attention levels)."""
+
+MAX_LIST_LENGTH = 16
+"""Longest list a :data:`LIST_KEYS` hyperparameter may hold."""
 
 OTHER_INT_LIMIT = 4096
 """Largest magnitude of a numeric network hyperparameter not named in :data:`SPEC_BOUNDS`."""
@@ -62,6 +70,9 @@ WINDOW_LIMIT = 1e7
 
 FIELD_BOUNDS: dict[str, tuple[int, int]] = {"slice_axis": (0, 2), "size": (1, 65536), "context_slices": (1, 63)}
 """Inclusive bounds of the integer top-level fields."""
+
+PATCH_LIMIT = 4096
+"""Largest side of a 3-D translator's ``patch`` (slices, rows, cols)."""
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 
@@ -115,6 +126,12 @@ def _network_spec(role: str, spec: Any) -> None:
             continue
         if isinstance(value, bool):
             continue
+        if key in LIST_KEYS:
+            if not isinstance(value, list) or len(value) > MAX_LIST_LENGTH:
+                raise _error(f"{where} must be a list of at most {MAX_LIST_LENGTH} integers, got {value!r:.60}")
+            for i, item in enumerate(value):
+                _number(item, f"{where}[{i}]", 0, 64, integer=True)
+            continue
         low, high = SPEC_BOUNDS.get(key, (-OTHER_INT_LIMIT, OTHER_INT_LIMIT))
         _number(value, where, low, high, integer=not isinstance(value, float) and key != "dropout")
 
@@ -122,10 +139,10 @@ def _network_spec(role: str, spec: Any) -> None:
 def _intensity(name: str, model: Any) -> None:
     if not isinstance(model, dict):
         raise _error(f"{name} must be an object, got {type(model).__name__}")
-    if model.get("kind") not in ("window", "percentile"):
-        raise _error(f"{name}.kind must be 'window' or 'percentile', got {model.get('kind')!r:.60}")
-    limit = 100.0 if model["kind"] == "percentile" else WINDOW_LIMIT
-    low = 0.0 if model["kind"] == "percentile" else -limit
+    if model.get("kind") not in ("window", "percentile", "median"):
+        raise _error(f"{name}.kind must be 'window', 'percentile' or 'median', got {model.get('kind')!r:.60}")
+    limit = 100.0 if model["kind"] in ("percentile", "median") else WINDOW_LIMIT
+    low = 0.0 if model["kind"] in ("percentile", "median") else -limit
     for key in ("low", "high"):
         _number(model.get(key), f"{name}.{key}", low, limit, integer=False)
     if model.get("reference") is not None:
@@ -155,6 +172,12 @@ def check_translator_metadata(data: Any) -> None:
     for key, (low, high) in FIELD_BOUNDS.items():
         if key in data:
             _number(data[key], key, low, high, integer=True)
+    patch = data.get("patch")
+    if patch is not None:
+        if not (isinstance(patch, list) and len(patch) == 3):
+            raise _error(f"patch must list 3 sides (slices, rows, cols), got {patch!r:.60}")
+        for i, side in enumerate(patch):
+            _number(side, f"patch[{i}]", 1, PATCH_LIMIT, integer=True)
     outputs = data.get("outputs", ["image"])
     if not (isinstance(outputs, list) and all(isinstance(o, str) for o in outputs)):
         raise _error(f"outputs must be a list of names, got {outputs!r:.60}")

@@ -71,6 +71,16 @@ def deviation_texts(deviations: Any) -> list[str]:
     return [str(item) for item in deviations]
 
 
+def input_text(metadata: Mapping[str, Any]) -> str:
+    """What the translator takes: 2-D crops (with context slices) or 3-D patches."""
+    axis = metadata.get("slice_axis")
+    if metadata.get("patch"):
+        patch = "×".join(map(str, metadata["patch"]))
+        return f"3-D patches of {patch} voxels (array axis {axis} first), translated by blended sliding windows"
+    size, context = metadata.get("size"), metadata.get("context_slices", 1)
+    return f"{size}² training crops, slices along array axis {axis}, {context} context slice(s)"
+
+
 def build_card(
     metadata: Mapping[str, Any],
     *,
@@ -99,8 +109,7 @@ def build_card(
         "training_data": training_data_text(data),
         "regime": regime or "not recorded",
         "training_size": data.get("subjects", data.get("source_subjects")),
-        "input": f"{metadata.get('size')}² training crops, slices along array axis {metadata.get('slice_axis')}, "
-        f"{metadata.get('context_slices', 1)} context slice(s)",
+        "input": input_text(metadata),
         "parameters": parameters,
         "iterations": provenance.get("iterations"),
         "deviations": deviation_texts(metadata.get("deviations")),

@@ -25,6 +25,49 @@ from napari_medtrans import cpu_features
 R = TypeVar("R")
 PreviewMode = Literal["auto", "always", "never"]
 
+LATENCY_GOAL_S = 0.25
+"""On-the-fly goal: the current slice shown within this time (p95, ``benchmarks/results/onthefly_latency.md``)."""
+
+
+class SampleBudget:
+    """How many samples of a stochastic translator (SynDiff, UNSB) on-the-fly translation affords.
+
+    The first slice is drawn with one sample and timed; from then on a slice gets
+    the ``requested`` samples (mean as the translation, spread as the uncertainty)
+    only while ``requested`` × the measured time per sample stays within ``goal_s``,
+    else one sample, and :attr:`note` says so (the whole-volume translation still
+    draws all of them).
+    """
+
+    def __init__(self, requested: int, goal_s: float = LATENCY_GOAL_S) -> None:
+        if requested < 1:
+            raise ValueError(f"requested samples must be ≥ 1, got {requested}")
+        self.requested = requested
+        self.goal_s = goal_s
+        self.per_sample: float | None = None
+
+    def samples(self) -> int:
+        """Samples for the next slice."""
+        if self.per_sample is None or self.requested * self.per_sample > self.goal_s:
+            return 1
+        return self.requested
+
+    def record(self, seconds: float, samples: int) -> None:
+        """Time one slice of ``samples`` samples took (moving average per sample)."""
+        per = seconds / max(samples, 1)
+        self.per_sample = per if self.per_sample is None else 0.7 * self.per_sample + 0.3 * per
+
+    @property
+    def note(self) -> str | None:
+        """Why on-the-fly slices get one sample, or None when they get all."""
+        if self.requested == 1 or self.per_sample is None or self.samples() > 1:
+            return None
+        wanted = self.requested * self.per_sample * 1000
+        return (
+            f"on the fly: 1 sample ({self.requested} would take ≈{wanted:.0f} ms, goal "
+            f"{self.goal_s * 1000:.0f} ms); translate the whole volume for the mean and spread of {self.requested}"
+        )
+
 
 @dataclass(frozen=True)
 class SliceJob:

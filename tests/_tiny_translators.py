@@ -46,3 +46,36 @@ def make_tiny_translators(folder: Path) -> Path:
     _save(folder, REGGAN, "reggan", {"generator": GENERATOR, "registration": registration}, ["image", "field"])
     _save(folder, DROPOUT, "pix2pix", {"generator": {**GENERATOR, "dropout": 0.5}}, ["image"])
     return folder
+
+
+TINY_UNET = {"nf": 8, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_levels": [1], "nz": 8, "z_emb_dim": 16}
+"""A tiny SynDiff denoising U-Net (options / spec keys)."""
+SYNDIFF = "tiny-syndiff"
+UNSB = "tiny-unsb"
+#: tiny stochastic generators: SynDiff's denoising U-Net (T = 4) and UNSB's bridge generator (T = 3)
+STOCHASTIC = {
+    SYNDIFF: (
+        "syndiff",
+        {
+            "arch": "syndiff",
+            "in_channels": 1,
+            "out_channels": 1,
+            **TINY_UNET,
+            "stochastic": True,
+            "steps": 4,
+        },
+    ),
+    UNSB: (
+        "unsb",
+        {"arch": "unsb", "ngf": 8, "n_blocks": 2, "num_timesteps": 3, "stochastic": True, "steps": 3},
+    ),
+}
+
+
+def make_stochastic_translators(folder: Path) -> Path:
+    """Write ``tiny-syndiff`` and ``tiny-unsb`` (random weights) to ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    for name, (method, spec) in STOCHASTIC.items():
+        _save(folder, name, method, {"generator": spec}, ["image"])
+    return folder

@@ -56,6 +56,24 @@ TINY_MODEL = {
     "spade": ["model.ngf=2", "model.n_up=3", "model.hidden=8", "model.ndf=8", "model.n_layers_d=3"],
     "unit": ["model.n_res=2", "model.ndf=8", "model.n_layers_d=3", "model.num_scales=2"],
     "munit": ["model.n_res=2", "model.ndf=8", "model.n_layers_d=3", "model.num_scales=2", "model.mlp_dim=16"],
+    "unsb": [
+        "model.n_blocks=2",
+        "model.ndf=8",
+        "model.num_patches=32",
+        "model.nce_features=32",
+        "model.nce_layers=[0,4,7,10,11]",
+        "model.num_timesteps=3",
+    ],
+    "syndiff": [
+        "model.n_blocks=2",
+        "model.ndf=8",
+        "model.nf=8",
+        "model.ch_mult=[1,2]",
+        "model.num_res_blocks=1",
+        "model.attn_levels=[1]",
+        "model.nz=8",
+        "model.z_emb_dim=16",
+    ],
 }
 
 REGIME = {
@@ -75,6 +93,8 @@ REGIME = {
     "spade": "paired",
     "unit": "unpaired",
     "munit": "unpaired",
+    "unsb": "unpaired",
+    "syndiff": "unpaired",
 }
 
 
@@ -140,4 +160,16 @@ def start_training(args: list[str], log: Path) -> subprocess.Popen:
         env=subprocess_env(),
         stdout=handle,
         stderr=subprocess.STDOUT,
+    )
+
+
+def run_training(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    """``python -m training ARGS`` as a real subprocess run to its end, output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )

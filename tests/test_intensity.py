@@ -64,3 +64,19 @@ def test_dict_round_trip_and_defaults():
         IntensityModel.from_dict({"kind": "window"})
     with pytest.raises(ValueError):
         IntensityMapping(1.0, 1.0)
+
+
+def test_median_model_is_unit_free_and_round_trips():
+    from napari_medtrans.intensity import mr_median
+
+    rng = np.random.default_rng(1)
+    volume = np.zeros((6, 48, 48), np.float32)
+    volume[:, 8:40, 8:40] = rng.uniform(300, 900, (6, 32, 32))
+    model = mr_median()
+    net = model.fit(volume).to_network(volume)
+    # a scanner's arbitrary gain does not change the network input
+    np.testing.assert_allclose(model.fit(37.5 * volume).to_network(37.5 * volume), net, atol=1e-5)
+    assert model.fit(volume).lo == 0.0  # no signal stays at -1
+    assert IntensityModel.from_dict(model.to_dict()) == model
+    with pytest.raises(ValueError, match="≥ 0"):
+        IntensityModel("median", -1.0, 2.0)

@@ -36,6 +36,15 @@ def test_identity_network_returns_the_volume_through_padding_and_odd_sizes():
     assert len(list(windows((4, 9, 11), (4, 4, 4)))) == 1 * 4 * 5
 
 
+def test_padding_with_a_value_instead_of_edge_values():
+    volume = torch.ones(1, 2, 4, 4)
+    seen = []
+    out = sliding_window(volume, lambda x: seen.append(x.clone()) or x, (4, 4, 4), pad_value=-1.0)
+    torch.testing.assert_close(out, volume)
+    # depth 2 padded to 4: one slice of -1 before and after
+    assert (seen[0][0, 0, 0] == -1).all() and (seen[0][0, 0, 3] == -1).all() and (seen[0][0, 0, 1:3] == 1).all()
+
+
 def test_overlapping_windows_blend_with_their_gaussian_weights():
     calls = iter(range(10))
     # one window along z and y, two along x (starts 0 and 2); window k predicts the constant k
@@ -47,8 +56,9 @@ def test_overlapping_windows_blend_with_their_gaussian_weights():
     np.testing.assert_allclose(out[0, 0, 0].numpy(), [0.0, 0.0, 0.5, 0.5, 1.0, 1.0], rtol=1e-5)
 
 
-def tiny_translator(tmp_path, spec: dict):
-    """A translator file of an untrained generator ``spec``, loaded on the CPU."""
+def tiny_translator(tmp_path, spec: dict, patch: list[int] | None = None, name: str | None = None):
+    """A translator file (``<name>.safetensors``, default ``<dims>d``) of an untrained generator ``spec``
+    (3-D ones with their ``patch``), loaded on the CPU."""
     from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
     from napari_medtrans.inference import load_translator
     from napari_medtrans.intensity import ct_window, mr_percentile
@@ -56,7 +66,7 @@ def tiny_translator(tmp_path, spec: dict):
 
     outputs = ["image", "scale"] if spec.get("scale_head") else ["image"]
     md = TranslatorMetadata(
-        name="tiny",
+        name=name or "tiny",
         method="regression",
         source="T1",
         target="CT",
@@ -65,8 +75,11 @@ def tiny_translator(tmp_path, spec: dict):
         source_intensity=mr_percentile().to_dict(),
         target_intensity=ct_window().to_dict(),
         provenance={"run": "test"},
+        patch=patch,
     )
-    path = save_translator(tmp_path / f"{spec.get('dims', 2)}d.safetensors", {"generator": build_network(spec)}, md)
+    path = save_translator(
+        tmp_path / f"{name or str(spec.get('dims', 2)) + 'd'}.safetensors", {"generator": build_network(spec)}, md
+    )
     return load_translator(path, device="cpu")
 
 
@@ -76,7 +89,7 @@ def test_translate_volume_3d_matches_one_whole_volume_pass(tmp_path):
 
     from napari_medtrans.sliding_window import translate_volume_3d
 
-    translator = tiny_translator(tmp_path, {**TINY, "depth": 2, "dims": 3, "scale_head": True})
+    translator = tiny_translator(tmp_path, {**TINY, "depth": 2, "dims": 3, "scale_head": True}, patch=[4, 8, 8])
     array = np.random.default_rng(0).uniform(0, 800, (8, 12, 16)).astype(np.float32)
     whole = translate_volume_3d(translator, array, (8, 12, 16))
     windowed = translate_volume_3d(translator, array, (4, 8, 8), batch_size=4)

@@ -62,3 +62,20 @@ def test_form_defaults_are_the_contract_defaults_and_its_request_is_a_config(for
     assert request.config == TrainConfig(
         "cyclegan", str(tmp_path / "r"), lr=2e-5, model={"ngf": 16}, data=DataConfig(phantom="unpaired")
     )
+
+
+def test_the_3d_regression_variant_is_chosen_in_the_form(form, tmp_path):
+    """``regression``'s dims choice and patch depth reach the config and the trainer's command line."""
+    form.select_method("regression")
+    form.select_data("paired")
+    form.runs_folder.setText(str(tmp_path))
+    form.run_name.setText("r3d")
+    fields = {f.spec.name: f for f in form.option_box("regression").fields}
+    assert fields["dims"].spec.choices == (2, 3)
+    fields["dims"].widget.setCurrentIndex(1)
+    fields["patch_depth"].widget.setValue(16)
+    request, problems = form.request()
+    assert problems == []
+    assert request.config.model == {"dims": 3, "patch_depth": 16}
+    command = request.command()
+    assert "model.dims=3" in command and "model.patch_depth=16" in command

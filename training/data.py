@@ -14,6 +14,7 @@ subjects are split off by subject, never by slice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_medtrans.intensity import IntensityModel, default_for
+from napari_medtrans.intensity import IntensityModel, default_for, mr_median
 from training.config import ConfigError, DataConfig
 
 log = logging.getLogger(__name__)
@@ -92,9 +93,16 @@ def _normalise(arrays: dict[str, np.ndarray], model: IntensityModel, axis: int) 
     return {name: _to_slices(model.fit(a).to_network(a), axis) for name, a in arrays.items()}
 
 
+def _source_model(cfg: DataConfig) -> IntensityModel:
+    """The source's intensity model: by modality, or ``data.source_intensity=median`` for an MR source."""
+    if cfg.source_intensity == "median" and cfg.source_modality.upper() != "CT":
+        return mr_median()
+    return default_for(cfg.source_modality)
+
+
 def _target_model(modality: str, arrays: list[np.ndarray]) -> IntensityModel:
     model = default_for(modality)
-    return model.with_reference(arrays) if model.kind == "percentile" else model
+    return model.with_reference(arrays) if model.kind != "window" else model
 
 
 def _phantom_cohort(cfg: DataConfig, seed: int) -> Cohort:
@@ -117,7 +125,7 @@ def _phantom_cohort(cfg: DataConfig, seed: int) -> Cohort:
     src_raw = {p.source.name: getattr(p.source, src_key) for p in pairs}
     tgt_raw = {p.source.name: getattr(p.target, tgt_key) for p in pairs}
     truth_raw = {p.source.name: getattr(p.aligned_target or p.source, tgt_key) for p in pairs}
-    src_model = default_for(cfg.source_modality)
+    src_model = _source_model(cfg)
     tgt_model = _target_model(cfg.target_modality, list(tgt_raw.values()))
     src = _normalise(src_raw, src_model, cfg.slice_axis)
     tgt = _normalise(tgt_raw, default_for(cfg.target_modality), cfg.slice_axis)
@@ -174,7 +182,7 @@ def _folder_cohort(cfg: DataConfig, seed: int) -> Cohort:
                     f"--paired: {name} has shape {src_raw[name].shape} in the source folder "
                     f"but {tgt_raw[name].shape} in the target folder"
                 )
-    src_model = default_for(cfg.source_modality)
+    src_model = _source_model(cfg)
     tgt_model = _target_model(cfg.target_modality, list(tgt_raw.values()))
     src = _normalise(src_raw, src_model, cfg.slice_axis)
     tgt = _normalise(tgt_raw, default_for(cfg.target_modality), cfg.slice_axis)
@@ -219,13 +227,13 @@ def context_stack(volume: np.ndarray, index: int, k: int) -> np.ndarray:
     return volume[ids]
 
 
-def window(image: np.ndarray, size: int, top: int, left: int, fill: float = -1.0) -> np.ndarray:
-    """A (C, size, size) window of (C, H, W) ``image`` at (top, left), padded with ``fill`` outside
-    (float32, or the dtype of an integer label ``image``).
+def window(image: np.ndarray, size: int, top: int, left: int) -> np.ndarray:
+    """A (C, size, size) window of (C, H, W) ``image`` at (top, left), padded outside with air:
+    -1 in float32 for an image, label 0 in its own dtype for an integer label map.
     """
     c, h, w = image.shape
-    dtype = image.dtype if np.issubdtype(image.dtype, np.integer) else np.float32
-    out = np.full((c, size, size), fill, dtype=dtype)
+    labels = np.issubdtype(image.dtype, np.integer)
+    out = np.full((c, size, size), 0 if labels else -1.0, dtype=image.dtype if labels else np.float32)
     r0, c0 = max(top, 0), max(left, 0)
     r1, c1 = min(top + size, h), min(left + size, w)
     if r1 > r0 and c1 > c0:
@@ -281,7 +289,7 @@ class SliceSampler:
             sources.append(self._augment(window(src, size, top, left), flip))
             if self.labelled:
                 labels = self.sources[i].source_labels[z : z + 1]
-                source_labels.append(self._augment(window(labels, size, top, left, 0)[0], flip))
+                source_labels.append(self._augment(window(labels, size, top, left)[0], flip))
             owner, zt = self.sources[i], z
             if not self.aligned:
                 j, zt = self.target_index[self.rng.integers(len(self.target_index))]
@@ -291,7 +299,7 @@ class SliceSampler:
             targets.append(self._augment(window(owner.target[zt : zt + 1], size, top, left), flip))
             if self.labelled:
                 labels = owner.target_labels[zt : zt + 1]
-                target_labels.append(self._augment(window(labels, size, top, left, 0)[0], flip))
+                target_labels.append(self._augment(window(labels, size, top, left)[0], flip))
         batch = {"source": np.stack(sources), "target": np.stack(targets)}
         if self.labelled:
             batch.update(source_labels=np.stack(source_labels), target_labels=np.stack(target_labels))
@@ -329,10 +337,27 @@ class ValidationSet:
     """Label maps (N, S, S) of the source slices when every validation subject has them (SPADE's input)."""
 
 
-def validation_set(cohort: Cohort, cfg: DataConfig) -> ValidationSet:
+Crop = Callable[[np.ndarray, np.ndarray, int, int], np.ndarray]
+"""``crop(source, volume, z, channels)``: the validation window of ``volume`` (the source, the
+truth or the target) at slice ``z`` with ``channels`` context slices, placed by the ``source``'s shape."""
+
+
+def centred_crop(cfg: DataConfig) -> Crop:
+    """The 2-D validation crop: ``cfg.size``² centred in the slice, (channels, S, S)."""
+
+    def crop(source: np.ndarray, volume: np.ndarray, z: int, channels: int) -> np.ndarray:
+        top, left = centre_offsets(*source.shape[1:], cfg.size)
+        return window(context_stack(volume, z, channels), cfg.size, top, left)
+
+    return crop
+
+
+def validation_set(cohort: Cohort, cfg: DataConfig, crop: Crop | None = None) -> ValidationSet:
     """Evenly spaced foreground slices of the validation subjects (of the training
-    subjects when there are none, e.g. a one-subject cohort).
+    subjects when there are none, e.g. a one-subject cohort), cropped by ``crop``
+    (default :func:`centred_crop`; 3-D patches: :func:`training.patches.patch_crop`).
     """
+    crop = crop or centred_crop(cfg)
     subjects = [s for s in cohort.val if s.source is not None] or [s for s in cohort.train if s.source is not None]
     per_subject = max(1, -(-cfg.val_slices // len(subjects)))
     src, truth, tgt, names, labels = [], [], [], [], []
@@ -340,15 +365,13 @@ def validation_set(cohort: Cohort, cfg: DataConfig) -> ValidationSet:
         ids = foreground_slices(s.source, cfg.min_foreground)
         picks = ids[np.linspace(0, len(ids) - 1, per_subject + 2).round().astype(int)[1:-1]]
         for z in picks:
-            stack = context_stack(s.source, int(z), cfg.context_slices)
-            top, left = centre_offsets(*stack.shape[1:], cfg.size)
-            src.append(window(stack, cfg.size, top, left))
+            src.append(crop(s.source, s.source, int(z), cfg.context_slices))
             if s.truth is not None:
-                truth.append(window(s.truth[z : z + 1], cfg.size, top, left))
+                truth.append(crop(s.source, s.truth, int(z), 1))
             if s.target is not None:
-                tgt.append(window(s.target[z : z + 1], cfg.size, top, left))
+                tgt.append(crop(s.source, s.target, int(z), 1))
             if s.source_labels is not None:
-                labels.append(window(s.source_labels[z : z + 1], cfg.size, top, left, 0)[0])
+                labels.append(crop(s.source, s.source_labels, int(z), 1)[0])
             names.append(f"{s.name}:{int(z)}")
     n = cfg.val_slices
     return ValidationSet(

@@ -37,6 +37,7 @@ from training.checkpointing import checkpoint_bytes, load_checkpoint, rank_state
 from training.config import ConfigError, TrainConfig, options_from_dict
 from training.data import FOREGROUND_LEVEL, SliceSampler, ValidationSet, load_cohort, to_device, validation_set
 from training.methods import Method, StepContext, get_method
+from training.patches import PatchSampler, check_patch, patch_crop
 
 
 class NonFiniteLossError(RuntimeError):
@@ -235,18 +236,27 @@ class Trainer:
             raise ConfigError(f"method {cfg.method!r} maps both ways and needs data.context_slices 1")
         t0 = time.time()
         self.cohort = load_cohort(data, seed=cfg.seed)
-        self.sampler = SliceSampler(self.cohort, data, seed=dist_utils.rank_seeds(cfg.seed, self.dist.rank, 1))
-        self.valset: ValidationSet = validation_set(self.cohort, data)
-        self.log(
-            f"data: {len(self.cohort.train)} training / {len(self.cohort.val)} validation subjects, "
-            f"{len(self.sampler.source_index)} source slices ({time.time() - t0:.1f} s)"
-        )
         lr = cfg.lr if cfg.lr is not None else cls.default_lr
         self.method = cls(options, in_channels=data.context_slices, out_channels=1, lr=lr, device=self.device)
         if self.method.pairs_required and not self.cohort.aligned:
             raise ConfigError(
                 f"method {cfg.method!r} needs paired (or misaligned) data; use --paired or --phantom paired|misaligned"
             )
+        self.patch = self.method.patch_3d(data)
+        sampler_seed = dist_utils.rank_seeds(cfg.seed, self.dist.rank, 1)
+        self.sampler: SliceSampler | PatchSampler
+        if self.patch is None:
+            self.sampler = SliceSampler(self.cohort, data, seed=sampler_seed)
+            self.valset: ValidationSet = validation_set(self.cohort, data)
+        else:
+            check_patch(self.patch, self.method.generator, data)
+            self.sampler = PatchSampler(self.cohort, data, self.patch, seed=sampler_seed)
+            self.valset = validation_set(self.cohort, data, patch_crop(self.patch))
+            self.log(f"3-D patches of {'×'.join(map(str, self.patch))} voxels")
+        self.log(
+            f"data: {len(self.cohort.train)} training / {len(self.cohort.val)} validation subjects, "
+            f"{len(self.sampler.source_index)} source slices ({time.time() - t0:.1f} s)"
+        )
         for opt in self.method.optimizers.values():
             for group in opt.param_groups:
                 group.setdefault("initial_lr", group["lr"])
@@ -481,6 +491,8 @@ class Trainer:
             arrays["target"] = mapping.from_network(reference[0, 0])
         if "scale" in out:
             arrays["scale"] = mapping.scale_from_network(out["scale"][0, 0])
+        if self.patch is not None:  # the middle slice of a 3-D patch
+            arrays = {name: array[array.shape[0] // 2] for name, array in arrays.items()}
         if "field" in out:
             arrays["field"] = out["field"][0]
             arrays["registration_target"] = mapping.from_network(val.target[0, 0])
@@ -525,6 +537,7 @@ class Trainer:
             slice_axis=cfg.data.slice_axis,
             size=cfg.data.size,
             context_slices=cfg.data.context_slices,
+            patch=None if self.patch is None else list(self.patch),
             outputs=list(method.outputs),
             regime=cfg.data.phantom or ("paired" if cfg.data.paired else "unpaired"),
             deviations=method.deviations(),

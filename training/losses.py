@@ -210,10 +210,14 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> Tensor:
 def ssim_loss(prediction: Tensor, target: Tensor, data_range: float = 2.0) -> Tensor:
     """1 − mean SSIM of (B, C, H, W) images (Wang et al. 2004: Gaussian window 11, σ 1.5, K = 0.01, 0.03).
 
+    (B, C, D, H, W) patches: the mean SSIM of their D slices.
+
     Local statistics are computed in the valid region only (no padding), which is
     what ``skimage.metrics.structural_similarity(gaussian_weights=True,
     use_sample_covariance=False)`` averages; ``data_range`` 2 for images in [-1, 1].
     """
+    if prediction.ndim == 5:  # 3-D patches: the SSIM of their slices
+        prediction, target = (x.transpose(1, 2).flatten(0, 1) for x in (prediction, target))
     channels = prediction.shape[1]
     window = gaussian_window().to(prediction)
     kernel_y = window.view(1, 1, -1, 1).expand(channels, 1, -1, 1)
@@ -229,6 +233,11 @@ def ssim_loss(prediction: Tensor, target: Tensor, data_range: float = 2.0) -> Te
     cov = blur(prediction * target) - mu_p * mu_t
     ssim = ((2 * mu_p * mu_t + c1) * (2 * cov + c2)) / ((mu_p**2 + mu_t**2 + c1) * (var_p + var_t + c2))
     return 1 - ssim.mean()
+
+
+def area_downsample(image: Tensor, factor: int) -> Tensor:
+    """Mean over ``factor``-sided boxes of a (B, C, H, W) image or (B, C, D, H, W) patch (deep-supervision targets)."""
+    return (F.avg_pool3d if image.ndim == 5 else F.avg_pool2d)(image, factor)
 
 
 def deep_supervision_weights(outputs: int) -> list[float]:

@@ -20,7 +20,7 @@ from napari_medtrans.checkpoint import TranslatorMetadata
 from napari_medtrans.comparison import resample_like
 from napari_medtrans.inference import PreparedVolume, Translator
 from napari_medtrans.io import Volume, volume_from_layer
-from napari_medtrans.onthefly import SliceScheduler
+from napari_medtrans.onthefly import SampleBudget, SliceScheduler
 
 from . import overlays
 
@@ -39,6 +39,8 @@ class Session:
     complete: bool = False
     uncertainty_fitted: bool = False
     key: tuple = field(default_factory=tuple)
+    budget: SampleBudget | None = None
+    """Samples per on-the-fly slice of a stochastic translator (None: a deterministic one)."""
 
     @property
     def axis(self) -> int:

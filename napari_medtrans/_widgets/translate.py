@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -44,7 +45,7 @@ from napari_medtrans.constants import AIR_HU
 from napari_medtrans.inference import Cancelled, PreparedVolume, Translator, load_translator, resolve_device
 from napari_medtrans.input_check import Verdict
 from napari_medtrans.io import Volume, write_volume
-from napari_medtrans.onthefly import SliceOutcome, SliceScheduler
+from napari_medtrans.onthefly import SampleBudget, SliceOutcome, SliceScheduler
 from napari_medtrans.shipped import shipped_dir
 
 from . import overlays
@@ -135,6 +136,16 @@ class TranslateWidget(QWidget):
         self.status_label = QLabel("Pick an input layer and a translator.")
         self.status_label.setWordWrap(True)
         self.volume_uncertainty = QComboBox()
+        self.samples_spin = QSpinBox()
+        self.samples_spin.setRange(1, 64)
+        self.samples_spin.setValue(8)
+        self.samples_spin.setToolTip(
+            "Samples of MC dropout, or of a stochastic translator (SynDiff, UNSB): their mean is the translation, "
+            "their spread the uncertainty overlay (on the fly: one sample when they would miss the latency goal)"
+        )
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setRange(0, 2**31 - 1)
+        self.seed_spin.setToolTip("Noise seed of a stochastic translator: the same seed gives the same translation")
         self.volume_button = QPushButton("Translate whole volume")
         self.cancel_button = QPushButton("Cancel")
         self.save_button = QPushButton("Save translation…")
@@ -221,6 +232,11 @@ class TranslateWidget(QWidget):
         run_layout = QFormLayout(run)
         run_layout.addRow(self.onthefly_check)
         run_layout.addRow("Uncertainty", self.volume_uncertainty)
+        samples_row = QHBoxLayout()
+        samples_row.addWidget(self.samples_spin)
+        samples_row.addWidget(QLabel("Seed"))
+        samples_row.addWidget(self.seed_spin)
+        run_layout.addRow("Samples", samples_row)
         buttons = QHBoxLayout()
         buttons.addWidget(self.volume_button)
         buttons.addWidget(self.cancel_button)
@@ -352,6 +368,7 @@ class TranslateWidget(QWidget):
         )
         self.volume_uncertainty.clear()
         self.volume_uncertainty.addItems(uncertainty_choices(meta))
+        self.seed_spin.setEnabled(bool(meta.networks["generator"].get("stochastic", False)))
         self.save_button.setText(f"Save synthetic {meta.target}…")
         self.state.choose(meta)
 
@@ -445,13 +462,14 @@ class TranslateWidget(QWidget):
         if verdict.ood:
             output.name = output.name + LAYER_WARNING
         uncertainty = None
-        if "scale" in meta.outputs:
+        if "scale" in meta.outputs or translator.stochastic:
             uncertainty = overlays.add_uncertainty_layer(
                 self.viewer, np.zeros(shape, np.float32), volume, **owner, units=overlays.units_of(meta.target)
             )
         precision = self.precision_combo.currentText()
+        budget = SampleBudget(self.samples_spin.value()) if translator.stochastic else None
         scheduler = SliceScheduler(
-            lambda index, p: translator.translate_slice(prepared, index, precision=p),
+            partial(_translate_slice, translator, prepared, budget, self.seed_spin.value()),
             shape[meta.slice_axis],
             final_precision=precision,
             preview_precision="bf16",
@@ -459,7 +477,15 @@ class TranslateWidget(QWidget):
             device=str(translator.device),
         )
         session = Session(
-            translator, prepared, layer, volume, output, uncertainty, scheduler, key=(layer.name, meta.name, precision)
+            translator,
+            prepared,
+            layer,
+            volume,
+            output,
+            uncertainty,
+            scheduler,
+            key=(layer.name, meta.name, precision),
+            budget=budget,
         )
         self.status_label.setText(f"{meta.name} ready on {translator.device}.")
         self.input_warning.show_verdict(verdict)
@@ -532,21 +558,23 @@ class TranslateWidget(QWidget):
         where[session.axis] = index
         where = tuple(where)
         session.output.data[where] = result.image
-        if session.uncertainty is not None and result.scale is not None:
-            session.uncertainty.data[where] = result.scale
+        sigma = result.scale if result.scale is not None else result.uncertainty
+        if session.uncertainty is not None and sigma is not None:
+            session.uncertainty.data[where] = sigma
         if index != self.current_index():
             return
         exact = precision == session.scheduler.final_precision
         # only the slice changed: skip extent and highlight; thumbnails for exact results
         session.output.refresh(extent=False, highlight=False, thumbnail=exact)
         if session.uncertainty is not None:
-            if not session.uncertainty_fitted and result.scale is not None:
-                overlays.fit_uncertainty_limits(session.uncertainty, result.scale, session.input_slice(index))
+            if not session.uncertainty_fitted and sigma is not None:
+                overlays.fit_uncertainty_limits(session.uncertainty, sigma, session.input_slice(index))
                 session.uncertainty_fitted = exact
             session.uncertainty.refresh(extent=False, highlight=False, thumbnail=exact)
         self.state.slice_shown.emit(index)
         kind = "exact" if exact else "preview"
-        self.status_label.setText(f"Slice {index}: {kind} ({precision}).")
+        note = session.budget.note if session.budget is not None else None
+        self.status_label.setText(f"Slice {index}: {kind} ({precision})." + (f" Note: {note}." if note else ""))
         if self._requested is not None and self._requested[0] == index:
             self.slice_shown.emit(index, precision, time.perf_counter() - self._requested[1])
 
@@ -579,7 +607,9 @@ class TranslateWidget(QWidget):
             session.volume.array,
             axis=session.axis,
             precision=self.precision_combo.currentText(),
-            uncertainty=choice if choice in ("tta", "mc_dropout") else None,
+            uncertainty=choice if choice in ("tta", "mc_dropout", "samples") else None,
+            mc_samples=self.samples_spin.value(),
+            seed=self.seed_spin.value(),
             progress=progress.changed.emit,
             cancel=self._cancel.is_set,
             labels=session.prepared.labels,
@@ -741,13 +771,37 @@ def _load(
 def uncertainty_choices(meta: TranslatorMetadata) -> list[str]:
     """The whole-volume uncertainty choices a translator supports, its own scale map first.
 
-    ``mc_dropout`` needs dropout layers in the generator (its network spec's ``dropout`` > 0).
+    ``mc_dropout`` needs dropout layers in the generator (its network spec's ``dropout`` > 0);
+    ``samples`` (the spread of a stochastic translator's samples) a stochastic generator.
     """
     choices = ["scale map"] if "scale" in meta.outputs else []
+    choices += ["samples"] if meta.networks["generator"].get("stochastic", False) else []
     choices += ["none", "tta"]
     if float(meta.networks["generator"].get("dropout", 0.0)) > 0:
         choices.append("mc_dropout")
     return choices
+
+
+def _translate_slice(
+    translator: Translator, prepared: PreparedVolume, budget: SampleBudget | None, seed: int, index: int, precision: str
+) -> Any:
+    """One on-the-fly slice; a stochastic translator draws as many samples as ``budget`` affords."""
+    if budget is None:
+        return translator.translate_slice(prepared, index, precision=precision)  # type: ignore[arg-type]
+    samples = budget.samples()
+    start = time.perf_counter()
+    result = translator.translate_slice(
+        prepared,
+        index,
+        precision=precision,  # type: ignore[arg-type]
+        uncertainty="samples" if samples > 1 else None,
+        mc_samples=samples,
+        seed=seed,
+    )
+    seconds = time.perf_counter() - start
+    if seconds > 1e-3:  # not a cached result
+        budget.record(seconds, samples)
+    return result
 
 
 def _tagged(scheduler: SliceScheduler, translator: Translator) -> Any:

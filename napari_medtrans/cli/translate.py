@@ -39,7 +39,7 @@ from napari_medtrans.io import (
 )
 from napari_medtrans.progress import Progress
 
-UNCERTAINTY_CHOICES = ("tta", "mc_dropout", "scale")
+UNCERTAINTY_CHOICES = ("tta", "mc_dropout", "scale", "samples")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +56,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--uncertainty",
         choices=UNCERTAINTY_CHOICES,
-        help="also write a per-voxel uncertainty: test-time flips, MC-dropout or the scale map",
+        help="also write a per-voxel uncertainty: test-time flips, MC-dropout, the scale map, or the "
+        "spread (std) of --samples samples of a stochastic translator (SynDiff, UNSB), whose mean is the image",
+    )
+    parser.add_argument(
+        "--samples", type=int, default=8, help="samples of --uncertainty mc_dropout or samples (default 8)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="noise seed of a stochastic translator (default 0)")
+    parser.add_argument(
+        "--steps", type=int, help="sampling steps of a stochastic translator (default: the number it was trained with)"
     )
     parser.add_argument("--device", default="auto", choices=DEVICES)
     parser.add_argument(
@@ -127,6 +135,11 @@ def _load(args: argparse.Namespace) -> Translator:
         raise CommandError(f"model {args.model!r} has no scale map; use --uncertainty tta")
     if args.uncertainty == "mc_dropout" and not translator.supports_mc_dropout:
         raise CommandError(f"model {args.model!r} has no dropout layers; use --uncertainty tta")
+    if (args.uncertainty == "samples" or args.steps is not None) and not translator.stochastic:
+        what = "--uncertainty samples" if args.uncertainty == "samples" else "--steps"
+        raise CommandError(f"model {args.model!r} is deterministic; {what} needs a stochastic translator")
+    if args.steps is not None and not 1 <= args.steps <= (translator.max_steps or 0):
+        raise CommandError(f"--steps must lie in 1..{translator.max_steps} for model {args.model!r}, got {args.steps}")
     return translator
 
 
@@ -221,6 +234,8 @@ def run(args: argparse.Namespace) -> int:
     """Translate every input; exit 0 when all were written."""
     if args.batch_size is not None and args.batch_size < 1:
         raise CommandError(f"--batch-size must be ≥ 1, got {args.batch_size}")
+    if args.samples < 1:
+        raise CommandError(f"--samples must be ≥ 1, got {args.samples}")
     translator = _load(args)
     try:
         warning = cpu_features.check_precision(
@@ -275,7 +290,10 @@ def _translate_one(
             axis=args.axis,
             batch_size=args.batch_size,
             precision=args.precision,
-            uncertainty=args.uncertainty if args.uncertainty in ("tta", "mc_dropout") else None,
+            uncertainty=args.uncertainty if args.uncertainty in ("tta", "mc_dropout", "samples") else None,
+            mc_samples=args.samples,
+            seed=args.seed,
+            steps=args.steps,
             scale=args.uncertainty == "scale",
             progress=progress_bar(source.name),
             mask=_mask_for(mask, volume),

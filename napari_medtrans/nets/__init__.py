@@ -4,6 +4,10 @@
 what checkpoints store, so a translator is rebuilt without unpickling.
 Every generator ends in tanh and has ``provides_scale`` and ``size_multiple``;
 ``in_channels = k`` gives 2.5D input (k neighbouring slices, centre translated).
+Stochastic generators (``unsb``, ``syndiff``) have ``stochastic = True``, an
+int ``steps`` (sampling steps, settable) and ``forward(x, noise)`` drawing all
+randomness from the ``torch.Generator`` ``noise``; their spec records
+``"stochastic": true`` and ``"steps"``.
 The displacement-field convention is documented in
 :mod:`napari_medtrans.nets.registration`.
 """
@@ -24,6 +28,8 @@ from napari_medtrans.nets.registration import RegistrationNet, warp
 from napari_medtrans.nets.res_unet import ResUNet
 from napari_medtrans.nets.resnet import ResnetGenerator
 from napari_medtrans.nets.spade import SPADEDiscriminator, SPADEGenerator
+from napari_medtrans.nets.syndiff import SynDiffGenerator
+from napari_medtrans.nets.time_conditioned import SBResnetGenerator, TimeConditionedPatchGAN
 from napari_medtrans.nets.unet import SegUNet, UNetGenerator
 from napari_medtrans.nets.unit import UNITGenerators, UNITTranslator
 
@@ -48,6 +54,9 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "munit_autoencoder": MUNITAutoencoder,
     "munit_translator": MUNITTranslator,
     "multiscale_discriminator": MultiScaleDiscriminator,
+    "unsb": SBResnetGenerator,
+    "syndiff": SynDiffGenerator,
+    "patchgan_t": TimeConditionedPatchGAN,
 }
 
 
@@ -78,9 +87,12 @@ __all__ = [
     "RegistrationNet",
     "ResUNet",
     "ResnetGenerator",
+    "SBResnetGenerator",
     "SPADEDiscriminator",
     "SPADEGenerator",
     "SegUNet",
+    "SynDiffGenerator",
+    "TimeConditionedPatchGAN",
     "UNITGenerators",
     "UNITTranslator",
     "UNetGenerator",

@@ -50,6 +50,35 @@ class ResnetBlock(nn.Module):
         return x + self.conv_block(x)
 
 
+def encoder_layers(in_channels: int, ngf: int) -> list[nn.Module]:
+    """Reflect-pad 7×7 stem (float32 input convolution) and two stride-2 convolutions (``model`` layers 0–9)."""
+    layers: list[nn.Module] = [
+        nn.ReflectionPad2d(3),
+        Float32Conv2d(in_channels, ngf, 7),
+        nn.InstanceNorm2d(ngf),
+        nn.ReLU(),
+    ]
+    for mult in (1, 2):
+        layers += [
+            nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1),
+            nn.InstanceNorm2d(ngf * mult * 2),
+            nn.ReLU(),
+        ]
+    return layers
+
+
+def decoder_layers(ngf: int, out_channels: int) -> list[nn.Module]:
+    """Two transposed convolutions, reflect-pad 7×7 head and tanh (after the residual blocks)."""
+    layers: list[nn.Module] = []
+    for mult in (4, 2):
+        layers += [
+            nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1),
+            nn.InstanceNorm2d(ngf * mult // 2),
+            nn.ReLU(),
+        ]
+    return [*layers, nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
+
+
 class ResnetGenerator(nn.Module):
     """CycleGAN ResNet generator; ``in_channels = k`` for 2.5D input."""
 
@@ -65,27 +94,8 @@ class ResnetGenerator(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
-            Float32Conv2d(in_channels, ngf, 7),
-            nn.InstanceNorm2d(ngf),
-            nn.ReLU(),
-        ]
-        for mult in (1, 2):
-            layers += [
-                nn.Conv2d(ngf * mult, ngf * mult * 2, 3, stride=2, padding=1),
-                nn.InstanceNorm2d(ngf * mult * 2),
-                nn.ReLU(),
-            ]
-        layers += [ResnetBlock(ngf * 4, dropout) for _ in range(n_blocks)]
-        for mult in (4, 2):
-            layers += [
-                nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, stride=2, padding=1, output_padding=1),
-                nn.InstanceNorm2d(ngf * mult // 2),
-                nn.ReLU(),
-            ]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, out_channels, 7), nn.Tanh()]
-        self.model = nn.Sequential(*layers)
+        blocks = [ResnetBlock(ngf * 4, dropout) for _ in range(n_blocks)]
+        self.model = nn.Sequential(*encoder_layers(in_channels, ngf), *blocks, *decoder_layers(ngf, out_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

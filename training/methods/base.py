@@ -17,6 +17,8 @@ from typing import Any, ClassVar, TypeVar
 import torch
 from torch import Tensor, nn
 
+from napari_medtrans.contract import DataConfig
+
 REGISTRY: dict[str, type[Method]] = {}
 """Method name → class; filled by :func:`register` when ``training.methods`` is imported."""
 
@@ -188,6 +190,10 @@ class Method:
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         raise NotImplementedError
+
+    def patch_3d(self, data: DataConfig) -> tuple[int, int, int] | None:
+        """The (slices, rows, cols) training patch of a 3-D generator; None for slice-wise training."""
+        return None
 
     def train_step(self, batch: dict[str, Tensor], ctx: StepContext) -> dict[str, Tensor]:
         """One optimisation step; returns detached scalar losses (no ``.item()``)."""

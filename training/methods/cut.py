@@ -20,7 +20,9 @@ first upsampling); with fewer than 5 residual blocks set ``model.nce_layers``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -144,12 +146,24 @@ class CUT(Method):
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"G": self.adam("G"), "F": self.adam("F"), "D": self.adam("D")}
 
-    def _nce(self, source: Tensor, output: Tensor, flipped: bool, ctx: StepContext) -> Tensor:
+    def _nce(
+        self,
+        source: Tensor,
+        output: Tensor,
+        flipped: bool,
+        ctx: StepContext,
+        features: Callable[[Tensor], list[Tensor]] | None = None,
+    ) -> Tensor:
+        """PatchNCE between ``output`` and ``source`` on the generator's ``nce_layers``;
+        ``features(x)`` extracts them (default: ``G.features(x, nce_layers)``; UNSB passes its
+        time- and latent-conditioned encoder).
+        """
         o, G, head = self.options, self.nets["G"], self.nets["F"]
-        feat_q = G.features(output, o.nce_layers)
+        features = features or partial(G.features, layer_ids=o.nce_layers)
+        feat_q = features(output)
         if flipped:
             feat_q = [torch.flip(f, [3]) for f in feat_q]
-        feat_k = G.features(source, o.nce_layers)
+        feat_k = features(source)
         k_pool, ids = head(feat_k, o.num_patches, generator=ctx.generator)
         q_pool, _ = head(feat_q, o.num_patches, ids)
         return sum(patch_nce(q, k, o.nce_temperature) for q, k in zip(q_pool, k_pool)) / len(q_pool)

@@ -10,9 +10,12 @@ against the area-downsampled target, weighted 1, 1/2, 1/4, … and normalised
 (nnU-Net's weights). 2.5-D input through ``data.context_slices``.
 
 Where this differs from nnU-Net (whose recipe is SGD, Nesterov momentum 0.99,
-lr 1e-2, polynomial decay, weight decay 3e-5, 1000 epochs): Adam (lr 3e-4,
+lr 1e-2, polynomial decay, weight decay 3e-5, 1000 epochs): Adam (lr 1e-3,
 β = (0.9, 0.999)) with the trainer's linear decay from the first iteration,
-which converges within the few thousand iterations a CPU allows.
+which converges within the few thousand iterations a CPU allows. 1e-3 is the
+top of the Adam range used with nnU-Net-style regression networks (3e-4–1e-3);
+on validation subjects it reached 189 HU where 3e-4 reached 305 HU after the
+same 300 iterations (``benchmarks/results/regression_recipe.md``).
 
 Named options, off by default (recorded in the translator's ``deviations``):
 ``lambda_ssim`` adds 1 − SSIM at full resolution; ``sigma_head`` adds a
@@ -23,14 +26,16 @@ the full-resolution L1 (the translator then outputs an uncertainty map).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from training.losses import deep_supervision_weights, laplace_nll, ssim_loss
+from training.config import DataConfig
+from training.losses import area_downsample, deep_supervision_weights, laplace_nll, ssim_loss
 from training.methods.base import GeneratorOptions, Method, StepContext, register
+from training.patches import Patch, network_3d
 
 
 @dataclass
@@ -51,6 +56,10 @@ class RegressionOptions(GeneratorOptions):
     """OPTION: weight of a 1 − SSIM term at full resolution (0 = L1 only)."""
     sigma_head: bool = False
     """OPTION: a softplus σ head trained with the Laplace NLL instead of the full-resolution L1 (outputs a σ map)."""
+    dims: Literal[2, 3] = 2
+    """2: slices (2-D; 2.5-D with data.context_slices); 3: 3-D patches (patch_depth × size²), sliding-window inference."""
+    patch_depth: int = 32
+    """Slices of a 3-D training patch along data.slice_axis (dims 3 only; a multiple of 2 ** depth)."""
 
 
 @register("regression")
@@ -59,7 +68,7 @@ class Regression(Method):
 
     Options = RegressionOptions
     needs_pairs = True
-    default_lr = 3e-4
+    default_lr = 1e-3
     betas = (0.9, 0.999)
     init_type = "he"
 
@@ -80,10 +89,16 @@ class Regression(Method):
         )
         if o.sigma_head:
             extra["scale_head"] = True
+        if o.dims == 3:
+            extra.update(network_3d(o.generator))
         return {"G": self.generator_spec(self.in_channels, self.out_channels, **extra)}
 
     def build_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"G": self.adam("G")}
+
+    def patch_3d(self, data: DataConfig) -> Patch | None:
+        o = self.options
+        return (o.patch_depth, data.size, data.size) if o.dims == 3 else None
 
     def _outputs(self, source: Tensor) -> tuple[list[Tensor], Tensor | None]:
         """Images (full resolution first; lower ones with deep supervision) and σ (with the σ head)."""
@@ -107,7 +122,7 @@ class Regression(Method):
             weights = deep_supervision_weights(len(images))
             loss = weights[0] * main
             for level, (weight, image) in enumerate(zip(weights[1:], images[1:]), start=1):
-                loss = loss + weight * F.l1_loss(image.float(), F.avg_pool2d(target, 2**level))
+                loss = loss + weight * F.l1_loss(image.float(), area_downsample(target, 2**level))
             if o.lambda_ssim > 0:
                 losses["SSIM"] = ssim_loss(full, target)
                 loss = loss + o.lambda_ssim * losses["SSIM"]
