@@ -260,6 +260,22 @@ def test_cases(seeds: list[int], shape: tuple[int, int, int]) -> list[evaluation
     return [case for seed in seeds for case in evaluation.phantom_cases(1, "T1", "CT", seed=seed, shape=shape)]
 
 
+def constant_baseline(recipe: dict[str, Any], cases: list[evaluation.EvalCase]) -> tuple[float, list[float]]:
+    """A translator that has learned nothing: the training cohort's median body HU everywhere.
+
+    Returns that value and its MAE in the body (labels > 0, as the evaluation) per test case.
+    """
+    from napari_medtrans.phantom import generate_subject, subject_seed
+
+    shape = (recipe["depth"], recipe["size"], recipe["size"])
+    cohort = [generate_subject(subject_seed(0, i), shape) for i in range(recipe["subjects"])]
+    value = float(np.median(np.concatenate([s.volume("ct").array[s.labels > 0] for s in cohort])))
+    errors = [
+        float(np.abs(c.target.array[c.labels > 0] - value).mean()) for c in cases if c.target and c.labels is not None
+    ]
+    return value, errors
+
+
 def evaluate_run(run: Run, work: Path, cases: list, settings: evaluation.EvalSettings, cache: Path) -> dict[str, Any]:
     """Evaluate one model, cached in ``cache/<run>.json`` under the same settings (with its CPU seconds)."""
     from napari_medtrans.inference import load_translator
@@ -344,7 +360,7 @@ def question1(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]
         "| level | method | MAE (HU), mean over seeds (min–max) | SSIM | per seed: MAE [95 % CI over test subjects] |",
         "|---|---|---|---|---|",
     ]
-    levels = sorted({r.level for r in runs if r.question == 1})
+    levels = sorted({r.level for r in runs if r.question == 1 and r.level is not None})
     verdicts = []
     for level in levels:
         means = {}
@@ -542,15 +558,18 @@ def regimes(
 def deviations(args: argparse.Namespace, recipe: dict[str, Any]) -> str:
     """What this run left out of the protocol's scale, in words."""
     left = []
+    skipped = [q for q in (1, 2, 3, 4) if q not in args.questions]
+    if skipped:
+        left.append(f"question{'s' * (len(skipped) > 1)} {', '.join(map(str, skipped))} not run")
     if args.levels and tuple(args.levels) != tuple(recipe["levels"]):
         left.append(
             f"question 1 at levels {', '.join(map(str, args.levels))} only "
             f"(scale: {', '.join(map(str, recipe['levels']))})"
         )
-    if list(args.scenarios) != list(metrics.SCENARIOS):
+    if {2, 3, 4} & set(args.questions) and list(args.scenarios) != list(metrics.SCENARIOS):
         left.append(f"questions 2–4 under {', '.join(args.scenarios)} only (protocol: all seven scenarios)")
     missing = [m for m in PROTOCOL_Q2 if m not in args.q2_methods]
-    if missing:
+    if {2, 3, 4} & set(args.questions) and missing:
         left.append(f"questions 2–4 without {', '.join(missing)}")
     if len(args.train_seeds) < 3:
         left.append(f"{len(args.train_seeds)} training seed(s) (protocol: ≥ 3)")
@@ -623,9 +642,13 @@ def main() -> int:
 
     from napari_medtrans.segmenter import load_segmenter, shipped_segmenter
 
-    segmenter = load_segmenter(shipped_segmenter("CT"))
+    segmenter_file = shipped_segmenter("CT")
+    if segmenter_file is None:
+        raise SystemExit("the shipped CT segmenter (sample_data/segmenters/segmenter-ct.safetensors) is missing")
+    segmenter = load_segmenter(segmenter_file)
     shape = (recipe["depth"], recipe["size"], recipe["size"])
     cases = test_cases(args.test_seeds, shape)
+    constant, constant_errors = constant_baseline(recipe, cases)
     base = {
         "segmenter": segmenter,
         "label_names": {k: v for k, v in segmenter.metadata.labels.items() if k},
@@ -688,9 +711,19 @@ def main() -> int:
         ),
         f"Metric conventions: {evaluation.CONVENTIONS}  ",
         (
-            f"FRD: Original features, ≤ {recipe['frd_max_slices']} slices per set, under "
-            f"{', '.join(recipe['frd_scenarios'] or args.scenarios)}; SWD/FRD intervals: {recipe['set_bootstrap']} "
-            "subject resamples.  "
+            f"Reference point: a constant output (the training cohort's median body value, {constant:.0f} HU) "
+            f"scores MAE {np.mean(constant_errors):.0f} HU on the test subjects "
+            f"({min(constant_errors):.0f}–{max(constant_errors):.0f}); a model that does not beat it has not "
+            "learned the mapping.  "
+        ),
+        *(
+            [
+                f"FRD: Original features, ≤ {recipe['frd_max_slices']} slices per set, under "
+                f"{', '.join(recipe['frd_scenarios'] or args.scenarios)}; SWD/FRD intervals: "
+                f"{recipe['set_bootstrap']} subject resamples.  "
+            ]
+            if q2
+            else []
         ),
         f"Departures from the protocol (machine time): {deviations(args, recipe) or 'none'}.  ",
         "Full tables, metrics.json and plots: `benchmarks/results/evaluation_study/question*/`.",

@@ -28,7 +28,7 @@ def test_question_two_models_share_everything_but_the_method():
     recipe = study.RECIPES["small"]
     runs = study.plan(args, recipe)
     assert set(study.PROTOCOL_Q2) <= {r.method for r in runs} and len(runs) == 3 * len(study.Q2_METHODS)
-    by_seed = {}
+    by_seed: dict[int, list[dict[str, str]]] = {}
     for run in runs:
         flags = _flags(run.argv(recipe, Path("w"), "cpu"))
         budget = {k: v for k, v in (s.split("=", 1) for s in study.budget(run.method, recipe))}
@@ -73,3 +73,11 @@ def test_generators_of_one_scale_have_about_the_same_budget():
 def test_generator_updates_count_the_critic_schedule():
     """PI/UAPI update the generator once per 2·15 critic iterations during warm-up: 300 iterations → 10."""
     assert study.generator_updates("uapi", 300) == 10 and study.generator_updates("cyclegan", 300) == 300
+
+
+def test_departures_name_what_was_left_out():
+    args = argparse.Namespace(
+        questions=[1], levels=[5], scenarios=["GN0"], q2_methods=["cyclegan"], train_seeds=[0, 1, 2]
+    )
+    text = study.deviations(args, study.RECIPES["small"])
+    assert text == "questions 2, 3, 4 not run; question 1 at levels 5 only (scale: 1, 3, 5)"
