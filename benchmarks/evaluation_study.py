@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -48,20 +50,29 @@ from napari_medtrans.rundir import atomic_write_bytes, atomic_write_json  # noqa
 
 RESULTS = ROOT / "benchmarks" / "results"
 Q1_METHODS = ("pix2pix", "reggan")
-Q2_METHODS = ("uapi", "pi", "cyclegan", "cut")
+PROTOCOL_Q2 = ("uapi", "pi", "cyclegan", "cut")
+"""The methods the protocol's question 2 names (UAPI paper, Table 1)."""
+Q2_METHODS = (*PROTOCOL_Q2, "gcgan", "ugac", "shape-cyclegan")
+"""The protocol's four and the project's other unpaired methods, whose budget the recipes set
+(``--q2-methods``; any registered unpaired method can be named, a later one included)."""
 
 #: The recipe of each scale, fixed before the run (protocol: selection on validation subjects only).
+#: ``generators`` gives every generator architecture about the same parameter count (like for like);
+#: a method's own additions (RegGAN's registration net, CUT's MLP head, Shape-CycleGAN's
+#: segmenters, UAPI's scale head) come on top.
 RECIPES: dict[str, dict[str, Any]] = {
     "small": {
         "size": 64,
         "depth": 12,
         "subjects": 10,
-        "iterations": 100,
+        "iterations": 500,
         "batch": 4,
-        "ngf": 16,
         "ndf": 16,
-        "blocks": 4,
-        "unet_depth": 4,
+        "generators": {
+            "resnet": {"ngf": 16, "n_blocks": 4},  # 0.34 M parameters
+            "unet": {"ngf": 8, "generator_options.depth": 4},  # 0.32 M
+            "unet_ggd": {"ngf": 8, "generator_options.depth": 3},  # 3-stage cascade, 0.36 M
+        },
         "levels": (1, 3, 5),
         "frd_scenarios": ("GN0", "IP10"),
         "frd_max_slices": 24,
@@ -73,16 +84,44 @@ RECIPES: dict[str, dict[str, Any]] = {
         "subjects": 48,
         "iterations": 3000,
         "batch": 4,
-        "ngf": 16,
-        "ndf": 16,
-        "blocks": 4,
-        "unet_depth": 4,
+        "ndf": 32,
+        "generators": {
+            "resnet": {"ngf": 32, "n_blocks": 4},  # 1.37 M parameters
+            "unet": {"ngf": 16, "generator_options.depth": 4},  # 1.29 M
+            "unet_ggd": {"ngf": 16, "generator_options.depth": 3},  # 3-stage cascade, 1.45 M
+        },
         "levels": (1, 2, 3, 4, 5),
         "frd_scenarios": None,
         "frd_max_slices": 96,
         "set_bootstrap": 50,
     },
 }
+
+#: Settings a method needs to run at a recipe's budget (CUT's PatchNCE layers must lie in the
+#: encoder of a 4-block ResNet: the reference's last layer, residual block 5, becomes block 4).
+METHOD_SETTINGS: dict[str, list[str]] = {"cut": ["model.nce_layers=[0,4,7,10,13]"]}
+
+
+def method_options(method: str) -> Any:
+    """The registered default options of ``method`` (the paper's values)."""
+    from training.methods import get_method
+
+    return get_method(method).Options()
+
+
+def budget(method: str, recipe: dict[str, Any]) -> list[str]:
+    """``--set`` overrides giving ``method`` the recipe's generator and discriminator budget.
+
+    Only options the method has are set, so a method added later joins by name; one whose
+    generator architecture the recipe does not list keeps its own size (the regime table
+    shows its parameter count).
+    """
+    options = method_options(method)
+    sizes = recipe["generators"].get(getattr(options, "generator", None), {})
+    sets = [f"model.{key}={value}" for key, value in sizes.items() if hasattr(options, key.split(".")[0])]
+    if hasattr(options, "ndf"):
+        sets.append(f"model.ndf={recipe['ndf']}")
+    return sets + METHOD_SETTINGS.get(method, [])
 
 
 @dataclass
@@ -139,14 +178,10 @@ class Run:
             "--set",
             f"data.phantom_depth={recipe['depth']}",
             "--set",
-            f"model.ngf={recipe['ngf']}",
-            "--set",
-            f"model.ndf={recipe['ndf']}",
+            f"val_every={max(1, recipe['iterations'] // 10)}",
         ]
-        if self.method in ("uapi", "pi"):  # the papers' U-Net generator
-            argv += ["--set", f"model.generator_options.depth={recipe['unet_depth']}"]
-        else:  # the papers' ResNet generator
-            argv += ["--set", f"model.n_blocks={recipe['blocks']}"]
+        for setting in budget(self.method, recipe):
+            argv += ["--set", setting]
         return argv
 
 
@@ -156,38 +191,69 @@ def plan(args: argparse.Namespace, recipe: dict[str, Any]) -> list[Run]:
     if 1 in args.questions:
         runs += [
             Run(1, m, s, level)
+            for s in args.train_seeds
             for level in args.levels or recipe["levels"]
             for m in Q1_METHODS
-            for s in args.train_seeds
         ]
-    if {2, 3, 4} & set(args.questions):
-        runs += [Run(2, m, s) for m in args.q2_methods for s in args.train_seeds]
+    if {2, 3, 4} & set(args.questions):  # seed by seed, so that a stopped run leaves every method some seeds
+        runs += [Run(2, m, s) for s in args.train_seeds for m in args.q2_methods]
     return runs
 
 
-def train(run: Run, recipe: dict[str, Any], work: Path, device: str) -> float:
-    """Train one run in a niced subprocess unless it finished before with the same command; seconds spent."""
+def train(run: Run, recipe: dict[str, Any], work: Path, device: str) -> dict[str, float]:
+    """Train one run in a niced subprocess unless it finished before with the same command.
+
+    Returns its cost (``cpu_s`` user + system seconds of the trainer process, ``wall_s``, and the
+    1-min load average at start and end), also kept in ``study_cost.json`` so that a reused run
+    still reports what it cost.
+    """
     argv = run.argv(recipe, work, device)
     folder = work / run.name
-    stamp = folder / "study_argv.json"
+    stamp, cost_file = folder / "study_argv.json", folder / "study_cost.json"
     if (folder / "translator.safetensors").is_file() and stamp.is_file() and json.loads(stamp.read_text()) == argv:
-        return 0.0
+        return json.loads(cost_file.read_text()) if cost_file.is_file() else {}
     if folder.exists():
         raise SystemExit(f"{folder} exists from another command line or an unfinished run; remove it first")
-    started = time.time()
+    started, load = time.time(), os.getloadavg()[0]
     log = work / f"{run.name}.log"
     with log.open("w") as out:
-        code = subprocess.call(
+        process = subprocess.Popen(
             ["nice", "-n", "10", sys.executable, "-m", "training", *argv],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
-    if code:
-        raise SystemExit(f"training {run.name} failed (exit {code}); see {log}")
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise SystemExit(f"training {run.name} failed (exit {process.returncode}); see {log}")
+    cost = {
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "wall_s": time.time() - started,
+        "load_start": load,
+        "load_end": os.getloadavg()[0],
+    }
+    atomic_write_json(cost_file, cost)
     atomic_write_json(stamp, argv)
-    return time.time() - started
+    return cost
+
+
+def validation_curve(folder: Path) -> list[tuple[int, float]]:
+    """(iteration, validation MAE in target units) recorded by the trainer on the run's validation subjects."""
+    path = folder / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return [(r["iteration"], r["val_mae_units"]) for r in rows if r.get("val_mae_units") is not None]
+
+
+def generator_updates(method: str, iterations: int) -> int:
+    """Generator updates in ``iterations`` training iterations (PI/UAPI update it every n_critic critic steps)."""
+    options = method_options(method)
+    if not hasattr(options, "n_critic"):
+        return iterations
+    from training.methods.patch_invariance import generator_due
+
+    return sum(generator_due(i, options.n_critic, options.critic_warmup) for i in range(1, iterations + 1))
 
 
 def test_cases(seeds: list[int], shape: tuple[int, int, int]) -> list[evaluation.EvalCase]:
@@ -195,42 +261,74 @@ def test_cases(seeds: list[int], shape: tuple[int, int, int]) -> list[evaluation
     return [case for seed in seeds for case in evaluation.phantom_cases(1, "T1", "CT", seed=seed, shape=shape)]
 
 
-def evaluate_runs(
-    runs: list[Run], work: Path, cases: list, settings: evaluation.EvalSettings, cache: Path
-) -> evaluation.EvaluationResult:
-    """Evaluate one model at a time (cached in ``cache/<run>.json`` under the same settings), merged."""
+def constant_baseline(recipe: dict[str, Any], cases: list[evaluation.EvalCase]) -> tuple[float, list[float]]:
+    """A translator that has learned nothing: the training cohort's median body HU everywhere.
+
+    Returns that value and its MAE in the body (labels > 0, as the evaluation) per test case.
+    """
+    from napari_medtrans.phantom import generate_subject, subject_seed
+
+    shape = (recipe["depth"], recipe["size"], recipe["size"])
+    cohort = [generate_subject(subject_seed(0, i), shape) for i in range(recipe["subjects"])]
+    value = float(np.median(np.concatenate([s.volume("ct").array[s.labels > 0] for s in cohort])))
+    errors = [
+        float(np.abs(c.target.array[c.labels > 0] - value).mean()) for c in cases if c.target and c.labels is not None
+    ]
+    return value, errors
+
+
+def evaluate_run(run: Run, work: Path, cases: list, settings: evaluation.EvalSettings, cache: Path) -> dict[str, Any]:
+    """Evaluate one model, cached in ``cache/<run>.json`` under the same settings (with its CPU seconds)."""
     from napari_medtrans.inference import load_translator
 
-    merged, parameters = evaluation.EvaluationResult(), {}
-    for run in runs:
-        folder = work / run.name
-        key = {
-            "run": run.name,
-            "mtime": (folder / "translator.safetensors").stat().st_mtime,
-            "cases": [c.name for c in cases],
-            "scenarios": list(settings.scenarios),
-            "frd_scenarios": list(settings.frd_scenarios or []),
-            "frd": settings.frd,
-            "frd_max_slices": settings.frd_max_slices,
-            "set_bootstrap": settings.set_bootstrap,
+    folder = work / run.name
+    key = {
+        "run": run.name,
+        "mtime": (folder / "translator.safetensors").stat().st_mtime,
+        "cases": [c.name for c in cases],
+        "scenarios": list(settings.scenarios),
+        "frd_scenarios": list(settings.frd_scenarios or []),
+        "frd": settings.frd,
+        "frd_max_slices": settings.frd_max_slices,
+        "set_bootstrap": settings.set_bootstrap,
+    }
+    path = cache / f"{run.name}.json"
+    part = json.loads(path.read_text()) if path.is_file() else None
+    if part is None or part["key"] != key:
+        import torch
+
+        torch.set_num_threads(1)
+        started = time.process_time()
+        translator = load_translator(folder, device="cpu")
+        result = evaluation.evaluate({run.name: translator}, cases, settings, progress=Progress(sys.stderr))
+        part = {
+            "key": key,
+            "result": asdict(result),
+            "parameters": sum(int(np.prod(t.shape)) for t in translator.generator.state_dict().values()),
+            "cpu_s": time.process_time() - started,
         }
-        path = cache / f"{run.name}.json"
-        part = json.loads(path.read_text()) if path.is_file() else None
-        if part is None or part["key"] != key:
-            translator = load_translator(folder, device="cpu")
-            result = evaluation.evaluate({run.name: translator}, cases, settings, progress=Progress(sys.stderr))
-            part = {
-                "key": key,
-                "result": asdict(result),
-                "parameters": sum(int(np.prod(t.shape)) for t in translator.generator.state_dict().values()),
-            }
-            atomic_write_json(path, part)
+        atomic_write_json(path, part)
+    return part
+
+
+def evaluate_runs(
+    runs: list[Run], work: Path, cases: list, settings: evaluation.EvalSettings, cache: Path, jobs: int = 1
+) -> evaluation.EvaluationResult:
+    """Evaluate every model (``jobs`` processes, one thread each) and merge them into one result."""
+    one = partial(evaluate_run, work=work, cases=cases, settings=settings, cache=cache)
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            parts = list(pool.map(one, runs))
+    else:
+        parts = [one(run) for run in runs]
+    merged, parameters, cpu = evaluation.EvaluationResult(), {}, {}
+    for run, part in zip(runs, parts):
         loaded = evaluation.EvaluationResult(**part["result"])
         for attribute in ("models", "reasons", "per_slice", "uncertainty"):
             getattr(merged, attribute).update(getattr(loaded, attribute))
         merged.reference, merged.settings = loaded.reference, loaded.settings
-        parameters[run.name] = part["parameters"]
-    merged.settings["parameters"] = parameters
+        parameters[run.name], cpu[run.name] = part["parameters"], part.get("cpu_s")
+    merged.settings["parameters"], merged.settings["evaluation_cpu_s"] = parameters, cpu
     return merged
 
 
@@ -261,7 +359,7 @@ def question1(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]
         "| level | method | MAE (HU), mean over seeds (min–max) | SSIM | per seed: MAE [95 % CI over test subjects] |",
         "|---|---|---|---|---|",
     ]
-    levels = sorted({r.level for r in runs if r.question == 1})
+    levels = sorted({r.level for r in runs if r.question == 1 and r.level is not None})
     verdicts = []
     for level in levels:
         means = {}
@@ -292,7 +390,7 @@ def question2(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]
     """Per method and scenario: MAE, Dice, p99 outside, mean over seeds with spread; change from GN0."""
     scenarios = result.settings["scenarios"]
     lines = [
-        "## 2. UAPI vs PI vs CycleGAN vs CUT (unpaired) under perturbations",
+        "## 2. Unpaired methods under perturbations (UAPI paper Table 1: UAPI, PI, CycleGAN, CUT)",
         "",
         "Mean over training seeds (min–max over seeds). MAE in HU inside the body.",
         "",
@@ -300,7 +398,7 @@ def question2(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]
         "|---" * (len(scenarios) + 4) + "|",
     ]
     change = {}
-    for method in sorted({r.method for r in runs if r.question == 2}, key=Q2_METHODS.index):
+    for method in dict.fromkeys(r.method for r in runs if r.question == 2):
         mine = [r.name for r in runs if r.question == 2 and r.method == method]
         cells = [_over_seeds([result.models[n][s].get("mae") for n in mine]) for s in scenarios]
         dice = [
@@ -335,8 +433,31 @@ def question2(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]
             if separated
             else "its seed range overlaps another method's, so the study cannot call it the most robust."
         )
+        + " A model that has not learned the mapping (high clean MAE) can degrade little; read this with the "
+        "clean MAE."
     )
-    return lines + [""]
+    return lines + ["", *per_run_intervals(result, [r for r in runs if r.question == 2]), ""]
+
+
+def per_run_intervals(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]:
+    """Per model: GN0 and IP10 metrics with the 95 % bootstrap interval over test subjects."""
+    shown = [("GN0", "mae"), ("GN0", "ssim"), ("GN0", "dice_mean"), ("GN0", "mae_outside")]
+    if "IP10" in result.settings["scenarios"]:
+        shown += [("IP10", "mae"), ("IP10", "dice_mean")]
+    lines = [
+        "Per model, [95 % bootstrap interval over test subjects]:",
+        "",
+        "| run | " + " | ".join(f"{metrics.METRIC_BY_KEY[k].title} {s}" for s, k in shown) + " |",
+        "|---" * (len(shown) + 1) + "|",
+    ]
+    for run in runs:
+        rows = result.models[run.name]
+        lines.append(
+            f"| {run.name} | "
+            + " | ".join(f"{_f(rows[s].get(k))}{_ci(rows[s]['ci95'].get(k))}" for s, k in shown)
+            + " |"
+        )
+    return lines
 
 
 def question3(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]:
@@ -397,8 +518,14 @@ def question4(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]
     return lines + [""]
 
 
-def regimes(runs: list[Run], recipe: dict[str, Any], params: dict[str, int]) -> list[str]:
-    """The training regime of every model (``params``: generator parameters per run)."""
+def regimes(
+    runs: list[Run], recipe: dict[str, Any], params: dict[str, int], costs: dict[str, dict[str, float]], work: Path
+) -> list[str]:
+    """The training regime, budget and validation MAE of every model (``params``: generator parameters per run)."""
+    sizes = "; ".join(
+        f"{arch} " + ", ".join(f"{k.split('.')[-1]} {v}" for k, v in size.items())
+        for arch, size in recipe["generators"].items()
+    )
     lines = [
         "## Training regime of every model",
         "",
@@ -406,34 +533,43 @@ def regimes(runs: list[Run], recipe: dict[str, Any], params: dict[str, int]) -> 
             f"All: phantom T1→CT, {recipe['subjects']} phantom subjects (seeds 0…{recipe['subjects'] - 1}; "
             f"20 % validation, split by training seed), slices {recipe['size']}×{recipe['size']}, "
             f"{recipe['depth']} per subject, {recipe['iterations']} iterations, batch {recipe['batch']}, "
-            f"ngf {recipe['ngf']}, ndf {recipe['ndf']} (ResNet generators {recipe['blocks']} blocks, U-Net depth "
-            f"{recipe['unet_depth']}), fp32, 1 thread, last iteration evaluated. Question 1: misaligned regime at "
-            "the given level; question 2: unpaired regime. Methods as on main on the run's date."
+            f"generators: {sizes}; discriminators ndf {recipe['ndf']}; every other option the paper's default "
+            "(docs/training.md); fp32, 1 thread, last iteration evaluated. Question 1: misaligned regime at the "
+            "given level; question 2: unpaired regime. Validation MAE: the trainer's, on the run's validation "
+            "subjects (8 slices), at the first and last validation step: the only number the recipe was chosen on."
         ),
         "",
-        "| run | method | regime | generator parameters |",
-        "|---|---|---|---|",
+        "| run | method | regime | generator parameters | generator updates | CPU s | validation MAE (HU), first → last |",
+        "|---|---|---|---|---|---|---|",
     ]
-    lines += [
-        f"| {r.name} | {r.method} | {'misaligned L' + str(r.level) if r.level else 'unpaired'} | "
-        f"{params.get(r.name, 'n/a')} |"
-        for r in runs
-    ]
+    for r in runs:
+        curve = validation_curve(work / r.name)
+        val = f"{curve[0][1]:.0f} (it {curve[0][0]}) → {curve[-1][1]:.0f} (it {curve[-1][0]})" if curve else "n/a"
+        cpu = costs.get(r.name, {}).get("cpu_s")
+        lines.append(
+            f"| {r.name} | {r.method} | {'misaligned L' + str(r.level) if r.level else 'unpaired'} | "
+            f"{params.get(r.name, 'n/a')} | {generator_updates(r.method, recipe['iterations'])} | "
+            f"{_f(cpu, '{:.0f}')} | {val} |"
+        )
     return lines + [""]
 
 
 def deviations(args: argparse.Namespace, recipe: dict[str, Any]) -> str:
     """What this run left out of the protocol's scale, in words."""
     left = []
+    skipped = [q for q in (1, 2, 3, 4) if q not in args.questions]
+    if skipped:
+        left.append(f"question{'s' * (len(skipped) > 1)} {', '.join(map(str, skipped))} not run")
     if args.levels and tuple(args.levels) != tuple(recipe["levels"]):
         left.append(
             f"question 1 at levels {', '.join(map(str, args.levels))} only "
             f"(scale: {', '.join(map(str, recipe['levels']))})"
         )
-    if list(args.scenarios) != list(metrics.SCENARIOS):
+    if {2, 3, 4} & set(args.questions) and list(args.scenarios) != list(metrics.SCENARIOS):
         left.append(f"questions 2–4 under {', '.join(args.scenarios)} only (protocol: all seven scenarios)")
-    if list(args.q2_methods) != list(Q2_METHODS):
-        left.append(f"questions 2–4 without {', '.join(m for m in Q2_METHODS if m not in args.q2_methods)}")
+    missing = [m for m in PROTOCOL_Q2 if m not in args.q2_methods]
+    if {2, 3, 4} & set(args.questions) and missing:
+        left.append(f"questions 2–4 without {', '.join(missing)}")
     if len(args.train_seeds) < 3:
         left.append(f"{len(args.train_seeds)} training seed(s) (protocol: ≥ 3)")
     return "; ".join(left)
@@ -457,9 +593,12 @@ def main() -> int:
     parser.add_argument(
         "--q2-methods",
         nargs="+",
-        default=list(Q2_METHODS),
-        choices=Q2_METHODS,
-        help="methods of questions 2–4 (protocol: all four)",
+        default=list(PROTOCOL_Q2),
+        help=(
+            "unpaired methods of questions 2–4, by registered name, each trained with the same recipe "
+            f"(default: the protocol's {', '.join(PROTOCOL_Q2)}; the full table adds "
+            f"{', '.join(Q2_METHODS[len(PROTOCOL_Q2) :])})"
+        ),
     )
     parser.add_argument(
         "--scenarios",
@@ -473,6 +612,14 @@ def main() -> int:
     parser.add_argument("--work-dir", type=Path, default=ROOT / "build" / "study_runs")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    from training.methods import REGISTRY
+
+    for method in args.q2_methods:
+        if method not in REGISTRY or REGISTRY[method].needs_pairs:
+            parser.error(
+                f"--q2-methods: {method!r} is not a registered unpaired method; available: "
+                + ", ".join(sorted(m for m, cls in REGISTRY.items() if not cls.needs_pairs))
+            )
     if len(args.train_seeds) < 3:
         print("note: the protocol asks for ≥ 3 training seeds per method", file=sys.stderr)
 
@@ -485,17 +632,22 @@ def main() -> int:
     started, load_start = datetime.now(timezone.utc), os.getloadavg()[0]
     runs = plan(args, recipe)
     with ThreadPoolExecutor(args.jobs) as pool:
-        train_seconds = sum(pool.map(lambda r: train(r, recipe, work, args.device), runs))
-    train_load = os.getloadavg()[0]
+        costs = dict(zip((r.name for r in runs), pool.map(lambda r: train(r, recipe, work, args.device), runs)))
+    train_wall, train_load = time.time() - started.timestamp(), os.getloadavg()[0]
+    train_cpu = sum(c.get("cpu_s", 0.0) for c in costs.values())
     if args.train_only:
-        print(f"trained {len(runs)} runs in {work} ({train_seconds / 60:.1f} min summed)")
+        print(f"trained {len(runs)} runs in {work} ({train_cpu / 60:.1f} CPU min summed)")
         return 0
 
     from napari_medtrans.segmenter import load_segmenter, shipped_segmenter
 
-    segmenter = load_segmenter(shipped_segmenter("CT"))
+    segmenter_file = shipped_segmenter("CT")
+    if segmenter_file is None:
+        raise SystemExit("the shipped CT segmenter (sample_data/segmenters/segmenter-ct.safetensors) is missing")
+    segmenter = load_segmenter(segmenter_file)
     shape = (recipe["depth"], recipe["size"], recipe["size"])
     cases = test_cases(args.test_seeds, shape)
+    constant, constant_errors = constant_baseline(recipe, cases)
     base = {
         "segmenter": segmenter,
         "label_names": {k: v for k, v in segmenter.metadata.labels.items() if k},
@@ -508,21 +660,21 @@ def main() -> int:
     sections, results = [], {}
     q1 = [r for r in runs if r.question == 1]
     if q1:
-        results[1] = evaluate_runs(
-            q1, work, cases, evaluation.EvalSettings(scenarios=["GN0"], frd=False, **base), work / "eval_cache"
-        )
+        settings = evaluation.EvalSettings(scenarios=["GN0"], frd=False, **base)
+        results[1] = evaluate_runs(q1, work, cases, settings, work / "eval_cache", args.jobs)
         sections += question1(results[1], q1)
     q2 = [r for r in runs if r.question == 2]
     if q2:
         frd_scenarios = [s for s in recipe["frd_scenarios"] or args.scenarios if s in args.scenarios]
         settings = evaluation.EvalSettings(scenarios=args.scenarios, frd_scenarios=frd_scenarios, **base)
-        results[2] = evaluate_runs(q2, work, cases, settings, work / "eval_cache")
+        results[2] = evaluate_runs(q2, work, cases, settings, work / "eval_cache", args.jobs)
         for number, section in ((2, question2), (3, question3), (4, question4)):
             if number in args.questions:
                 sections += section(results[2], q2)
     for number, result in results.items():
         write_report(result, folder / f"question{number}")
     eval_seconds = time.time() - eval_started
+    eval_cpu = sum(c or 0.0 for r in results.values() for c in r.settings["evaluation_cpu_s"].values())
     atomic_write_json(
         folder / "runs.json",
         {
@@ -538,12 +690,14 @@ def main() -> int:
         f"Command: `{command.strip()}`  ",
         (
             f"Date: {started:%Y-%m-%d %H:%M} UTC; machine: {platform.machine()}, {os.cpu_count()} CPUs, "
-            f"torch {torch.__version__}, training on {args.device} ({args.jobs} runs in parallel, niced), "
-            f"evaluation on CPU, 1 thread.  "
+            f"torch {torch.__version__}, training on {args.device} ({args.jobs} runs in parallel, niced, 1 thread "
+            f"each), evaluation on CPU ({args.jobs} processes, 1 thread each).  "
         ),
         (
-            f"Time: training {train_seconds / 60:.1f} min (summed over runs, 0 for runs reused), evaluation "
-            f"{eval_seconds / 60:.1f} min. Load: during training {load_note(load_start, train_load)} "
+            f"Cost: training {train_cpu / 60:.1f} CPU min, evaluation {eval_cpu / 60:.1f} CPU min, summed over "
+            f"every model (also those reused from an earlier invocation; per model in the last table); wall time "
+            f"of this invocation: training {train_wall / 60:.1f} min, evaluation {eval_seconds / 60:.1f} min. "
+            f"Load: during training {load_note(load_start, train_load)} "
             f"At the end: 1-min load average {os.getloadavg()[0]:.1f}.  "
         ),
         (
@@ -556,16 +710,26 @@ def main() -> int:
         ),
         f"Metric conventions: {evaluation.CONVENTIONS}  ",
         (
-            f"FRD: Original features, ≤ {recipe['frd_max_slices']} slices per set, under "
-            f"{', '.join(recipe['frd_scenarios'] or args.scenarios)}; SWD/FRD intervals: {recipe['set_bootstrap']} "
-            "subject resamples.  "
+            f"Reference point: a constant output (the training cohort's median body value, {constant:.0f} HU) "
+            f"scores MAE {np.mean(constant_errors):.0f} HU on the test subjects "
+            f"({min(constant_errors):.0f}–{max(constant_errors):.0f}); a model that does not beat it has not "
+            "learned the mapping.  "
+        ),
+        *(
+            [
+                f"FRD: Original features, ≤ {recipe['frd_max_slices']} slices per set, under "
+                f"{', '.join(recipe['frd_scenarios'] or args.scenarios)}; SWD/FRD intervals: "
+                f"{recipe['set_bootstrap']} subject resamples.  "
+            ]
+            if q2
+            else []
         ),
         f"Departures from the protocol (machine time): {deviations(args, recipe) or 'none'}.  ",
         "Full tables, metrics.json and plots: `benchmarks/results/evaluation_study/question*/`.",
         "",
     ]
     parameters = {name: n for r in results.values() for name, n in r.settings.get("parameters", {}).items()}
-    text = "\n".join(header + sections + regimes(runs, recipe, parameters))
+    text = "\n".join(header + sections + regimes(runs, recipe, parameters, costs, work))
     atomic_write_bytes(args.out / "evaluation_study.md", text.encode())
     print(f"wrote {args.out / 'evaluation_study.md'}")
     return 0

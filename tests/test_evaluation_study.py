@@ -27,12 +27,12 @@ def test_question_two_models_share_everything_but_the_method():
     args = argparse.Namespace(questions=[2], train_seeds=[0, 1, 2], levels=None, q2_methods=list(study.Q2_METHODS))
     recipe = study.RECIPES["small"]
     runs = study.plan(args, recipe)
-    assert sorted({r.method for r in runs}) == sorted(study.Q2_METHODS) and len(runs) == 12
-    by_seed = {}
+    assert set(study.PROTOCOL_Q2) <= {r.method for r in runs} and len(runs) == 3 * len(study.Q2_METHODS)
+    by_seed: dict[int, list[dict[str, str]]] = {}
     for run in runs:
         flags = _flags(run.argv(recipe, Path("w"), "cpu"))
-        generator = {k: flags.pop(k) for k in ("model.generator_options.depth", "model.n_blocks") if k in flags}
-        assert generator in ({"model.generator_options.depth": "4"}, {"model.n_blocks": "4"})
+        budget = {k: v for k, v in (s.split("=", 1) for s in study.budget(run.method, recipe))}
+        assert {k: flags.pop(k) for k in budget} == budget  # only the generator budget differs by method
         by_seed.setdefault(run.seed, []).append(flags)
     for seed, flag_sets in by_seed.items():
         assert all(f == flag_sets[0] for f in flag_sets), seed
@@ -46,3 +46,38 @@ def test_question_one_pairs_methods_per_level_and_seed():
         (m, level, s) for m in study.Q1_METHODS for level in (1, 5) for s in (0, 1, 2)
     }
     assert runs[0].name == "q1-pix2pix-L1-s0"
+
+
+def _generator_parameters(argv: list[str]) -> int:
+    """Parameters of the translator generator the trainer would build from ``argv``."""
+    import torch
+
+    from training.cli import build_config, build_parser
+    from training.loop import resolve_method
+
+    cfg = build_config(build_parser().parse_args(argv))
+    cls, options = resolve_method(cfg)
+    method = cls(options, in_channels=1, out_channels=1, lr=1e-4, device=torch.device("cpu"))
+    return sum(p.numel() for p in method.generator.parameters())
+
+
+def test_generators_of_one_scale_have_about_the_same_budget():
+    """Like for like: every generator architecture of a recipe within 15 % of the ResNet's parameters."""
+    recipe = study.RECIPES["small"]
+    runs = [study.Run(2, m, 0) for m in study.Q2_METHODS] + [study.Run(1, m, 0, 1) for m in study.Q1_METHODS]
+    counts = {r.method: _generator_parameters(r.argv(recipe, Path("w"), "cpu")) for r in runs}
+    reference = counts["cyclegan"]
+    assert all(abs(n - reference) <= 0.15 * reference for n in counts.values()), counts
+
+
+def test_generator_updates_count_the_critic_schedule():
+    """PI/UAPI update the generator once per 2·15 critic iterations during warm-up: 300 iterations → 10."""
+    assert study.generator_updates("uapi", 300) == 10 and study.generator_updates("cyclegan", 300) == 300
+
+
+def test_departures_name_what_was_left_out():
+    args = argparse.Namespace(
+        questions=[1], levels=[5], scenarios=["GN0"], q2_methods=["cyclegan"], train_seeds=[0, 1, 2]
+    )
+    text = study.deviations(args, study.RECIPES["small"])
+    assert text == "questions 2, 3, 4 not run; question 1 at levels 5 only (scale: 1, 3, 5)"
