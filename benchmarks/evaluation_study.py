@@ -291,6 +291,7 @@ def evaluate_run(run: Run, work: Path, cases: list, settings: evaluation.EvalSet
         "frd": settings.frd,
         "frd_max_slices": settings.frd_max_slices,
         "set_bootstrap": settings.set_bootstrap,
+        "segmenter": None if settings.segmenter is None else settings.segmenter.metadata.provenance,
     }
     path = cache / f"{run.name}.json"
     part = json.loads(path.read_text()) if path.is_file() else None
