@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_inference import make_translator
+from test_pseudolabels import pseudolabel_folder_argv, pseudolabel_folders
 
 from napari_medtrans.cli import main
 from napari_medtrans.io import GridMismatch, Volume, read_volume, require_same_grid, write_volume
@@ -44,27 +45,13 @@ def test_different_grids_name_both_files_and_the_difference(tmp_path, other, exp
 
 def test_pseudolabel_refuses_labels_off_the_image_grid(tmp_path, small_subject, capsys):
     translator = make_translator(tmp_path / "tiny.safetensors")
-    folders = {k: tmp_path / k for k in ("src", "src_lab", "tgt")}
+    folders = pseudolabel_folders(tmp_path)
     write_volume(small_subject.volume("t1"), folders["src"] / "a.nii.gz")
     labels = small_subject.volume("labels")
     labels.spacing = (2.0, 2.0, 2.0)
     write_volume(labels, folders["src_lab"] / "a.nii.gz")
     write_volume(small_subject.volume("ct"), folders["tgt"] / "c.nii.gz")
-    argv = [
-        "pseudolabel",
-        "--strategy",
-        "tutorship",
-        "--translator",
-        str(translator),
-        "--source-images",
-        str(folders["src"]),
-        "--source-labels",
-        str(folders["src_lab"]),
-        "--target-images",
-        str(folders["tgt"]),
-        "--out",
-        str(tmp_path / "out"),
-    ]
+    argv = pseudolabel_folder_argv(translator, folders, tmp_path / "out")
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"labels {folders['src_lab'] / 'a.nii.gz'} does not lie on the grid of {folders['src'] / 'a.nii.gz'}" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,30 @@ pl = pytest.importorskip("training.pseudolabels")
 
 SHAPE = (12, 64, 64)
 SEGMENTER = {"iterations": 240, "batch_size": 8, "seed": 0, "device": "cpu", "features": 8}
+
+
+def pseudolabel_folders(root: Path) -> dict[str, Path]:
+    """The source-image, source-label and target-image folders of a folder-mode pseudolabel run."""
+    return {k: root / k for k in ("src", "src_lab", "tgt")}
+
+
+def pseudolabel_folder_argv(translator: Path, folders: dict[str, Path], out: Path) -> list[str]:
+    """``medtrans pseudolabel`` (tutorship) on the folders of :func:`pseudolabel_folders`."""
+    return [
+        "pseudolabel",
+        "--strategy",
+        "tutorship",
+        "--translator",
+        str(translator),
+        "--source-images",
+        str(folders["src"]),
+        "--source-labels",
+        str(folders["src_lab"]),
+        "--target-images",
+        str(folders["tgt"]),
+        "--out",
+        str(out),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -143,25 +168,11 @@ def test_cli_phantom_writes_labels_confidence_summary(translator_path, tmp_path,
 
 
 def test_cli_folders_match_names_and_report_errors(translator_path, tmp_path, small_subject, capsys):
-    folders = {k: tmp_path / k for k in ("src", "src_lab", "tgt")}
+    folders = pseudolabel_folders(tmp_path)
     write_volume(small_subject.volume("t1"), folders["src"] / "a.nii.gz")
     write_volume(small_subject.volume("labels"), folders["src_lab"] / "b.nii.gz")
     write_volume(small_subject.volume("t2"), folders["tgt"] / "c.nii.gz")
-    argv = [
-        "pseudolabel",
-        "--strategy",
-        "tutorship",
-        "--translator",
-        str(translator_path),
-        "--source-images",
-        str(folders["src"]),
-        "--source-labels",
-        str(folders["src_lab"]),
-        "--target-images",
-        str(folders["tgt"]),
-        "--out",
-        str(tmp_path / "out"),
-    ]
+    argv = pseudolabel_folder_argv(translator_path, folders, tmp_path / "out")
     assert main(argv) == 2
     assert "do not match by name: a, b" in capsys.readouterr().err
     assert main(argv[:5] + ["--phantom", *argv[5:]]) == 2
