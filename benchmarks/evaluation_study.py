@@ -49,15 +49,20 @@ from napari_medtrans.progress import Progress  # noqa: E402
 from napari_medtrans.rundir import atomic_write_bytes, atomic_write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-Q1_METHODS = ("pix2pix", "reggan")
+PROTOCOL_Q1 = ("pix2pix", "reggan")
+"""The methods the protocol's question 1 compares (RegGAN paper)."""
+Q1_METHODS = (*PROTOCOL_Q1, "spade")
+"""The protocol's two and the paired methods whose budget the recipes set (``--q1-methods``; SPADE is
+conditioned on the source's label map, which the phantom gives at training and at test time)."""
 PROTOCOL_Q2 = ("uapi", "pi", "cyclegan", "cut")
 """The methods the protocol's question 2 names (UAPI paper, Table 1)."""
-Q2_METHODS = (*PROTOCOL_Q2, "gcgan", "ugac", "shape-cyclegan")
+Q2_METHODS = (*PROTOCOL_Q2, "gcgan", "ugac", "shape-cyclegan", "unit", "munit", "nicegan", "maskgan", "syndiff", "unsb")
 """The protocol's four and the project's other unpaired methods, whose budget the recipes set
 (``--q2-methods``; any registered unpaired method can be named, a later one included)."""
 
 #: The recipe of each scale, fixed before the run (protocol: selection on validation subjects only).
-#: ``generators`` gives every generator architecture about the same parameter count (like for like);
+#: ``generators`` gives every generator architecture about the same parameter count (like for like),
+#: ``methods`` does the same for methods with a generator family of their own (set after, so it wins);
 #: a method's own additions (RegGAN's registration net, CUT's MLP head, Shape-CycleGAN's
 #: segmenters, UAPI's scale head) come on top.
 RECIPES: dict[str, dict[str, Any]] = {
@@ -72,6 +77,14 @@ RECIPES: dict[str, dict[str, Any]] = {
             "resnet": {"ngf": 16, "n_blocks": 4},  # 0.34 M parameters
             "unet": {"ngf": 8, "generator_options.depth": 4},  # 0.32 M
             "unet_ggd": {"ngf": 8, "generator_options.depth": 3},  # 3-stage cascade, 0.36 M
+        },
+        "methods": {
+            "unit": {"ngf": 11},  # encoder + decoder of one direction, 0.33 M
+            "munit": {"ngf": 11, "mlp_dim": 32},  # content + style encoders, AdaIN decoder, 0.35 M
+            "nicegan": {"ngf": 16, "n_blocks": 4, "light": "true"},  # the paper's light variant, 0.37 M
+            "syndiff": {"nf": 8, "z_emb_dim": 32, "num_res_blocks": 1},  # diffusive U-Net, 0.36 M
+            "unsb": {"ngf": 15},  # time/z-conditioned ResNet, 0.36 M
+            "spade": {"ngf": 3, "hidden": 16},  # 0.33 M
         },
         "levels": (1, 3, 5),
         "frd_scenarios": ("GN0", "IP10"),
@@ -90,6 +103,14 @@ RECIPES: dict[str, dict[str, Any]] = {
             "unet": {"ngf": 16, "generator_options.depth": 4},  # 1.29 M
             "unet_ggd": {"ngf": 16, "generator_options.depth": 3},  # 3-stage cascade, 1.45 M
         },
+        "methods": {
+            "unit": {"ngf": 22},
+            "munit": {"ngf": 22, "mlp_dim": 64},
+            "nicegan": {"ngf": 32, "n_blocks": 4, "light": "true"},
+            "syndiff": {"nf": 16, "z_emb_dim": 64, "num_res_blocks": 1},
+            "unsb": {"ngf": 30},
+            "spade": {"ngf": 6, "hidden": 32},
+        },
         "levels": (1, 2, 3, 4, 5),
         "frd_scenarios": None,
         "frd_max_slices": 96,
@@ -99,7 +120,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 
 #: Settings a method needs to run at a recipe's budget (CUT's PatchNCE layers must lie in the
 #: encoder of a 4-block ResNet: the reference's last layer, residual block 5, becomes block 4).
-METHOD_SETTINGS: dict[str, list[str]] = {"cut": ["model.nce_layers=[0,4,7,10,13]"]}
+METHOD_SETTINGS: dict[str, list[str]] = {method: ["model.nce_layers=[0,4,7,10,13]"] for method in ("cut", "unsb")}
 
 
 def method_options(method: str) -> Any:
@@ -117,7 +138,7 @@ def budget(method: str, recipe: dict[str, Any]) -> list[str]:
     shows its parameter count).
     """
     options = method_options(method)
-    sizes = recipe["generators"].get(getattr(options, "generator", None), {})
+    sizes = recipe["generators"].get(getattr(options, "generator", None), {}) | recipe["methods"].get(method, {})
     sets = [f"model.{key}={value}" for key, value in sizes.items() if hasattr(options, key.split(".")[0])]
     if hasattr(options, "ndf"):
         sets.append(f"model.ndf={recipe['ndf']}")
@@ -193,7 +214,7 @@ def plan(args: argparse.Namespace, recipe: dict[str, Any]) -> list[Run]:
             Run(1, m, s, level)
             for s in args.train_seeds
             for level in args.levels or recipe["levels"]
-            for m in Q1_METHODS
+            for m in args.q1_methods
         ]
     if {2, 3, 4} & set(args.questions):  # seed by seed, so that a stopped run leaves every method some seeds
         runs += [Run(2, m, s) for s in args.train_seeds for m in args.q2_methods]
@@ -355,7 +376,7 @@ def _over_seeds(values: list[float | None]) -> str:
 def question1(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]:
     """RegGAN vs pix2pix per misalignment level: MAE and SSIM, per seed and over seeds."""
     lines = [
-        "## 1. RegGAN vs pix2pix on misaligned pairs (GN0, against the aligned test CT)",
+        "## 1. RegGAN vs pix2pix (and the other paired methods) on misaligned pairs (GN0, against the aligned test CT)",
         "",
         "| level | method | MAE (HU), mean over seeds (min–max) | SSIM | per seed: MAE [95 % CI over test subjects] |",
         "|---|---|---|---|---|",
@@ -364,7 +385,7 @@ def question1(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]
     verdicts = []
     for level in levels:
         means = {}
-        for method in Q1_METHODS:
+        for method in dict.fromkeys(r.method for r in runs if r.question == 1):
             mine = [r for r in runs if r.question == 1 and r.method == method and r.level == level]
             rows = [result.models[r.name]["GN0"] for r in mine]
             maes = [row.get("mae") for row in rows]
@@ -376,15 +397,18 @@ def question1(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]
                 f"| {level} | {method} | {_over_seeds(maes)} | {_over_seeds([row.get('ssim') for row in rows])} "
                 f"| {per_seed} |"
             )
-        better = (
-            "RegGAN lower MAE with every seed"
-            if max(means["reggan"]) < min(means["pix2pix"])
-            else "pix2pix lower MAE with every seed"
-            if max(means["pix2pix"]) < min(means["reggan"])
-            else "seed ranges overlap: not separable"
-        )
-        verdicts.append(f"level {level}: {better}")
-    return lines + ["", "Per level: " + "; ".join(verdicts) + ".", ""]
+        if all(means.get(m) for m in PROTOCOL_Q1):
+            verdicts.append(f"level {level}: {_q1_verdict(means['pix2pix'], means['reggan'])}")
+    return lines + (["", "RegGAN vs pix2pix per level: " + "; ".join(verdicts) + "."] if verdicts else []) + [""]
+
+
+def _q1_verdict(pix2pix: list[float], reggan: list[float]) -> str:
+    """Which of the two protocol methods has the lower MAE with every seed, if either."""
+    if max(reggan) < min(pix2pix):
+        return "RegGAN lower MAE with every seed"
+    if max(pix2pix) < min(reggan):
+        return "pix2pix lower MAE with every seed"
+    return "seed ranges overlap: not separable"
 
 
 def question2(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]:
@@ -568,6 +592,9 @@ def deviations(args: argparse.Namespace, recipe: dict[str, Any]) -> str:
         )
     if {2, 3, 4} & set(args.questions) and list(args.scenarios) != list(metrics.SCENARIOS):
         left.append(f"questions 2–4 under {', '.join(args.scenarios)} only (protocol: all seven scenarios)")
+    missing_q1 = [m for m in PROTOCOL_Q1 if m not in args.q1_methods]
+    if 1 in args.questions and missing_q1:
+        left.append(f"question 1 without {', '.join(missing_q1)}")
     missing = [m for m in PROTOCOL_Q2 if m not in args.q2_methods]
     if {2, 3, 4} & set(args.questions) and missing:
         left.append(f"questions 2–4 without {', '.join(missing)}")
@@ -590,6 +617,15 @@ def main() -> int:
     parser.add_argument("--questions", type=int, nargs="+", default=[1, 2, 3, 4], choices=[1, 2, 3, 4])
     parser.add_argument(
         "--levels", type=int, nargs="+", help="misalignment levels of question 1 (default: the scale's)"
+    )
+    parser.add_argument(
+        "--q1-methods",
+        nargs="+",
+        default=list(PROTOCOL_Q1),
+        help=(
+            "paired methods of question 1, by registered name (default: the protocol's "
+            f"{', '.join(PROTOCOL_Q1)}; the full table adds {', '.join(Q1_METHODS[len(PROTOCOL_Q1) :])})"
+        ),
     )
     parser.add_argument(
         "--q2-methods",
@@ -615,6 +651,11 @@ def main() -> int:
     args = parser.parse_args()
     from training.methods import REGISTRY
 
+    for method in args.q1_methods:
+        if method not in REGISTRY:
+            parser.error(
+                f"--q1-methods: {method!r} is not a registered method; available: {', '.join(sorted(REGISTRY))}"
+            )
     for method in args.q2_methods:
         if method not in REGISTRY or REGISTRY[method].needs_pairs:
             parser.error(

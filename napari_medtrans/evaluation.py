@@ -492,7 +492,10 @@ def evaluate(
         )
         for name, translator in translators.items():
             say(f"{name} {scenario}: translating {len(cases)} volume(s)")
-            made = [translator.translate_volume(v) for v in inputs]
+            conditioned = translator.metadata.label_classes > 0  # SPADE: the source's label map goes in too
+            made = [
+                translator.translate_volume(v, labels=c.labels if conditioned else None) for v, c in zip(inputs, cases)
+            ]
             outputs = Outputs([o.image for o in made], [o.scale for o in made] if translator.provides_scale else None)
             score(result, name, scenario, outputs, cases, translator.metadata.target, settings, extractor, say)
             bar.update(sum(map(len, result.models.values())))

@@ -40,7 +40,7 @@ def test_question_two_models_share_everything_but_the_method():
 
 
 def test_question_one_pairs_methods_per_level_and_seed():
-    args = argparse.Namespace(questions=[1], train_seeds=[0, 1, 2], levels=[1, 5])
+    args = argparse.Namespace(questions=[1], train_seeds=[0, 1, 2], levels=[1, 5], q1_methods=list(study.Q1_METHODS))
     runs = study.plan(args, study.RECIPES["small"])
     assert {(r.method, r.level, r.seed) for r in runs} == {
         (m, level, s) for m in study.Q1_METHODS for level in (1, 5) for s in (0, 1, 2)
@@ -77,7 +77,12 @@ def test_generator_updates_count_the_critic_schedule():
 
 def test_departures_name_what_was_left_out():
     args = argparse.Namespace(
-        questions=[1], levels=[5], scenarios=["GN0"], q2_methods=["cyclegan"], train_seeds=[0, 1, 2]
+        questions=[1],
+        levels=[5],
+        scenarios=["GN0"],
+        q1_methods=list(study.PROTOCOL_Q1),
+        q2_methods=["cyclegan"],
+        train_seeds=[0, 1, 2],
     )
     text = study.deviations(args, study.RECIPES["small"])
     assert text == "questions 2, 3, 4 not run; question 1 at levels 5 only (scale: 1, 3, 5)"
