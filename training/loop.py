@@ -77,6 +77,21 @@ def resolve_method(cfg: TrainConfig) -> tuple[type[Method], Any]:
     return cls, options_from_dict(cls.Options, cfg.model, cfg.method)
 
 
+def decay_factor(iteration: int, total: int, start: float, schedule: str = "linear") -> float:
+    """The share of the learning rate's decay left at ``iteration`` (1 … ``total``).
+
+    1 until ``start``·``total`` iterations (``start`` ≥ 1: constant), then down to 0 at the end:
+    linearly (pytorch-CycleGAN-and-pix2pix's ``linear`` policy) or along a half cosine
+    (``CosineAnnealingLR`` with ``T_max`` = the decaying iterations, stepped every iteration).
+    """
+    begin = start * total
+    if iteration <= begin or start >= 1.0:
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * (iteration - 1 - begin) / (total - begin)))
+    return max(0.0, 1.0 - (iteration - begin) / (total - begin + 1))
+
+
 class Trainer:
     """Runs one training job described by ``cfg`` in ``cfg.run_dir``.
 
@@ -315,19 +330,22 @@ class Trainer:
                 group["initial_lr"] = lr
 
     # --- the loop -------------------------------------------------------------
-    def _lr_factor(self, iteration: int) -> float:
-        start = getattr(self.method.options, "lr_decay_start", 1.0)
-        total = self.cfg.iterations
-        begin = start * total
-        if iteration <= begin or start >= 1.0:
-            return 1.0
-        return max(0.0, 1.0 - (iteration - begin) / (total - begin + 1))
-
     def _set_lr(self, iteration: int) -> float:
-        factor = self._lr_factor(iteration)
+        """Set every optimiser's learning rate for ``iteration`` from its configured one; returns the factor.
+
+        The rate goes from the configured one to ``lr_min`` (the method's option; 0 without it).
+        """
+        options = self.method.options
+        factor = decay_factor(
+            iteration,
+            self.cfg.iterations,
+            getattr(options, "lr_decay_start", 1.0),
+            getattr(options, "lr_schedule", "linear"),
+        )
+        floor = getattr(options, "lr_min", 0.0)
         for opt in self.method.optimizers.values():
             for group in opt.param_groups:
-                group["lr"] = group["initial_lr"] * factor
+                group["lr"] = floor + (group["initial_lr"] - floor) * factor
         return factor
 
     def _loop(self) -> str:

@@ -13,9 +13,9 @@ regularisation); non-diffusive ResNet generators (6 blocks, ngf 64) with
 PatchGAN discriminators; λ = 0.5 for the cycle and the diffusive L1 losses;
 Adam β = (0.5, 0.9), lr 1.6e-4 (generators) and 1e-4 (discriminators), EMA
 0.999 of the generators' weights (the exported translator is the EMA of the
-target-side diffusive generator). The reference anneals the learning rates
-by a cosine to 1e-5 per epoch; ours decays linearly from the start (the
-shared loop's schedule, ``lr_decay_start`` 0).
+target-side diffusive generator). The learning rates follow a cosine to 1e-5
+over the run, as the reference's ``CosineAnnealingLR`` (stepped per iteration
+here, per epoch there).
 
 One step (the reference's order): the diffusive discriminators see real
 pairs (x_t, x_{t+1}) of each domain and fake ones whose x_t is drawn from the
@@ -33,7 +33,7 @@ conditioned on the real source image.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +50,11 @@ class SynDiffOptions(GeneratorOptions):
     n_blocks: int = 6
     """Residual blocks of the non-diffusive ResNet generators (reference ``resnet_6blocks``)."""
     lr_decay_start: float = 0.0
-    """Fraction of the iterations after which the learning rates decay linearly (reference: cosine from the start)."""
+    """Fraction of the iterations after which the learning rates decay (reference: from the start)."""
+    lr_schedule: Literal["linear", "cosine"] = "cosine"
+    """Shape of the decay (reference: ``CosineAnnealingLR`` over the whole run)."""
+    lr_min: float = 1e-5
+    """Learning rate at the end of the decay (reference: ``eta_min`` 1e-5)."""
     lr_d: float = 1e-4
     """Learning rate of the discriminators (reference ``--lr_d``: 1e-4)."""
     num_timesteps: int = 4

@@ -21,15 +21,15 @@ loss multiplies by β, ``clamp(|r|/α·β, 1e-6, 50)``); the reference's extra
 term 0.01·(L1(G_BA(b), a) + L1(G_AB(a), b)) compares a translation with an
 image of the other domain, which only means something for paired batches, so
 ``lambda_paired_l1`` is 0 here (its 0.01 in the reference is for paired data);
-its cosine learning-rate annealing to 0 is approximated by a linear decay
-from the start (``lr_decay_start`` 0); the U-Nets use instance norm (reference:
+its cosine learning-rate annealing to 0 is stepped per iteration here (per
+epoch there); the U-Nets use instance norm (reference:
 batch norm) and a tanh mean head (reference: linear).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,9 @@ class UGACOptions(PatchGANOptions):
     generator_options: dict[str, Any] = field(default_factory=lambda: {"depth": 4, "cascade": 3})
     """U-Net depth and number of cascaded U-Nets (reference ``CasUNet_3head``: 4 levels, 3 U-Nets)."""
     lr_decay_start: float = 0.0
-    """Fraction of iterations before the linear decay (0: from the start, for the reference's cosine annealing)."""
+    """Fraction of the iterations before the learning rate decays (reference: from the start)."""
+    lr_schedule: Literal["linear", "cosine"] = "cosine"
+    """Shape of the decay (reference: ``CosineAnnealingLR`` over the whole run, to 0)."""
     n_layers_d: int = 4
     """Stride-2 layers of the PatchGAN discriminators (reference README: 4)."""
     pool_size: int = 0
