@@ -87,3 +87,19 @@ def test_models_says_which_translator_needs_labels(models_dir, capsys):
     assert main(["models", "--json"]) == 0
     found = {entry["name"]: entry["label_classes"] for entry in json.loads(capsys.readouterr().out)}
     assert found["tiny-spade"] == 10 and found["tiny-plain"] == 0
+
+
+def test_evaluation_gives_a_label_conditioned_translator_the_source_labels(models_dir, small_subject):
+    """``evaluate`` passes each case's label map to SPADE: its output is the engine's, with those labels."""
+    from napari_medtrans import evaluation
+
+    translator = load_translator("tiny-spade", device="cpu")
+    case = evaluation.EvalCase(
+        "s", small_subject.volume("t1"), small_subject.volume("ct"), np.asarray(small_subject.labels)
+    )
+    result = evaluation.evaluate({"spade": translator}, [case], evaluation.EvalSettings(scenarios=["GN0"], frd=False))
+    expected = translator.translate_volume(case.source, labels=case.labels).image
+    mask = case.labels > 0
+    assert result.models["spade"]["GN0"]["mae"] == pytest.approx(
+        float(np.abs(expected[mask] - case.target.array[mask]).mean()), rel=1e-5
+    )
