@@ -81,7 +81,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "methods": {
             "unit": {"ngf": 11},  # encoder + decoder of one direction, 0.33 M
             "munit": {"ngf": 11, "mlp_dim": 32},  # content + style encoders, AdaIN decoder, 0.35 M
-            "nicegan": {"ngf": 16, "n_blocks": 4, "light": "true"},  # the paper's light variant, 0.37 M
+            "nicegan": {"ngf": 16, "n_blocks": 4, "light": "true", "n_dis": 6},  # light variant, 0.37 M; 64² needs n_dis 6
             "syndiff": {"nf": 8, "z_emb_dim": 32, "num_res_blocks": 1},  # diffusive U-Net, 0.36 M
             "unsb": {"ngf": 15},  # time/z-conditioned ResNet, 0.36 M
             "spade": {"ngf": 3, "hidden": 16},  # 0.33 M
