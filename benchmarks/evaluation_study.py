@@ -81,7 +81,12 @@ RECIPES: dict[str, dict[str, Any]] = {
         "methods": {
             "unit": {"ngf": 11},  # encoder + decoder of one direction, 0.33 M
             "munit": {"ngf": 11, "mlp_dim": 32},  # content + style encoders, AdaIN decoder, 0.35 M
-            "nicegan": {"ngf": 16, "n_blocks": 4, "light": "true", "n_dis": 6},  # light variant, 0.37 M; 64² needs n_dis 6
+            "nicegan": {
+                "ngf": 16,
+                "n_blocks": 4,
+                "light": "true",
+                "n_dis": 6,
+            },  # light variant, 0.37 M; 64² needs n_dis 6
             "syndiff": {"nf": 8, "z_emb_dim": 32, "num_res_blocks": 1},  # diffusive U-Net, 0.36 M
             "unsb": {"ngf": 15},  # time/z-conditioned ResNet, 0.36 M
             "spade": {"ngf": 3, "hidden": 16},  # 0.33 M
@@ -221,6 +226,10 @@ def plan(args: argparse.Namespace, recipe: dict[str, Any]) -> list[Run]:
     return runs
 
 
+class TrainingFailed(RuntimeError):
+    """A run could not be trained (the other runs go on; the study stops before evaluating)."""
+
+
 def train(run: Run, recipe: dict[str, Any], work: Path, device: str) -> dict[str, float]:
     """Train one run in a niced subprocess unless it finished before with the same command.
 
@@ -234,7 +243,7 @@ def train(run: Run, recipe: dict[str, Any], work: Path, device: str) -> dict[str
     if (folder / "translator.safetensors").is_file() and stamp.is_file() and json.loads(stamp.read_text()) == argv:
         return json.loads(cost_file.read_text()) if cost_file.is_file() else {}
     if folder.exists():
-        raise SystemExit(f"{folder} exists from another command line or an unfinished run; remove it first")
+        raise TrainingFailed(f"{folder} exists from another command line or an unfinished run; remove it first")
     started, load = time.time(), os.getloadavg()[0]
     log = work / f"{run.name}.log"
     with log.open("w") as out:
@@ -248,7 +257,7 @@ def train(run: Run, recipe: dict[str, Any], work: Path, device: str) -> dict[str
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
-        raise SystemExit(f"training {run.name} failed (exit {process.returncode}); see {log}")
+        raise TrainingFailed(f"training {run.name} failed (exit {process.returncode}); see {log}")
     cost = {
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "wall_s": time.time() - started,
@@ -258,6 +267,19 @@ def train(run: Run, recipe: dict[str, Any], work: Path, device: str) -> dict[str
     atomic_write_json(cost_file, cost)
     atomic_write_json(stamp, argv)
     return cost
+
+
+def train_all(runs: list[Run], recipe: dict[str, Any], work: Path, device: str, jobs: int) -> dict[str, dict]:
+    """Train every run, ``jobs`` at a time; a failed run does not stop the others.
+
+    Returns each run's cost; raises SystemExit naming every failed run once all have ended.
+    """
+    with ThreadPoolExecutor(jobs) as pool:
+        futures = {r.name: pool.submit(train, r, recipe, work, device) for r in runs}
+    failures = [str(f.exception()) for f in futures.values() if f.exception() is not None]
+    if failures:
+        raise SystemExit("\n".join([f"{len(failures)} of {len(runs)} runs failed:", *failures]))
+    return {name: f.result() for name, f in futures.items()}
 
 
 def validation_curve(folder: Path) -> list[tuple[int, float]]:
@@ -673,8 +695,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     started, load_start = datetime.now(timezone.utc), os.getloadavg()[0]
     runs = plan(args, recipe)
-    with ThreadPoolExecutor(args.jobs) as pool:
-        costs = dict(zip((r.name for r in runs), pool.map(lambda r: train(r, recipe, work, args.device), runs)))
+    costs = train_all(runs, recipe, work, args.device, args.jobs)
     train_wall, train_load = time.time() - started.timestamp(), os.getloadavg()[0]
     train_cpu = sum(c.get("cpu_s", 0.0) for c in costs.values())
     if args.train_only:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import evaluation_study as study
@@ -86,3 +88,24 @@ def test_departures_name_what_was_left_out():
     )
     text = study.deviations(args, study.RECIPES["small"])
     assert text == "questions 2, 3, 4 not run; question 1 at levels 5 only (scale: 1, 3, 5)"
+
+
+def test_a_failed_run_does_not_stop_the_others(monkeypatch, tmp_path):
+    """Every run is trained; the failures are named together once all have ended."""
+    runs = [study.Run(2, m, 0) for m in ("cyclegan", "nicegan", "cut")]
+    trained = []
+
+    def fake_train(run, recipe, work, device):
+        if run.method == "nicegan":
+            raise study.TrainingFailed(f"training {run.name} failed (exit 1)")
+        trained.append(run.name)
+        return {"cpu_s": 1.0}
+
+    monkeypatch.setattr(study, "train", fake_train)
+    with pytest.raises(SystemExit, match=r"1 of 3 runs failed:\ntraining q2-nicegan-s0 failed"):
+        study.train_all(runs, study.RECIPES["small"], tmp_path, "cpu", jobs=1)
+    assert trained == ["q2-cyclegan-s0", "q2-cut-s0"]
+    assert study.train_all(runs[::2], study.RECIPES["small"], tmp_path, "cpu", jobs=2) == {
+        "q2-cyclegan-s0": {"cpu_s": 1.0},
+        "q2-cut-s0": {"cpu_s": 1.0},
+    }
