@@ -71,38 +71,50 @@ def pix2pix_dir(source: str, target: str, work: Path, iterations: int) -> Path:
     return work / f"pix2pix-{source.lower()}-{target.lower()}-{iterations}"
 
 
+def train_phantom_translator(
+    method: str, regime: str, source: str, target: str, run_dir: Path, model: dict, **config: Any
+) -> None:
+    """Train a ``method`` ``source``→``target`` translator on the ``regime`` phantom cohort into ``run_dir``.
+
+    ``config``: TrainConfig fields (``iterations`` and ``batch_size`` at least).
+    """
+    from training.config import DataConfig, TrainConfig
+    from training.loop import train
+
+    cfg = TrainConfig(
+        method=method,
+        run_dir=str(run_dir),
+        precision="fp32",
+        device="cpu",
+        log_every=50,
+        checkpoint_every=config["iterations"],
+        preview_every=config["iterations"],
+        data=DataConfig(
+            phantom=regime,  # type: ignore[arg-type]
+            phantom_subjects=TRAIN_SUBJECTS,
+            phantom_depth=TRAIN_DEPTH,
+            size=TRAIN_SIZE,
+            source_modality=source,
+            target_modality=target,
+        ),
+        model=model,
+        **config,
+    )
+    if train(cfg) != 0:
+        raise RuntimeError(f"training {run_dir} failed; see {run_dir / 'log.txt'}")
+
+
 def translator_for(source: str, target: str, work: Path, iterations: int) -> str:
     """The shipped translator name, or a pix2pix ``source``→``target`` trained here (cached)."""
     if (source, target) in SHIPPED_TRANSLATORS:
         return SHIPPED_TRANSLATORS[(source, target)]
-    from training.config import DataConfig, TrainConfig
-    from training.loop import train
-
     run_dir = pix2pix_dir(source, target, work, iterations)
     path = run_dir / "translator.safetensors"
     if not path.exists():
-        cfg = TrainConfig(
-            method="pix2pix",
-            run_dir=str(run_dir),
-            iterations=iterations,
-            batch_size=4,
-            precision="fp32",
-            device="cpu",
-            log_every=50,
-            checkpoint_every=iterations,
-            preview_every=iterations,
-            data=DataConfig(
-                phantom="paired",
-                phantom_subjects=TRAIN_SUBJECTS,
-                phantom_depth=TRAIN_DEPTH,
-                size=TRAIN_SIZE,
-                source_modality=source,
-                target_modality=target,
-            ),
-            model={"ngf": 16, "n_blocks": 4, "ndf": 16},
+        model = {"ngf": 16, "n_blocks": 4, "ndf": 16}
+        train_phantom_translator(
+            "pix2pix", "paired", source, target, run_dir, model, iterations=iterations, batch_size=4
         )
-        if train(cfg) != 0:
-            raise RuntimeError(f"training {run_dir} failed; see {run_dir / 'log.txt'}")
     return str(path)
 
 
@@ -133,38 +145,23 @@ def trained_translator(method: str, source: str, target: str, args: argparse.Nam
     The cost (process CPU seconds, 1-min load average before and after) is kept in
     ``cost.json`` next to the translator, so a cached translator still reports it.
     """
-    from training.config import DataConfig, TrainConfig
-    from training.loop import train
-
     iterations = args.translator_iterations
     run_dir = args.work / f"{method}-{source.lower()}-{target.lower()}-{iterations}"
     path, cost_file = run_dir / "translator.safetensors", run_dir / "cost.json"
     if not path.exists():
-        cfg = TrainConfig(
-            method=method,
-            run_dir=str(run_dir),
+        load, cpu = os.getloadavg()[0], time.process_time()
+        train_phantom_translator(
+            method,
+            "unpaired",
+            source,
+            target,
+            run_dir,
+            method_model(method, args.translator_set),
             iterations=iterations,
             batch_size=args.translator_batch,
-            precision="fp32",
-            device="cpu",
             num_threads=1,
-            log_every=50,
-            checkpoint_every=iterations,
-            preview_every=iterations,
             val_every=max(1, iterations // 8),
-            data=DataConfig(
-                phantom="unpaired",
-                phantom_subjects=TRAIN_SUBJECTS,
-                phantom_depth=TRAIN_DEPTH,
-                size=TRAIN_SIZE,
-                source_modality=source,
-                target_modality=target,
-            ),
-            model=method_model(method, args.translator_set),
         )
-        load, cpu = os.getloadavg()[0], time.process_time()
-        if train(cfg) != 0:
-            raise RuntimeError(f"training {run_dir} failed; see {run_dir / 'log.txt'}")
         cost = {"cpu_s": round(time.process_time() - cpu, 1), "load": [load, os.getloadavg()[0]]}
         atomic_write_json(cost_file, cost)
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
