@@ -465,7 +465,8 @@ def methods_markdown(results: dict) -> str:
         f"validation), {TRAIN_DEPTH}×{TRAIN_SIZE}×{TRAIN_SIZE}, fp32, 1 thread. Generator sizes: the evaluation "
         "study's small recipe (`evaluation_study.budget`). Validation MAE: the trainer's `val_mae_units` on its "
         "validation subjects (target units: HU for CT). Held-out MAE: on the 2 target subjects of this benchmark "
-        "(head voxels, one sample, seed 0).",
+        "(head voxels, one sample, seed 0). Deviations: the options that differ from the method's registered "
+        "(paper) defaults, as the translator's metadata records them (`deviations`).",
         "",
         "| gap / method | translator parameters | iterations × batch | training CPU s (load) | deviations | "
         "validation MAE by iteration | held-out MAE | held-out MAE, mean of 4 samples |",
