@@ -1,7 +1,8 @@
 """Pseudo labels with the defaults of ``medtrans pseudolabel``: Dice vs ceiling, confidence quality, simulated review.
 
 Run: ``python benchmarks/pseudolabel_comparison.py [--gaps large small] [--quality fast|good]
-[--sources N] [--targets N] [--work DIR] [--translator-iterations N] [--random-orders N]``.
+[--sources N] [--targets N] [--work DIR] [--translator-iterations N] [--random-orders N]
+[--translator-methods METHOD … [--translator-batch N] [--translator-set METHOD:KEY=JSON …] [--out STEM]]``.
 
 For each modality gap it labels held-out phantom targets (seeds 100 + sources …,
 never seen by the translators, seeds 0…, or the shipped segmenters, seeds
@@ -22,6 +23,17 @@ queue by ground truth; the volume Dice after k slices is plotted for the
 confidence order, random orders (mean of ``--random-orders``) and the oracle
 order (worst true Dice first). Results: ``benchmarks/results/pseudolabel_comparison.{json,md}``
 and ``benchmarks/results/review_simulation.png``.
+
+With ``--translator-methods`` (unpaired methods, e.g. ``syndiff cyclegan``) each gap
+is instead run once per method with a translator of that method trained here
+on the unpaired phantom regime with one budget for all (the evaluation
+study's small-scale generator sizes, :func:`evaluation_study.budget`, at the
+size, subjects and iterations of the pix2pix above; ``--translator-set``
+changes a method option, recorded as a deviation in its metadata). The
+report adds each translator's parameters, training CPU seconds, validation
+MAE curve (its own validation subjects) and MAE on the held-out targets;
+the paired rows of ``pseudolabel_comparison.json`` are quoted as the
+reference. Results: ``benchmarks/results/<--out>.{json,md}``.
 """
 
 from __future__ import annotations
@@ -34,13 +46,16 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
 from _machine import load_note
+from evaluation_study import Q2_METHODS
 
 from napari_medtrans.confidence import SLICE_SCORES
-from napari_medtrans.inference import load_translator
+from napari_medtrans.inference import Translator, load_translator
+from napari_medtrans.phantom import DEFAULT_SHAPE, generate_subject
 from napari_medtrans.rundir import atomic_write_bytes, atomic_write_json
 from training import pseudolabels as pl
 
@@ -48,41 +63,132 @@ RESULTS = Path(__file__).parent / "results"
 GAPS = {"large": ("T1", "CT"), "small": ("T1", "T2")}
 SHIPPED_TRANSLATORS = {("T1", "CT"): "t1-ct-resnet"}
 SIMULATED_FRACTIONS = (0.1, 0.25, 0.5)
+TRAIN_SUBJECTS, TRAIN_DEPTH, TRAIN_SIZE = 8, 32, 128  # the translators trained here (phantom seeds 0…7)
+
+
+def pix2pix_dir(source: str, target: str, work: Path, iterations: int) -> Path:
+    """Run folder of the pix2pix ``source``→``target`` translator of :func:`translator_for`."""
+    return work / f"pix2pix-{source.lower()}-{target.lower()}-{iterations}"
+
+
+def train_phantom_translator(
+    method: str, regime: str, source: str, target: str, run_dir: Path, model: dict, **config: Any
+) -> None:
+    """Train a ``method`` ``source``→``target`` translator on the ``regime`` phantom cohort into ``run_dir``.
+
+    ``config``: TrainConfig fields (``iterations`` and ``batch_size`` at least).
+    """
+    from training.config import DataConfig, TrainConfig
+    from training.loop import train
+
+    cfg = TrainConfig(
+        method=method,
+        run_dir=str(run_dir),
+        precision="fp32",
+        device="cpu",
+        log_every=50,
+        checkpoint_every=config["iterations"],
+        preview_every=config["iterations"],
+        data=DataConfig(
+            phantom=regime,  # type: ignore[arg-type]
+            phantom_subjects=TRAIN_SUBJECTS,
+            phantom_depth=TRAIN_DEPTH,
+            size=TRAIN_SIZE,
+            source_modality=source,
+            target_modality=target,
+        ),
+        model=model,
+        **config,
+    )
+    if train(cfg) != 0:
+        raise RuntimeError(f"training {run_dir} failed; see {run_dir / 'log.txt'}")
 
 
 def translator_for(source: str, target: str, work: Path, iterations: int) -> str:
     """The shipped translator name, or a pix2pix ``source``→``target`` trained here (cached)."""
     if (source, target) in SHIPPED_TRANSLATORS:
         return SHIPPED_TRANSLATORS[(source, target)]
-    from training.config import DataConfig, TrainConfig
-    from training.loop import train
-
-    run_dir = work / f"pix2pix-{source.lower()}-{target.lower()}-{iterations}"
+    run_dir = pix2pix_dir(source, target, work, iterations)
     path = run_dir / "translator.safetensors"
     if not path.exists():
-        cfg = TrainConfig(
-            method="pix2pix",
-            run_dir=str(run_dir),
-            iterations=iterations,
-            batch_size=4,
-            precision="fp32",
-            device="cpu",
-            log_every=50,
-            checkpoint_every=iterations,
-            preview_every=iterations,
-            data=DataConfig(
-                phantom="paired",
-                phantom_subjects=8,
-                phantom_depth=32,
-                size=128,
-                source_modality=source,
-                target_modality=target,
-            ),
-            model={"ngf": 16, "n_blocks": 4, "ndf": 16},
+        model = {"ngf": 16, "n_blocks": 4, "ndf": 16}
+        train_phantom_translator(
+            "pix2pix", "paired", source, target, run_dir, model, iterations=iterations, batch_size=4
         )
-        if train(cfg) != 0:
-            raise RuntimeError(f"training {run_dir} failed; see {run_dir / 'log.txt'}")
     return str(path)
+
+
+def method_model(method: str, changes: list[str]) -> dict[str, object]:
+    """The ``model`` options of ``method`` at the evaluation study's small budget, then ``changes``.
+
+    ``changes`` are ``METHOD:KEY=JSON`` items; those of other methods are ignored.
+    """
+    from evaluation_study import RECIPES, budget
+
+    model: dict[str, object] = {}
+    for item in budget(method, RECIPES["small"]):
+        key, _, value = item.partition("=")
+        model[key.removeprefix("model.")] = json.loads(value)
+    for item in changes:
+        name, _, assignment = item.partition(":")
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--translator-set {item!r}: expected METHOD:KEY=JSON")
+        if name == method:
+            model[key] = json.loads(value)
+    return model
+
+
+def trained_translator(method: str, source: str, target: str, args: argparse.Namespace) -> tuple[str, dict]:
+    """A ``method`` ``source``→``target`` translator trained on the unpaired phantom regime (cached), and its cost.
+
+    The cost (process CPU seconds, 1-min load average before and after) is kept in
+    ``cost.json`` next to the translator, so a cached translator still reports it.
+    """
+    iterations = args.translator_iterations
+    run_dir = args.work / f"{method}-{source.lower()}-{target.lower()}-{iterations}"
+    path, cost_file = run_dir / "translator.safetensors", run_dir / "cost.json"
+    if not path.exists():
+        load, cpu = os.getloadavg()[0], time.process_time()
+        train_phantom_translator(
+            method,
+            "unpaired",
+            source,
+            target,
+            run_dir,
+            method_model(method, args.translator_set),
+            iterations=iterations,
+            batch_size=args.translator_batch,
+            num_threads=1,
+            val_every=max(1, iterations // 8),
+        )
+        cost = {"cpu_s": round(time.process_time() - cpu, 1), "load": [load, os.getloadavg()[0]]}
+        atomic_write_json(cost_file, cost)
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    curve = {m["iteration"]: round(m["val_mae_units"], 2) for m in metrics if "val_mae_units" in m}
+    record = {
+        "cost": json.loads(cost_file.read_text()) if cost_file.exists() else None,
+        "validation_mae": curve,
+        "batch": args.translator_batch,
+        "iterations": iterations,
+    }
+    return str(path), record
+
+
+def held_out_mae(translator: Translator, source: str, target: str, args: argparse.Namespace, samples: int = 1) -> float:
+    """Mean absolute error (target units) inside the head on the benchmark's target subjects.
+
+    A stochastic translator gives one sample (seed 0, as ``pseudolabel`` uses it), or with
+    ``samples`` > 1 the mean of that many.
+    """
+    sampling: dict[str, Any] = {"uncertainty": "samples", "mc_samples": samples} if samples > 1 else {}
+    errors = []
+    for i in range(args.targets):
+        subject = generate_subject(100 + args.sources + i, shape=DEFAULT_SHAPE)
+        image = translator.translate_volume(subject.volume(source.lower()).array, **sampling).image  # type: ignore[arg-type]
+        truth = subject.volume(target.lower()).array  # type: ignore[arg-type]
+        errors.append(np.abs(image - truth)[subject.labels > 0])
+    return float(np.concatenate(errors).mean())
 
 
 # -- simulated review ------------------------------------------------------------------------
@@ -125,7 +231,7 @@ def simulate_review(
 ) -> dict:
     """Volume Dice vs slices fixed for the confidence, random and oracle orders."""
     tissues = [k for k in names if k]
-    counts = [_slice_counts(r.labels, t.truth, tissues) for r, t in zip(results, targets)]
+    counts = [_slice_counts(r.labels, cast(np.ndarray, t.truth), tissues) for r, t in zip(results, targets)]
     entries = [(c, z) for c, r in enumerate(results) for z in range(r.labels.shape[0])]
     curves = {}
     for score in results[0].slice_scores:
@@ -148,11 +254,27 @@ def slices_to_reach(curve: list[float], level: float) -> int | None:
 
 
 # -- one gap ---------------------------------------------------------------------------------------
-def run_gap(labelled: str, target: str, args: argparse.Namespace) -> dict:
-    """Both strategies with the CLI defaults on one gap."""
-    translator = load_translator(translator_for(labelled, target, args.work, args.translator_iterations), device="cpu")
+def run_gap(labelled: str, target: str, args: argparse.Namespace, method: str | None = None) -> dict:
+    """Both strategies with the CLI defaults on one gap (translator: see :func:`translator_for`, or ``method``'s)."""
+    if method is None:
+        translator = load_translator(
+            translator_for(labelled, target, args.work, args.translator_iterations), device="cpu"
+        )
+        row: dict = {"translator": translator.metadata.name}
+    else:
+        file, record = trained_translator(method, labelled, target, args)
+        translator = load_translator(file, device="cpu")
+        record |= {
+            "parameters": translator.metadata.card.get("parameters"),
+            "deviations": translator.metadata.deviations,
+            "model": translator.metadata.provenance["config"]["model"],
+            "held_out_mae": round(held_out_mae(translator, labelled, target, args), 2),
+            "held_out_mae_mean_of_4": round(held_out_mae(translator, labelled, target, args, samples=4), 2)
+            if translator.stochastic
+            else None,
+        }
+        row = {"translator": translator.metadata.name, "training": record}
     settings = pl.settings_for(args.quality, device="cpu")
-    row = {"translator": translator.metadata.name}
     for strategy in pl.STRATEGIES:
         source, target_modality = pl.STRATEGIES[strategy].modalities(translator)
         sources, targets, names = pl.phantom_inputs(
@@ -172,7 +294,7 @@ def run_gap(labelled: str, target: str, args: argparse.Namespace) -> dict:
             "ceiling": ceiling and ceiling["mean_dice"],
             "ratio_to_ceiling": mean / ceiling["mean_dice"] if ceiling else None,
             "per_tissue": {
-                name: float(np.mean([r.dice[name] for r in results if r.dice[name] is not None]))
+                name: float(np.mean([v for r in results if r.dice and (v := r.dice[name]) is not None]))
                 for k, name in names.items()
                 if k
             },
@@ -226,8 +348,8 @@ def plot(results: dict, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
 
 
 def markdown(results: dict) -> str:
@@ -300,6 +422,88 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paired_reference(args: argparse.Namespace) -> dict:
+    """Dice, ceiling and confidence of the paired translators, from ``pseudolabel_comparison.json`` (not re-run).
+
+    Their held-out MAE is measured here where the translator is at hand (shipped, or
+    cached in the recorded ``--work``), else None.
+    """
+    recorded = json.loads((RESULTS / "pseudolabel_comparison.json").read_text())
+    settings = recorded["settings"]
+
+    def mae(gap: str) -> float | None:
+        source, target = GAPS[gap]
+        file = SHIPPED_TRANSLATORS.get((source, target)) or str(
+            pix2pix_dir(source, target, Path(settings["work"]), settings["translator_iterations"])
+            / "translator.safetensors"
+        )
+        if file.endswith(".safetensors") and not Path(file).exists():
+            return None
+        return round(held_out_mae(load_translator(file, device="cpu"), source, target, args), 2)
+
+    return {
+        "command": recorded["command"],
+        "date": recorded["date"],
+        "rows": {
+            gap: {"translator": row["translator"], "held_out_mae": mae(gap)}
+            | {
+                s: {k: row[s][k] for k in ("mean_dice", "ceiling", "ratio_to_ceiling", "confidence")}
+                for s in pl.STRATEGIES
+            }
+            for gap, row in recorded["gaps"].items()
+        },
+    }
+
+
+def methods_markdown(results: dict) -> str:
+    """:func:`markdown` of the per-method runs, with the translators' budgets and the paired reference."""
+    lines = [
+        "",
+        "## Translators trained here (unpaired phantom regime, one budget)",
+        "",
+        f"{TRAIN_SUBJECTS} phantom subjects (seeds 0…{TRAIN_SUBJECTS - 1}, of which the trainer keeps 2 for "
+        f"validation), {TRAIN_DEPTH}×{TRAIN_SIZE}×{TRAIN_SIZE}, fp32, 1 thread. Generator sizes: the evaluation "
+        "study's small recipe (`evaluation_study.budget`). Validation MAE: the trainer's `val_mae_units` on its "
+        "validation subjects (target units: HU for CT). Held-out MAE: on the 2 target subjects of this benchmark "
+        "(head voxels, one sample, seed 0). Deviations: the options that differ from the method's registered "
+        "(paper) defaults, as the translator's metadata records them (`deviations`).",
+        "",
+        "| gap / method | translator parameters | iterations × batch | training CPU s (load) | deviations | "
+        "validation MAE by iteration | held-out MAE | held-out MAE, mean of 4 samples |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in results["gaps"].items():
+        t = row["training"]
+        cost = t["cost"] and f"{t['cost']['cpu_s']:.0f} ({t['cost']['load'][0]:.1f}→{t['cost']['load'][1]:.1f})"
+        curve = ", ".join(f"{k}: {v:.0f}" for k, v in t["validation_mae"].items())
+        deviations = ", ".join(f"{k}={json.dumps(v)}" for k, v in t["deviations"].items()) or "none"
+        parameters = t["parameters"] and f"{t['parameters'] / 1e6:.2f} M"
+        lines.append(
+            f"| {name} | {parameters} | {t['iterations']} × {t['batch']} | {cost} | {deviations} | {curve} | "
+            f"{t['held_out_mae']:.1f} | {_fmt(t.get('held_out_mae_mean_of_4'), 1)} |"
+        )
+    reference = results["reference"]
+    lines += [
+        "",
+        f"## Paired reference (from `pseudolabel_comparison.json`, {reference['date']}, not re-run here)",
+        "",
+        f"Command: `{reference['command']}`",
+        "",
+        "| gap | held-out MAE | strategy | Dice | ceiling | Dice / ceiling | Spearman ρ (expected_dice) | voxel AUROC |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for gap, row in reference["rows"].items():
+        for strategy in pl.STRATEGIES:
+            e = row[strategy]
+            lines.append(
+                f"| {gap} ({row['translator']}) | {_fmt(row['held_out_mae'], 1)} | {strategy} | {e['mean_dice']:.3f} | "
+                f"{_fmt(e['ceiling'])} | "
+                f"{_fmt(e['ratio_to_ceiling'])} | {_fmt(e['confidence']['slice_spearman']['expected_dice'])} | "
+                f"{_fmt(e['confidence']['voxel_auroc'])} |"
+            )
+    return markdown(results) + "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gaps", nargs="+", choices=list(GAPS), default=list(GAPS))
@@ -314,10 +518,25 @@ def main() -> None:
     )
     parser.add_argument("--translator-iterations", type=int, default=1000)
     parser.add_argument("--random-orders", type=int, default=20)
+    parser.add_argument(
+        "--translator-methods",
+        nargs="+",
+        choices=Q2_METHODS,
+        help="run each gap with a translator of each of these unpaired methods trained here (one budget for all)",
+    )
+    parser.add_argument("--translator-batch", type=int, default=4, help="batch of those trainings")
+    parser.add_argument(
+        "--translator-set",
+        action="append",
+        default=[],
+        metavar="METHOD:KEY=JSON",
+        help="change an option of one method (recorded as a deviation in its translator)",
+    )
+    parser.add_argument("--out", default="pseudolabel_comparison", help="result file stem under benchmarks/results/")
     args = parser.parse_args()
     started, load_start = time.time(), os.getloadavg()[0]
     command = "python benchmarks/pseudolabel_comparison.py " + " ".join(sys.argv[1:])
-    results = {
+    results: dict[str, Any] = {
         "command": command,
         "gaps": {},
         "queue_score": pl.QUEUE_SCORE,
@@ -326,17 +545,23 @@ def main() -> None:
         f"{torch.get_num_threads()} threads, CPU",
     }
     RESULTS.mkdir(exist_ok=True)
-    for gap in args.gaps:  # results are written after each gap
-        results["gaps"][gap] = run_gap(*GAPS[gap], args)
+    runs = [(gap, None) for gap in args.gaps]
+    if args.translator_methods:
+        runs = [(gap, method) for gap in args.gaps for method in args.translator_methods]
+        results["reference"] = paired_reference(args)
+    report = markdown if not args.translator_methods else methods_markdown
+    figure = "review_simulation.png" if args.out == "pseudolabel_comparison" else f"{args.out}_review.png"
+    for gap, method in runs:  # results are written after each gap
+        results["gaps"][gap if method is None else f"{gap}/{method}"] = run_gap(*GAPS[gap], args, method)
         results |= {
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "seconds": time.time() - started,
             "load": load_note(load_start, os.getloadavg()[0]),
         }
-        atomic_write_json(RESULTS / "pseudolabel_comparison.json", results)
-        atomic_write_bytes(RESULTS / "pseudolabel_comparison.md", markdown(results).encode())
-        plot(results, RESULTS / "review_simulation.png")
-    print(markdown(results))
+        atomic_write_json(RESULTS / f"{args.out}.json", results)
+        atomic_write_bytes(RESULTS / f"{args.out}.md", report(results).encode())
+        plot(results, RESULTS / figure)
+    print(report(results))
 
 
 if __name__ == "__main__":
