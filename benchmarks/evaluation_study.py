@@ -400,8 +400,8 @@ def question1(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]
     lines = [
         "## 1. RegGAN vs pix2pix (and the other paired methods) on misaligned pairs (GN0, against the aligned test CT)",
         "",
-        "| level | method | MAE (HU), mean over seeds (min–max) | SSIM | per seed: MAE [95 % CI over test subjects] |",
-        "|---|---|---|---|---|",
+        "| level | method | MAE (HU), mean over seeds (min–max) | SSIM | Dice | per seed: MAE [95 % CI over test subjects] |",
+        "|---|---|---|---|---|---|",
     ]
     levels = sorted({r.level for r in runs if r.question == 1 and r.level is not None})
     verdicts = []
@@ -417,7 +417,7 @@ def question1(result: evaluation.EvaluationResult, runs: list[Run]) -> list[str]
             )
             lines.append(
                 f"| {level} | {method} | {_over_seeds(maes)} | {_over_seeds([row.get('ssim') for row in rows])} "
-                f"| {per_seed} |"
+                f"| {_over_seeds([row.get('dice_mean') for row in rows])} | {per_seed} |"
             )
         if all(means.get(m) for m in PROTOCOL_Q1):
             verdicts.append(f"level {level}: {_q1_verdict(means['pix2pix'], means['reggan'])}")
