@@ -282,6 +282,14 @@ def train_all(runs: list[Run], recipe: dict[str, Any], work: Path, device: str, 
     return {name: f.result() for name, f in futures.items()}
 
 
+def run_loads(costs: dict[str, dict[str, float]]) -> str:
+    """The 1-min load range over every run's own start and end (reused runs trained in earlier invocations)."""
+    loads = [c[k] for c in costs.values() for k in ("load_start", "load_end") if k in c]
+    if not loads:
+        return ""
+    return f"Over every model's own training (start and end of each run): 1-min load {min(loads):.1f}–{max(loads):.1f}."
+
+
 def validation_curve(folder: Path) -> list[tuple[int, float]]:
     """(iteration, validation MAE in target units) recorded by the trainer on the run's validation subjects."""
     path = folder / "metrics.jsonl"
@@ -760,7 +768,8 @@ def main() -> int:
             f"Cost: training {train_cpu / 60:.1f} CPU min, evaluation {eval_cpu / 60:.1f} CPU min, summed over "
             f"every model (also those reused from an earlier invocation; per model in the last table); wall time "
             f"of this invocation: training {train_wall / 60:.1f} min, evaluation {eval_seconds / 60:.1f} min. "
-            f"Load: during training {load_note(load_start, train_load)} "
+            f"Load: during this invocation's training {load_note(load_start, train_load)} "
+            f"{run_loads(costs)} "
             f"At the end: 1-min load average {os.getloadavg()[0]:.1f}.  "
         ),
         (
