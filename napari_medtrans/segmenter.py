@@ -129,8 +129,9 @@ class SegmenterMetadata:
         channels = (2 * metadata.context + 1) * (1 + len(metadata.windows))
         if metadata.context < 0 or metadata.network.get("in_channels", 1) != channels:
             raise CheckpointError(
-                f"segmenter context {metadata.context} with {len(metadata.windows)} further windows needs "
-                f"{channels} input channels, the network has {metadata.network.get('in_channels', 1)}"
+                f"segmenter context {metadata.context} needs {channels} input channels"
+                + (f" with {len(metadata.windows)} further windows" if metadata.windows else "")
+                + f", the network has {metadata.network.get('in_channels', 1)}"
             )
         return metadata
 

@@ -304,5 +304,5 @@ def test_init_without_a_window_is_widened_with_zero_weights(trained, small_subje
 def test_window_count_must_match_input_channels(tmp_path, trained):
     _, path = trained
     metadata = read_segmenter_metadata(path).to_dict()
-    with pytest.raises(CheckpointError, match="1 further windows needs 6 input channels, the network has 3"):
+    with pytest.raises(CheckpointError, match="needs 6 input channels with 1 further windows, the network has 3"):
         type(read_segmenter_metadata(path)).from_dict({**metadata, "windows": [[-20, 100]]})
