@@ -203,41 +203,37 @@ def test_cli_train_segmenter_from_files(tmp_path, small_subject, capsys):
     assert main([*args[:-8], "--out", str(tuned), *args[-6:], "--init", str(out), "--lr", "1e-4"]) == 0
     assert read_segmenter_metadata(tuned).provenance["init"] == "seg-t2"
     assert read_segmenter_metadata(tuned).provenance["lr"] == 1e-4
+    jittered = [*args[:-8], "--out", str(tmp_path / "j.safetensors"), *args[-6:], "--tissue-jitter", "0.05"]
+    assert main([*jittered, "--class-weight", "2", "3"]) == 0
+    provenance = read_segmenter_metadata(tmp_path / "j.safetensors").provenance
+    assert provenance["tissue_jitter"] == 0.05 and provenance["class_weights"] == {"2": 3.0}
+    assert (
+        main([*jittered, "--overwrite", "--class-weight", "two", "3"]) == 2
+        and "--class-weight" in capsys.readouterr().err
+    )
+    assert (
+        main([*jittered, "--overwrite", "--window", "0", "80"]) == 2
+        and "further windows need CT" in capsys.readouterr().err
+    )
     bad = [*args[:-8], "--out", str(tmp_path / "y.safetensors"), *args[-6:], "--init", str(image)]
     assert main(bad) == 2 and "--init" in capsys.readouterr().err
     assert main(["train-segmenter", "--modality", "CT", "--images", str(image), "--out", str(tmp_path / "x")]) == 2
 
 
+def _tune(subject, init, **changes):
+    """One step at learning rate 0 from ``init`` on ``subject``'s CT (``changes``: other train_segmenter options)."""
+    options = dict(iterations=1, batch_size=2, crop=32, features=8, lr=0.0, init=init, device="cpu") | changes
+    return train_segmenter([subject.ct], [subject.labels], modality="CT", label_names=TISSUES, **options)
+
+
 def test_training_starts_from_init_weights(trained, small_subject):
     segmenter, _ = trained
-    again = train_segmenter(
-        [small_subject.ct],
-        [small_subject.labels],
-        modality="CT",
-        label_names=TISSUES,
-        iterations=1,
-        batch_size=2,
-        crop=32,
-        features=8,
-        lr=0.0,
-        init=segmenter,
-        device="cpu",
-    )
+    again = _tune(small_subject, segmenter)
     for (name, value), other in zip(segmenter.model.state_dict().items(), again.model.state_dict().values()):
         assert torch.equal(value, other), name
     assert again.metadata.provenance["init"] == segmenter.metadata.name
     with pytest.raises(ValueError, match="cannot start from segmenter-ct: its network"):
-        train_segmenter(
-            [small_subject.ct],
-            [small_subject.labels],
-            modality="CT",
-            label_names=TISSUES,
-            iterations=1,
-            crop=32,
-            features=4,
-            init=segmenter,
-            device="cpu",
-        )
+        _tune(small_subject, segmenter, features=4)
 
 
 def test_segmenter_input_adds_a_stack_per_window():
@@ -265,20 +261,7 @@ def test_tissue_jitter_shifts_each_label_by_one_offset_per_sample():
 
 def test_init_without_a_window_is_widened_with_zero_weights(trained, small_subject):
     segmenter, _ = trained
-    widened = train_segmenter(
-        [small_subject.ct],
-        [small_subject.labels],
-        modality="CT",
-        label_names=TISSUES,
-        iterations=1,
-        batch_size=2,
-        crop=32,
-        features=8,
-        lr=0.0,
-        init=segmenter,
-        windows=[(-20, 100)],
-        device="cpu",
-    )
+    widened = _tune(small_subject, segmenter, windows=[(-20, 100)])
     assert widened.metadata.windows == [[-20.0, 100.0]] and widened.metadata.network["in_channels"] == 6
     np.testing.assert_allclose(
         widened.segment(small_subject.ct).probabilities, segmenter.segment(small_subject.ct).probabilities, atol=1e-5
@@ -288,17 +271,7 @@ def test_init_without_a_window_is_widened_with_zero_weights(trained, small_subje
             [small_subject.t1], [small_subject.labels], modality="T1", label_names=TISSUES, windows=[(0, 1)]
         )
     with pytest.raises(ValueError, match=r"cannot start from .*windows \[\(-20.0, 100.0\)\]"):
-        train_segmenter(
-            [small_subject.ct],
-            [small_subject.labels],
-            modality="CT",
-            label_names=TISSUES,
-            iterations=1,
-            crop=32,
-            features=8,
-            init=widened,
-            device="cpu",
-        )
+        _tune(small_subject, widened)
 
 
 def test_window_count_must_match_input_channels(tmp_path, trained):
