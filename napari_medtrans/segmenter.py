@@ -4,7 +4,9 @@ A segmenter sees 2.5-D input: each slice with ``context`` neighbours on either
 side as channels (edge slices repeated); files written before 2.5-D input have
 no ``context`` key and read as ``context = 0`` (one channel). CT segmenters
 use :func:`segmenter_intensity`'s narrow window, in which grey and white
-matter (about 10 HU apart) stay distinguishable. :meth:`Segmenter.segment`
+matter (about 10 HU apart) stay distinguishable; a CT segmenter may also see
+the image in narrower ``windows`` (e.g. a brain window) as further channels
+(:func:`segmenter_input`). :meth:`Segmenter.segment`
 can average the prediction with its left-right flip (test-time flip), whose
 disagreement is also kept as a confidence signal.
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +63,18 @@ def stack_neighbours(volume: np.ndarray, context: int) -> np.ndarray:
     return volume[index]
 
 
+def segmenter_input(
+    volume: np.ndarray, intensity: IntensityModel, context: int, windows: Sequence[Sequence[float]] = ()
+) -> np.ndarray:
+    """(z, y, x) image → (z, (2·context + 1)·(1 + len(windows)), y, x) network input.
+
+    The image mapped by ``intensity`` with its neighbours, then the same stack
+    for each further CT window ``(low, high)`` HU.
+    """
+    mappings = [intensity.fit(volume), *(ct_window(float(lo), float(hi)).fit(volume) for lo, hi in windows)]
+    return np.concatenate([stack_neighbours(m.to_network(volume), context) for m in mappings], axis=1)
+
+
 def has_signal(stacks: np.ndarray) -> np.ndarray:
     """Which (N, channels, H, W) 2.5-D stacks vary at all (N,): a constant one (air clipped by the window) has none.
 
@@ -81,6 +96,7 @@ class SegmenterMetadata:
     intensity: dict[str, Any]  # IntensityModel.to_dict()
     slice_axis: int = 0
     context: int = 0  # neighbouring slices on either side fed as channels (2.5-D)
+    windows: list[list[float]] = field(default_factory=list)  # further CT windows (HU) fed as channels
     provenance: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,6 +116,7 @@ class SegmenterMetadata:
                 intensity=dict(data["intensity"]),
                 slice_axis=int(data.get("slice_axis", 0)),
                 context=int(data.get("context", 0)),
+                windows=[[float(lo), float(hi)] for lo, hi in data.get("windows", [])],
                 provenance=dict(data.get("provenance", {})),
             )
             IntensityModel.from_dict(metadata.intensity)
@@ -109,10 +126,12 @@ class SegmenterMetadata:
             raise CheckpointError(f"segmenter network must be 'seg_unet', got {metadata.network.get('arch')!r}")
         if metadata.network.get("n_classes") != max(metadata.labels) + 1:
             raise CheckpointError("segmenter n_classes does not match its labels")
-        if metadata.context < 0 or metadata.network.get("in_channels", 1) != 2 * metadata.context + 1:
+        channels = (2 * metadata.context + 1) * (1 + len(metadata.windows))
+        if metadata.context < 0 or metadata.network.get("in_channels", 1) != channels:
             raise CheckpointError(
-                f"segmenter context {metadata.context} needs {2 * metadata.context + 1} input channels, "
-                f"the network has {metadata.network.get('in_channels', 1)}"
+                f"segmenter context {metadata.context} needs {channels} input channels"
+                + (f" with {len(metadata.windows)} further windows" if metadata.windows else "")
+                + f", the network has {metadata.network.get('in_channels', 1)}"
             )
         return metadata
 
@@ -148,8 +167,8 @@ class Segmenter:
         array = np.asarray(image.array if isinstance(image, Volume) else image)
         squeeze = array.ndim == 2
         volume = array[None] if squeeze else np.moveaxis(array, self.metadata.slice_axis, 0)
-        mapping = IntensityModel.from_dict(self.metadata.intensity).fit(volume)
-        slices = torch.from_numpy(stack_neighbours(mapping.to_network(volume), self.metadata.context))
+        intensity = IntensityModel.from_dict(self.metadata.intensity)
+        slices = torch.from_numpy(segmenter_input(volume, intensity, self.metadata.context, self.metadata.windows))
         probabilities = self._all(slices, batch_size)
         disagreement = None
         if flip:

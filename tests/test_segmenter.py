@@ -12,15 +12,17 @@ from safetensors.torch import load_file, save_file
 
 from napari_medtrans.checkpoint import CheckpointError
 from napari_medtrans.cli import main
+from napari_medtrans.intensity import ct_window
 from napari_medtrans.nets import build_network
 from napari_medtrans.phantom import TISSUES
 from napari_medtrans.segmenter import (
     has_signal,
     load_segmenter,
     read_segmenter_metadata,
+    segmenter_input,
     stack_neighbours,
 )
-from training.segmenter import ClassBalancedCrops, dice_ce_loss, train_segmenter
+from training.segmenter import ClassBalancedCrops, _augment, dice_ce_loss, train_segmenter
 
 LOSSES: list[float] = []
 
@@ -201,38 +203,79 @@ def test_cli_train_segmenter_from_files(tmp_path, small_subject, capsys):
     assert main([*args[:-8], "--out", str(tuned), *args[-6:], "--init", str(out), "--lr", "1e-4"]) == 0
     assert read_segmenter_metadata(tuned).provenance["init"] == "seg-t2"
     assert read_segmenter_metadata(tuned).provenance["lr"] == 1e-4
+    jittered = [*args[:-8], "--out", str(tmp_path / "j.safetensors"), *args[-6:], "--tissue-jitter", "0.05"]
+    assert main([*jittered, "--class-weight", "2", "3"]) == 0
+    provenance = read_segmenter_metadata(tmp_path / "j.safetensors").provenance
+    assert provenance["tissue_jitter"] == 0.05 and provenance["class_weights"] == {"2": 3.0}
+    assert (
+        main([*jittered, "--overwrite", "--class-weight", "two", "3"]) == 2
+        and "--class-weight" in capsys.readouterr().err
+    )
+    assert (
+        main([*jittered, "--overwrite", "--window", "0", "80"]) == 2
+        and "further windows need CT" in capsys.readouterr().err
+    )
     bad = [*args[:-8], "--out", str(tmp_path / "y.safetensors"), *args[-6:], "--init", str(image)]
     assert main(bad) == 2 and "--init" in capsys.readouterr().err
     assert main(["train-segmenter", "--modality", "CT", "--images", str(image), "--out", str(tmp_path / "x")]) == 2
 
 
+def _tune(subject, init, **changes):
+    """One step at learning rate 0 from ``init`` on ``subject``'s CT (``changes``: other train_segmenter options)."""
+    options = dict(iterations=1, batch_size=2, crop=32, features=8, lr=0.0, init=init, device="cpu") | changes
+    return train_segmenter([subject.ct], [subject.labels], modality="CT", label_names=TISSUES, **options)
+
+
 def test_training_starts_from_init_weights(trained, small_subject):
     segmenter, _ = trained
-    again = train_segmenter(
-        [small_subject.ct],
-        [small_subject.labels],
-        modality="CT",
-        label_names=TISSUES,
-        iterations=1,
-        batch_size=2,
-        crop=32,
-        features=8,
-        lr=0.0,
-        init=segmenter,
-        device="cpu",
-    )
+    again = _tune(small_subject, segmenter)
     for (name, value), other in zip(segmenter.model.state_dict().items(), again.model.state_dict().values()):
         assert torch.equal(value, other), name
     assert again.metadata.provenance["init"] == segmenter.metadata.name
     with pytest.raises(ValueError, match="cannot start from segmenter-ct: its network"):
+        _tune(small_subject, segmenter, features=4)
+
+
+def test_segmenter_input_adds_a_stack_per_window():
+    volume = np.array([[[-1000.0, 0.0]], [[40.0, 500.0]]])  # (z 2, y 1, x 2) HU
+    stacks = segmenter_input(volume, ct_window(-200, 800), 1, [(-20, 100)])
+    assert stacks.shape == (2, 6, 1, 2)
+    np.testing.assert_allclose(stacks[1, 1, 0], [-1 + 240 / 500, -1 + 700 / 500], rtol=1e-6)  # the slice, main window
+    np.testing.assert_allclose(stacks[1, 4, 0], [-1 + 60 / 60, 1], atol=1e-6)  # the slice, brain window
+    np.testing.assert_allclose(stacks[0, 3, 0], [-1, -1 + 20 / 60], rtol=1e-6)  # its lower neighbour (edge repeated)
+
+
+def test_tissue_jitter_shifts_each_label_by_one_offset_per_sample():
+    gen = torch.Generator().manual_seed(0)
+    y = torch.zeros(32, 16, 16, dtype=torch.int64)
+    y[:, :, 8:] = 1  # left and right halves: a flip swaps them, each half stays one label
+    x, y = _augment(torch.zeros(32, 2, 16, 16), y, gen, 0.05, 2, torch.tensor([1.0, 4.0]))
+    half = [torch.stack([x[i, :, y[i] == k].mean(-1) for i in range(32)]) for k in (0, 1)]  # (32, channels)
+    contrast = half[1] - half[0]
+    assert contrast[:, 0].abs().mean() > 0.02  # the two tissues moved apart (σ √2·0.05)
+    np.testing.assert_allclose(contrast[:, 1], 4 * contrast[:, 0], atol=0.01)  # a 4× narrower window: 4× the shift
+    assert max(x[i, 0, y[i] == 0].std() for i in range(32)) < 0.011  # within a tissue: only the noise
+    plain, _ = _augment(torch.zeros(32, 2, 16, 16), y, torch.Generator().manual_seed(0))
+    assert max(plain[i, 0].std() for i in range(32)) < 0.011
+
+
+def test_init_without_a_window_is_widened_with_zero_weights(trained, small_subject):
+    segmenter, _ = trained
+    widened = _tune(small_subject, segmenter, windows=[(-20, 100)])
+    assert widened.metadata.windows == [[-20.0, 100.0]] and widened.metadata.network["in_channels"] == 6
+    np.testing.assert_allclose(
+        widened.segment(small_subject.ct).probabilities, segmenter.segment(small_subject.ct).probabilities, atol=1e-5
+    )
+    with pytest.raises(ValueError, match="further windows need CT"):
         train_segmenter(
-            [small_subject.ct],
-            [small_subject.labels],
-            modality="CT",
-            label_names=TISSUES,
-            iterations=1,
-            crop=32,
-            features=4,
-            init=segmenter,
-            device="cpu",
+            [small_subject.t1], [small_subject.labels], modality="T1", label_names=TISSUES, windows=[(0, 1)]
         )
+    with pytest.raises(ValueError, match=r"cannot start from .*windows \[\(-20.0, 100.0\)\]"):
+        _tune(small_subject, widened)
+
+
+def test_window_count_must_match_input_channels(tmp_path, trained):
+    _, path = trained
+    metadata = read_segmenter_metadata(path).to_dict()
+    with pytest.raises(CheckpointError, match="needs 6 input channels with 1 further windows, the network has 3"):
+        type(read_segmenter_metadata(path)).from_dict({**metadata, "windows": [[-20, 100]]})

@@ -27,15 +27,19 @@ from napari_medtrans.segmenter import (
     SegmenterMetadata,
     has_signal,
     save_segmenter,
+    segmenter_input,
     segmenter_intensity,
-    stack_neighbours,
 )
 
 
 def _slices(
-    images: Sequence[np.ndarray | Volume], labels: Sequence[np.ndarray], intensity: IntensityModel, context: int
+    images: Sequence[np.ndarray | Volume],
+    labels: Sequence[np.ndarray],
+    intensity: IntensityModel,
+    context: int,
+    windows: Sequence[Sequence[float]] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """2.5-D network-range slices (N, 2·context + 1, H, W) and their labels, keeping stacks with signal.
+    """2.5-D network inputs (N, channels, H, W) (:func:`segmenter_input`) and their labels, keeping stacks with signal.
 
     An empty slice next to the head stays (the segmenter must learn to leave it
     empty); a constant stack goes, :meth:`Segmenter.segment` labels it background.
@@ -49,7 +53,7 @@ def _slices(
         if array.shape != label.shape:
             raise ValueError(f"image {array.shape} and labels {label.shape} differ in shape")
         array, label = (array[None], label[None]) if array.ndim == 2 else (array, label)
-        stacks = stack_neighbours(intensity.fit(array).to_network(array), context)
+        stacks = segmenter_input(array, intensity, context, windows)
         keep = has_signal(stacks)
         xs.append(stacks[keep])
         ys.append(label[keep].astype(np.int64))
@@ -98,10 +102,29 @@ class ClassBalancedCrops:
         )
 
 
-def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Random left-right flip, gain/offset jitter (±10 %) and Gaussian noise (σ ≤ 0.01)."""
+def _augment(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    gen: torch.Generator,
+    tissue_jitter: float = 0.0,
+    n_classes: int = 0,
+    channel_scale: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random left-right flip, per-tissue offsets, gain/offset jitter (±10 %) and Gaussian noise (σ ≤ 0.01).
+
+    ``tissue_jitter``: σ (network units of the first window) of an offset drawn
+    per sample and label value and added where the slice has that label, as a
+    new subject's tissue values would differ; it makes weak tissue contrasts
+    (grey/white matter in CT) vary more than the training subjects do.
+    ``channel_scale`` (channels,) converts it to each input channel's units
+    (further, narrower windows stretch the same offset).
+    """
     flip = torch.rand(len(x), generator=gen) < 0.5
     x, y = torch.where(flip[:, None, None, None], x.flip(-1), x), torch.where(flip[:, None, None], y.flip(-1), y)
+    if tissue_jitter > 0:
+        offsets = tissue_jitter * torch.randn(len(x), n_classes, generator=gen)
+        shift = torch.gather(offsets, 1, y.clamp(0, n_classes - 1).flatten(1)).view_as(y)[:, None]
+        x = x + shift * (1 if channel_scale is None else channel_scale[:, None, None])
     gain = 1 + 0.2 * (torch.rand(len(x), 1, 1, 1, generator=gen) - 0.5)
     offset = 0.2 * (torch.rand(len(x), 1, 1, 1, generator=gen) - 0.5)
     noise = 0.01 * torch.rand(len(x), 1, 1, 1, generator=gen) * torch.randn(x.shape, generator=gen)
@@ -109,7 +132,11 @@ def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[to
 
 
 def dice_ce_loss(
-    logits: torch.Tensor, target: torch.Tensor, ignore_label: int | None = None, smooth: float = 1e-5
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    ignore_label: int | None = None,
+    smooth: float = 1e-5,
+    class_weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """nnU-Net's Dice + cross-entropy: CE + (1 − mean batch soft Dice of the foreground classes present).
 
@@ -117,8 +144,12 @@ def dice_ce_loss(
     the whole batch (nnU-Net's batch Dice); every class present in the target
     (background excluded) counts equally, so small tissues weigh as much as large
     ones. Voxels labelled ``ignore_label`` count in neither term.
+    ``class_weights`` (C,) weigh the cross-entropy of each true class (PyTorch's
+    weighted mean), e.g. to move a border in favour of a class the net under-segments.
     """
-    ce = F.cross_entropy(logits, target, ignore_index=-100 if ignore_label is None else ignore_label)
+    ce = F.cross_entropy(
+        logits, target, weight=class_weights, ignore_index=-100 if ignore_label is None else ignore_label
+    )
     valid = torch.ones_like(target, dtype=torch.bool) if ignore_label is None else target != ignore_label
     probs = torch.softmax(logits, 1) * valid[:, None]
     onehot = F.one_hot(torch.where(valid, target, 0), logits.shape[1]).permute(0, 3, 1, 2) * valid[:, None]
@@ -132,15 +163,33 @@ def dice_ce_loss(
     return ce + (1 - dice.mean())
 
 
-def segmenter_spec(n_classes: int, features: int, depth: int, context: int) -> dict:
-    """The ``build_network`` spec of a segmenter."""
+def segmenter_spec(n_classes: int, features: int, depth: int, context: int, windows: int = 0) -> dict:
+    """The ``build_network`` spec of a segmenter (``windows``: further CT windows as input channels)."""
     return {
         "arch": "seg_unet",
-        "in_channels": 2 * context + 1,
+        "in_channels": (2 * context + 1) * (1 + windows),
         "n_classes": n_classes,
         "features": features,
         "depth": depth,
     }
+
+
+def _initial_state(init: Segmenter, spec: dict, windows: list[tuple[float, float]]) -> dict[str, torch.Tensor]:
+    """``init``'s weights for a network ``spec``; windows it lacks get zero input weights (same function)."""
+    state = init.model.state_dict()
+    own = [tuple(w) for w in init.metadata.windows]
+    widened = own == windows[: len(own)] and {**init.metadata.network, "in_channels": spec["in_channels"]} == spec
+    if init.metadata.network == spec and own == windows:
+        return state
+    if not widened:
+        raise ValueError(
+            f"cannot start from {init.metadata.name}: its network {init.metadata.network} "
+            f"(windows {own}) is not {spec} (windows {windows})"
+        )
+    first = next(k for k, v in state.items() if v.ndim == 4)  # the input convolution
+    weight = state[first].new_zeros(state[first].shape[0], spec["in_channels"], *state[first].shape[2:])
+    weight[:, : state[first].shape[1]] = state[first]
+    return {**state, first: weight}
 
 
 def train_segmenter(
@@ -164,6 +213,9 @@ def train_segmenter(
     overwrite: bool = False,
     save_every: int = 0,
     init: Segmenter | None = None,
+    tissue_jitter: float = 0.0,
+    windows: Sequence[tuple[float, float]] = (),
+    class_weights: dict[int, float] | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> Segmenter:
     """Train a segmenter on ``images`` (``modality``) and ``labels``; save it to ``path`` if given.
@@ -176,6 +228,11 @@ def train_segmenter(
     ``context`` neighbouring slices on either side are input channels (2.5-D).
     ``init``: start from this segmenter's weights (same network spec; e.g. one of
     another modality, whose anatomy it already knows).
+    ``tissue_jitter``: σ of a random offset per tissue and sample (network units,
+    see ``_augment``); 0 leaves it out. ``windows``: further CT windows
+    ``(low, high)`` HU as input channels (e.g. a brain window); an ``init``
+    without them keeps its function, the new channels start with zero weights.
+    ``class_weights``: cross-entropy weight per label value (others weigh 1).
     ``progress(iteration, loss)`` is called after each step; with ``path`` and
     ``save_every`` the segmenter so far is saved every ``save_every`` steps, so
     a stopped run leaves a usable file.
@@ -184,15 +241,22 @@ def train_segmenter(
     gen = torch.Generator().manual_seed(seed)
     dev = resolve_device(device)
     intensity = segmenter_intensity(modality)
-    xs, ys = _slices(images, labels, intensity, context)
-    spec = segmenter_spec(max(label_names) + 1, features, depth, context)
+    windows = [(float(lo), float(hi)) for lo, hi in windows]
+    if windows and (modality != "CT" or any(lo >= hi for lo, hi in windows)):
+        raise ValueError(f"further windows need CT and low < high (HU), got {modality} and {windows}")
+    xs, ys = _slices(images, labels, intensity, context, windows)
+    spec = segmenter_spec(max(label_names) + 1, features, depth, context, len(windows))
     model = build_network(spec)
     if init is not None:
-        if init.metadata.network != spec:
-            raise ValueError(
-                f"cannot start from {init.metadata.name}: its network {init.metadata.network} is not {spec}"
-            )
-        model.load_state_dict(init.model.state_dict())
+        model.load_state_dict(_initial_state(init, spec, windows))
+    weights = torch.ones(spec["n_classes"])
+    for value, weight in (class_weights or {}).items():
+        if value not in label_names or weight <= 0:
+            raise ValueError(f"class weight {weight} for label {value}: need a label of {sorted(label_names)} and > 0")
+        weights[value] = weight
+    channel_scale = torch.tensor(
+        [(intensity.high - intensity.low) / (hi - lo) for lo, hi in [(intensity.low, intensity.high), *windows]]
+    ).repeat_interleave(2 * context + 1)
     model = model.to(dev).train()
     multiple = model.size_multiple
     if crop % multiple:
@@ -213,6 +277,7 @@ def train_segmenter(
             network=spec,
             intensity=intensity.to_dict(),
             context=context,
+            windows=[list(w) for w in windows],
             provenance={
                 "loss": "dice+ce",
                 "sampling": "class-balanced",
@@ -221,6 +286,8 @@ def train_segmenter(
                 "batch_size": batch_size,
                 "crop": crop,
                 "lr": lr,
+                "tissue_jitter": tissue_jitter,
+                "class_weights": {str(k): v for k, v in (class_weights or {}).items()},
                 "seed": seed,
                 "volumes": len(images),
                 "slices": len(xs),
@@ -230,8 +297,8 @@ def train_segmenter(
         )
 
     for step in range(1, iterations + 1):
-        x, y = _augment(*crops(x_all, y_all, batch_size), gen)
-        loss = dice_ce_loss(model(x.to(dev)), y.to(dev), ignore_label)
+        x, y = _augment(*crops(x_all, y_all, batch_size), gen, tissue_jitter, spec["n_classes"], channel_scale)
+        loss = dice_ce_loss(model(x.to(dev)), y.to(dev), ignore_label, class_weights=weights.to(dev))
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()

@@ -59,6 +59,32 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--context", type=int, default=1, help="neighbouring slices on either side as input channels (2.5-D; default 1)"
     )
+    parser.add_argument(
+        "--tissue-jitter",
+        type=float,
+        default=0.0,
+        metavar="SIGMA",
+        help="σ of a random intensity offset per tissue and sample, in network units "
+        "(the window spans [-1, 1]; CT: 0.016 = 8 HU); default 0: off",
+    )
+    parser.add_argument(
+        "--window",
+        type=float,
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("LOW", "HIGH"),
+        help="CT only: a further window (HU) whose image is more input channels, e.g. --window -20 100 for brain; "
+        "repeatable; with --init, a segmenter without it starts with zero weights on it",
+    )
+    parser.add_argument(
+        "--class-weight",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("LABEL", "WEIGHT"),
+        help="cross-entropy weight of one label value (others 1), e.g. --class-weight 5 1.5; repeatable",
+    )
     parser.add_argument("--crop", type=int, default=64, help="training window size (default 64)")
     parser.add_argument(
         "--save-every",
@@ -123,6 +149,9 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             lr=args.lr,
             init=init,
+            tissue_jitter=args.tissue_jitter,
+            windows=[tuple(w) for w in args.window],
+            class_weights=_class_weights(args.class_weight),
             features=args.features,
             depth=args.depth,
             context=args.context,
@@ -143,6 +172,14 @@ def run(args: argparse.Namespace) -> int:
     save_segmenter(args.out, segmenter.model, segmenter.metadata, overwrite=args.overwrite or bool(args.save_every))
     print(f"wrote {args.out}")
     return 0
+
+
+def _class_weights(pairs: list[list[str]]) -> dict[int, float]:
+    """``--class-weight`` pairs as {label value: weight}; a clear error for non-numbers."""
+    try:
+        return {int(label): float(weight) for label, weight in pairs}
+    except ValueError as exc:
+        raise CommandError(f"--class-weight needs an integer label and a number: {exc}") from exc
 
 
 def _init(path: Path | None):
