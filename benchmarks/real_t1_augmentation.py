@@ -6,7 +6,8 @@ Issue 18 item 2 / issue 17's MNI152 goal. Each variant of ``VARIANTS`` fine-tune
 ``sample_data/models/t1-ct-regression.safetensors`` (``--init``) with the demo recipe of
 ``sample_data/make_demo_models.py`` (same cohort, network and normalisation) plus its ``data.augment_*``
 options (:mod:`training.augment`), ``--iterations`` long (Adam, learning rate ``--lr`` decaying linearly
-from the start), one thread per run, ``--jobs`` runs at a time, niced. Then every variant and the
+from the start), one thread per run, ``--jobs`` runs at a time (they inherit this script's niceness: start
+it with ``nice -n 10``). Then every variant and the
 shipped model are scored on three VALIDATION phantom subjects (cohort seed 77, as
 ``benchmarks/regression_recipe.py``; never the test seeds 1000–1002) and on the two real T1s of
 ``benchmarks/real_t1_normalisation.py`` (MNI152 brain, grey and white matter; the ``anatomical.nii``
@@ -39,6 +40,7 @@ VARIANTS: dict[str, list[str]] = {
     "none": [],  # the same fine-tuning without augmentation: what the extra iterations alone do
     "all": ["data.augment_skull_strip=0.3", "data.augment_fov_crop=0.3", "data.augment_intensity=0.5"],
     "strip-fov": ["data.augment_skull_strip=0.3", "data.augment_fov_crop=0.3"],
+    "heavy": ["data.augment_skull_strip=0.5", "data.augment_fov_crop=0.5", "data.augment_intensity=0.8"],
 }
 """Variant name → ``--set`` overrides on top of the shipped regression's recipe."""
 
@@ -54,7 +56,7 @@ def train_command(name: str, iterations: int, lr: float, work: Path) -> list[str
 
 
 def train_all(names: list[str], iterations: int, lr: float, work: Path, jobs: int) -> dict[str, dict[str, float]]:
-    """Run the fine-tunings, ``jobs`` at a time (niced subprocesses); wall and CPU seconds per variant."""
+    """Run the fine-tunings, ``jobs`` at a time (subprocesses); wall and CPU seconds per variant."""
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     pending, cost = list(names), {}
@@ -62,7 +64,7 @@ def train_all(names: list[str], iterations: int, lr: float, work: Path, jobs: in
     while pending or running:
         while pending and len(running) < jobs:
             name = pending.pop(0)
-            command = ["nice", "-n", "10", sys.executable, "-m", "training", *train_command(name, iterations, lr, work)]
+            command = [sys.executable, "-m", "training", *train_command(name, iterations, lr, work)]
             with open(work / f"{name}.log", "wb") as log:  # the child keeps its own descriptor
                 running[name] = (
                     subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT),
@@ -70,7 +72,7 @@ def train_all(names: list[str], iterations: int, lr: float, work: Path, jobs: in
                 )
         time.sleep(5)
         for name, (process, started) in list(running.items()):
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)  # nice execs python: its own rusage
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid == 0:
                 continue
             del running[name]
