@@ -23,8 +23,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._machine import load_note
-from benchmarks.real_t1_normalisation import ANATOMICAL, read_volume, resampled, stats
+from benchmarks.real_t1_normalisation import ANATOMICAL, resampled, stats
 from napari_medtrans.inference import load_translator
+from napari_medtrans.io import read_volume
 from napari_medtrans.rundir import atomic_write_bytes
 
 RESULTS = Path(__file__).resolve().parent / "results" / "real_t1_crop_padding.md"
