@@ -21,6 +21,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +60,21 @@ def stats(hu: np.ndarray) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+@dataclass
+class RealT1:
+    """The two real T1s at the training spacing: the MNI152 template with its masks, and the crop."""
+
+    mni: np.ndarray
+    brain: np.ndarray
+    gm: np.ndarray
+    """Grey matter: the GM mask minus the WM mask."""
+    wm: np.ndarray
+    crop: np.ndarray
+
+
+def real_t1s() -> RealT1:
+    """Load (offline) and resample nilearn's MNI152 template and masks and nibabel's ``anatomical.nii``."""
     import nibabel
-    import torch
     from nilearn.datasets import (
         load_mni152_brain_mask,
         load_mni152_gm_mask,
@@ -69,12 +82,6 @@ def main(argv: list[str] | None = None) -> int:
         load_mni152_wm_mask,
     )
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="t1-ct-resnet,t1-ct-regression", help="shipped names or paths")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    load_start, start = os.getloadavg()[0], time.time()
     with tempfile.TemporaryDirectory() as tmp:
         images = {"t1": load_mni152_template(), "brain": load_mni152_brain_mask()}
         images.update(gm=load_mni152_gm_mask(), wm=load_mni152_wm_mask())
@@ -83,9 +90,21 @@ def main(argv: list[str] | None = None) -> int:
         mni = read_volume(f"{tmp}/t1.nii.gz")
         brain, gm, wm = (read_volume(f"{tmp}/{k}.nii.gz").array > 0 for k in ("brain", "gm", "wm"))
     mni_array, (brain, gm, wm) = resampled(mni, brain, gm, wm)
-    gm &= ~wm
-    crop = read_volume(ANATOMICAL)
-    crop_array, _ = resampled(crop)
+    crop_array, _ = resampled(read_volume(ANATOMICAL))
+    return RealT1(mni_array, brain, gm & ~wm, wm, crop_array)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="t1-ct-resnet,t1-ct-regression", help="shipped names or paths")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    load_start, start = os.getloadavg()[0], time.time()
+    real = real_t1s()
+    brain, gm, wm = real.brain, real.gm, real.wm
     header = "| region | mean | median | 5–95 % | in 0–80 HU | voxels > 300 HU |"
     lines = [
         "# Real T1s through phantom-trained translators",
@@ -103,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.models.split(","):
         translator = load_translator(name, device="cpu")
         kind = translator.source_model.kind
-        out = translator.translate_volume(mni_array, batch_size=8).image
-        crop_out = translator.translate_volume(crop_array, batch_size=8).image
+        out = translator.translate_volume(real.mni, batch_size=8).image
+        crop_out = translator.translate_volume(real.crop, batch_size=8).image
         gm_mean, wm_mean = float(out[gm].mean()), float(out[wm].mean())
         lines += [
             f"## {name} (normalisation: {kind})",

@@ -84,6 +84,17 @@ class DataConfig:
     """Per-volume normalisation of an MR source: ``percentile`` (foreground 0.5–99.5 % → ±1) or ``median``
     (ratio to the head's median tissue, scanner-robust; see :mod:`napari_medtrans.intensity`). Stored in the
     translator, so inference normalises the same way."""
+    augment_skull_strip: float = 0.0
+    """Probability that a training slice keeps only the brain of the source (grey and white matter, CSF;
+    needs label maps: the phantom), normalised again as a skull-stripped volume is, with air in the target
+    outside the brain (see :mod:`training.augment`). 0 = off."""
+    augment_fov_crop: float = 0.0
+    """Probability that a training slice shows only a random box of the head (a slab of slices, 30–80 % of the
+    head in-plane), with background outside it in source and target and the source normalised on the box
+    alone, like a scan with a small field of view. 0 = off."""
+    augment_intensity: float = 0.0
+    """Probability of a random gamma (0.7–1.4), global contrast (×0.8–1.25) and smooth multiplicative bias
+    field (up to ±15 % per term) on the source of a training slice. 0 = off."""
 
 
 @dataclass
@@ -127,6 +138,10 @@ class TrainConfig:
     """Score the validation slices every N iterations (0 = never)."""
     name: str | None = None
     """Translator name (default: the run directory's name)."""
+    init: str | None = None
+    """Start from the weights of this translator file (safetensors; same networks and source normalisation
+    as this run builds) instead of random weights, to fine-tune it; the optimisers start fresh. Ignored when
+    resuming from a checkpoint."""
     data: DataConfig = field(default_factory=DataConfig)
     """Where the training data comes from."""
     model: dict[str, Any] = field(default_factory=dict)

@@ -216,3 +216,32 @@ def load_checkpoint(
     if meta["rng"] is not None:
         set_rng_state(tensors, meta["rng"], method_generator)
     return meta
+
+
+def init_from_translator(method: Any, path: str | os.PathLike[str], source_intensity: dict[str, Any]) -> None:
+    """Load the weights of translator file ``path`` (safetensors) into ``method``'s translator networks.
+
+    The file must hold the same networks with the same specs and the same source normalisation as this
+    run (``TrainConfig.init``: fine-tuning); only weights are taken, the optimisers start fresh.
+    Raises :class:`~training.config.ConfigError` naming the file and what differs.
+    """
+    from napari_medtrans.checkpoint import CheckpointError, load_modules
+    from training.config import ConfigError
+
+    try:
+        modules, metadata = load_modules(path)
+    except CheckpointError as exc:
+        raise ConfigError(f"init: {exc}") from exc
+    own, specs = method.translator_modules(), method.translator_specs()
+    if set(modules) != set(own):
+        raise ConfigError(f"init: {path} holds the networks {sorted(modules)}, this run trains {sorted(own)}")
+    for role in modules:
+        if metadata.networks[role] != specs[role]:
+            raise ConfigError(f"init: {path}'s {role} is {metadata.networks[role]}, this run builds {specs[role]}")
+    if metadata.source_intensity.get("kind") != source_intensity.get("kind"):
+        raise ConfigError(
+            f"init: {path} normalises its source by {metadata.source_intensity.get('kind')!r}, this run by "
+            f"{source_intensity.get('kind')!r} (set data.source_intensity to match)"
+        )
+    for role, module in modules.items():
+        own[role].load_state_dict(module.state_dict())

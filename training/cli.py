@@ -20,6 +20,7 @@ EPILOG = """examples:
   python -m training --method pix2pix --phantom paired --run-dir runs/p2p --iterations 500
   python -m training --method cyclegan --source mr/ --target ct/ --run-dir runs/cg --set model.ngf=32
   python -m training --run-dir runs/cg --resume            # continue from checkpoints/last.safetensors
+  python -m training --method regression --phantom paired --run-dir runs/ft --init model.safetensors  # fine-tune
   torchrun --nproc_per_node=2 -m training --method pix2pix --phantom paired --run-dir runs/ddp
 """
 
@@ -94,6 +95,7 @@ def build_parser(prog: str = "python -m training") -> argparse.ArgumentParser:
     ):
         _config_flag(loop, f"--{flag}", flag.replace("-", "_"))
     _config_flag(loop, "--threads", "num_threads")
+    _config_flag(loop, "--init", "init", metavar="TRANSLATOR")
     _config_flag(loop, "--force-precision", "force_precision", action="store_true", default=None)
     loop.add_argument(
         "--set",

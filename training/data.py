@@ -7,8 +7,9 @@ inference does (:mod:`napari_medtrans.intensity`), the slice axis is moved to
 the front, and only slices whose source foreground covers at least
 ``min_foreground`` of the slice are sampled. Training crops are random
 ``size``×``size`` windows (padded with −1 where the slice is smaller) with
-optional left–right flips; validation uses centred windows. Validation
-subjects are split off by subject, never by slice.
+optional left–right flips and, where ``data.augment_*`` asks, the source-side
+augmentations of :mod:`training.augment`; validation uses centred windows,
+never augmented. Validation subjects are split off by subject, never by slice.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from napari_medtrans.intensity import IntensityModel, default_for, mr_median
 from training.config import ConfigError, DataConfig
+
+if TYPE_CHECKING:
+    from training.augment import View
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +277,11 @@ class SliceSampler:
         self.target_index = [
             (i, z) for i, s in enumerate(self.targets) for z in foreground_slices(s.target, cfg.min_foreground)
         ]
+        from training.augment import SourceAugmentation  # it builds on this module's windows
+
+        self.augmentation = SourceAugmentation(
+            cfg, cohort.source_intensity, aligned=self.aligned, labelled=self.labelled
+        )
 
     def sample(self, batch_size: int) -> dict[str, np.ndarray]:
         """A batch: ``source`` (B, k, S, S), ``target`` (B, 1, S, S) float32 arrays, and where
@@ -281,29 +290,44 @@ class SliceSampler:
         """
         cfg, size, k = self.cfg, self.cfg.size, self.cfg.context_slices
         sources, targets, source_labels, target_labels = [], [], [], []
+        augmentation = self.augmentation
         for _ in range(batch_size):
             i, z = self.source_index[self.rng.integers(len(self.source_index))]
-            src = context_stack(self.sources[i].source, z, k)
+            subject = self.sources[i]
+            view = augmentation.draw(self.rng, subject.source, z)
+            src = augmentation.source(view, i, subject.source, subject.source_labels, z, k)
             top, left = self._offset(src.shape[1:])
             flip = cfg.flip and self.rng.random() < 0.5
-            sources.append(self._augment(window(src, size, top, left), flip))
+            sources.append(self._augment(augmentation.change_intensity(view, window(src, size, top, left)), flip))
             if self.labelled:
-                labels = self.sources[i].source_labels[z : z + 1]
+                labels = self._masked(view, subject.source_labels, z, subject.source_labels, 0)
                 source_labels.append(self._augment(window(labels, size, top, left)[0], flip))
-            owner, zt = self.sources[i], z
+            owner, zt = subject, z
             if not self.aligned:
                 j, zt = self.target_index[self.rng.integers(len(self.target_index))]
                 owner = self.targets[j]
                 top, left = self._offset(owner.target.shape[1:])
                 flip = cfg.flip and self.rng.random() < 0.5
-            targets.append(self._augment(window(owner.target[zt : zt + 1], size, top, left), flip))
+            target = self._masked(view, owner.target, zt, owner.target_labels, -1.0)
+            targets.append(self._augment(window(target, size, top, left), flip))
             if self.labelled:
-                labels = owner.target_labels[zt : zt + 1]
+                labels = self._masked(view, owner.target_labels, zt, owner.target_labels, 0)
                 target_labels.append(self._augment(window(labels, size, top, left)[0], flip))
         batch = {"source": np.stack(sources), "target": np.stack(targets)}
         if self.labelled:
             batch.update(source_labels=np.stack(source_labels), target_labels=np.stack(target_labels))
         return batch
+
+    def _masked(
+        self, view: View, volume: np.ndarray, z: int, labels: np.ndarray | None, background: float
+    ) -> np.ndarray:
+        """Slice ``z`` of ``volume`` as (1, H, W), ``background`` where ``view`` masks it (by ``labels``)."""
+        image = volume[z : z + 1]
+        if not view.masks:
+            return image
+        ids = np.array([z])
+        keep = self.augmentation.keep(view, None if labels is None else labels[ids], ids, volume.shape)
+        return np.where(keep, image, np.asarray(background, image.dtype))
 
     def _offset(self, shape: tuple[int, ...]) -> tuple[int, int]:
         h, w = shape

@@ -33,7 +33,14 @@ from napari_medtrans.model_card import annotate
 from napari_medtrans.progress import Progress
 from napari_medtrans.rundir import RunDir, RunLockedError, require_writable_folder
 from training import distributed as dist_utils
-from training.checkpointing import checkpoint_bytes, load_checkpoint, rank_state, save_checkpoint
+from training.augment import description as augmentation_description
+from training.checkpointing import (
+    checkpoint_bytes,
+    init_from_translator,
+    load_checkpoint,
+    rank_state,
+    save_checkpoint,
+)
 from training.config import ConfigError, TrainConfig, options_from_dict
 from training.data import FOREGROUND_LEVEL, SliceSampler, ValidationSet, load_cohort, to_device, validation_set
 from training.methods import Method, StepContext, get_method
@@ -257,6 +264,9 @@ class Trainer:
             raise ConfigError(
                 f"method {cfg.method!r} needs paired (or misaligned) data; use --paired or --phantom paired|misaligned"
             )
+        if cfg.init is not None and not (self.resume and (self.run.checkpoints_dir / self.last_name).exists()):
+            init_from_translator(self.method, cfg.init, self.cohort.source_intensity.to_dict())
+            self.log(f"weights from {cfg.init}")
         self.patch = self.method.patch_3d(data)
         sampler_seed = dist_utils.rank_seeds(cfg.seed, self.dist.rank, 1)
         self.sampler: SliceSampler | PatchSampler
@@ -558,7 +568,7 @@ class Trainer:
             patch=None if self.patch is None else list(self.patch),
             outputs=list(method.outputs),
             regime=cfg.data.phantom or ("paired" if cfg.data.paired else "unpaired"),
-            deviations=method.deviations(),
+            deviations=method.deviations() | self._augmentation(),
             provenance={
                 "run": str(self.run.path.resolve()),
                 "iterations": self.iteration,
@@ -567,7 +577,8 @@ class Trainer:
                 "version": napari_medtrans.__version__,
                 "best_val_mae": self.best,
                 "config": cfg.to_dict(),
-            },
+            }
+            | self._augmentation(),
         )
         best = (
             None
@@ -582,6 +593,11 @@ class Trainer:
             parameters=sum(p.numel() for m in method.translator_modules().values() for p in m.parameters()),
         )
         return metadata
+
+    def _augmentation(self) -> dict[str, Any]:
+        """``{"augmentation": probabilities}`` when training augmented its sources (every paper trains without)."""
+        found = augmentation_description(self.cfg.data)
+        return {"augmentation": found} if found else {}
 
     def _write_translator(self):
         if not self.is_main:

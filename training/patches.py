@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from training.augment import description as augmentation_description
 from training.config import ConfigError, DataConfig
 from training.data import FOREGROUND_LEVEL, Cohort, Crop
 
@@ -94,6 +95,8 @@ class PatchSampler:
     def __init__(self, cohort: Cohort, cfg: DataConfig, patch: Patch, seed: Any) -> None:
         if not cohort.aligned:
             raise ConfigError("3-D patches need paired (or misaligned) data: a patch's target must match its source")
+        if augmentation_description(cfg):
+            raise ConfigError("data.augment_* options apply to 2-D slices; 3-D patches have none")
         self.cfg = cfg
         self.patch = patch
         self.rng = np.random.default_rng(seed)

@@ -1,0 +1,206 @@
+"""Source-side training augmentations (:mod:`training.augment`) and fine-tuning from a translator (``--init``)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from _training_helpers import tiny_config
+
+from napari_medtrans.contract import DataConfig
+from napari_medtrans.intensity import mr_median
+from napari_medtrans.phantom import generate_subject
+from napari_medtrans.phantom.anatomy import SINUS
+from training.augment import BRAIN_LABELS, SourceAugmentation, View
+from training.config import ConfigError
+from training.data import SliceSampler, load_cohort
+
+SHAPE = (12, 64, 64)
+
+
+def _config(**augment: float) -> DataConfig:
+    return DataConfig(
+        phantom="paired",
+        phantom_subjects=3,
+        phantom_depth=SHAPE[0],
+        size=SHAPE[1],
+        context_slices=3,
+        min_foreground=0.2,
+        source_intensity="median",
+        val_fraction=0,
+        **{f"augment_{name}": p for name, p in augment.items()},
+    )
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return load_cohort(_config(), seed=0)
+
+
+def _sampler(cohort, seed=0, **augment):
+    cfg = _config(**augment)
+    return SliceSampler(dataclasses.replace(cohort, train=cohort.train), cfg, seed)
+
+
+def _augmentation(**augment):
+    return SourceAugmentation(_config(**augment), mr_median(), aligned=True, labelled=True)
+
+
+def test_probability_zero_is_the_identity_and_draws_nothing():
+    subject = generate_subject(3, shape=SHAPE)
+    volume = mr_median().fit(subject.t1).to_network(subject.t1)
+    augmentation = _augmentation()
+    rng = np.random.default_rng(5)
+    before = rng.bit_generator.state
+    view = augmentation.draw(rng, volume, 6)
+    assert view == View() and rng.bit_generator.state == before  # the sampler's stream is untouched
+    stack = augmentation.source(view, 0, volume, subject.labels, 6, 3)
+    assert np.array_equal(stack, volume[5:8])
+    assert augmentation.change_intensity(view, stack) is stack
+
+
+def test_zero_probabilities_leave_the_batches_of_a_plain_sampler(cohort):
+    plain = _sampler(cohort, seed=4).sample(3)
+    zero = _sampler(cohort, seed=4, skull_strip=0, fov_crop=0, intensity=0).sample(3)
+    augmented = _sampler(cohort, seed=4, intensity=1).sample(3)
+    assert all(np.array_equal(plain[k], zero[k]) for k in plain)
+    assert not np.array_equal(plain["source"], augmented["source"])
+
+
+def test_skull_strip_is_what_inference_sees_of_a_skull_stripped_t1():
+    subject = generate_subject(3, shape=SHAPE)
+    model = mr_median()
+    volume = model.fit(subject.t1).to_network(subject.t1)
+    brain = np.isin(subject.labels, BRAIN_LABELS)
+    stripped_t1 = np.where(brain, subject.t1, 0)
+    expected = model.fit(stripped_t1).to_network(stripped_t1)
+    got = _augmentation(skull_strip=1).source(View(strip=True), 0, volume, subject.labels, 6, 3)
+    assert got.shape == (3, *SHAPE[1:])
+    assert np.all(got[~brain[5:8]] == -1)
+    np.testing.assert_allclose(got, expected[5:8], atol=1e-4)
+
+
+def test_fov_crop_is_what_inference_sees_of_a_scan_of_the_box():
+    subject = generate_subject(3, shape=SHAPE)
+    model = mr_median()
+    volume = model.fit(subject.t1).to_network(subject.t1)
+    box = (2, 10, 20, 50, 15, 45)
+    z0, z1, r0, r1, c0, c1 = box
+    crop = subject.t1[z0:z1, r0:r1, c0:c1]
+    expected = model.fit(crop).to_network(crop)
+    got = _augmentation(fov_crop=1).source(View(box=box), 0, volume, subject.labels, 6, 3)
+    unclipped = volume[5:8, r0:r1, c0:c1] < 1  # the whole head's normalisation clipped the brightest fat
+    # (which also moves the foreground threshold a little: the median can differ by ~1e-4)
+    np.testing.assert_allclose(got[:, r0:r1, c0:c1][unclipped], expected[3:6][unclipped], atol=1e-3)
+    outside = np.ones(SHAPE[1:], bool)
+    outside[r0:r1, c0:c1] = False
+    assert np.all(got[:, outside] == -1)
+    # a context slice outside the box's slab is background
+    edge = _augmentation(fov_crop=1).source(View(box=box), 0, volume, subject.labels, 2, 3)
+    assert np.all(edge[0] == -1) and np.any(edge[1] > -1)
+
+
+def test_fov_box_lies_in_the_head_and_around_the_slice():
+    subject = generate_subject(3, shape=SHAPE)
+    volume = mr_median().fit(subject.t1).to_network(subject.t1)
+    rng = np.random.default_rng(0)
+    head = volume[6] > -0.9
+    rows, cols = np.flatnonzero(head.any(1)), np.flatnonzero(head.any(0))
+    for _ in range(50):
+        z0, z1, r0, r1, c0, c1 = _augmentation(fov_crop=1).draw(rng, volume, 6).box
+        assert z0 <= 6 < z1 and rows[0] <= r0 < r1 <= rows[-1] + 1 and cols[0] <= c0 < c1 <= cols[-1] + 1
+
+
+@pytest.mark.parametrize("augment", [{"skull_strip": 1.0}, {"fov_crop": 1.0}, {"skull_strip": 0.5, "fov_crop": 0.5}])
+def test_source_target_and_labels_stay_consistent(cohort, augment):
+    batch = _sampler(cohort, seed=1, **augment).sample(8)
+    assert batch["source"].shape == (8, 3, *SHAPE[1:]) and batch["target"].shape == (8, 1, *SHAPE[1:])
+    source, target, labels = batch["source"][:, 1], batch["target"][:, 0], batch["target_labels"]
+    assert np.array_equal(batch["source_labels"], labels)  # paired: one anatomy, one mask
+    masked = source == -1  # exactly -1 only where masked or padded (MR noise keeps air above it)
+    assert masked.mean() > 0.3
+    assert np.all(target[masked] == -1) and np.all(labels[masked] == 0)
+    assert np.all(target[(labels > 0) & (labels != SINUS)] > -0.95)  # kept tissue keeps its CT
+    if augment.get("skull_strip") == 1.0:
+        assert set(np.unique(labels).tolist()) <= {0, *BRAIN_LABELS}
+
+
+def test_intensity_keeps_background_and_geometry():
+    window = np.full((3, 32, 32), -1, np.float32)
+    window[:, 8:24, 8:24] = np.linspace(-0.5, 0.5, 16, dtype=np.float32)
+    view = View(gamma=1.3, contrast=0.9, bias=(0.1, -0.1, 0.05))
+    out = _augmentation(intensity=1).change_intensity(view, window)
+    assert out.shape == window.shape and out.dtype == np.float32
+    assert np.all(out[window == -1] == -1) and np.all(np.abs(out) <= 1)
+    assert not np.allclose(out[window > -1], window[window > -1])
+    # order kept along a row (the bias field is smooth and gamma monotone)
+    assert np.all(np.diff(out[1, 16, 8:24]) > 0)
+
+
+def test_augmented_sampling_is_reproducible(cohort):
+    augment = {"skull_strip": 0.5, "fov_crop": 0.5, "intensity": 0.5}
+    first, second = _sampler(cohort, seed=7, **augment), _sampler(cohort, seed=7, **augment)
+    a, b = first.sample(4), second.sample(4)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    state = first.state()
+    after = first.sample(4)
+    second.set_state(state)
+    again = second.sample(4)
+    assert all(np.array_equal(after[k], again[k]) for k in after)
+    other = _sampler(cohort, seed=8, **augment).sample(4)
+    assert not np.array_equal(a["source"], other["source"])
+
+
+def test_options_are_checked(cohort):
+    with pytest.raises(ConfigError, match="probability"):
+        _augmentation(intensity=1.5)
+    with pytest.raises(ConfigError, match="label maps"):
+        SourceAugmentation(_config(skull_strip=0.5), mr_median(), aligned=True, labelled=False)
+    with pytest.raises(ConfigError, match="paired"):
+        SourceAugmentation(_config(fov_crop=0.5), mr_median(), aligned=False, labelled=True)
+
+
+def test_augmentation_travels_in_the_translator_metadata(tmp_path):
+    from napari_medtrans.checkpoint import read_metadata
+    from training.loop import train
+
+    extra = ["--set", "data.augment_skull_strip=0.3", "--set", "data.augment_fov_crop=0.2"]
+    cfg = tiny_config("regression", tmp_path / "run", iterations=2, extra=extra)
+    assert (cfg.data.augment_skull_strip, cfg.data.augment_fov_crop, cfg.data.augment_intensity) == (0.3, 0.2, 0.0)
+    assert train(cfg) == 0
+    metadata = read_metadata(tmp_path / "run" / "translator.safetensors")
+    recorded = {"skull_strip": 0.3, "fov_crop": 0.2}
+    assert metadata.provenance["augmentation"] == recorded and metadata.deviations["augmentation"] == recorded
+    assert metadata.provenance["config"]["data"]["augment_skull_strip"] == 0.3
+    plain = tiny_config("regression", tmp_path / "plain", iterations=1)
+    assert train(plain) == 0
+    plain_metadata = read_metadata(tmp_path / "plain" / "translator.safetensors")
+    assert "augmentation" not in plain_metadata.provenance and "augmentation" not in plain_metadata.deviations
+
+
+def test_init_starts_from_a_translator_and_refuses_another_architecture(tmp_path):
+    import torch
+
+    from napari_medtrans.checkpoint import load_modules
+    from training.loop import Trainer, train
+
+    first = tiny_config("regression", tmp_path / "first", iterations=2)
+    assert train(first) == 0
+    source = tmp_path / "first" / "translator.safetensors"
+    trainer = Trainer(tiny_config("regression", tmp_path / "second", iterations=1, extra=["--init", str(source)]))
+    trainer._setup()
+    saved, _ = load_modules(source)
+    for name, tensor in saved["generator"].state_dict().items():
+        assert torch.equal(trainer.method.generator.state_dict()[name].cpu(), tensor), name
+    wider = tiny_config(
+        "regression", tmp_path / "third", iterations=1, extra=["--init", str(source), "--set", "model.depth=2"]
+    )
+    with pytest.raises(ConfigError, match="this run builds"):
+        Trainer(wider)._setup()
+    other_norm = ["--init", str(source), "--set", "data.source_intensity=median"]
+    with pytest.raises(ConfigError, match="normalises its source"):
+        Trainer(tiny_config("regression", tmp_path / "fourth", iterations=1, extra=other_norm))._setup()
+    missing = tiny_config(
+        "regression", tmp_path / "fifth", iterations=1, extra=["--init", str(tmp_path / "no.safetensors")]
+    )
+    with pytest.raises(ConfigError, match="no.safetensors"):
+        Trainer(missing)._setup()

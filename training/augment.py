@@ -1,0 +1,195 @@
+"""Source-side training augmentations for real T1s: skull stripping, small fields of view, intensity.
+
+Phantom-trained translators read tissue from the whole head around it (air, scalp, skull, brain); a
+skull-stripped template or a scan of the central brain lacks that context. Three options of
+:class:`~napari_medtrans.contract.DataConfig`, each a probability per training slice (0, the default,
+leaves the batches and the sampler's random stream exactly as without them):
+
+- ``augment_skull_strip``: the source keeps only the brain (grey and white matter, CSF; needs label
+  maps, i.e. the phantom) and is normalised again as inference normalises a skull-stripped volume; the
+  target is air outside the brain of its own label map, so a stripped input has a defined answer.
+- ``augment_fov_crop``: only a random box of the head is seen (a slab of slices and an in-plane
+  rectangle inside the head's bounding box); source and target are background outside it, and the
+  source is normalised again on the box alone, as inference normalises a scan of that field of view.
+- ``augment_intensity``: a random gamma, global contrast and smooth multiplicative bias field on the
+  source, about as large as what separates real T1s from the phantom's after normalisation.
+
+Label maps follow the target: label 0 (air) wherever the target became air. Normalising again works
+on network values: every MR intensity model maps a scanner's values affinely (then clips) to [-1, 1],
+so fitting the source's model to ``x + 1`` finds the mapping inference would fit to the stripped or
+cropped volume itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from napari_medtrans.intensity import IntensityMapping, IntensityModel
+from napari_medtrans.phantom.anatomy import CSF, GM, WM
+from training.config import ConfigError, DataConfig
+from training.data import FOREGROUND_LEVEL, context_stack
+
+BRAIN_LABELS = (GM, WM, CSF)
+"""Phantom labels a skull-stripped T1 keeps."""
+FOV_SIDE = (0.3, 0.8)
+"""In-plane side of a field-of-view box, as a fraction of the head's bounding box (rows and columns drawn apart)."""
+FOV_HALF_DEPTH = (3, 12)
+"""Slices a field-of-view box reaches on each side of the sampled slice (drawn uniformly, inclusive)."""
+GAMMA = (0.7, 1.4)
+"""Range of the gamma on source values in [0, 1] (drawn log-uniformly): grey/white ratio 0.68 → 0.58–0.76."""
+CONTRAST = (0.8, 1.25)
+"""Range of the global contrast factor (log-uniform): the MNI152 brain's tissues sit ×0.85 of the phantom's."""
+BIAS = 0.15
+"""Largest coefficient of the smooth log bias field a·x + b·y + c·x·y over the window (x, y in [-1, 1])."""
+
+
+@dataclass(frozen=True)
+class View:
+    """What one training slice shows: the brain only, a box of the head, and the source's intensity change.
+
+    ``box`` is (first slice, last slice + 1, top, bottom, left, right) on the subject's full slices.
+    """
+
+    strip: bool = False
+    box: tuple[int, int, int, int, int, int] | None = None
+    gamma: float = 1.0
+    contrast: float = 1.0
+    bias: tuple[float, float, float] | None = None
+
+    @property
+    def masks(self) -> bool:
+        """True when part of the image becomes background."""
+        return self.strip or self.box is not None
+
+
+class SourceAugmentation:
+    """Draws and applies :class:`View` s for the slices of a :class:`~training.data.SliceSampler`.
+
+    Args:
+        cfg: data options (the three ``augment_*`` probabilities).
+        model: the source's intensity model (how inference normalises a volume).
+        aligned: the cohort pairs each source with its own anatomy's target.
+        labelled: every training subject has label maps.
+    """
+
+    def __init__(self, cfg: DataConfig, model: IntensityModel, *, aligned: bool, labelled: bool) -> None:
+        self.p_strip, self.p_box, self.p_intensity = (
+            cfg.augment_skull_strip,
+            cfg.augment_fov_crop,
+            cfg.augment_intensity,
+        )
+        for name, p in zip(("skull_strip", "fov_crop", "intensity"), (self.p_strip, self.p_box, self.p_intensity)):
+            if not 0 <= p <= 1:
+                raise ConfigError(f"data.augment_{name} is a probability in [0, 1], got {p}")
+        if self.p_strip > 0 and not labelled:
+            raise ConfigError("data.augment_skull_strip needs label maps of every training subject (the phantom)")
+        if (self.p_strip > 0 or self.p_box > 0) and not aligned:
+            raise ConfigError(
+                "data.augment_skull_strip and data.augment_fov_crop change the target too: they need paired "
+                "(or misaligned) data"
+            )
+        self.model = model
+        self._brain_mapping: dict[int, IntensityMapping] = {}
+
+    def draw(self, rng: np.random.Generator, source: np.ndarray, z: int) -> View:
+        """The view of slice ``z`` of ``source`` (normalised, slice axis first); draws only for options that are on."""
+        strip = self.p_strip > 0 and rng.random() < self.p_strip
+        box = fov_box(rng, source, z) if self.p_box > 0 and rng.random() < self.p_box else None
+        if not (self.p_intensity > 0 and rng.random() < self.p_intensity):
+            return View(strip, box)
+        gamma, contrast = np.exp(rng.uniform(*np.log(GAMMA))), np.exp(rng.uniform(*np.log(CONTRAST)))
+        a, b, c = rng.uniform(-BIAS, BIAS, 3)
+        return View(strip, box, float(gamma), float(contrast), (float(a), float(b), float(c)))
+
+    def source(self, view: View, key: int, volume: np.ndarray, labels: np.ndarray | None, z: int, k: int) -> np.ndarray:
+        """The (k, H, W) context stack of slice ``z`` as ``view`` shows it, normalised again where it masks.
+
+        ``key`` identifies the subject (its brain-only mapping is cached); intensity changes come later
+        (:meth:`change_intensity`, on the window).
+        """
+        stack = context_stack(volume, z, k)
+        if not view.masks:
+            return stack
+        ids = context_stack(np.arange(volume.shape[0]), z, k)
+        keep = self.keep(view, None if labels is None else labels[ids], ids, volume.shape)
+        mapping = self._mapping(view, key, volume, labels)
+        return np.where(keep, mapping.to_network(stack + np.float32(1.0)), np.float32(-1.0))
+
+    def _mapping(self, view: View, key: int, volume: np.ndarray, labels: np.ndarray | None) -> IntensityMapping:
+        """The source model fitted to what ``view`` keeps of the whole volume (network values + 1)."""
+        if view.box is None:  # the brain alone: the same for every slice of the subject
+            if key not in self._brain_mapping:
+                self._brain_mapping[key] = self.model.fit(np.where(brain(labels), volume + np.float32(1.0), 0))
+            return self._brain_mapping[key]
+        z0, z1, r0, r1, c0, c1 = view.box
+        region = volume[z0:z1, r0:r1, c0:c1] + np.float32(1.0)
+        if view.strip:
+            region = np.where(brain(None if labels is None else labels[z0:z1, r0:r1, c0:c1]), region, 0)
+        return self.model.fit(region)
+
+    @staticmethod
+    def keep(view: View, labels: np.ndarray | None, ids: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """Where ``view`` keeps the image on slices ``ids`` of (H, W) ``shape`` (``labels``: their label maps,
+        needed when it strips): a boolean (len(ids), H, W) array; the rest becomes background.
+        """
+        keep = brain(labels) if view.strip else np.ones((len(ids), *shape[-2:]), bool)
+        if view.box is not None:
+            z0, z1, r0, r1, c0, c1 = view.box
+            inside = np.zeros(keep.shape[1:], bool)
+            inside[r0:r1, c0:c1] = True
+            keep &= inside[None] & ((ids >= z0) & (ids < z1))[:, None, None]
+        return keep
+
+    def change_intensity(self, view: View, window: np.ndarray) -> np.ndarray:
+        """The source ``window`` (C, S, S, network units) with ``view``'s gamma, contrast and bias field.
+
+        Works on s = (x + 1) / 2 in [0, 1] (background stays 0): s ← clip(contrast · s^gamma · bias, 0, 1).
+        """
+        if view.bias is None:
+            return window
+        size_y, size_x = window.shape[-2:]
+        y, x = np.meshgrid(np.linspace(-1, 1, size_y), np.linspace(-1, 1, size_x), indexing="ij")
+        a, b, c = view.bias
+        field = np.exp(a * x + b * y + c * x * y).astype(np.float32)
+        s = np.clip((window + 1) / 2, 0, 1) ** np.float32(view.gamma) * np.float32(view.contrast) * field
+        return (np.clip(s, 0, 1) * 2 - 1).astype(np.float32)
+
+
+def brain(labels: np.ndarray | None) -> np.ndarray:
+    """Where a label map shows brain (:data:`BRAIN_LABELS`)."""
+    if labels is None:
+        raise ConfigError("skull stripping needs a label map")
+    return np.isin(labels, BRAIN_LABELS)
+
+
+def fov_box(rng: np.random.Generator, source: np.ndarray, z: int) -> tuple[int, int, int, int, int, int]:
+    """A random field-of-view box around slice ``z``: a slab of slices and a rectangle inside the head's
+    bounding box on that slice (the whole slice when it shows no head), see :data:`FOV_SIDE`.
+    """
+    half = int(rng.integers(FOV_HALF_DEPTH[0], FOV_HALF_DEPTH[1] + 1))
+    z0, z1 = max(0, z - half), min(source.shape[0], z + half + 1)
+    head = source[z] > FOREGROUND_LEVEL
+    rows, cols = np.flatnonzero(head.any(axis=1)), np.flatnonzero(head.any(axis=0))
+    if rows.size == 0:
+        rows, cols = np.arange(source.shape[1]), np.arange(source.shape[2])
+    (r0, r1), (c0, c1) = (_span(rng, int(ids[0]), int(ids[-1]) + 1) for ids in (rows, cols))
+    return z0, z1, r0, r1, c0, c1
+
+
+def _span(rng: np.random.Generator, lo: int, hi: int) -> tuple[int, int]:
+    """A random interval inside [lo, hi) whose length is a :data:`FOV_SIDE` fraction of it (at least 1)."""
+    length = max(1, int(round(rng.uniform(*FOV_SIDE) * (hi - lo))))
+    start = int(rng.integers(lo, hi - length + 1))
+    return start, start + length
+
+
+def description(cfg: DataConfig) -> dict[str, float]:
+    """The augmentation probabilities that are on (``{}`` when none), for the translator metadata."""
+    found = {
+        "skull_strip": cfg.augment_skull_strip,
+        "fov_crop": cfg.augment_fov_crop,
+        "intensity": cfg.augment_intensity,
+    }
+    return {name: float(p) for name, p in found.items() if p > 0}
