@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
 
 from napari_medtrans import cpu_features
 
@@ -21,3 +25,20 @@ def load_note(load_start: float, load_end: float) -> str:
         if shared
         else "no other jobs of note ran."
     )
+
+
+def run_process(command: list[str], log: Path, **popen: Any) -> dict[str, float]:
+    """Run ``command`` to its end with stdout and stderr in ``log`` (``popen``: e.g. ``cwd``, ``env``).
+
+    Returns its ``exit`` code, ``wall_s`` and ``cpu_s`` (user + system seconds of the process and the
+    children it waited for), the cost a report states beside a training run.
+    """
+    started = time.time()
+    with log.open("wb") as out:  # the child keeps its own descriptor
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, **popen)
+    _, status, usage = os.wait4(process.pid, 0)
+    return {
+        "exit": os.waitstatus_to_exitcode(status),
+        "wall_s": time.time() - started,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+    }

@@ -24,7 +24,6 @@ import json
 import multiprocessing
 import os
 import platform
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -41,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from _machine import load_note  # noqa: E402
+from _machine import load_note, run_process  # noqa: E402
 
 from napari_medtrans import evaluation, metrics  # noqa: E402
 from napari_medtrans.evaluation_report import write_report  # noqa: E402
@@ -244,23 +243,19 @@ def train(run: Run, recipe: dict[str, Any], work: Path, device: str) -> dict[str
         return json.loads(cost_file.read_text()) if cost_file.is_file() else {}
     if folder.exists():
         raise TrainingFailed(f"{folder} exists from another command line or an unfinished run; remove it first")
-    started, load = time.time(), os.getloadavg()[0]
+    load = os.getloadavg()[0]
     log = work / f"{run.name}.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            ["nice", "-n", "10", sys.executable, "-m", "training", *argv],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise TrainingFailed(f"training {run.name} failed (exit {process.returncode}); see {log}")
+    result = run_process(
+        ["nice", "-n", "10", sys.executable, "-m", "training", *argv],
+        log,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    if result["exit"]:
+        raise TrainingFailed(f"training {run.name} failed (exit {result['exit']}); see {log}")
     cost = {
-        "cpu_s": usage.ru_utime + usage.ru_stime,
-        "wall_s": time.time() - started,
+        "cpu_s": result["cpu_s"],
+        "wall_s": result["wall_s"],
         "load_start": load,
         "load_end": os.getloadavg()[0],
     }

@@ -51,7 +51,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 from _machine import load_note
-from evaluation_study import Q2_METHODS
+from evaluation_study import Q2_METHODS, validation_curve
 
 from napari_medtrans.confidence import SLICE_SCORES
 from napari_medtrans.inference import Translator, load_translator
@@ -164,8 +164,7 @@ def trained_translator(method: str, source: str, target: str, args: argparse.Nam
         )
         cost = {"cpu_s": round(time.process_time() - cpu, 1), "load": [load, os.getloadavg()[0]]}
         atomic_write_json(cost_file, cost)
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    curve = {m["iteration"]: round(m["val_mae_units"], 2) for m in metrics if "val_mae_units" in m}
+    curve = {iteration: round(mae, 2) for iteration, mae in validation_curve(run_dir)}
     record = {
         "cost": json.loads(cost_file.read_text()) if cost_file.exists() else None,
         "validation_mae": curve,

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._machine import load_note
+from benchmarks._machine import load_note, run_process
 from benchmarks.real_t1_normalisation import RealT1, real_t1s
 from benchmarks.regression_recipe import validation_scores
 from napari_medtrans.inference import load_translator
@@ -59,27 +59,17 @@ def train_all(names: list[str], iterations: int, lr: float, work: Path, jobs: in
     """Run the fine-tunings, ``jobs`` at a time (subprocesses); wall and CPU seconds per variant."""
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    pending, cost = list(names), {}
-    running: dict[str, tuple[subprocess.Popen[bytes], float]] = {}
-    while pending or running:
-        while pending and len(running) < jobs:
-            name = pending.pop(0)
-            command = [sys.executable, "-m", "training", *train_command(name, iterations, lr, work)]
-            with open(work / f"{name}.log", "wb") as log:  # the child keeps its own descriptor
-                running[name] = (
-                    subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT),
-                    time.time(),
-                )
-        time.sleep(5)
-        for name, (process, started) in list(running.items()):
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid == 0:
-                continue
-            del running[name]
-            if os.waitstatus_to_exitcode(status) != 0:
-                raise SystemExit(f"variant {name} failed; see {work / f'{name}.log'}")
-            cost[name] = {"wall_s": time.time() - started, "cpu_s": usage.ru_utime + usage.ru_stime}
-    return cost
+
+    def one(name: str) -> dict[str, float]:
+        command = [sys.executable, "-m", "training", *train_command(name, iterations, lr, work)]
+        return run_process(command, work / f"{name}.log", cwd=ROOT, env=env)
+
+    with ThreadPoolExecutor(jobs) as pool:
+        results = dict(zip(names, pool.map(one, names)))
+    for name, result in results.items():
+        if result["exit"]:
+            raise SystemExit(f"variant {name} failed; see {work / f'{name}.log'}")
+    return {name: {"wall_s": r["wall_s"], "cpu_s": r["cpu_s"]} for name, r in results.items()}
 
 
 def real_scores(path: Path | str, real: RealT1) -> dict[str, float]:

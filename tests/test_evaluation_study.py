@@ -109,3 +109,13 @@ def test_a_failed_run_does_not_stop_the_others(monkeypatch, tmp_path):
         "q2-cyclegan-s0": {"cpu_s": 1.0},
         "q2-cut-s0": {"cpu_s": 1.0},
     }
+
+
+def test_run_process_reports_exit_log_and_cpu(tmp_path):
+    """The benchmarks' subprocess runner: exit code, output in the log, CPU seconds of the child."""
+    from _machine import run_process
+
+    code = "import sys; sum(i * i for i in range(3_000_000)); print('trained'); sys.exit(3)"
+    result = run_process([sys.executable, "-c", code], tmp_path / "run.log", cwd=tmp_path)
+    assert result["exit"] == 3 and (tmp_path / "run.log").read_text() == "trained\n"
+    assert 0 < result["cpu_s"] <= result["wall_s"] + 0.5
