@@ -95,6 +95,10 @@ class DataConfig:
     augment_intensity: float = 0.0
     """Probability of a random gamma (0.7–1.4), global contrast (×0.8–1.25) and smooth multiplicative bias
     field (up to ±15 % per term) on the source of a training slice. 0 = off."""
+    augment_tissue_contrast: float = 0.0
+    """Probability of an independent gain (×0.87–1.15) on each brain tissue of the source of a training slice
+    (grey and white matter, CSF; needs label maps: the phantom), so the grey/white contrast varies; the target
+    is unchanged. 0 = off."""
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 A :class:`Translator` runs a loaded generator slice-wise along an axis of a
 (z, y, x) volume. Slices are normalised per batch (the source intensity model is
-fitted once per volume), padded by reflection to the network's size multiple,
+fitted once per volume), padded with air to the training window and the network's size multiple,
 translated under ``torch.inference_mode`` (optionally with bf16/fp16 autocast),
 cropped back and mapped to target units (a synthetic CT comes out in HU). A 3-D
 translator (metadata ``patch``) translates by overlapping sliding windows with
@@ -236,20 +236,37 @@ class PreparedVolume:
                 self._cache.popitem(last=False)
 
 
-def _pad(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[slice, slice]]:
-    """Pad (B, C, H, W) to a multiple of ``multiple`` (≥ 2 multiples), reflecting where possible.
+def _padded_size(n: int, multiple: int, minimum: int = 0) -> int:
+    """A side of ``n`` pixels padded to at least ``minimum`` and to a multiple of ``multiple`` (≥ 2 multiples)."""
+    return max(math.ceil(max(n, minimum) / multiple) * multiple, 2 * multiple)
 
-    Returns the padded tensor and the (row, col) slices that crop it back.
+
+def _pad(
+    x: torch.Tensor, multiple: int, *, minimum: int = 0, image_channels: int | None = None
+) -> tuple[torch.Tensor, tuple[slice, slice]]:
+    """Pad (B, C, H, W) with air, centred, as training pads its windows (see :func:`_padded_size`).
+
+    ``minimum`` is the training window: a smaller slice (a crop of the brain, a small field of view) is
+    shown to the network inside background, as no training window showed tissue from edge to edge.
+    Image channels pad with −1 (air, no signal); channels from ``image_channels`` on are a one-hot
+    label map and pad with label 0. Returns the padded tensor and the (row, col) slices that crop it back.
     """
     height, width = x.shape[-2:]
-    target = [max(math.ceil(n / multiple) * multiple, 2 * multiple) for n in (height, width)]
+    target = [_padded_size(n, multiple, minimum) for n in (height, width)]
     top, left = (target[0] - height) // 2, (target[1] - width) // 2
     bottom, right = target[0] - height - top, target[1] - width - left
     crop = (slice(top, top + height), slice(left, left + width))
     if not (top or bottom or left or right):
         return x, crop
-    mode = "reflect" if max(top, bottom) < height and max(left, right) < width else "replicate"
-    return F.pad(x, (left, right, top, bottom), mode=mode), crop
+    pads = (left, right, top, bottom)
+    padded = F.pad(x, pads, value=-1.0)
+    image_channels = x.shape[1] if image_channels is None else image_channels
+    if image_channels < x.shape[1]:
+        padded[:, image_channels:] = F.pad(x[:, image_channels:], pads, value=0.0)
+        outside = torch.ones(target, dtype=torch.bool, device=x.device)
+        outside[crop] = False
+        padded[:, image_channels, outside] = 1.0
+    return padded, crop
 
 
 def _has_dropout(module: nn.Module) -> bool:
@@ -389,8 +406,8 @@ class Translator:
     def auto_batch_size(self, height: int, width: int, network: nn.Module | None = None) -> int:
         """Slices per batch for ``height`` × ``width`` slices estimated from :data:`ACTIVATION_BUDGET`."""
         network = network or self.generator
-        multiple = network.size_multiple
-        pixels = math.ceil(height / multiple) * multiple * math.ceil(width / multiple) * multiple
+        multiple, minimum = network.size_multiple, self.metadata.size if network is self.generator else 0
+        pixels = _padded_size(height, multiple, minimum) * _padded_size(width, multiple, minimum)
         first = next((m for m in network.modules() if isinstance(m, nn.Conv2d)), None)
         channels = first.out_channels if first is not None else 1
         budget = ACTIVATION_BUDGET.get(self.device.type, ACCELERATOR_BUDGET)
@@ -571,7 +588,12 @@ class Translator:
         if uncertainty == "samples" and not self.stochastic:
             raise ValueError(f"translator {self.metadata.name!r} is deterministic; use uncertainty='tta'")
         sampling = sampling or Sampling(0, None, tuple(range(x.shape[0])))
-        x, crop = _pad(x.to(self.device), self.generator.size_multiple)
+        x, crop = _pad(
+            x.to(self.device),
+            self.generator.size_multiple,
+            minimum=self.metadata.size,
+            image_channels=self.metadata.context_slices,
+        )
         x = x.contiguous()
         # A uniform slice (all air after clipping) has features made of rounding noise that instance
         # norm amplifies; bf16 rounds differently from the fp32 the model was trained in, and its

@@ -9,8 +9,8 @@ from _training_helpers import tiny_config
 from napari_medtrans.contract import DataConfig
 from napari_medtrans.intensity import mr_median
 from napari_medtrans.phantom import generate_subject
-from napari_medtrans.phantom.anatomy import SINUS
-from training.augment import BRAIN_LABELS, SourceAugmentation, View
+from napari_medtrans.phantom.anatomy import CSF, GM, SINUS, WM
+from training.augment import BRAIN_LABELS, TISSUE_GAIN, SourceAugmentation, View
 from training.config import ConfigError
 from training.data import SliceSampler, load_cohort
 
@@ -136,8 +136,45 @@ def test_intensity_keeps_background_and_geometry():
     assert np.all(np.diff(out[1, 16, 8:24]) > 0)
 
 
+def test_tissue_contrast_scales_each_brain_tissue_and_nothing_else():
+    subject = generate_subject(3, shape=SHAPE)
+    volume = mr_median().fit(subject.t1).to_network(subject.t1)
+    augmentation = _augmentation(tissue_contrast=1)
+    view = augmentation.draw(np.random.default_rng(2), volume, 6)
+    assert view.tissue_gain is not None and len(view.tissue_gain) == len(BRAIN_LABELS)
+    assert all(TISSUE_GAIN[0] <= g <= TISSUE_GAIN[1] for g in view.tissue_gain)
+    gains = (0.9, 1.1, 1.05)  # GM, WM, CSF in BRAIN_LABELS' order
+    assert BRAIN_LABELS == (GM, WM, CSF)
+    stack = augmentation.source(View(tissue_gain=gains), 0, volume, subject.labels, 6, 3)
+    before, labels = volume[5:8], subject.labels[5:8]
+    for label, gain in zip(BRAIN_LABELS, gains):
+        inside = labels == label
+        expected = np.clip((before[inside] + 1) / 2 * gain, 0, 1) * 2 - 1
+        np.testing.assert_allclose(stack[inside], expected, atol=1e-6)
+    others = ~np.isin(labels, BRAIN_LABELS)
+    assert np.array_equal(stack[others], before[others])
+    ratio = stack[labels == GM].mean() + 1, stack[labels == WM].mean() + 1
+    assert ratio[0] / ratio[1] == pytest.approx(
+        (before[labels == GM].mean() + 1) / (before[labels == WM].mean() + 1) * 0.9 / 1.1, rel=0.02
+    )
+
+
+def test_tissue_contrast_leaves_the_target_alone(cohort):
+    def first(seed, **augment):  # no flips: both samplers pick and place the first slice alike
+        cfg = dataclasses.replace(_config(**augment), flip=False)
+        return SliceSampler(dataclasses.replace(cohort, train=cohort.train), cfg, seed).sample(1)
+
+    changed = 0
+    for seed in range(4):
+        plain, contrast = first(seed), first(seed, tissue_contrast=1)
+        assert np.array_equal(plain["target"], contrast["target"])
+        assert np.array_equal(plain["source_labels"], contrast["source_labels"])
+        changed += not np.array_equal(plain["source"], contrast["source"])
+    assert changed
+
+
 def test_augmented_sampling_is_reproducible(cohort):
-    augment = {"skull_strip": 0.5, "fov_crop": 0.5, "intensity": 0.5}
+    augment = {"skull_strip": 0.5, "fov_crop": 0.5, "intensity": 0.5, "tissue_contrast": 0.5}
     first, second = _sampler(cohort, seed=7, **augment), _sampler(cohort, seed=7, **augment)
     a, b = first.sample(4), second.sample(4)
     assert all(np.array_equal(a[k], b[k]) for k in a)
@@ -155,6 +192,10 @@ def test_options_are_checked(cohort):
         _augmentation(intensity=1.5)
     with pytest.raises(ConfigError, match="label maps"):
         SourceAugmentation(_config(skull_strip=0.5), mr_median(), aligned=True, labelled=False)
+    with pytest.raises(ConfigError, match="label maps"):
+        SourceAugmentation(_config(tissue_contrast=0.5), mr_median(), aligned=False, labelled=False)
+    with pytest.raises(ConfigError, match="probability"):
+        _augmentation(tissue_contrast=-0.1)
     with pytest.raises(ConfigError, match="paired"):
         SourceAugmentation(_config(fov_crop=0.5), mr_median(), aligned=False, labelled=True)
 

@@ -59,6 +59,28 @@ def test_pad_and_crop_any_size():
         assert torch.equal(padded[..., crop[0], crop[1]], x)
 
 
+def test_pad_reaches_training_window_with_air_and_background_labels():
+    image = torch.rand(2, 1, 20, 30) * 2 - 1
+    one_hot = torch.nn.functional.one_hot(torch.randint(0, 3, (2, 20, 30)), 3).permute(0, 3, 1, 2).float()
+    padded, crop = _pad(torch.cat([image, one_hot], 1), 8, minimum=64, image_channels=1)
+    assert padded.shape[-2:] == (64, 64)
+    assert torch.equal(padded[:, :, crop[0], crop[1]], torch.cat([image, one_hot], 1))
+    outside = torch.ones(64, 64, dtype=torch.bool)
+    outside[crop] = False
+    assert (padded[:, 0, outside] == -1).all()  # air
+    assert (padded[:, 1, outside] == 1).all() and (padded[:, 2:, outside] == 0).all()  # label 0
+
+
+def test_small_slice_is_translated_inside_air_as_in_training(resnet):
+    """A crop smaller than the training window (64²) sees the air training windows had around it."""
+    crop = torch.rand(2, 1, 20, 30) * 2 - 1
+    in_air = torch.full((2, 1, 64, 64), -1.0)
+    in_air[..., 22:42, 17:47] = crop
+    small = resnet._run(crop, "fp32", None)["image"]
+    placed = resnet._run(in_air, "fp32", None)["image"][:, 22:42, 17:47]
+    np.testing.assert_allclose(small, placed, atol=1e-3)
+
+
 @pytest.mark.parametrize("shape", [(3, 37, 50), (2, 5, 9)])
 def test_any_size_volume_keeps_shape(resnet, shape):
     array = np.random.default_rng(0).uniform(0, 500, shape).astype(np.float32)

@@ -1,7 +1,7 @@
-"""Source-side training augmentations for real T1s: skull stripping, small fields of view, intensity.
+"""Source-side training augmentations for real T1s: skull stripping, small fields of view, intensity, tissue contrast.
 
 Phantom-trained translators read tissue from the whole head around it (air, scalp, skull, brain); a
-skull-stripped template or a scan of the central brain lacks that context. Three options of
+skull-stripped template or a scan of the central brain lacks that context. Four options of
 :class:`~napari_medtrans.contract.DataConfig`, each a probability per training slice (0, the default,
 leaves the batches and the sampler's random stream exactly as without them):
 
@@ -13,6 +13,10 @@ leaves the batches and the sampler's random stream exactly as without them):
   source is normalised again on the box alone, as inference normalises a scan of that field of view.
 - ``augment_intensity``: a random gamma, global contrast and smooth multiplicative bias field on the
   source, about as large as what separates real T1s from the phantom's after normalisation.
+- ``augment_tissue_contrast``: an independent gain on each brain tissue of the source (grey and white
+  matter, CSF; needs label maps), so the grey/white contrast varies around the phantom's (its GM/WM ratio
+  is 0.68, the MNI152 template's about 0.77) and the network learns to read tissue from more than one
+  fixed intensity. The target is unchanged: the tissue, not its T1 signal, sets the CT value.
 
 Label maps follow the target: label 0 (air) wherever the target became air. Normalising again works
 on network values: every MR intensity model maps a scanner's values affinely (then clips) to [-1, 1],
@@ -22,7 +26,7 @@ cropped volume itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -43,6 +47,8 @@ CONTRAST = (0.8, 1.25)
 """Range of the global contrast factor (log-uniform): the MNI152 brain's tissues sit ×0.85 of the phantom's."""
 BIAS = 0.15
 """Largest coefficient of the smooth log bias field a·x + b·y + c·x·y over the window (x, y in [-1, 1])."""
+TISSUE_GAIN = (0.87, 1.15)
+"""Range of the gain per brain tissue (log-uniform, drawn apart): the GM/WM ratio 0.68 spans 0.51–0.90."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,8 @@ class View:
     gamma: float = 1.0
     contrast: float = 1.0
     bias: tuple[float, float, float] | None = None
+    tissue_gain: tuple[float, ...] | None = None
+    """Gain of each of :data:`BRAIN_LABELS` on the source (in their order), or None."""
 
     @property
     def masks(self) -> bool:
@@ -75,16 +83,18 @@ class SourceAugmentation:
     """
 
     def __init__(self, cfg: DataConfig, model: IntensityModel, *, aligned: bool, labelled: bool) -> None:
-        self.p_strip, self.p_box, self.p_intensity = (
+        self.p_strip, self.p_box, self.p_intensity, self.p_tissue = (
             cfg.augment_skull_strip,
             cfg.augment_fov_crop,
             cfg.augment_intensity,
+            cfg.augment_tissue_contrast,
         )
-        for name, p in zip(("skull_strip", "fov_crop", "intensity"), (self.p_strip, self.p_box, self.p_intensity)):
+        for name, p in description(cfg, every=True).items():
             if not 0 <= p <= 1:
                 raise ConfigError(f"data.augment_{name} is a probability in [0, 1], got {p}")
-        if self.p_strip > 0 and not labelled:
-            raise ConfigError("data.augment_skull_strip needs label maps of every training subject (the phantom)")
+        for name, p in (("skull_strip", self.p_strip), ("tissue_contrast", self.p_tissue)):
+            if p > 0 and not labelled:
+                raise ConfigError(f"data.augment_{name} needs label maps of every training subject (the phantom)")
         if (self.p_strip > 0 or self.p_box > 0) and not aligned:
             raise ConfigError(
                 "data.augment_skull_strip and data.augment_fov_crop change the target too: they need paired "
@@ -97,25 +107,35 @@ class SourceAugmentation:
         """The view of slice ``z`` of ``source`` (normalised, slice axis first); draws only for options that are on."""
         strip = self.p_strip > 0 and rng.random() < self.p_strip
         box = fov_box(rng, source, z) if self.p_box > 0 and rng.random() < self.p_box else None
-        if not (self.p_intensity > 0 and rng.random() < self.p_intensity):
-            return View(strip, box)
-        gamma, contrast = np.exp(rng.uniform(*np.log(GAMMA))), np.exp(rng.uniform(*np.log(CONTRAST)))
-        a, b, c = rng.uniform(-BIAS, BIAS, 3)
-        return View(strip, box, float(gamma), float(contrast), (float(a), float(b), float(c)))
+        view = View(strip, box)
+        if self.p_intensity > 0 and rng.random() < self.p_intensity:
+            gamma, contrast = np.exp(rng.uniform(*np.log(GAMMA))), np.exp(rng.uniform(*np.log(CONTRAST)))
+            a, b, c = rng.uniform(-BIAS, BIAS, 3)
+            view = replace(view, gamma=float(gamma), contrast=float(contrast), bias=(float(a), float(b), float(c)))
+        if self.p_tissue > 0 and rng.random() < self.p_tissue:
+            low, high = np.log(TISSUE_GAIN)
+            gains = np.exp(rng.uniform(low, high, len(BRAIN_LABELS)))
+            view = replace(view, tissue_gain=tuple(float(g) for g in gains))
+        return view
 
     def source(self, view: View, key: int, volume: np.ndarray, labels: np.ndarray | None, z: int, k: int) -> np.ndarray:
         """The (k, H, W) context stack of slice ``z`` as ``view`` shows it, normalised again where it masks.
 
         ``key`` identifies the subject (its brain-only mapping is cached); intensity changes come later
-        (:meth:`change_intensity`, on the window).
+        (:meth:`change_intensity`, on the window); tissue gains are applied here, where the labels are.
         """
         stack = context_stack(volume, z, k)
-        if not view.masks:
+        if not (view.masks or view.tissue_gain):
             return stack
         ids = context_stack(np.arange(volume.shape[0]), z, k)
-        keep = self.keep(view, None if labels is None else labels[ids], ids, volume.shape)
-        mapping = self._mapping(view, key, volume, labels)
-        return np.where(keep, mapping.to_network(stack + np.float32(1.0)), np.float32(-1.0))
+        stack_labels = None if labels is None else labels[ids]
+        if view.masks:
+            keep = self.keep(view, stack_labels, ids, volume.shape)
+            mapping = self._mapping(view, key, volume, labels)
+            stack = np.where(keep, mapping.to_network(stack + np.float32(1.0)), np.float32(-1.0))
+        if view.tissue_gain:
+            stack = tissue_contrast(stack, stack_labels, view.tissue_gain)
+        return stack
 
     def _mapping(self, view: View, key: int, volume: np.ndarray, labels: np.ndarray | None) -> IntensityMapping:
         """The source model fitted to what ``view`` keeps of the whole volume (network values + 1)."""
@@ -157,6 +177,17 @@ class SourceAugmentation:
         return (np.clip(s, 0, 1) * 2 - 1).astype(np.float32)
 
 
+def tissue_contrast(stack: np.ndarray, labels: np.ndarray | None, gains: tuple[float, ...]) -> np.ndarray:
+    """``stack`` (network units) with each of :data:`BRAIN_LABELS` scaled by its gain on s = (x + 1) / 2, clipped."""
+    if labels is None:
+        raise ConfigError("a tissue contrast change needs a label map")
+    factor = np.ones(stack.shape, np.float32)
+    for label, gain in zip(BRAIN_LABELS, gains):
+        factor[labels == label] = gain
+    s = np.clip((stack + 1) / 2 * factor, 0, 1)
+    return (s * 2 - 1).astype(np.float32)
+
+
 def brain(labels: np.ndarray | None) -> np.ndarray:
     """Where a label map shows brain (:data:`BRAIN_LABELS`)."""
     if labels is None:
@@ -185,11 +216,14 @@ def _span(rng: np.random.Generator, lo: int, hi: int) -> tuple[int, int]:
     return start, start + length
 
 
-def description(cfg: DataConfig) -> dict[str, float]:
-    """The augmentation probabilities that are on (``{}`` when none), for the translator metadata."""
+def description(cfg: DataConfig, *, every: bool = False) -> dict[str, float]:
+    """The augmentation probabilities that are on (``{}`` when none), for the translator metadata;
+    with ``every``, all of them.
+    """
     found = {
         "skull_strip": cfg.augment_skull_strip,
         "fov_crop": cfg.augment_fov_crop,
         "intensity": cfg.augment_intensity,
+        "tissue_contrast": cfg.augment_tissue_contrast,
     }
-    return {name: float(p) for name, p in found.items() if p > 0}
+    return {name: float(p) for name, p in found.items() if every or p > 0}
