@@ -1,9 +1,9 @@
 """Source augmentations for real T1s: fine-tune the shipped regression, score validation phantoms and real T1s.
 
-    python benchmarks/real_t1_augmentation.py [--iterations 800] [--variants all] [--jobs 2] [--score-only]
+    python benchmarks/real_t1_augmentation.py [--iterations 800] [--variants all] [--jobs 2] [--init FILE] [--score-only]
 
 Issue 18 item 2 / issue 17's MNI152 goal. Each variant of ``VARIANTS`` fine-tunes
-``sample_data/models/t1-ct-regression.safetensors`` (``--init``) with the demo recipe of
+``--init`` (default ``sample_data/models/t1-ct-regression.safetensors``) with the demo recipe of
 ``sample_data/make_demo_models.py`` (same cohort, network and normalisation) plus its ``data.augment_*``
 options (:mod:`training.augment`), ``--iterations`` long (Adam, learning rate ``--lr`` decaying linearly
 from the start), one thread per run, ``--jobs`` runs at a time (they inherit this script's niceness: start
@@ -11,7 +11,7 @@ it with ``nice -n 10``). Then every variant and the
 shipped model are scored on three VALIDATION phantom subjects (cohort seed 77, as
 ``benchmarks/regression_recipe.py``; never the test seeds 1000–1002) and on the two real T1s of
 ``benchmarks/real_t1_normalisation.py`` (MNI152 brain, grey and white matter; the ``anatomical.nii``
-crop). The real T1s are a plausibility check, not a test set: the number of variants tried is
+crop), and so is the starting translator when it is not the shipped one. The real T1s are a plausibility check, not a test set: the number of variants tried is
 printed with the results. Writes ``benchmarks/results/real_t1_augmentation.md``.
 """
 
@@ -41,27 +41,35 @@ VARIANTS: dict[str, list[str]] = {
     "all": ["data.augment_skull_strip=0.3", "data.augment_fov_crop=0.3", "data.augment_intensity=0.5"],
     "strip-fov": ["data.augment_skull_strip=0.3", "data.augment_fov_crop=0.3"],
     "heavy": ["data.augment_skull_strip=0.5", "data.augment_fov_crop=0.5", "data.augment_intensity=0.8"],
+    "all-contrast": [
+        "data.augment_skull_strip=0.3",
+        "data.augment_fov_crop=0.3",
+        "data.augment_intensity=0.5",
+        "data.augment_tissue_contrast=0.5",
+    ],
 }
 """Variant name → ``--set`` overrides on top of the shipped regression's recipe."""
 
 
-def train_command(name: str, iterations: int, lr: float, work: Path) -> list[str]:
-    """``python -m training`` arguments that fine-tune the shipped regression as variant ``name``."""
+def train_command(name: str, iterations: int, lr: float, work: Path, init: Path = SHIPPED) -> list[str]:
+    """``python -m training`` arguments that fine-tune ``init`` (a regression of the demo recipe) as variant ``name``."""
     args = [*COMMON, *MODELS["t1-ct-regression"]["args"]]
     args[args.index("--lr") + 1] = str(lr)
     for override in VARIANTS[name]:
         args += ["--set", override]
-    args += ["--init", str(SHIPPED), "--run-dir", str(work / name), "--iterations", str(iterations)]
+    args += ["--init", str(init), "--run-dir", str(work / name), "--iterations", str(iterations)]
     return [*args, "--name", f"t1-ct-regression-{name}", "--threads", "1", "--overwrite"]
 
 
-def train_all(names: list[str], iterations: int, lr: float, work: Path, jobs: int) -> dict[str, dict[str, float]]:
+def train_all(
+    names: list[str], iterations: int, lr: float, work: Path, jobs: int, init: Path = SHIPPED
+) -> dict[str, dict[str, float]]:
     """Run the fine-tunings, ``jobs`` at a time (subprocesses); wall and CPU seconds per variant."""
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
 
     def one(name: str) -> dict[str, float]:
-        command = [sys.executable, "-m", "training", *train_command(name, iterations, lr, work)]
+        command = [sys.executable, "-m", "training", *train_command(name, iterations, lr, work, init)]
         return run_process(command, work / f"{name}.log", cwd=ROOT, env=env)
 
     with ThreadPoolExecutor(jobs) as pool:
@@ -116,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--work-dir", type=Path, default=ROOT / "build" / "real_t1_augmentation")
+    parser.add_argument("--init", type=Path, default=SHIPPED, help="the translator every variant starts from")
     parser.add_argument("--score-only", action="store_true", help="score the translators already in --work-dir")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -124,10 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     load_start, start = os.getloadavg()[0], time.time()
-    cost = {} if args.score_only else train_all(names, args.iterations, args.lr, args.work_dir, args.jobs)
+    cost = {} if args.score_only else train_all(names, args.iterations, args.lr, args.work_dir, args.jobs, args.init)
     train_load = os.getloadavg()[0]
     real = real_t1s()
     models: dict[str, Path] = {"shipped t1-ct-regression": SHIPPED}
+    if args.init.resolve() != SHIPPED:
+        models[f"start: {args.init}"] = args.init
     models.update(
         {f"{name} (+{args.iterations} it)": args.work_dir / name / "translator.safetensors" for name in names}
     )
@@ -137,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         f"`python benchmarks/real_t1_augmentation.py {' '.join(argv if argv is not None else sys.argv[1:])}`"
         f" ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}).",
         "",
-        f"Each variant fine-tunes the shipped `t1-ct-regression` (`--init`) for {args.iterations} iterations at "
+        f"Each variant fine-tunes `{args.init}` (`--init`) for {args.iterations} iterations at "
         f"learning rate {args.lr} (linear decay), with the demo recipe plus its `data.augment_*` options: "
         + "; ".join(f"`{n}`: {', '.join(VARIANTS[n]) or 'no augmentation'}" for n in names)
         + f". {len(VARIANTS)} variants are defined here; these {len(names)} were run. Phantom: three VALIDATION "
