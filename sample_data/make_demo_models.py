@@ -153,14 +153,23 @@ def train_model(name: str, work: Path, scale: float, threads: int) -> dict[str, 
         shutil.rmtree(run_dir)
     argv = [*COMMON, *spec["args"], "--run-dir", str(run_dir), "--iterations", str(iterations),
             "--name", name, "--threads", str(threads)]
-    cfg = build_config(build_parser().parse_args(argv))
     start = time.time()
-    code = train(cfg)
-    wall = time.time() - start
-    if code != 0:
+    if train(build_config(build_parser().parse_args(argv))) != 0:
         raise SystemExit(f"training {name} failed; see {run_dir / 'log.txt'}")
-    return {"iterations": iterations, "wall_seconds": round(wall, 1), "command": "python -m training " + " ".join(argv),
-            "run_dir": str(run_dir)}
+    commands = ["python -m training " + " ".join(argv)]
+    for stage, tune in enumerate(spec.get("finetune", []), 1):  # each starts from the last one's translator
+        previous, run_dir = run_dir, work / f"{name}-finetune{stage}"
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        more = max(1, int(round(tune["iterations"] * scale)))
+        argv = [*COMMON, *spec["args"], *tune["args"], "--init", str(previous / "translator.safetensors"),
+                "--run-dir", str(run_dir), "--iterations", str(more), "--name", name, "--threads", str(threads)]
+        if train(build_config(build_parser().parse_args(argv))) != 0:
+            raise SystemExit(f"fine-tuning {name} failed; see {run_dir / 'log.txt'}")
+        iterations += more
+        commands.append("python -m training " + " ".join(argv))
+    return {"iterations": iterations, "wall_seconds": round(time.time() - start, 1),
+            "command": " ; then ".join(commands), "run_dir": str(run_dir)}
 
 
 def evaluate(path: Path, shape: tuple[int, int, int] = TEST_SHAPE) -> dict[str, Any]:
