@@ -111,7 +111,8 @@ def build_card(
         "training_size": data.get("subjects", data.get("source_subjects")),
         "input": input_text(metadata),
         "parameters": parameters,
-        "iterations": provenance.get("iterations"),
+        "iterations": provenance.get("total_iterations", provenance.get("iterations")),
+        "fine_tuned": provenance.get("iterations") if "init" in provenance else None,
         "deviations": deviation_texts(metadata.get("deviations")),
         "held_out": {"data": held_out_data, "metrics": numbers}
         if numbers
@@ -138,7 +139,9 @@ def card_lines(card: Mapping[str, Any]) -> list[str]:
         f"Trained on: {card.get('training_data')}",
         (
             f"Regime: {card.get('regime')}; training subjects: {card.get('training_size')}; "
-            f"iterations: {card.get('iterations')}; weights: {card.get('parameters') or 'not recorded'}"
+            f"iterations: {card.get('iterations')}"
+            + (f" (the last {card['fine_tuned']} fine-tuning an earlier translator)" if card.get("fine_tuned") else "")
+            + f"; weights: {card.get('parameters') or 'not recorded'}"
         ),
         f"Input: {card.get('input')}",
         "Deviations from the paper: " + ("; ".join(card.get("deviations") or []) or "none recorded"),

@@ -48,7 +48,13 @@ differ: the 48-subject recipe with ``--seed 1`` and ``--seed 2`` gave 0.72 and
   normalisation (``data.source_intensity=median``), Adam 1e-3 decaying from the
   start, bf16. Trained in the background of a loaded machine, stopped and
   resumed as the CPU allowed (2500 → 1600 → 2000 → 3000 → 4000 iterations; each
-  extension restarts the linear decay; the exact history is in ``results.json``).
+  extension restarts the linear decay; the exact history is in ``results.json``),
+  then fine-tuned twice with the source augmentations for real T1s (skull
+  stripping 0.3, field-of-view crops 0.3, intensity 0.5; ``training/augment.py``):
+  14 000 iterations from 5e-4, then 6000 from 2e-4, each decaying linearly to 0.
+  The second stage was chosen on validation phantoms over the same stage with
+  ``data.augment_tissue_contrast=0.5`` (46.5 vs 46.3 HU, a tie; the simpler recipe
+  ships; ``benchmarks/results/real_t1_augmentation.md``).
 - ``t1-ct-reggan``: RegGAN on misaligned pairs (level 3), registration network
   at twice the generator's learning rate (``reg_lr``); the registration
   network is saved with the translator.
@@ -82,6 +88,10 @@ COMMON = ["--size", "128", "--subjects", "16", "--batch-size", "4", "--log-every
           "--checkpoint-every", "100", "--preview-every", "100", "--set", "model.lr_decay_start=0.7",
           "--set", "data.phantom_depth=32", "--set", "data.val_slices=8"]
 
+AUGMENT_FOR_REAL_T1 = ["--set", "data.augment_skull_strip=0.3", "--set", "data.augment_fov_crop=0.3",
+                       "--set", "data.augment_intensity=0.5"]
+"""The source augmentations the regression is fine-tuned with (``benchmarks/real_t1_augmentation.py``: ``all``)."""
+
 MODELS: dict[str, dict[str, Any]] = {
     "t1-ct-resnet": {
         "iterations": 2000,
@@ -106,12 +116,14 @@ MODELS: dict[str, dict[str, Any]] = {
                  "--set", "model.critic_warmup=20", "--precision", "bf16"],
     },
     "t1-ct-regression": {
-        "iterations": 2500,
+        "iterations": 4000,
         "args": ["--method", "regression", "--phantom", "paired", "--lr", "1e-3", "--subjects", "48",
                  "--set", "model.lr_decay_start=0", "--set", "model.ngf=16", "--set", "model.depth=4",
                  "--set", "model.encoder_blocks=1", "--set", "data.context_slices=3",
                  "--set", "data.min_foreground=0", "--set", "data.source_intensity=median",
                  "--set", "val_every=250", "--precision", "bf16"],
+        "finetune": [{"iterations": 14000, "args": ["--lr", "5e-4", *AUGMENT_FOR_REAL_T1]},
+                     {"iterations": 6000, "args": ["--lr", "2e-4", *AUGMENT_FOR_REAL_T1]}],
     },
     "t1-ct-reggan": {
         "iterations": 2000,

@@ -245,3 +245,17 @@ def test_init_starts_from_a_translator_and_refuses_another_architecture(tmp_path
     )
     with pytest.raises(ConfigError, match="no.safetensors"):
         Trainer(missing)._setup()
+
+
+def test_a_fine_tuned_translator_counts_the_iterations_of_both_runs(tmp_path):
+    from napari_medtrans.checkpoint import read_metadata
+    from napari_medtrans.model_card import card_lines
+    from training.loop import train
+
+    assert train(tiny_config("regression", tmp_path / "first", iterations=2)) == 0
+    source = tmp_path / "first" / "translator.safetensors"
+    assert train(tiny_config("regression", tmp_path / "second", iterations=3, extra=["--init", str(source)])) == 0
+    metadata = read_metadata(tmp_path / "second" / "translator.safetensors")
+    assert metadata.provenance["iterations"] == 3 and metadata.provenance["total_iterations"] == 5
+    assert metadata.provenance["init"]["total_iterations"] == 2
+    assert "iterations: 5 (the last 3 fine-tuning an earlier translator)" in "\n".join(card_lines(metadata.card))

@@ -27,7 +27,7 @@ import torch
 
 import napari_medtrans
 from napari_medtrans import cpu_features
-from napari_medtrans.checkpoint import TranslatorMetadata, save_translator
+from napari_medtrans.checkpoint import CheckpointError, TranslatorMetadata, read_metadata, save_translator
 from napari_medtrans.inference import PRECISIONS
 from napari_medtrans.model_card import annotate
 from napari_medtrans.progress import Progress
@@ -578,7 +578,8 @@ class Trainer:
                 "best_val_mae": self.best,
                 "config": cfg.to_dict(),
             }
-            | self._augmentation(),
+            | self._augmentation()
+            | self._fine_tuning(),
         )
         best = (
             None
@@ -593,6 +594,20 @@ class Trainer:
             parameters=sum(p.numel() for m in method.translator_modules().values() for p in m.parameters()),
         )
         return metadata
+
+    def _fine_tuning(self) -> dict[str, Any]:
+        """When the run started from a translator (``--init``): its name and the iterations of both together."""
+        if not self.cfg.init:
+            return {}
+        try:
+            before = read_metadata(self.cfg.init)
+        except (CheckpointError, OSError):  # moved or removed since the run started
+            return {"init": {"file": str(self.cfg.init)}}
+        earlier = before.provenance.get("total_iterations", before.provenance.get("iterations"))
+        return {
+            "init": {"file": str(self.cfg.init), "name": before.name, "total_iterations": earlier},
+            "total_iterations": None if earlier is None else int(earlier) + self.iteration,
+        }
 
     def _augmentation(self) -> dict[str, Any]:
         """``{"augmentation": probabilities}`` when training augmented its sources (every paper trains without)."""
