@@ -96,9 +96,9 @@ class DataConfig:
     """Probability of a random gamma (0.7–1.4), global contrast (×0.8–1.25) and smooth multiplicative bias
     field (up to ±15 % per term) on the source of a training slice. 0 = off."""
     augment_tissue_contrast: float = 0.0
-    """Probability of an independent gain (×0.87–1.15) on each brain tissue of the source of a training slice
-    (grey and white matter, CSF; needs label maps: the phantom), so the grey/white contrast varies; the target
-    is unchanged. 0 = off."""
+    """Probability of an independent gain on each brain tissue of the source of a training slice (grey and white
+    matter, CSF: ×0.87–1.15, so the grey/white contrast varies) and on cortical bone (×0.2–1: darker than the
+    phantom's CSF-like bone, as in a real T1); needs label maps (the phantom); the target is unchanged. 0 = off."""
 
 
 @dataclass

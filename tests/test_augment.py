@@ -9,8 +9,8 @@ from _training_helpers import tiny_config
 from napari_medtrans.contract import DataConfig
 from napari_medtrans.intensity import mr_median
 from napari_medtrans.phantom import generate_subject
-from napari_medtrans.phantom.anatomy import CSF, GM, SINUS, WM
-from training.augment import BRAIN_LABELS, TISSUE_GAIN, SourceAugmentation, View
+from napari_medtrans.phantom.anatomy import BONE, CSF, GM, SINUS, WM
+from training.augment import BRAIN_LABELS, TISSUE_GAINS, SourceAugmentation, View
 from training.config import ConfigError
 from training.data import SliceSampler, load_cohort
 
@@ -136,22 +136,23 @@ def test_intensity_keeps_background_and_geometry():
     assert np.all(np.diff(out[1, 16, 8:24]) > 0)
 
 
-def test_tissue_contrast_scales_each_brain_tissue_and_nothing_else():
+def test_tissue_contrast_scales_each_brain_tissue_and_bone_and_nothing_else():
     subject = generate_subject(3, shape=SHAPE)
     volume = mr_median().fit(subject.t1).to_network(subject.t1)
     augmentation = _augmentation(tissue_contrast=1)
     view = augmentation.draw(np.random.default_rng(2), volume, 6)
-    assert view.tissue_gain is not None and len(view.tissue_gain) == len(BRAIN_LABELS)
-    assert all(TISSUE_GAIN[0] <= g <= TISSUE_GAIN[1] for g in view.tissue_gain)
-    gains = (0.9, 1.1, 1.05)  # GM, WM, CSF in BRAIN_LABELS' order
-    assert BRAIN_LABELS == (GM, WM, CSF)
+    assert view.tissue_gain is not None and len(view.tissue_gain) == len(TISSUE_GAINS)
+    assert all(lo <= g <= hi for g, (lo, hi) in zip(view.tissue_gain, TISSUE_GAINS.values()))
+    gains = (0.9, 1.1, 1.05, 0.3)  # in TISSUE_GAINS' order
+    assert list(TISSUE_GAINS) == [GM, WM, CSF, BONE]
     stack = augmentation.source(View(tissue_gain=gains), 0, volume, subject.labels, 6, 3)
     before, labels = volume[5:8], subject.labels[5:8]
-    for label, gain in zip(BRAIN_LABELS, gains):
+    assert (labels == BONE).any()
+    for label, gain in zip(TISSUE_GAINS, gains):
         inside = labels == label
         expected = np.clip((before[inside] + 1) / 2 * gain, 0, 1) * 2 - 1
         np.testing.assert_allclose(stack[inside], expected, atol=1e-6)
-    others = ~np.isin(labels, BRAIN_LABELS)
+    others = ~np.isin(labels, list(TISSUE_GAINS))
     assert np.array_equal(stack[others], before[others])
     ratio = stack[labels == GM].mean() + 1, stack[labels == WM].mean() + 1
     assert ratio[0] / ratio[1] == pytest.approx(

@@ -16,7 +16,9 @@ leaves the batches and the sampler's random stream exactly as without them):
 - ``augment_tissue_contrast``: an independent gain on each brain tissue of the source (grey and white
   matter, CSF; needs label maps), so the grey/white contrast varies around the phantom's (its GM/WM ratio
   is 0.68, the MNI152 template's about 0.77) and the network learns to read tissue from more than one
-  fixed intensity. The target is unchanged: the tissue, not its T1 signal, sets the CT value.
+  fixed intensity; and a darkening gain on cortical bone, which gives almost no T1 signal in a real scan
+  but as much as CSF in the phantom (0.39 and 0.41 of the head's median), so that the network does not
+  learn "as dark as CSF" as "bone". The target is unchanged: the tissue, not its T1 signal, sets the CT value.
 
 Label maps follow the target: label 0 (air) wherever the target became air. Normalising again works
 on network values: every MR intensity model maps a scanner's values affinely (then clips) to [-1, 1],
@@ -31,7 +33,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from napari_medtrans.intensity import IntensityMapping, IntensityModel
-from napari_medtrans.phantom.anatomy import CSF, GM, WM
+from napari_medtrans.phantom.anatomy import BONE, CSF, GM, WM
 from training.config import ConfigError, DataConfig
 from training.data import FOREGROUND_LEVEL, context_stack
 
@@ -47,8 +49,9 @@ CONTRAST = (0.8, 1.25)
 """Range of the global contrast factor (log-uniform): the MNI152 brain's tissues sit ×0.85 of the phantom's."""
 BIAS = 0.15
 """Largest coefficient of the smooth log bias field a·x + b·y + c·x·y over the window (x, y in [-1, 1])."""
-TISSUE_GAIN = (0.87, 1.15)
-"""Range of the gain per brain tissue (log-uniform, drawn apart): the GM/WM ratio 0.68 spans 0.51–0.90."""
+TISSUE_GAINS: dict[int, tuple[float, float]] = {GM: (0.87, 1.15), WM: (0.87, 1.15), CSF: (0.87, 1.15), BONE: (0.2, 1.0)}
+"""Range of the source gain per tissue (log-uniform, drawn apart): the GM/WM ratio 0.68 spans 0.51–0.90;
+cortical bone goes from the phantom's CSF-like signal down to a fifth of it."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,7 @@ class View:
     contrast: float = 1.0
     bias: tuple[float, float, float] | None = None
     tissue_gain: tuple[float, ...] | None = None
-    """Gain of each of :data:`BRAIN_LABELS` on the source (in their order), or None."""
+    """Gain of each tissue of :data:`TISSUE_GAINS` on the source (in its order), or None."""
 
     @property
     def masks(self) -> bool:
@@ -113,8 +116,8 @@ class SourceAugmentation:
             a, b, c = rng.uniform(-BIAS, BIAS, 3)
             view = replace(view, gamma=float(gamma), contrast=float(contrast), bias=(float(a), float(b), float(c)))
         if self.p_tissue > 0 and rng.random() < self.p_tissue:
-            low, high = np.log(TISSUE_GAIN)
-            gains = np.exp(rng.uniform(low, high, len(BRAIN_LABELS)))
+            low, high = np.log(np.array(list(TISSUE_GAINS.values()))).T
+            gains = np.exp(rng.uniform(low, high))
             view = replace(view, tissue_gain=tuple(float(g) for g in gains))
         return view
 
@@ -178,11 +181,11 @@ class SourceAugmentation:
 
 
 def tissue_contrast(stack: np.ndarray, labels: np.ndarray | None, gains: tuple[float, ...]) -> np.ndarray:
-    """``stack`` (network units) with each of :data:`BRAIN_LABELS` scaled by its gain on s = (x + 1) / 2, clipped."""
+    """``stack`` (network units) with each tissue of :data:`TISSUE_GAINS` scaled by its gain on s = (x + 1) / 2, clipped."""
     if labels is None:
         raise ConfigError("a tissue contrast change needs a label map")
     factor = np.ones(stack.shape, np.float32)
-    for label, gain in zip(BRAIN_LABELS, gains):
+    for label, gain in zip(TISSUE_GAINS, gains):
         factor[labels == label] = gain
     s = np.clip((stack + 1) / 2 * factor, 0, 1)
     return (s * 2 - 1).astype(np.float32)
