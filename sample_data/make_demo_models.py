@@ -53,8 +53,9 @@ differ: the 48-subject recipe with ``--seed 1`` and ``--seed 2`` gave 0.72 and
   stripping 0.3, field-of-view crops 0.3, intensity 0.5; ``training/augment.py``):
   14 000 iterations from 5e-4, then 6000 from 2e-4, each decaying linearly to 0.
   The second stage was chosen on validation phantoms over the same stage with
-  ``data.augment_tissue_contrast=0.5`` (46.5 vs 46.3 HU, a tie; the simpler recipe
-  ships; ``benchmarks/results/real_t1_augmentation.md``).
+  ``data.augment_tissue_contrast=0.5`` (46.5 vs 46.3 HU with brain tissues only, a
+  tie, so the simpler recipe ships; 47.4 HU with darkened bone too;
+  ``benchmarks/results/real_t1_augmentation.md``).
 - ``t1-ct-reggan``: RegGAN on misaligned pairs (level 3), registration network
   at twice the generator's learning rate (``reg_lr``); the registration
   network is saved with the translator.
