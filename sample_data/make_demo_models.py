@@ -49,9 +49,11 @@ differ: the 48-subject recipe with ``--seed 1`` and ``--seed 2`` gave 0.72 and
   start, bf16. Trained in the background of a loaded machine, stopped and
   resumed as the CPU allowed (2500 → 1600 → 2000 → 3000 → 4000 iterations; each
   extension restarts the linear decay; the exact history is in ``results.json``),
-  then fine-tuned twice with the source augmentations for real T1s (skull
+  then fine-tuned three times with the source augmentations for real T1s (skull
   stripping 0.3, field-of-view crops 0.3, intensity 0.5; ``training/augment.py``):
-  14 000 iterations from 5e-4, then 6000 from 2e-4, each decaying linearly to 0.
+  14 000 iterations from 5e-4, then 6000 and 12 000 from 2e-4, each decaying
+  linearly to 0. The third stage shipped because it lowered the validation
+  phantoms' MAE by more than 1 HU (46.5 → 45.0, the rule set before it ran).
   The second stage was chosen on validation phantoms over the same stage with
   ``data.augment_tissue_contrast=0.5`` (46.5 vs 46.3 HU with brain tissues only, a
   tie, so the simpler recipe ships; 47.4 HU with darkened bone too;
@@ -124,7 +126,8 @@ MODELS: dict[str, dict[str, Any]] = {
                  "--set", "data.min_foreground=0", "--set", "data.source_intensity=median",
                  "--set", "val_every=250", "--precision", "bf16"],
         "finetune": [{"iterations": 14000, "args": ["--lr", "5e-4", *AUGMENT_FOR_REAL_T1]},
-                     {"iterations": 6000, "args": ["--lr", "2e-4", *AUGMENT_FOR_REAL_T1]}],
+                     {"iterations": 6000, "args": ["--lr", "2e-4", *AUGMENT_FOR_REAL_T1]},
+                     {"iterations": 12000, "args": ["--lr", "2e-4", *AUGMENT_FOR_REAL_T1]}],
     },
     "t1-ct-reggan": {
         "iterations": 2000,
@@ -281,7 +284,8 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
             missed.append(f"{n} ({', '.join(w for w in why if w)})")
     if missed:
         lines += ["", f"Below the bar of issue 17 (MAE ≤ {GOAL_MAE:.0f} HU, no hot voxel in air, bone mean within 10 % "
-                  f"of the truth): {'; '.join(missed)}. Not retrained here for lack of CPU time."]
+                  f"of the truth): {'; '.join(missed)}. Hot voxels count the 1-voxel rim of the body "
+                  "(partial volume) too; the table gives those beyond it in brackets."]
     poor_air = [n for n, r in results["models"].items() if r["metrics"]["mean"]["air_mean_hu"] > -800]
     if poor_air:
         lines += ["", f"Warning: {', '.join(poor_air)} overestimate(s) air (mean above −800 HU) on the test subjects."]
