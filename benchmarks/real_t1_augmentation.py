@@ -31,22 +31,19 @@ from benchmarks.real_t1_normalisation import RealT1, real_t1s
 from benchmarks.regression_recipe import validation_scores
 from napari_medtrans.inference import load_translator
 from napari_medtrans.rundir import atomic_write_bytes
-from sample_data.make_demo_models import COMMON, MODELS
+from sample_data.make_demo_models import AUGMENT_FOR_REAL_T1, COMMON, MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "sample_data" / "models" / "t1-ct-regression.safetensors"
 RESULTS = Path(__file__).resolve().parent / "results" / "real_t1_augmentation.md"
+SHIPPED_AUGMENTATIONS = AUGMENT_FOR_REAL_T1[1::2]
+"""The shipped regression's fine-tuning augmentations (``make_demo_models``), without their ``--set`` flags."""
 VARIANTS: dict[str, list[str]] = {
     "none": [],  # the same fine-tuning without augmentation: what the extra iterations alone do
-    "all": ["data.augment_skull_strip=0.3", "data.augment_fov_crop=0.3", "data.augment_intensity=0.5"],
+    "all": SHIPPED_AUGMENTATIONS,
     "strip-fov": ["data.augment_skull_strip=0.3", "data.augment_fov_crop=0.3"],
     "heavy": ["data.augment_skull_strip=0.5", "data.augment_fov_crop=0.5", "data.augment_intensity=0.8"],
-    "all-contrast": [
-        "data.augment_skull_strip=0.3",
-        "data.augment_fov_crop=0.3",
-        "data.augment_intensity=0.5",
-        "data.augment_tissue_contrast=0.5",
-    ],
+    "all-contrast": [*SHIPPED_AUGMENTATIONS, "data.augment_tissue_contrast=0.5"],
 }
 """Variant name → ``--set`` overrides on top of the shipped regression's recipe."""
 
