@@ -1,7 +1,9 @@
 """The inference engine: one path for the CLI, the Python API and the viewer.
 
 A :class:`Translator` runs a loaded generator slice-wise along an axis of a
-(z, y, x) volume. Slices are normalised per batch (the source intensity model is
+(z, y, x) volume. A volume whose in-plane spacing differs from the training
+spacing is resampled to it and the outputs back (:mod:`napari_medtrans.resampling`).
+Slices are normalised per batch (the source intensity model is
 fitted once per volume), padded with air to the training window and the network's size multiple,
 translated under ``torch.inference_mode`` (optionally with bf16/fp16 autocast),
 cropped back and mapped to target units (a synthetic CT comes out in HU). A 3-D
@@ -69,6 +71,7 @@ from napari_medtrans.intensity import IntensityMapping
 from napari_medtrans.io import Volume
 from napari_medtrans.nets.registration import warp
 from napari_medtrans.registry import resolve
+from napari_medtrans.resampling import InPlaneResampling, in_plane_resampling, training_spacing
 from napari_medtrans.sliding_window import translate_slab, translate_volume_3d
 
 Precision = Literal["fp32", "bf16", "fp16"]
@@ -180,6 +183,8 @@ class PreparedVolume:
         cache_size: int = 32,
         labels: np.ndarray | None = None,
         label_classes: int = 0,
+        resampling: InPlaneResampling | None = None,
+        input_labels: np.ndarray | None = None,
     ) -> None:
         if array.ndim != 3:
             raise ValueError(f"expected a 3-D (z, y, x) array, got shape {array.shape}")
@@ -188,6 +193,10 @@ class PreparedVolume:
         self.array = array
         self.labels = labels
         """Label map (the volume's shape) appended one-hot to each slice for label-conditioned translators."""
+        self.resampling = resampling
+        """How ``array`` was resampled from the input's grid (None: it is the input)."""
+        self.input_labels = labels if resampling is None else input_labels
+        """``labels`` on the input's grid."""
         self.label_classes = label_classes
         self.axis = axis
         self.mapping = mapping
@@ -323,28 +332,58 @@ class Translator:
         """Is ``volume`` like this translator's training data? (:func:`~napari_medtrans.input_check.check_input`)."""
         return check_input(volume, self.metadata, axis=axis)
 
+    @property
+    def training_spacing(self) -> tuple[float, float] | None:
+        """In-plane (rows, cols) spacing in mm of the training slices, when recorded."""
+        return training_spacing(self.metadata.input_signature)
+
+    def resampling(
+        self, shape: tuple[int, ...], spacing: tuple[float, ...], axis: int | None = None
+    ) -> InPlaneResampling | None:
+        """How slices along ``axis`` of a volume of ``shape`` and (x, y, z) ``spacing`` in mm are resampled
+        to the training spacing (None: they are translated on their own grid).
+        """
+        along = self.metadata.slice_axis if axis is None else axis
+        return in_plane_resampling(shape, spacing, along, self.training_spacing)
+
     def prepare(
-        self, array: np.ndarray, *, axis: int | None = None, cache_size: int = 32, labels: np.ndarray | None = None
+        self,
+        array: np.ndarray,
+        *,
+        axis: int | None = None,
+        cache_size: int = 32,
+        labels: np.ndarray | None = None,
+        spacing: tuple[float, ...] | None = None,
     ) -> PreparedVolume:
         """Fit the source intensity model once; ``axis`` defaults to the model's slice axis.
 
         ``labels``: the label map of ``array`` (same shape, integers in [0, classes)), required
         by a label-conditioned translator (``metadata.label_classes`` > 0, e.g. SPADE) and
-        refused by any other.
+        refused by any other. ``spacing``: the array's (x, y, z) spacing in mm; when given and the
+        slices' in-plane spacing differs from :attr:`training_spacing`, the slices are resampled to it
+        (:mod:`napari_medtrans.resampling`) and :meth:`translate_slice` resamples its results back.
         """
         array = np.asarray(array)
         if array.ndim != 3:
             raise ValueError(f"expected a 3-D (z, y, x) array, got shape {array.shape}")
         axis = self.metadata.slice_axis if axis is None else axis
         classes = self.metadata.label_classes
+        labels = self._checked_labels(labels, array.shape, classes)
+        resampling = None if spacing is None else self.resampling(array.shape, spacing, axis)
+        input_labels = labels
+        if resampling is not None:
+            array = resampling.to_model(array)
+            labels = None if labels is None else resampling.to_model(labels, labels=True)
         return PreparedVolume(
             array,
             axis,
             self.source_model.fit(array),
             self.metadata.context_slices,
             cache_size,
-            labels=self._checked_labels(labels, array.shape, classes),
+            labels=labels,
             label_classes=classes,
+            resampling=resampling,
+            input_labels=input_labels,
         )
 
     def _checked_labels(self, labels: np.ndarray | None, shape: tuple[int, ...], classes: int) -> np.ndarray | None:
@@ -384,7 +423,7 @@ class Translator:
         steps: int | None = None,
     ) -> SliceResult:
         """Translate one slice (cached per index, precision, uncertainty and, for a stochastic
-        translator, samples, seed and steps).
+        translator, samples, seed and steps), on the input's grid when ``prepared`` was resampled.
         """
         if not 0 <= index < prepared.n_slices:
             raise IndexError(f"slice {index} out of range [0, {prepared.n_slices})")
@@ -401,7 +440,14 @@ class Translator:
             )
             result = SliceResult(**{name: value[0] if value is not None else None for name, value in out.items()})
             prepared.store(key, result)
-        return result
+        if prepared.resampling is None:
+            return result
+        back = prepared.resampling.to_input
+        return SliceResult(
+            back(result.image),
+            None if result.scale is None else back(result.scale),
+            None if result.uncertainty is None else back(result.uncertainty),
+        )
 
     def auto_batch_size(self, height: int, width: int, network: nn.Module | None = None) -> int:
         """Slices per batch for ``height`` × ``width`` slices estimated from :data:`ACTIVATION_BUDGET`."""
@@ -440,8 +486,13 @@ class Translator:
         labels: np.ndarray | None = None,
         seed: int = 0,
         steps: int | None = None,
+        resample: bool = True,
     ) -> TranslationResult:
         """Translate a whole volume in batches of slices (``batch_size`` None: measured, see :meth:`batch_key`).
+
+        A :class:`~napari_medtrans.io.Volume` whose in-plane spacing differs from the training
+        spacing is translated at the training spacing and the outputs resampled back to its grid
+        (``resample=False``: on its own grid; a bare array always is).
 
         ``progress(done, total)`` is called after each batch; when ``cancel()``
         returns true the next batch is not started and :class:`Cancelled` is raised.
@@ -459,11 +510,13 @@ class Translator:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
         array = volume.array if isinstance(volume, Volume) else volume
+        spacing = volume.spacing if isinstance(volume, Volume) and resample else None
         if self.metadata.patch is not None:  # a 3-D translator: sliding windows (batch_size: windows per batch)
             _only_scale_3d(self.metadata.name, uncertainty)
+            grid = None if spacing is None else self.resampling(np.shape(array), spacing, axis)
             found = translate_volume_3d(
                 self,
-                array,
+                array if grid is None else grid.to_model(np.asarray(array)),
                 axis=axis,
                 batch_size=batch_size or 1,
                 precision=precision,
@@ -471,8 +524,8 @@ class Translator:
                 progress=progress,
                 cancel=cancel,
             )
-            return self._masked({**found, "uncertainty": None}, mask)
-        prepared = self.prepare(array, axis=axis, cache_size=0, labels=labels)
+            return self._masked(_on_input_grid({**found, "uncertainty": None}, grid), mask)
+        prepared = self.prepare(array, axis=axis, cache_size=0, labels=labels, spacing=spacing)
         shape = prepared.array.shape
         outputs = {
             "image": np.empty(shape, np.float32),
@@ -492,7 +545,7 @@ class Translator:
                 view[start:stop] = batch[name]
             if progress is not None:
                 progress(stop, total)
-        return self._masked(outputs, mask)
+        return self._masked(_on_input_grid(outputs, prepared.resampling), mask)
 
     def _masked(self, outputs: dict[str, np.ndarray | None], mask: np.ndarray | None) -> TranslationResult:
         """The result, with the target's background (and uncertainty 0) outside ``mask`` where one is given."""
@@ -698,6 +751,15 @@ class Translator:
         if dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+
+def _on_input_grid(
+    outputs: dict[str, np.ndarray | None], resampling: InPlaneResampling | None
+) -> dict[str, np.ndarray | None]:
+    """Output volumes resampled back to the input's grid (as they are without a ``resampling``)."""
+    if resampling is None:
+        return outputs
+    return {name: None if array is None else resampling.to_input(array) for name, array in outputs.items()}
 
 
 def _only_scale_3d(name: str, uncertainty: str | None) -> None:

@@ -487,7 +487,8 @@ class TranslateWidget(QWidget):
             key=(layer.name, meta.name, precision),
             budget=budget,
         )
-        self.status_label.setText(f"{meta.name} ready on {translator.device}.")
+        grid = "" if prepared.resampling is None else f"; {prepared.resampling.describe()}"
+        self.status_label.setText(f"{meta.name} ready on {translator.device}{grid}.")
         self.input_warning.show_verdict(verdict)
         self.viewer.layers.selection.active = layer
         self.state.set_session(session)
@@ -604,7 +605,7 @@ class TranslateWidget(QWidget):
             call_limited,
             session.translator,
             "translate_volume",
-            session.volume.array,
+            session.volume,
             axis=session.axis,
             precision=self.precision_combo.currentText(),
             uncertainty=choice if choice in ("tta", "mc_dropout", "samples") else None,
@@ -612,7 +613,7 @@ class TranslateWidget(QWidget):
             seed=self.seed_spin.value(),
             progress=progress.changed.emit,
             cancel=self._cancel.is_set,
-            labels=session.prepared.labels,
+            labels=session.prepared.input_labels,
             _ignore_errors=True,
             _start_thread=False,
         )
@@ -764,7 +765,9 @@ def _load(
 ) -> tuple[Translator, PreparedVolume, napari.layers.Image, Volume, Verdict]:
     translator = load_translator(name, device=device)
     limit_torch_threads(translator)
-    prepared = translator.prepare(volume.array, axis=translator.metadata.slice_axis, labels=labels)
+    prepared = translator.prepare(
+        volume.array, axis=translator.metadata.slice_axis, labels=labels, spacing=tuple(volume.spacing)
+    )
     return translator, prepared, layer, volume, translator.check_input(volume)
 
 

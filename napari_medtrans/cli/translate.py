@@ -99,6 +99,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--strict", action="store_true", help="refuse an input that the input check finds unlike the training data"
     )
+    parser.add_argument(
+        "--keep-spacing",
+        action="store_true",
+        help="translate on the input's own grid (default: slices whose in-plane spacing differs from the "
+        "translator's training spacing are resampled to it and the outputs back)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -284,6 +290,9 @@ def _translate_one(
     target = translator.metadata.target
     volume, _ = _checked(translator, source, args.axis, args.series_uid)
     label_map = None if labels is None else _on_grid(labels, volume, "--labels")
+    grid = None if args.keep_spacing else translator.resampling(volume.array.shape, volume.spacing, args.axis)
+    if grid is not None:
+        print(f"{source}: {grid.describe()}", file=sys.stderr)
     try:
         result = translator.translate_volume(
             volume,
@@ -298,6 +307,7 @@ def _translate_one(
             progress=progress_bar(source.name),
             mask=_mask_for(mask, volume),
             labels=label_map,
+            resample=not args.keep_spacing,
         )
     except ValueError as exc:  # the engine's word on the label map: missing, not wanted, out of range
         raise CommandError(f"{source}: {exc}") from exc
