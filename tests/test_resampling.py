@@ -106,3 +106,24 @@ def test_viewer_translates_a_coarse_scan_at_the_training_spacing(make_napari_vie
     qtbot.waitUntil(lambda: (4, "fp32") in shown, timeout=30000)
     expected = load_translator(SHIPPED, device="cpu").translate_volume(coarse, batch_size=8).image[4]
     np.testing.assert_allclose(np.asarray(session.output.data[4]), expected, atol=0.05)
+
+
+def test_a_3d_translator_is_resampled_the_same_way(tmp_path):
+    from test_regression_3d import TINY_3D
+    from test_sliding_window import tiny_translator
+
+    from napari_medtrans.checkpoint import update_metadata
+    from napari_medtrans.inference import load_translator as load
+    from napari_medtrans.sliding_window import translate_volume_3d
+
+    tiny_translator(tmp_path, TINY_3D, patch=[4, 8, 8])
+    update_metadata(tmp_path / "3d.safetensors", {"input_signature": {"geometry": {"spacing": [1.0, 1.0]}}})
+    translator = load(tmp_path / "3d.safetensors", device="cpu")
+    array = np.random.default_rng(3).uniform(0, 800, (6, 10, 12)).astype(np.float32)
+    volume = Volume(array, (2.0, 2.0, 3.0), (0.0, 0.0, 0.0))
+    grid = translator.resampling(array.shape, volume.spacing)
+    assert grid is not None and grid.model_shape == (6, 20, 24)
+    result = translator.translate_volume(volume).image
+    expected = grid.to_input(translate_volume_3d(translator, grid.to_model(array))["image"])
+    np.testing.assert_allclose(result, expected, atol=1e-4)
+    assert translator.translate_slice(translator.prepare(array, spacing=volume.spacing), 2).image.shape == (10, 12)
