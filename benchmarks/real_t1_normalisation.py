@@ -1,6 +1,6 @@
 """Real T1s through the phantom-trained translators: scanner-robust normalisation and plausibility.
 
-    python benchmarks/real_t1_normalisation.py [--models t1-ct-resnet,t1-ct-regression] [--threads 1]
+    python benchmarks/real_t1_normalisation.py [--models t1-ct-resnet,t1-ct-regression,t1-ct-regression-phantom] [--threads 1]
 
 Issue 18 item 2 and the MNI152 check of issue 17. Two real T1s, both offline: nilearn's MNI152
 template (skull-stripped, 1 mm) and nibabel's ``anatomical.nii`` (a 2 mm crop of a real head's
@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="t1-ct-resnet,t1-ct-regression", help="shipped names or paths")
+    parser.add_argument(
+        "--models", default="t1-ct-resnet,t1-ct-regression,t1-ct-regression-phantom", help="shipped names or paths"
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -18,6 +18,7 @@ SHIPPED = {
     "t1-ct-reggan": "misaligned",
     "t1-ct-uapi-unpaired": "unpaired",
     "t1-ct-regression": "paired",
+    "t1-ct-regression-phantom": "paired",
 }
 
 
