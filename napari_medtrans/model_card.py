@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 PHANTOM_LIMIT = "research use only; trained on a procedural phantom"
 FOLDER_LIMIT = "research use only; not validated on patient data"
+PHANTOM_ONLY_LIMIT = (
+    "trained on phantom images only, without the source augmentations for real scans (data.augment_*): "
+    "expect wrong HU on real scans"
+)
 INTENDED_USE = (
     "research and teaching: trying translation methods on images like its training data; "
     "not for diagnosis or treatment planning"
@@ -118,7 +122,11 @@ def build_card(
         if numbers
         else {"data": None, "metrics": {}, "note": "no held-out evaluation recorded"},
         "intended_use": INTENDED_USE,
-        "limits": [PHANTOM_LIMIT if phantom else FOLDER_LIMIT, *COMMON_LIMITS],
+        "limits": [
+            PHANTOM_LIMIT if phantom else FOLDER_LIMIT,
+            *([PHANTOM_ONLY_LIMIT] if phantom and not provenance.get("augmentation") else []),
+            *COMMON_LIMITS,
+        ],
         "input_check": (
             f"signature of {signature.get('volumes')} training volumes, "
             f"threshold {signature.get('threshold')} training standard deviations"

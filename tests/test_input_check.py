@@ -28,7 +28,7 @@ from napari_medtrans.input_check import (
 )
 from napari_medtrans.intensity import ct_window, mr_percentile
 from napari_medtrans.io import Volume, read_volume, write_volume
-from napari_medtrans.model_card import PHANTOM_LIMIT, build_card, card_lines
+from napari_medtrans.model_card import PHANTOM_LIMIT, PHANTOM_ONLY_LIMIT, build_card, card_lines
 from napari_medtrans.nets import build_network
 from napari_medtrans.phantom import generate_cohort, generate_subject
 from napari_medtrans.registry import resolve
@@ -141,7 +141,9 @@ def test_card_from_metadata(metadata):
         held_out_data="seeds 1000-1002",
         parameters=1234,
     )
-    assert card["limits"][0] == PHANTOM_LIMIT
+    assert card["limits"][:2] == [PHANTOM_LIMIT, PHANTOM_ONLY_LIMIT]  # trained without augmentation for real scans
+    augmented = {**metadata.to_dict(), "provenance": {**metadata.provenance, "augmentation": {"fov_crop": 0.3}}}
+    assert PHANTOM_ONLY_LIMIT not in build_card(augmented)["limits"]
     assert card["held_out"] == {"data": "seeds 1000-1002", "metrics": {"MAE": 71.5, "SSIM": 0.89}}
     assert card["deviations"] == ["n_critic: 1, paper 5"] and card["training_size"] == 6
     lines = card_lines(card)
@@ -173,6 +175,7 @@ def test_shipped_models_carry_signature_and_card():
         in_plane = 153.6 / md.provenance["data"]["shape"][-1]  # the phantom's field of view over its columns
         assert md.input_signature["geometry"]["spacing"] == pytest.approx([in_plane, in_plane]), path
         assert md.card["limits"][0] == PHANTOM_LIMIT and md.card["held_out"]["metrics"]["MAE"] > 0
+        assert (PHANTOM_ONLY_LIMIT in md.card["limits"]) == (path.stem != "t1-ct-regression"), path
 
 
 def test_check_input_cli_json(tmp_path, capsys, held_out):
