@@ -49,6 +49,7 @@ from scipy import ndimage
 
 from napari_medtrans.intensity import IntensityModel
 from napari_medtrans.io import Volume
+from napari_medtrans.resampling import in_plane
 
 SIGNATURE_VERSION = 1
 #: Normalised value above which a voxel counts as foreground (as the trainer's slice sampler).
@@ -200,12 +201,6 @@ def _histogram_distance(histogram: Sequence[float], reference: Sequence[float]) 
 
 
 # ----------------------------------------------------------------------------- geometry
-def _in_plane(values_xyz: Sequence[float], axis: int) -> list[float]:
-    """The two in-plane entries (rows, cols) of an (x, y, z) triple for slices along array ``axis``."""
-    zyx = list(values_xyz)[::-1]
-    return [v for a, v in enumerate(zyx) if a != axis]
-
-
 def slice_plane(direction: Sequence[float], axis: int) -> str:
     """The anatomical plane of slices along array ``axis`` (normal closest to physical x, y or z)."""
     matrix = np.asarray(direction, dtype=float).reshape(3, 3)
@@ -215,10 +210,9 @@ def slice_plane(direction: Sequence[float], axis: int) -> str:
 
 def geometry_of(volume: Volume, axis: int) -> dict[str, Any]:
     """In-plane spacing (mm, rows/cols), slice shape and plane of ``volume``'s slices along ``axis``."""
-    shape = [n for a, n in enumerate(volume.array.shape) if a != axis]
     return {
-        "spacing": _in_plane(volume.spacing, axis),
-        "slice_shape": shape,
+        "spacing": list(in_plane(tuple(volume.spacing)[::-1], axis)),
+        "slice_shape": list(in_plane(volume.array.shape, axis)),
         "plane": slice_plane(volume.direction, axis),
     }
 

@@ -47,7 +47,7 @@ class InPlaneResampling:
     def to_input(self, array: np.ndarray) -> np.ndarray:
         """A volume (or one slice, 2-D) on the translator's grid, back on the input's grid (linear)."""
         if array.ndim == 2:
-            rows, cols = _in_plane(self.input_shape, self.axis)
+            rows, cols = in_plane(self.input_shape, self.axis)
             return _zoom(array[None], (1, *array.shape), (1, rows, cols), False)[0]
         return _zoom(array, self.model_shape, self.input_shape, False)
 
@@ -65,11 +65,11 @@ def in_plane_resampling(
     """
     if trained is None:
         return None
-    spacing = _in_plane(tuple(spacing_xyz[::-1]), axis)
+    spacing = in_plane(tuple(spacing_xyz[::-1]), axis)
     if all(abs(s / t - 1) <= TOLERANCE for s, t in zip(spacing, trained)):
         return None
-    in_plane = _in_plane(tuple(shape), axis)
-    sides = [max(1, round(n * s / t)) for n, s, t in zip(in_plane, spacing, trained)]
+    sizes = in_plane(tuple(shape), axis)
+    sides = [max(1, round(n * s / t)) for n, s, t in zip(sizes, spacing, trained)]
     model_shape = list(shape)
     for a, side in zip((a for a in range(3) if a != axis), sides):
         model_shape[a] = side
@@ -78,12 +78,12 @@ def in_plane_resampling(
         input_shape=(int(shape[0]), int(shape[1]), int(shape[2])),
         model_shape=(model_shape[0], model_shape[1], model_shape[2]),
         input_spacing=(float(spacing[0]), float(spacing[1])),
-        model_spacing=(in_plane[0] * spacing[0] / sides[0], in_plane[1] * spacing[1] / sides[1]),
+        model_spacing=(sizes[0] * spacing[0] / sides[0], sizes[1] * spacing[1] / sides[1]),
     )
 
 
-def _in_plane(values: tuple, axis: int) -> tuple:
-    """The two entries of a (z, y, x) triple that lie in slices along ``axis``."""
+def in_plane(values: Sequence[Any], axis: int) -> tuple:
+    """The two entries (rows, cols) of a (z, y, x) triple that lie in slices along array ``axis``."""
     return tuple(v for a, v in enumerate(values) if a != axis)
 
 
