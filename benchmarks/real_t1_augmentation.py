@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._machine import load_note, run_process
-from benchmarks.real_t1_normalisation import RealT1, real_t1s
+from benchmarks.real_t1_normalisation import HOT_HU, RealT1, in_range, real_t1s
 from benchmarks.regression_recipe import validation_scores
 from napari_medtrans.inference import load_translator
 from napari_medtrans.rundir import atomic_write_bytes
@@ -85,13 +85,13 @@ def real_scores(path: Path | str, real: RealT1) -> dict[str, float]:
     brain = out[real.brain]
     return {
         "brain_mean": float(brain.mean()),
-        "brain_in_range": float(((brain >= 0) & (brain <= 80)).mean()),
-        "brain_hot": float((brain > 300).mean()),
+        "brain_in_range": in_range(brain),
+        "brain_hot": float((brain > HOT_HU).mean()),
         "gm": float(out[real.gm].mean()),
         "wm": float(out[real.wm].mean()),
         "crop_mean": float(crop.mean()),
-        "crop_in_range": float(((crop >= 0) & (crop <= 80)).mean()),
-        "crop_hot": float((crop > 300).mean()),
+        "crop_in_range": in_range(crop),
+        "crop_hot": float((crop > HOT_HU).mean()),
     }
 
 

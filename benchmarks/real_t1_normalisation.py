@@ -46,10 +46,15 @@ ANATOMICAL = Path(str(__import__("nibabel").__file__)).parent / "tests" / "data"
 RESULTS = Path(__file__).resolve().parent / "results" / "real_t1_normalisation.md"
 
 
+def in_range(hu: np.ndarray) -> float:
+    """Share of ``hu`` in issue 18's brain range, 0–80 HU."""
+    return float(((hu >= 0) & (hu <= 80)).mean())
+
+
 def stats(hu: np.ndarray) -> str:
     return (
         f"{hu.mean():.0f} | {np.median(hu):.0f} | {np.percentile(hu, 5):.0f} to {np.percentile(hu, 95):.0f} | "
-        f"{100 * ((hu >= 0) & (hu <= 80)).mean():.0f} % | {hot(hu)}"
+        f"{100 * in_range(hu):.0f} % | {hot(hu)}"
     )
 
 
@@ -78,7 +83,7 @@ def model_grid(translator: Translator, real: RealT1) -> str:
     brain, gm, wm = (grid.to_model(mask, labels=True) for mask in (real.brain, real.gm, real.wm))
     inside = out[brain]
     return (
-        f"brain mean {inside.mean():.0f} HU, {100 * ((inside >= 0) & (inside <= 80)).mean():.0f} % in 0–80 HU, "
+        f"brain mean {inside.mean():.0f} HU, {100 * in_range(inside):.0f} % in 0–80 HU, "
         f"{hot(inside)} above {HOT_HU:.0f} HU; " + grey_white(out, gm, wm)
     )
 
@@ -113,7 +118,7 @@ def phantom_truth_lines() -> list[str]:
 
 @dataclass
 class RealT1:
-    """The two real T1s at the training spacing: the MNI152 template with its masks, and the crop."""
+    """The two real T1s on their own grids: the MNI152 template with its masks (1 mm), and the crop (2 mm)."""
 
     mni: Volume
     brain: np.ndarray
