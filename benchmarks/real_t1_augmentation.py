@@ -44,6 +44,8 @@ VARIANTS: dict[str, list[str]] = {
     "strip-fov": ["data.augment_skull_strip=0.3", "data.augment_fov_crop=0.3"],
     "heavy": ["data.augment_skull_strip=0.5", "data.augment_fov_crop=0.5", "data.augment_intensity=0.8"],
     "all-contrast": [*SHIPPED_AUGMENTATIONS, "data.augment_tissue_contrast=0.5"],
+    "pools": [*SHIPPED_AUGMENTATIONS, "data.augment_csf_pools=0.5"],
+    "pools-contrast": [*SHIPPED_AUGMENTATIONS, "data.augment_tissue_contrast=0.5", "data.augment_csf_pools=0.5"],
 }
 """Variant name → ``--set`` overrides on top of the shipped regression's recipe."""
 

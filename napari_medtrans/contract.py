@@ -99,6 +99,10 @@ class DataConfig:
     """Probability of an independent gain on each brain tissue of the source of a training slice (grey and white
     matter, CSF: ×0.87–1.15, so the grey/white contrast varies) and on cortical bone (×0.2–1: darker than the
     phantom's CSF-like bone, as in a real T1); needs label maps (the phantom); the target is unchanged. 0 = off."""
+    augment_csf_pools: float = 0.0
+    """Probability that one to three ellipsoids deep in the brain become CSF in source, target and labels, like
+    the enlarged ventricles and basal cisterns of a real brain (the subject's own CSF values; needs label maps
+    and paired data: the phantom; see :mod:`training.augment`). 0 = off."""
 
 
 @dataclass

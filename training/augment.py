@@ -1,7 +1,7 @@
-"""Source-side training augmentations for real T1s: skull stripping, small fields of view, intensity, tissue contrast.
+"""Training augmentations for real T1s: skull stripping, small fields of view, intensity, tissue contrast, CSF pools.
 
 Phantom-trained translators read tissue from the whole head around it (air, scalp, skull, brain); a
-skull-stripped template or a scan of the central brain lacks that context. Four options of
+skull-stripped template or a scan of the central brain lacks that context. Five options of
 :class:`~napari_medtrans.contract.DataConfig`, each a probability per training slice (0, the default,
 leaves the batches and the sampler's random stream exactly as without them):
 
@@ -19,6 +19,11 @@ leaves the batches and the sampler's random stream exactly as without them):
   fixed intensity; and a darkening gain on cortical bone, which gives almost no T1 signal in a real scan
   but as much as CSF in the phantom (0.39 and 0.41 of the head's median), so that the network does not
   learn "as dark as CSF" as "bone". The target is unchanged: the tissue, not its T1 signal, sets the CT value.
+- ``augment_csf_pools``: one to three ellipsoids deep in the brain become CSF in source, target and labels
+  (needs label maps and paired data), as enlarged ventricles and basal cisterns do in a real brain. The
+  phantom's ventricles are small and its only dark midline structures are the sinuses, so a real T1's
+  third ventricle and cisterns came out as bone and air. A pool takes the subject's own CSF value and
+  noise (median and robust spread of its CSF, in source and target) and the phantom's partial-volume blur.
 
 Label maps follow the target: label 0 (air) wherever the target became air. Normalising again works
 on network values: every MR intensity model maps a scanner's values affinely (then clips) to [-1, 1],
@@ -31,11 +36,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
+from scipy import ndimage
 
 from napari_medtrans.intensity import IntensityMapping, IntensityModel
 from napari_medtrans.phantom.anatomy import BONE, CSF, GM, WM
+from napari_medtrans.phantom.render import blur
 from training.config import ConfigError, DataConfig
-from training.data import FOREGROUND_LEVEL, context_stack
+from training.data import FOREGROUND_LEVEL, Subject, context_stack
 
 BRAIN_LABELS = (GM, WM, CSF)
 """Phantom labels a skull-stripped T1 keeps."""
@@ -52,6 +59,15 @@ BIAS = 0.15
 TISSUE_GAINS: dict[int, tuple[float, float]] = {GM: (0.87, 1.15), WM: (0.87, 1.15), CSF: (0.87, 1.15), BONE: (0.2, 1.0)}
 """Range of the source gain per tissue (log-uniform, drawn apart): the GM/WM ratio 0.68 spans 0.51–0.90;
 cortical bone goes from the phantom's CSF-like signal down to a fifth of it."""
+POOLS = (1, 3)
+"""Fewest and most CSF pools of one view."""
+POOL_SEMI_AXES = ((0.75, 2.5), (1.5, 12.0), (1.5, 12.0))
+"""Range of a pool's semi-axes (slices, rows, columns; voxels, log-uniform, drawn apart): at the phantom's
+4 × 1.2 × 1.2 mm, 3–10 mm through the slices and 2–14 mm in-plane (slits to round pools)."""
+POOL_DEPTH = 5.0
+"""Least in-plane distance (voxels) of a pool's centre from the brain's edge."""
+Pool = tuple[float, float, float, float, float, float]
+"""A CSF pool: centre (slice, row, column) and semi-axes, in voxels."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +84,10 @@ class View:
     bias: tuple[float, float, float] | None = None
     tissue_gain: tuple[float, ...] | None = None
     """Gain of each tissue of :data:`TISSUE_GAINS` on the source (in its order), or None."""
+    pools: tuple[Pool, ...] = ()
+    """CSF pools painted into source, target and labels (:meth:`SourceAugmentation.with_pools`)."""
+    pool_seed: int = 0
+    """Seed of the pools' noise."""
 
     @property
     def masks(self) -> bool:
@@ -79,35 +99,39 @@ class SourceAugmentation:
     """Draws and applies :class:`View` s for the slices of a :class:`~training.data.SliceSampler`.
 
     Args:
-        cfg: data options (the three ``augment_*`` probabilities).
+        cfg: data options (the ``augment_*`` probabilities).
         model: the source's intensity model (how inference normalises a volume).
         aligned: the cohort pairs each source with its own anatomy's target.
         labelled: every training subject has label maps.
     """
 
     def __init__(self, cfg: DataConfig, model: IntensityModel, *, aligned: bool, labelled: bool) -> None:
-        self.p_strip, self.p_box, self.p_intensity, self.p_tissue = (
+        self.p_strip, self.p_box, self.p_intensity, self.p_tissue, self.p_pools = (
             cfg.augment_skull_strip,
             cfg.augment_fov_crop,
             cfg.augment_intensity,
             cfg.augment_tissue_contrast,
+            cfg.augment_csf_pools,
         )
         for name, p in description(cfg, every=True).items():
             if not 0 <= p <= 1:
                 raise ConfigError(f"data.augment_{name} is a probability in [0, 1], got {p}")
-        for name, p in (("skull_strip", self.p_strip), ("tissue_contrast", self.p_tissue)):
+        for name, p in (("skull_strip", self.p_strip), ("tissue_contrast", self.p_tissue), ("csf_pools", self.p_pools)):
             if p > 0 and not labelled:
                 raise ConfigError(f"data.augment_{name} needs label maps of every training subject (the phantom)")
-        if (self.p_strip > 0 or self.p_box > 0) and not aligned:
+        if (self.p_strip > 0 or self.p_box > 0 or self.p_pools > 0) and not aligned:
             raise ConfigError(
-                "data.augment_skull_strip and data.augment_fov_crop change the target too: they need paired "
-                "(or misaligned) data"
+                "data.augment_skull_strip, data.augment_fov_crop and data.augment_csf_pools change the target too: "
+                "they need paired (or, the first two, misaligned) data"
             )
         self.model = model
         self._brain_mapping: dict[int, IntensityMapping] = {}
+        self._csf: dict[int, tuple[tuple[float, float], tuple[float, float]]] = {}
 
-    def draw(self, rng: np.random.Generator, source: np.ndarray, z: int) -> View:
-        """The view of slice ``z`` of ``source`` (normalised, slice axis first); draws only for options that are on."""
+    def draw(self, rng: np.random.Generator, source: np.ndarray, z: int, labels: np.ndarray | None = None) -> View:
+        """The view of slice ``z`` of ``source`` (normalised, slice axis first; ``labels``: its label map, needed
+        for CSF pools); draws only for options that are on.
+        """
         strip = self.p_strip > 0 and rng.random() < self.p_strip
         box = fov_box(rng, source, z) if self.p_box > 0 and rng.random() < self.p_box else None
         view = View(strip, box)
@@ -119,7 +143,36 @@ class SourceAugmentation:
             low, high = np.log(np.array(list(TISSUE_GAINS.values()))).T
             gains = np.exp(rng.uniform(low, high))
             view = replace(view, tissue_gain=tuple(float(g) for g in gains))
+        if self.p_pools > 0 and rng.random() < self.p_pools:
+            view = replace(view, pools=csf_pools(rng, labels, z), pool_seed=int(rng.integers(2**31)))
         return view
+
+    def with_pools(self, view: View, key: int, subject: Subject) -> Subject:
+        """``subject`` with ``view``'s CSF pools in its source, target and labels (itself when there are none).
+
+        ``key`` identifies the subject (its CSF statistics are cached); ``truth`` is left as it was.
+        """
+        if not view.pools:
+            return subject
+        labels = subject.source_labels
+        if labels is None or subject.source is None or subject.target is None:
+            raise ConfigError("CSF pools need a subject with source, target and label maps")
+        if key not in self._csf:
+            if subject.target_labels is None or not np.array_equal(labels, subject.target_labels):
+                raise ConfigError(f"data.augment_csf_pools needs paired data; {subject.name}'s target is moved")
+            self._csf[key] = (csf_statistics(subject.source, labels), csf_statistics(subject.target, labels))
+        (slices, rows, cols), share = pool_share(view.pools, labels)
+        rng = np.random.default_rng(view.pool_seed)
+        images = []
+        for image, (value, spread) in zip((subject.source, subject.target), self._csf[key]):
+            out = image.copy()
+            part = out[slices, rows, cols]
+            fill = value + spread * rng.standard_normal(part.shape).astype(np.float32)
+            out[slices, rows, cols] = part + share * (fill - part)
+            images.append(out)
+        pooled = labels.copy()
+        pooled[slices, rows, cols] = np.where(share >= 0.5, CSF, pooled[slices, rows, cols])
+        return replace(subject, source=images[0], target=images[1], source_labels=pooled, target_labels=pooled)
 
     def source(self, view: View, key: int, volume: np.ndarray, labels: np.ndarray | None, z: int, k: int) -> np.ndarray:
         """The (k, H, W) context stack of slice ``z`` as ``view`` shows it, normalised again where it masks.
@@ -198,6 +251,49 @@ def brain(labels: np.ndarray | None) -> np.ndarray:
     return np.isin(labels, BRAIN_LABELS)
 
 
+def csf_pools(rng: np.random.Generator, labels: np.ndarray | None, z: int) -> tuple[Pool, ...]:
+    """:data:`POOLS` random pools centred on slice ``z`` at least :data:`POOL_DEPTH` inside the brain of
+    ``labels`` (none when the slice shows too little brain), semi-axes drawn from :data:`POOL_SEMI_AXES`.
+    """
+    depth = ndimage.distance_transform_edt(brain(None if labels is None else labels[z]))
+    rows, cols = np.nonzero(depth >= POOL_DEPTH)
+    if rows.size == 0:
+        return ()
+    low, high = np.log(np.array(POOL_SEMI_AXES)).T
+    picks = rng.integers(rows.size, size=int(rng.integers(POOLS[0], POOLS[1] + 1)))
+    return tuple(
+        (float(z), float(rows[p]), float(cols[p]), *(float(a) for a in np.exp(rng.uniform(low, high)))) for p in picks
+    )
+
+
+def pool_share(pools: tuple[Pool, ...], labels: np.ndarray) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+    """The box around ``pools`` (with room for the blur) and, in it, the share of each voxel that is pool:
+    the ellipsoids inside the brain of ``labels``, blurred as the phantom renders (float32 in [0, 1]).
+    """
+    centres, semi = np.array(pools)[:, :3], np.array(pools)[:, 3:]
+    low = np.maximum(np.floor(centres - semi).min(axis=0).astype(int) - 2, 0)
+    high = np.minimum(np.ceil(centres + semi).max(axis=0).astype(int) + 3, labels.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+    grid = np.ogrid[box]
+    inside = np.zeros(tuple(b - a for a, b in zip(low, high)), bool)
+    for centre, axes in zip(centres, semi):
+        inside |= sum(((g - c) / a) ** 2 for g, c, a in zip(grid, centre, axes)) < 1
+    return box, blur((inside & brain(labels[box])).astype(np.float32))  # type: ignore[return-value]
+
+
+def csf_statistics(image: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Median and robust spread (1.4826 × the median absolute deviation) of ``image`` in the CSF of ``labels``
+    away from other tissues (the CSF label eroded in-plane by one voxel, or all of it when that leaves none).
+    """
+    csf = labels == CSF
+    core = ndimage.binary_erosion(csf, structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool))
+    values = image[core if core.any() else csf]
+    if values.size == 0:
+        raise ConfigError("CSF pools need a label map with CSF")
+    median = float(np.median(values))
+    return median, float(1.4826 * np.median(np.abs(values - median)))
+
+
 def fov_box(rng: np.random.Generator, source: np.ndarray, z: int) -> tuple[int, int, int, int, int, int]:
     """A random field-of-view box around slice ``z``: a slab of slices and a rectangle inside the head's
     bounding box on that slice (the whole slice when it shows no head), see :data:`FOV_SIDE`.
@@ -228,5 +324,6 @@ def description(cfg: DataConfig, *, every: bool = False) -> dict[str, float]:
         "fov_crop": cfg.augment_fov_crop,
         "intensity": cfg.augment_intensity,
         "tissue_contrast": cfg.augment_tissue_contrast,
+        "csf_pools": cfg.augment_csf_pools,
     }
     return {name: float(p) for name, p in found.items() if every or p > 0}

@@ -294,7 +294,8 @@ class SliceSampler:
         for _ in range(batch_size):
             i, z = self.source_index[self.rng.integers(len(self.source_index))]
             subject = self.sources[i]
-            view = augmentation.draw(self.rng, subject.source, z)
+            view = augmentation.draw(self.rng, subject.source, z, subject.source_labels)
+            subject = augmentation.with_pools(view, i, subject)
             src = augmentation.source(view, i, subject.source, subject.source_labels, z, k)
             top, left = self._offset(src.shape[1:])
             flip = cfg.flip and self.rng.random() < 0.5
