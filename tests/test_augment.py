@@ -10,7 +10,15 @@ from napari_medtrans.contract import DataConfig
 from napari_medtrans.intensity import mr_median
 from napari_medtrans.phantom import generate_subject
 from napari_medtrans.phantom.anatomy import BONE, CSF, GM, SINUS, WM
-from training.augment import BRAIN_LABELS, TISSUE_GAINS, SourceAugmentation, View
+from training.augment import (
+    BRAIN_LABELS,
+    POOL_DEPTH,
+    TISSUE_GAINS,
+    SourceAugmentation,
+    View,
+    csf_statistics,
+    pool_share,
+)
 from training.config import ConfigError
 from training.data import SliceSampler, load_cohort
 
@@ -174,8 +182,61 @@ def test_tissue_contrast_leaves_the_target_alone(cohort):
     assert changed
 
 
+def test_csf_pools_turn_deep_brain_into_the_subjects_csf_in_source_target_and_labels(cohort):
+    augmentation = _augmentation(csf_pools=1)
+    subject = cohort.train[0]
+    labels = subject.source_labels
+    z = int(np.argmax([np.isin(labels[i], BRAIN_LABELS).sum() for i in range(SHAPE[0])]))
+    view = augmentation.draw(np.random.default_rng(3), subject.source, z, labels)
+    assert 1 <= len(view.pools) <= 3
+    for centre_z, row, col, *_ in view.pools:
+        assert centre_z == z and labels[z, int(row), int(col)] in BRAIN_LABELS
+    source, target = subject.source.copy(), subject.target.copy()
+    pooled = augmentation.with_pools(view, 0, subject)
+    assert np.array_equal(subject.source, source) and np.array_equal(subject.target, target)  # copies
+    new = pooled.source_labels != labels
+    assert new.any() and np.all(pooled.source_labels[new] == CSF) and np.all(np.isin(labels[new], BRAIN_LABELS))
+    assert pooled.target_labels is pooled.source_labels
+    box, share = pool_share(view.pools, labels)
+    assert share.max() <= 1 and np.all((share >= 0.5) <= (pooled.source_labels[box] == CSF))
+    for image, before in ((pooled.source, subject.source), (pooled.target, subject.target)):
+        changed = image != before
+        assert np.all(changed[box][share >= 0.5]) and not changed[box][share == 0].any()
+        changed[box] = False
+        assert not changed.any()  # nothing outside the pools' box
+    for image, before in ((pooled.source, subject.source), (pooled.target, subject.target)):
+        value, spread = csf_statistics(before, labels)
+        assert abs(np.median(image[new]) - value) < max(3 * spread, 0.02)
+    value, _ = csf_statistics(subject.source, labels)  # in T1 the pools were brighter brain (in CT a few HU apart)
+    assert np.median(subject.source[new]) - value > 5 * abs(np.median(pooled.source[new]) - value)
+    assert augmentation.with_pools(View(), 0, subject) is subject
+
+
+def test_csf_pools_stay_deep_in_the_brain_and_need_paired_labels(cohort):
+    augmentation = _augmentation(csf_pools=1)
+    subject = cohort.train[1]
+    from scipy import ndimage
+
+    for seed in range(5):
+        z = 6
+        view = augmentation.draw(np.random.default_rng(seed), subject.source, z, subject.source_labels)
+        depth = ndimage.distance_transform_edt(np.isin(subject.source_labels[z], BRAIN_LABELS))
+        assert all(depth[int(r), int(c)] >= POOL_DEPTH for _, r, c, *_ in view.pools)
+    moved = dataclasses.replace(subject, target_labels=np.roll(subject.source_labels, 3, axis=2))
+    view = View(pools=((6.0, 32.0, 32.0, 1.0, 4.0, 4.0),))
+    with pytest.raises(ConfigError, match="paired"):
+        augmentation.with_pools(view, 1, moved)
+
+
+def test_csf_pools_in_batches(cohort):
+    batch = _sampler(cohort, seed=2, csf_pools=1).sample(6)
+    assert np.array_equal(batch["source_labels"], batch["target_labels"])
+    plain = _sampler(cohort, seed=2).sample(6)
+    assert (batch["target_labels"] == CSF).mean() > (plain["target_labels"] == CSF).mean()
+
+
 def test_augmented_sampling_is_reproducible(cohort):
-    augment = {"skull_strip": 0.5, "fov_crop": 0.5, "intensity": 0.5, "tissue_contrast": 0.5}
+    augment = {"skull_strip": 0.5, "fov_crop": 0.5, "intensity": 0.5, "tissue_contrast": 0.5, "csf_pools": 0.5}
     first, second = _sampler(cohort, seed=7, **augment), _sampler(cohort, seed=7, **augment)
     a, b = first.sample(4), second.sample(4)
     assert all(np.array_equal(a[k], b[k]) for k in a)

@@ -260,10 +260,13 @@ def csf_pools(rng: np.random.Generator, labels: np.ndarray | None, z: int) -> tu
     if rows.size == 0:
         return ()
     low, high = np.log(np.array(POOL_SEMI_AXES)).T
-    picks = rng.integers(rows.size, size=int(rng.integers(POOLS[0], POOLS[1] + 1)))
-    return tuple(
-        (float(z), float(rows[p]), float(cols[p]), *(float(a) for a in np.exp(rng.uniform(low, high)))) for p in picks
-    )
+    pools = []
+    for pick in rng.integers(rows.size, size=int(rng.integers(POOLS[0], POOLS[1] + 1))):
+        depth_axis, row_axis, col_axis = np.exp(rng.uniform(low, high))
+        pools.append(
+            (float(z), float(rows[pick]), float(cols[pick]), float(depth_axis), float(row_axis), float(col_axis))
+        )
+    return tuple(pools)
 
 
 def pool_share(pools: tuple[Pool, ...], labels: np.ndarray) -> tuple[tuple[slice, slice, slice], np.ndarray]:
