@@ -328,9 +328,11 @@ class Translator:
         return _has_dropout(self.generator)
 
     # ----------------------------------------------------------------- public API
-    def check_input(self, volume: Volume | np.ndarray, *, axis: int | None = None) -> Verdict:
-        """Is ``volume`` like this translator's training data? (:func:`~napari_medtrans.input_check.check_input`)."""
-        return check_input(volume, self.metadata, axis=axis)
+    def check_input(self, volume: Volume | np.ndarray, *, axis: int | None = None, resample: bool = True) -> Verdict:
+        """Is ``volume`` like this translator's training data, as it sees it (``resample``: at the training
+        spacing, see :meth:`translate_volume`)? (:func:`~napari_medtrans.input_check.check_input`).
+        """
+        return check_input(volume, self.metadata, axis=axis, resample=resample)
 
     @property
     def training_spacing(self) -> tuple[float, float] | None:

@@ -49,7 +49,7 @@ from scipy import ndimage
 
 from napari_medtrans.intensity import IntensityModel
 from napari_medtrans.io import Volume
-from napari_medtrans.resampling import in_plane
+from napari_medtrans.resampling import in_plane, in_plane_resampling, training_spacing
 
 SIGNATURE_VERSION = 1
 #: Normalised value above which a voxel counts as foreground (as the trainer's slice sampler).
@@ -337,8 +337,13 @@ def _pair(values: Sequence[float], kind: str = ".3g") -> str:
     return " × ".join(format(v if kind != "d" else int(v), kind) for v in values)
 
 
-def check_input(volume: Volume | np.ndarray, metadata: Any, *, axis: int | None = None) -> Verdict:
-    """Compare ``volume`` with the training data of the translator described by ``metadata``.
+def check_input(
+    volume: Volume | np.ndarray, metadata: Any, *, axis: int | None = None, resample: bool = True
+) -> Verdict:
+    """Compare ``volume`` with the training data of the translator described by ``metadata``, as the
+    translator sees it: a :class:`~napari_medtrans.io.Volume` whose in-plane spacing differs from the
+    training spacing is checked resampled to it, as the engine translates it (``resample=False``: on its
+    own grid, as ``medtrans translate --keep-spacing`` translates it).
 
     ``metadata`` is a :class:`~napari_medtrans.checkpoint.TranslatorMetadata`;
     ``axis`` the slice axis (default: the translator's). A bare array is checked
@@ -350,6 +355,11 @@ def check_input(volume: Volume | np.ndarray, metadata: Any, *, axis: int | None 
         raise ValueError(f"the input check needs a 3-D (z, y, x) volume, got shape {array.shape}")
     axis = metadata.slice_axis if axis is None else axis
     signature = getattr(metadata, "input_signature", None) or {}
+    if isinstance(volume, Volume) and resample:
+        grid = in_plane_resampling(array.shape, volume.spacing, axis, training_spacing(signature))
+        if grid is not None:
+            volume = grid.model_volume(volume)
+            array = volume.array
     rules: list[str] = []
     measured: dict[str, tuple[float, str]] = {}
     if isinstance(volume, Volume):

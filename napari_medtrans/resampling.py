@@ -12,11 +12,13 @@ is kept: the new pixels tile the same extent (``scipy.ndimage.zoom`` with ``grid
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
+
+from napari_medtrans.io import Volume
 
 TOLERANCE = 0.01
 """Relative in-plane spacing difference below which a volume is translated on its own grid."""
@@ -43,6 +45,22 @@ class InPlaneResampling:
     def to_model(self, array: np.ndarray, *, labels: bool = False) -> np.ndarray:
         """A volume on the input's grid, on the translator's grid (``labels``: nearest neighbour)."""
         return _zoom(array, self.input_shape, self.model_shape, labels)
+
+    def model_volume(self, volume: Volume) -> Volume:
+        """``volume`` (of the input's shape) on the translator's grid: the array resampled, the in-plane
+        spacing the model's and the origin moved by half the change of a pixel (the extent is kept).
+        """
+        spacing_zyx = list(volume.spacing[::-1])
+        for axis, model in zip((a for a in range(3) if a != self.axis), self.model_spacing):
+            spacing_zyx[axis] = model
+        new_spacing = np.array(spacing_zyx[::-1])
+        shift = np.reshape(volume.direction, (3, 3)) @ ((new_spacing - np.array(volume.spacing)) / 2)
+        return replace(
+            volume,
+            array=self.to_model(volume.array),
+            spacing=tuple(new_spacing.tolist()),
+            origin=tuple((np.array(volume.origin) + shift).tolist()),
+        )
 
     def to_input(self, array: np.ndarray) -> np.ndarray:
         """A volume (or one slice, 2-D) on the translator's grid, back on the input's grid (linear)."""

@@ -123,9 +123,34 @@ def test_label_map_and_wrong_axis_are_flagged(metadata, held_out):
     assert labels.ood and labels.distances["flat_fraction"] > 1
     v = held_out.volume("t1")
     swapped = Volume(v.array.transpose(1, 0, 2), (v.spacing[0], v.spacing[2], v.spacing[1]), v.origin)
-    verdict = check_input(swapped, metadata)
-    assert verdict.ood and verdict.distances["spacing"] > 1
-    assert any(r.startswith("in-plane spacing 8 × 2.4 mm") for r in verdict.reasons)
+    kept = check_input(swapped, metadata, resample=False)  # on its own grid (``--keep-spacing``)
+    assert kept.ood and kept.distances["spacing"] > 1
+    assert any(r.startswith("in-plane spacing 8 × 2.4 mm") for r in kept.reasons)
+    seen = check_input(swapped, metadata)  # as the engine sees it: resampled to 1.2 mm, stretched along one axis
+    assert seen.ood and seen.distances["spacing"] < 0.05 and seen.distances["anisotropy"] > 1
+    assert seen.reasons[0].startswith("row/column gradient ratio")
+
+
+def test_a_coarse_scan_is_checked_at_the_training_spacing(metadata, held_out, tmp_path, capsys):
+    """The engine resamples a 2.4 mm scan to the training 1.2 mm: the check looks at that, so the spacing is no
+    reason, but the blur of upsampling is (the translator sees a smoother image than it learnt on)."""
+    v = held_out.volume("t1")
+    z, rows, cols = v.array.shape
+    array = v.array.reshape(z, rows // 2, 2, cols // 2, 2).mean((2, 4)).astype(np.float32)
+    coarse = Volume(array, (2 * v.spacing[0], 2 * v.spacing[1], v.spacing[2]), v.origin, v.direction)
+    seen, kept = check_input(coarse, metadata), check_input(coarse, metadata, resample=False)
+    assert kept.distances["spacing"] == pytest.approx(1.0) and seen.distances["spacing"] < 0.01
+    assert seen.distances["field_of_view"] < 0.01
+    assert seen.ood and not any("spacing" in r for r in seen.reasons)
+    assert {"gradient", "noise"} & {name for name, d in seen.distances.items() if d > 1}
+    path = tmp_path / "coarse.nii.gz"
+    write_volume(coarse, path)
+    reasons = []
+    for flags in ([], ["--keep-spacing"]):
+        assert main(["check-input", str(path), "--model", "t1-ct-resnet", "--json", *flags]) == 1
+        reasons.append(" ".join(json.loads(capsys.readouterr().out)[0]["reasons"]))
+    side = f"{coarse.spacing[0]:.3g}"
+    assert "in-plane spacing" not in reasons[0] and f"in-plane spacing {side} × {side} mm" in reasons[1]
 
 
 def test_translator_without_signature_checks_the_header_only(metadata, held_out):

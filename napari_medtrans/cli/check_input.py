@@ -28,6 +28,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("inputs", nargs="+", metavar="FILE", help="volume files or DICOM folders")
     parser.add_argument("--model", required=True, help="translator name (see `medtrans models`) or path")
     parser.add_argument("--json", action="store_true", help="print a JSON list of verdicts")
+    parser.add_argument(
+        "--keep-spacing",
+        action="store_true",
+        help="check on the input's own grid, as `medtrans translate --keep-spacing` translates it (default: "
+        "resampled in-plane to the training spacing, as translation sees it)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -43,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             volume = read_volume(path)
         except VolumeReadError as exc:
             raise CommandError(str(exc)) from exc
-        verdict = check_input(volume, metadata)
+        verdict = check_input(volume, metadata, resample=not args.keep_spacing)
         verdicts.append(verdict.to_dict(path))
         if not args.json:
             print(f"{path}: {verdict.summary()}")

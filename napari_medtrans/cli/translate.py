@@ -223,15 +223,13 @@ def _mask_for(mask: Volume | None, volume: Volume) -> np.ndarray | None:
     return None if mask is None else _on_grid(mask, volume, "--mask") != 0
 
 
-def _checked(
-    translator: Translator, source: Path, axis: int | None, series_uid: str | None = None
-) -> tuple[Volume, Verdict]:
-    """Read ``source`` and print the input check's verdict on it."""
+def _checked(translator: Translator, source: Path, args: argparse.Namespace) -> tuple[Volume, Verdict]:
+    """Read ``source`` and print the input check's verdict on it (at the spacing it will be translated at)."""
     try:
-        volume = read_volume(source, series_uid=series_uid)
+        volume = read_volume(source, series_uid=args.series_uid)
     except VolumeReadError as exc:
         raise CommandError(str(exc)) from exc
-    verdict = translator.check_input(volume, axis=axis)
+    verdict = translator.check_input(volume, axis=args.axis, resample=not args.keep_spacing)
     print(f"{source}: {verdict.summary()}", file=sys.stderr)
     return volume, verdict
 
@@ -259,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
         refused = [
             f"{source}: " + "; ".join(verdict.reasons)
             for source, _, _ in plan
-            if (verdict := _checked(translator, source, args.axis, args.series_uid)[1]).ood
+            if (verdict := _checked(translator, source, args)[1]).ood
         ]
         if refused:
             raise CommandError("refused by --strict: " + " | ".join(refused))
@@ -288,7 +286,7 @@ def _translate_one(
 ) -> None:
     """Read, check, translate and write one input (replacing a claimed placeholder)."""
     target = translator.metadata.target
-    volume, _ = _checked(translator, source, args.axis, args.series_uid)
+    volume, _ = _checked(translator, source, args)
     label_map = None if labels is None else _on_grid(labels, volume, "--labels")
     grid = None if args.keep_spacing else translator.resampling(volume.array.shape, volume.spacing, args.axis)
     if grid is not None:
