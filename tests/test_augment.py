@@ -13,7 +13,9 @@ from napari_medtrans.phantom.anatomy import BONE, CSF, GM, SINUS, WM
 from training.augment import (
     BRAIN_LABELS,
     POOL_DEPTH,
+    POOL_GAP,
     TISSUE_GAINS,
+    Pool,
     SourceAugmentation,
     View,
     csf_statistics,
@@ -189,8 +191,7 @@ def test_csf_pools_turn_deep_brain_into_the_subjects_csf_in_source_target_and_la
     z = int(np.argmax([np.isin(labels[i], BRAIN_LABELS).sum() for i in range(SHAPE[0])]))
     view = augmentation.draw(np.random.default_rng(3), subject.source, z, labels)
     assert 1 <= len(view.pools) <= 3
-    for centre_z, row, col, *_ in view.pools:
-        assert centre_z == z and labels[z, int(row), int(col)] in BRAIN_LABELS
+    assert all(pool.centre[0] == z for pool in view.pools)
     source, target = subject.source.copy(), subject.target.copy()
     pooled = augmentation.with_pools(view, 0, subject)
     assert np.array_equal(subject.source, source) and np.array_equal(subject.target, target)  # copies
@@ -212,20 +213,48 @@ def test_csf_pools_turn_deep_brain_into_the_subjects_csf_in_source_target_and_la
     assert augmentation.with_pools(View(), 0, subject) is subject
 
 
-def test_csf_pools_stay_deep_in_the_brain_and_need_paired_labels(cohort):
-    augmentation = _augmentation(csf_pools=1)
-    subject = cohort.train[1]
+def test_csf_pools_lie_deep_in_the_brain_alone_or_as_mirrored_pairs_and_need_paired_labels(cohort):
     from scipy import ndimage
 
-    for seed in range(5):
-        z = 6
-        view = augmentation.draw(np.random.default_rng(seed), subject.source, z, subject.source_labels)
-        depth = ndimage.distance_transform_edt(np.isin(subject.source_labels[z], BRAIN_LABELS))
-        assert all(depth[int(r), int(c)] >= POOL_DEPTH for _, r, c, *_ in view.pools)
+    augmentation = _augmentation(csf_pools=1)
+    subject, z = cohort.train[1], 6
+    depth = ndimage.distance_transform_edt(np.isin(subject.source_labels[z], BRAIN_LABELS))
+    deep_cols = np.nonzero(depth >= POOL_DEPTH)[1]
+    midline = (deep_cols.min() + deep_cols.max()) / 2
+    singles = pairs = 0
+    for seed in range(12):
+        pools = list(augmentation.draw(np.random.default_rng(seed), subject.source, z, subject.source_labels).pools)
+        while pools:
+            pool = pools.pop()
+            twin = pool.mirrored(midline)
+            if twin in pools:  # a pair: the twin was drawn first; a wall of POOL_GAP between them
+                pools.remove(twin)
+                wall = 2 * (abs(pool.centre[2] - midline) - pool.reach[2])
+                assert POOL_GAP[0] - 1e-9 <= wall <= POOL_GAP[1] + 1e-9
+                pairs += 1
+            else:
+                assert depth[int(pool.centre[1]), int(pool.centre[2])] >= POOL_DEPTH
+                singles += 1
+    assert singles and pairs
     moved = dataclasses.replace(subject, target_labels=np.roll(subject.source_labels, 3, axis=2))
-    view = View(pools=((6.0, 32.0, 32.0, 1.0, 4.0, 4.0),))
+    view = View(pools=(Pool((6.0, 32.0, 32.0), (1.0, 4.0, 4.0)),))
     with pytest.raises(ConfigError, match="paired"):
         augmentation.with_pools(view, 1, moved)
+
+
+def test_pool_shape_turns_and_mirrors():
+    grid = np.ogrid[0:3, 0:40, 0:41]
+    upright = Pool((1.0, 20.0, 14.0), (1.5, 9.3, 3.3))
+    turned = Pool((1.0, 20.0, 14.0), (1.5, 3.3, 9.3), np.pi / 2)
+    assert np.array_equal(upright.inside(grid), turned.inside(grid))
+    assert upright.reach == pytest.approx((1.5, 9.3, 3.3)) and turned.reach == pytest.approx((1.5, 9.3, 3.3))
+    oblique = Pool((1.0, 20.0, 14.0), (1.5, 9.0, 3.0), 0.4)
+    assert np.array_equal(oblique.mirrored(20.0).inside(grid), oblique.inside(grid)[..., ::-1])
+    assert oblique.mirrored(20.0).mirrored(20.0) == oblique
+    rows, cols = np.nonzero(oblique.inside(grid)[1])
+    reach = oblique.reach
+    assert np.abs(rows - 20).max() <= reach[1] and np.abs(cols - 14).max() <= reach[2]
+    assert np.abs(rows - 20).max() > reach[1] - 1.5 and np.abs(cols - 14).max() > reach[2] - 1.5
 
 
 def test_csf_pools_in_batches(cohort):

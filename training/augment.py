@@ -19,11 +19,13 @@ leaves the batches and the sampler's random stream exactly as without them):
   fixed intensity; and a darkening gain on cortical bone, which gives almost no T1 signal in a real scan
   but as much as CSF in the phantom (0.39 and 0.41 of the head's median), so that the network does not
   learn "as dark as CSF" as "bone". The target is unchanged: the tissue, not its T1 signal, sets the CT value.
-- ``augment_csf_pools``: one to three ellipsoids deep in the brain become CSF in source, target and labels
-  (needs label maps and paired data), as enlarged ventricles and basal cisterns do in a real brain. The
-  phantom's ventricles are small and its only dark midline structures are the sinuses, so a real T1's
-  third ventricle and cisterns came out as bone and air. A pool takes the subject's own CSF value and
-  noise (median and robust spread of its CSF, in source and target) and the phantom's partial-volume blur.
+- ``augment_csf_pools``: one to three ellipsoids deep in the brain, turned in-plane and half of them as
+  mirrored pairs either side of the midline, become CSF in source, target and labels (needs label maps
+  and paired data), as enlarged ventricles and basal cisterns do in a real brain. The phantom's
+  ventricles are small, its only dark midline structures are the sinuses, and a grey band between two
+  dark ones is its skull (marrow between two tables), so a real T1's third ventricle, cisterns and septum
+  came out as bone and air. A pool takes the subject's own CSF value and noise (median and robust spread
+  of its CSF, in source and target) and the phantom's partial-volume blur.
 
 Label maps follow the target: label 0 (air) wherever the target became air. Normalising again works
 on network values: every MR intensity model maps a scanner's values affinely (then clips) to [-1, 1],
@@ -33,6 +35,7 @@ cropped volume itself.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -66,8 +69,45 @@ POOL_SEMI_AXES = ((0.75, 2.5), (1.5, 12.0), (1.5, 12.0))
 4 × 1.2 × 1.2 mm, 3–10 mm through the slices and 2–14 mm in-plane (slits to round pools)."""
 POOL_DEPTH = 5.0
 """Least in-plane distance (voxels) of a pool's centre from the brain's edge."""
-Pool = tuple[float, float, float, float, float, float]
-"""A CSF pool: centre (slice, row, column) and semi-axes, in voxels."""
+POOL_ANGLE = np.pi / 4
+"""Largest in-plane rotation of a pool (radians, drawn uniformly either way)."""
+POOL_PAIRED = 0.5
+"""Probability that a pool comes with its mirror image across the brain's midline, a thin wall of brain
+between them, as the lateral ventricles lie either side of the septum (a grey band between two dark
+spaces is otherwise only ever the phantom's skull: marrow between two tables)."""
+POOL_GAP = (1.0, 5.0)
+"""Range of the wall between the pools of a pair (voxels, uniform)."""
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A CSF pool: an ellipsoid with ``centre`` (slice, row, column) and ``semi_axes`` (slices, rows, columns)
+    in voxels, turned by ``angle`` (radians) in the slice plane.
+    """
+
+    centre: tuple[float, float, float]
+    semi_axes: tuple[float, float, float]
+    angle: float = 0.0
+
+    @property
+    def reach(self) -> tuple[float, float, float]:
+        """Half the extent of the pool along slices, rows and columns."""
+        z, a, b = self.semi_axes
+        c, s = abs(np.cos(self.angle)), abs(np.sin(self.angle))
+        return z, float(np.hypot(a * c, b * s)), float(np.hypot(a * s, b * c))
+
+    def mirrored(self, column: float) -> Pool:
+        """This pool reflected across the column ``column`` (rows and slices kept)."""
+        z, row, col = self.centre
+        return Pool((z, row, 2 * column - col), self.semi_axes, -self.angle)
+
+    def inside(self, grid: Sequence[np.ndarray]) -> np.ndarray:
+        """Where the open grid ``grid`` (slices, rows, columns; voxel indices) lies inside the pool."""
+        (z, row, col), (az, a, b) = self.centre, self.semi_axes
+        c, s = np.cos(self.angle), np.sin(self.angle)
+        dr, dc = grid[1] - row, grid[2] - col
+        u, v = dr * c + dc * s, dc * c - dr * s
+        return ((grid[0] - z) / az) ** 2 + (u / a) ** 2 + (v / b) ** 2 < 1
 
 
 @dataclass(frozen=True)
@@ -253,19 +293,30 @@ def brain(labels: np.ndarray | None) -> np.ndarray:
 
 def csf_pools(rng: np.random.Generator, labels: np.ndarray | None, z: int) -> tuple[Pool, ...]:
     """:data:`POOLS` random pools centred on slice ``z`` at least :data:`POOL_DEPTH` inside the brain of
-    ``labels`` (none when the slice shows too little brain), semi-axes drawn from :data:`POOL_SEMI_AXES`.
+    ``labels`` (none when the slice shows too little brain), semi-axes drawn from :data:`POOL_SEMI_AXES`,
+    turned by up to :data:`POOL_ANGLE`; each, with probability :data:`POOL_PAIRED`, moved beside the brain's
+    midline (the middle of its columns on slice ``z``) with its mirror image on the other side.
     """
-    depth = ndimage.distance_transform_edt(brain(None if labels is None else labels[z]))
-    rows, cols = np.nonzero(depth >= POOL_DEPTH)
+    inside = brain(None if labels is None else labels[z])
+    rows, cols = np.nonzero(ndimage.distance_transform_edt(inside) >= POOL_DEPTH)
     if rows.size == 0:
         return ()
+    midline = (cols.min() + cols.max()) / 2
     low, high = np.log(np.array(POOL_SEMI_AXES)).T
-    pools = []
+    pools: list[Pool] = []
     for pick in rng.integers(rows.size, size=int(rng.integers(POOLS[0], POOLS[1] + 1))):
-        depth_axis, row_axis, col_axis = np.exp(rng.uniform(low, high))
-        pools.append(
-            (float(z), float(rows[pick]), float(cols[pick]), float(depth_axis), float(row_axis), float(col_axis))
+        axes = np.exp(rng.uniform(low, high))
+        pool = Pool(
+            (float(z), float(rows[pick]), float(cols[pick])),
+            (float(axes[0]), float(axes[1]), float(axes[2])),
+            float(rng.uniform(-POOL_ANGLE, POOL_ANGLE)),
         )
+        if rng.random() < POOL_PAIRED:
+            side = 1.0 if pool.centre[2] >= midline else -1.0
+            offset = pool.reach[2] + rng.uniform(*POOL_GAP) / 2
+            pool = Pool((pool.centre[0], pool.centre[1], float(midline + side * offset)), pool.semi_axes, pool.angle)
+            pools.append(pool.mirrored(midline))
+        pools.append(pool)
     return tuple(pools)
 
 
@@ -273,14 +324,14 @@ def pool_share(pools: tuple[Pool, ...], labels: np.ndarray) -> tuple[tuple[slice
     """The box around ``pools`` (with room for the blur) and, in it, the share of each voxel that is pool:
     the ellipsoids inside the brain of ``labels``, blurred as the phantom renders (float32 in [0, 1]).
     """
-    centres, semi = np.array(pools)[:, :3], np.array(pools)[:, 3:]
-    low = np.maximum(np.floor(centres - semi).min(axis=0).astype(int) - 2, 0)
-    high = np.minimum(np.ceil(centres + semi).max(axis=0).astype(int) + 3, labels.shape)
+    centres, reach = np.array([p.centre for p in pools]), np.array([p.reach for p in pools])
+    low = np.maximum(np.floor(centres - reach).min(axis=0).astype(int) - 2, 0)
+    high = np.minimum(np.ceil(centres + reach).max(axis=0).astype(int) + 3, labels.shape)
     box = tuple(slice(int(a), int(b)) for a, b in zip(low, high))
     grid = np.ogrid[box]
     inside = np.zeros(tuple(b - a for a, b in zip(low, high)), bool)
-    for centre, axes in zip(centres, semi):
-        inside |= sum(((g - c) / a) ** 2 for g, c, a in zip(grid, centre, axes)) < 1
+    for pool in pools:
+        inside |= pool.inside(grid)
     return box, blur((inside & brain(labels[box])).astype(np.float32))  # type: ignore[return-value]
 
 
