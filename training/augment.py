@@ -295,7 +295,7 @@ def csf_pools(rng: np.random.Generator, labels: np.ndarray | None, z: int) -> tu
     """:data:`POOLS` random pools centred on slice ``z`` at least :data:`POOL_DEPTH` inside the brain of
     ``labels`` (none when the slice shows too little brain), semi-axes drawn from :data:`POOL_SEMI_AXES`,
     turned by up to :data:`POOL_ANGLE`; each, with probability :data:`POOL_PAIRED`, moved beside the brain's
-    midline (the middle of its columns on slice ``z``) with its mirror image on the other side.
+    midline (the middle of the columns of its deep part on slice ``z``) with its mirror image on the other side.
     """
     inside = brain(None if labels is None else labels[z])
     rows, cols = np.nonzero(ndimage.distance_transform_edt(inside) >= POOL_DEPTH)
