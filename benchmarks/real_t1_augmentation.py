@@ -46,6 +46,7 @@ VARIANTS: dict[str, list[str]] = {
     "all-contrast": [*SHIPPED_AUGMENTATIONS, "data.augment_tissue_contrast=0.5"],
     "pools": [*SHIPPED_AUGMENTATIONS, "data.augment_csf_pools=0.5"],
     "pools-contrast": [*SHIPPED_AUGMENTATIONS, "data.augment_tissue_contrast=0.5", "data.augment_csf_pools=0.5"],
+    "pools-contrast-often": [*SHIPPED_AUGMENTATIONS, "data.augment_tissue_contrast=0.5", "data.augment_csf_pools=0.8"],
 }
 """Variant name → ``--set`` overrides on top of the shipped regression's recipe."""
 
