@@ -31,13 +31,14 @@ from benchmarks.real_t1_normalisation import HOT_HU, RIM_VOXELS, RealT1, in_rang
 from benchmarks.regression_recipe import validation_scores
 from napari_medtrans.inference import load_translator
 from napari_medtrans.rundir import atomic_write_bytes
-from sample_data.make_demo_models import AUGMENT_FOR_REAL_T1, COMMON, MODELS
+from sample_data.make_demo_models import AUGMENT_FOR_REAL_T1, COMMON, MODELS, POOLS_FOR_REAL_T1
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "sample_data" / "models" / "t1-ct-regression.safetensors"
 RESULTS = Path(__file__).resolve().parent / "results" / "real_t1_augmentation.md"
 SHIPPED_AUGMENTATIONS = AUGMENT_FOR_REAL_T1[1::2]
-"""The shipped regression's fine-tuning augmentations (``make_demo_models``), without their ``--set`` flags."""
+"""The augmentations of every fine-tuning stage of the shipped regression (``make_demo_models``), without their
+``--set`` flags; its last stage adds ``POOLS_FOR_REAL_T1`` (variant ``pools-contrast``)."""
 VARIANTS: dict[str, list[str]] = {
     "none": [],  # the same fine-tuning without augmentation: what the extra iterations alone do
     "all": SHIPPED_AUGMENTATIONS,
@@ -45,7 +46,7 @@ VARIANTS: dict[str, list[str]] = {
     "heavy": ["data.augment_skull_strip=0.5", "data.augment_fov_crop=0.5", "data.augment_intensity=0.8"],
     "all-contrast": [*SHIPPED_AUGMENTATIONS, "data.augment_tissue_contrast=0.5"],
     "pools": [*SHIPPED_AUGMENTATIONS, "data.augment_csf_pools=0.5"],
-    "pools-contrast": [*SHIPPED_AUGMENTATIONS, "data.augment_tissue_contrast=0.5", "data.augment_csf_pools=0.5"],
+    "pools-contrast": [*SHIPPED_AUGMENTATIONS, *POOLS_FOR_REAL_T1[1::2]],
     "pools-contrast-often": [*SHIPPED_AUGMENTATIONS, "data.augment_tissue_contrast=0.5", "data.augment_csf_pools=0.8"],
 }
 """Variant name → ``--set`` overrides on top of the shipped regression's recipe."""

@@ -119,7 +119,10 @@ COMMON = ["--size", "128", "--subjects", "16", "--batch-size", "4", "--log-every
 
 AUGMENT_FOR_REAL_T1 = ["--set", "data.augment_skull_strip=0.3", "--set", "data.augment_fov_crop=0.3",
                        "--set", "data.augment_intensity=0.5"]
-"""The source augmentations the regression is fine-tuned with (``benchmarks/real_t1_augmentation.py``: ``all``)."""
+"""The source augmentations of every fine-tuning stage of the regression (``benchmarks/real_t1_augmentation.py``:
+``all``)."""
+POOLS_FOR_REAL_T1 = ["--set", "data.augment_tissue_contrast=0.5", "--set", "data.augment_csf_pools=0.5"]
+"""What the regression's fourth fine-tuning stage adds to them (``real_t1_augmentation.py``: ``pools-contrast``)."""
 
 MODELS: dict[str, dict[str, Any]] = {
     "t1-ct-resnet": {
@@ -155,9 +158,7 @@ MODELS: dict[str, dict[str, Any]] = {
         "finetune": [{"iterations": 14000, "args": ["--lr", "5e-4", *AUGMENT_FOR_REAL_T1]},
                      {"iterations": 6000, "args": ["--lr", "2e-4", *AUGMENT_FOR_REAL_T1]},
                      {"iterations": 12000, "args": ["--lr", "2e-4", *AUGMENT_FOR_REAL_T1]},
-                     {"iterations": 12000, "args": ["--lr", "2e-4", *AUGMENT_FOR_REAL_T1,
-                                                    "--set", "data.augment_tissue_contrast=0.5",
-                                                    "--set", "data.augment_csf_pools=0.5"]}],
+                     {"iterations": 12000, "args": ["--lr", "2e-4", *AUGMENT_FOR_REAL_T1, *POOLS_FOR_REAL_T1]}],
     },
     "t1-ct-regression-phantom": {
         "iterations": 23596,
