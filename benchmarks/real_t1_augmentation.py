@@ -12,7 +12,8 @@ shipped model are scored on three VALIDATION phantom subjects (cohort seed 77, a
 ``benchmarks/regression_recipe.py``; never the test seeds 1000–1002) and on the two real T1s of
 ``benchmarks/real_t1_normalisation.py`` (MNI152 brain, grey and white matter; the ``anatomical.nii``
 crop), and so is the starting translator when it is not the shipped one. The real T1s are a plausibility check, not a test set: the number of variants tried is
-printed with the results. Writes ``benchmarks/results/real_t1_augmentation.md``.
+printed with the results. Writes ``--out`` (default ``benchmarks/results/real_t1_augmentation.md``, replaced:
+earlier rounds were gathered there by hand, each with its command).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._machine import load_note, run_process
-from benchmarks.real_t1_normalisation import HOT_HU, RIM_VOXELS, RealT1, in_range, real_t1s
+from benchmarks.real_t1_normalisation import COLD_HU, HOT_HU, RIM_VOXELS, RealT1, in_range, real_t1s
 from benchmarks.regression_recipe import validation_scores
 from napari_medtrans.inference import load_translator
 from napari_medtrans.rundir import atomic_write_bytes
@@ -92,6 +93,7 @@ def real_scores(path: Path | str, real: RealT1) -> dict[str, float]:
         "brain_in_range": in_range(brain),
         "brain_hot": float((brain > HOT_HU).mean()),
         "interior_hot": float((out[real.brain_interior] > HOT_HU).sum()),
+        "interior_cold": float((out[real.brain_interior] < COLD_HU).sum()),
         "gm": float(out[real.gm].mean()),
         "wm": float(out[real.wm].mean()),
         "crop_mean": float(crop.mean()),
@@ -130,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=ROOT / "build" / "real_t1_augmentation")
     parser.add_argument("--init", type=Path, default=SHIPPED, help="the translator every variant starts from")
     parser.add_argument("--score-only", action="store_true", help="score the translators already in --work-dir")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="the Markdown report (replaced)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     names = [n for n in args.variants.split(",") if n]
@@ -164,15 +167,15 @@ def main(argv: list[str] | None = None) -> int:
         "GM 25–55, WM 15–45, GM > WM (issue 17); the phantom not worse than the shipped model.",
         "",
         "| model | val MAE (HU) | val hot voxels | val bone (truth) | MNI brain mean | in 0–80 | > 300 HU "
-        "| interior > 300 HU | GM | WM | crop mean | crop in 0–80 | crop > 300 HU | goals met |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| interior > 300 HU | interior < −100 HU | GM | WM | crop mean | crop in 0–80 | crop > 300 HU | goals met |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, path in models.items():
         v, r = validation_scores(path), real_scores(path, real)
         lines.append(
             f"| {label} | {v['mae']:.1f} | {v['hot_voxels']:.0f} | {v['bone_mean']:.0f} ({v['true_bone_mean']:.0f}) | "
             f"{r['brain_mean']:.0f} | {100 * r['brain_in_range']:.0f} % | {100 * r['brain_hot']:.2f} % | "
-            f"{r['interior_hot']:.0f} | {r['gm']:.0f} | {r['wm']:.0f} | {r['crop_mean']:.0f} | "
+            f"{r['interior_hot']:.0f} | {r['interior_cold']:.0f} | {r['gm']:.0f} | {r['wm']:.0f} | {r['crop_mean']:.0f} | "
             f"{100 * r['crop_in_range']:.0f} % | {100 * r['crop_hot']:.2f} % ({r['crop_hot_voxels']:.0f}) | "
             f"{verdict(r)} |"
         )
@@ -182,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", f"Training (1 thread each, {args.jobs} at a time): {runs}."]
     lines += ["", f"{time.time() - start:.0f} s in all. " + load_note(load_start, train_load), ""]
     text = "\n".join(lines)
-    atomic_write_bytes(RESULTS, text.encode())
+    atomic_write_bytes(args.out, text.encode())
     print(text)
     return 0
 

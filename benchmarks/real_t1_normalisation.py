@@ -42,6 +42,8 @@ RIM_VOXELS = 2
 """Depth of a brain mask's outer rim (voxels, 3-D erosion); the rest is its interior."""
 HOT_HU = 300.0
 """Issue 18: no brain voxel above this (bone-level HU)."""
+COLD_HU = -100.0
+"""Below this a brain voxel reads as air or fat, not tissue: the failure opposite to :data:`HOT_HU`."""
 ANATOMICAL = Path(str(__import__("nibabel").__file__)).parent / "tests" / "data" / "anatomical.nii"
 RESULTS = Path(__file__).resolve().parent / "results" / "real_t1_normalisation.md"
 
@@ -54,13 +56,18 @@ def in_range(hu: np.ndarray) -> float:
 def stats(hu: np.ndarray) -> str:
     return (
         f"{hu.mean():.0f} | {np.median(hu):.0f} | {np.percentile(hu, 5):.0f} to {np.percentile(hu, 95):.0f} | "
-        f"{100 * in_range(hu):.0f} % | {hot(hu)}"
+        f"{100 * in_range(hu):.0f} % | {hot(hu)} | {cold(hu)}"
     )
 
 
 def hot(hu: np.ndarray) -> str:
     """Voxels of ``hu`` above :data:`HOT_HU`: count and share."""
     return f"{(hu > HOT_HU).sum()} ({100 * (hu > HOT_HU).mean():.2f} %)"
+
+
+def cold(hu: np.ndarray) -> str:
+    """Voxels of ``hu`` below :data:`COLD_HU`: count and share."""
+    return f"{(hu < COLD_HU).sum()} ({100 * (hu < COLD_HU).mean():.2f} %)"
 
 
 def grey_white(out: np.ndarray, gm: np.ndarray, wm: np.ndarray) -> str:
@@ -163,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start, start = os.getloadavg()[0], time.time()
     real = real_t1s()
     brain, gm, wm = real.brain, real.gm, real.wm
-    header = "| region | mean | median | 5–95 % | in 0–80 HU | voxels > 300 HU |"
+    header = f"| region | mean | median | 5–95 % | in 0–80 HU | voxels > {HOT_HU:.0f} HU | voxels < {COLD_HU:.0f} HU |"
     lines = [
         "# Real T1s through phantom-trained translators",
         "",
@@ -176,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "grids (MNI152 1 mm, crop 2 mm). HU in the MNI152 brain, grey-matter (GM mask minus "
         "WM mask) and white-matter masks, and in the whole crop. No ground truth: a plausibility check. Goals: "
         "brain 0–80 HU with no voxel above 300 HU (issue 18); GM 25–55 HU, WM 15–45 HU, GM > WM (issue 17). "
+        f"Voxels below {COLD_HU:.0f} HU read as air or fat: holes in the brain. "
         f"The brain's interior: more than {RIM_VOXELS} voxels (mm) inside its mask; the "
         "rim is where the phantom's true CT itself has bone HU (last section).",
         "",
@@ -189,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             f"## {name} (normalisation: {kind})",
             "",
             header,
-            "|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|",
             f"| MNI152 brain | {stats(out[brain])} |",
             f"| MNI152 brain interior | {stats(out[real.brain_interior])} |",
             f"| MNI152 grey matter | {stats(out[gm])} |",
