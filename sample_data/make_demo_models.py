@@ -72,7 +72,8 @@ differ: the 48-subject recipe with ``--seed 1`` and ``--seed 2`` gave 0.72 and
   Not shipped: the same augmentations as a fine-tuning of ``t1-ct-regression-phantom`` (12 000 iterations
   from 2e-4) reach 40.0 HU on the validation phantoms (41.9 HU held out, against 48.3), but paint air-like
   holes into the MNI152 white matter (44 657 brain-interior voxels below −100 HU, the shipped model 1190);
-  with tissue contrast and CSF pools, and a further 12 000 iterations with them, 40.4 HU and 13 639.
+  with tissue contrast and CSF pools, and a further 12 000 iterations with them, 40.4 HU and 13 639; a
+  third such stage 40.2 HU and 874, a candidate not yet evaluated on the held-out test phantoms.
 - ``t1-ct-regression-phantom``: the same network and loss as ``t1-ct-regression`` without the augmentations
   for real T1s: the hour-long time-to-quality run of the regression (16 subjects, constant learning rate 1e-3,
   23 596 iterations in 3600 s on one core; ``benchmarks/results/time_to_quality_1h_regression.md``), then
