@@ -87,13 +87,13 @@ def real_scores(path: Path | str, real: RealT1) -> dict[str, float]:
     translator = load_translator(path, device="cpu")
     out = translator.translate_volume(real.mni, batch_size=8).image
     crop = translator.translate_volume(real.crop, batch_size=8).image
-    brain = out[real.brain]
+    brain, inside = out[real.brain], out[real.brain_interior]
     return {
         "brain_mean": float(brain.mean()),
         "brain_in_range": in_range(brain),
         "brain_hot": float((brain > HOT_HU).mean()),
-        "interior_hot": float((out[real.brain_interior] > HOT_HU).sum()),
-        "interior_cold": float((out[real.brain_interior] < COLD_HU).sum()),
+        "interior_hot": float((inside > HOT_HU).sum()),
+        "interior_cold": float((inside < COLD_HU).sum()),
         "gm": float(out[real.gm].mean()),
         "wm": float(out[real.wm].mean()),
         "crop_mean": float(crop.mean()),

@@ -56,18 +56,13 @@ def in_range(hu: np.ndarray) -> float:
 def stats(hu: np.ndarray) -> str:
     return (
         f"{hu.mean():.0f} | {np.median(hu):.0f} | {np.percentile(hu, 5):.0f} to {np.percentile(hu, 95):.0f} | "
-        f"{100 * in_range(hu):.0f} % | {hot(hu)} | {cold(hu)}"
+        f"{100 * in_range(hu):.0f} % | {counted(hu > HOT_HU)} | {counted(hu < COLD_HU)}"
     )
 
 
-def hot(hu: np.ndarray) -> str:
-    """Voxels of ``hu`` above :data:`HOT_HU`: count and share."""
-    return f"{(hu > HOT_HU).sum()} ({100 * (hu > HOT_HU).mean():.2f} %)"
-
-
-def cold(hu: np.ndarray) -> str:
-    """Voxels of ``hu`` below :data:`COLD_HU`: count and share."""
-    return f"{(hu < COLD_HU).sum()} ({100 * (hu < COLD_HU).mean():.2f} %)"
+def counted(selected: np.ndarray) -> str:
+    """The voxels where ``selected`` is true (e.g. ``hu > HOT_HU``): count and share."""
+    return f"{selected.sum()} ({100 * selected.mean():.2f} %)"
 
 
 def grey_white(out: np.ndarray, gm: np.ndarray, wm: np.ndarray) -> str:
@@ -91,7 +86,7 @@ def model_grid(translator: Translator, real: RealT1) -> str:
     inside = out[brain]
     return (
         f"brain mean {inside.mean():.0f} HU, {100 * in_range(inside):.0f} % in 0–80 HU, "
-        f"{hot(inside)} above {HOT_HU:.0f} HU; " + grey_white(out, gm, wm)
+        f"{counted(inside > HOT_HU)} above {HOT_HU:.0f} HU; " + grey_white(out, gm, wm)
     )
 
 
@@ -119,7 +114,9 @@ def phantom_truth_lines() -> list[str]:
     for seed in (subject_seed(VALIDATION_COHORT_SEED, index) for index in range(3)):
         subject = generate_subject(seed, shape=(32, 128, 128))
         brain = np.isin(subject.labels, (GM, WM, CSF))
-        lines.append(f"| {seed} | {hot(subject.ct[brain])} | {hot(subject.ct[interior(brain)])} |")
+        lines.append(
+            f"| {seed} | {counted(subject.ct[brain] > HOT_HU)} | {counted(subject.ct[interior(brain)] > HOT_HU)} |"
+        )
     return [*lines, ""]
 
 
