@@ -32,7 +32,13 @@ from benchmarks.real_t1_normalisation import COLD_HU, HOT_HU, RIM_VOXELS, RealT1
 from benchmarks.regression_recipe import validation_scores
 from napari_medtrans.inference import load_translator
 from napari_medtrans.rundir import atomic_write_bytes
-from sample_data.make_demo_models import AUGMENT_FOR_REAL_T1, COMMON, MODELS, POOLS_FOR_REAL_T1
+from sample_data.make_demo_models import (
+    AUGMENT_FOR_REAL_T1,
+    COMMON,
+    POOLS_FOR_REAL_T1,
+    REGRESSION_ARGS,
+    REGRESSION_TUNING,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "sample_data" / "models" / "t1-ct-regression.safetensors"
@@ -55,8 +61,7 @@ VARIANTS: dict[str, list[str]] = {
 
 def train_command(name: str, iterations: int, lr: float, work: Path, init: Path = SHIPPED) -> list[str]:
     """``python -m training`` arguments that fine-tune ``init`` (a regression of the demo recipe) as variant ``name``."""
-    args = [*COMMON, *MODELS["t1-ct-regression"]["args"]]
-    args[args.index("--lr") + 1] = str(lr)
+    args = [*COMMON, *REGRESSION_ARGS, *REGRESSION_TUNING, "--lr", str(lr)]
     for override in VARIANTS[name]:
         args += ["--set", override]
     args += ["--init", str(init), "--run-dir", str(work / name), "--iterations", str(iterations)]

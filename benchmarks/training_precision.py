@@ -109,7 +109,10 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--models", nargs="+", default=["t1-ct-resnet", "t1-ct-uapi-supervised"], choices=sorted(demo.MODELS)
+        "--models",
+        nargs="+",
+        default=["t1-ct-resnet", "t1-ct-uapi-supervised"],
+        choices=sorted(n for n, spec in demo.MODELS.items() if "init" not in spec),
     )
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every recipe's iterations")
     parser.add_argument("--threads", type=int, default=2)

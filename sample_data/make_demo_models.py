@@ -47,38 +47,24 @@ differ: the 48-subject recipe with ``--seed 1`` and ``--seed 2`` gave 0.72 and
   ≥ 10 % foreground, it painted bone HU into the air-only slices above the head (about 3000 hot voxels
   in each); a second stage fine-tunes it for 2000 iterations on every slice (``data.min_foreground=0``,
   learning rate 1e-4): on the validation phantoms MAE 67.4 → 66.1 HU, hot voxels in air 7450 → 742.
-- ``t1-ct-regression``: the paired regression baseline (nnU-Net-style residual
-  U-Net, L1 + deep supervision, no adversary), 2.5-D (3 input slices), 48
-  subjects, every slice (``data.min_foreground=0``), the scanner-robust median
-  normalisation (``data.source_intensity=median``), Adam 1e-3 decaying from the
-  start, bf16. Trained in the background of a loaded machine, stopped and
-  resumed as the CPU allowed (2500 → 1600 → 2000 → 3000 → 4000 iterations; each
-  extension restarts the linear decay; the exact history is in ``results.json``),
-  then fine-tuned three times with the source augmentations for real T1s (skull
-  stripping 0.3, field-of-view crops 0.3, intensity 0.5; ``training/augment.py``):
-  14 000 iterations from 5e-4, then 6000 and 12 000 from 2e-4, each decaying
-  linearly to 0. The third stage shipped because it lowered the validation
-  phantoms' MAE by more than 1 HU (46.5 → 45.0, the rule set before it ran).
-  A fourth stage of 12 000 iterations from 2e-4 adds the tissue contrast (0.5)
-  and the CSF pools (0.5): it passed a validation-phantom gate (MAE 45.0 → 44.6
-  HU) and had the fewest MNI152 brain-interior voxels above 300 HU (4009 → 1503;
-  the same stage without the contrast 2128, two longer continuations 2681 and
-  3903), by a rule set before the runs
-  (``benchmarks/results/real_t1_augmentation.md``).
-  The second stage was chosen on validation phantoms over the same stage with
-  ``data.augment_tissue_contrast=0.5`` (46.5 vs 46.3 HU with brain tissues only, a
-  tie, so the simpler recipe ships; 47.4 HU with darkened bone too;
-  ``benchmarks/results/real_t1_augmentation.md``).
-  Not shipped: the same augmentations as a fine-tuning of ``t1-ct-regression-phantom`` (12 000 iterations
-  from 2e-4) reach 40.0 HU on the validation phantoms (41.9 HU held out, against 48.3), but paint air-like
-  holes into the MNI152 white matter (44 657 brain-interior voxels below −100 HU, the shipped model 1190);
-  with tissue contrast and CSF pools, and a further 12 000 iterations with them, 40.4 HU and 13 639; a
-  third such stage 40.2 HU and 874, a candidate not yet evaluated on the held-out test phantoms.
+- ``t1-ct-regression``: ``t1-ct-regression-phantom`` (below) fine-tuned for real T1s in three stages of
+  12 000 iterations each (48 subjects, every slice, Adam from 2e-4 decaying linearly to 0, bf16): the source
+  augmentations (skull stripping 0.3, field-of-view crops 0.3, intensity 0.5; ``training/augment.py``), then
+  twice those plus the tissue contrast (0.5) and the CSF pools (0.5). Each stage was kept by a rule set before
+  it ran (``benchmarks/results/real_t1_augmentation.md``): gates on the validation phantoms (cohort seed 77:
+  MAE, hot voxels in air) and on the MNI152 template (brain in 0–80 HU, brain-interior voxels below −100 HU),
+  then the fewest MNI152 brain-interior voxels above 300 HU. The first stage alone (40.0 HU on the validation
+  phantoms) painted air-like holes into the MNI152 white matter (44 657 interior voxels below −100 HU); after
+  the third, 874, with 1042 interior voxels above 300 HU and 40.2 HU. It replaced a regression trained from
+  scratch on the augmented cohort (4000 iterations, then four augmented fine-tuning stages; 48 000 iterations,
+  44.6 HU on the validation phantoms, 1503 interior voxels above 300 HU; in the git history up to
+  commit be5f77c). It starts from a shipped file (``init``), so ``--models t1-ct-regression`` retrains its stages
+  only.
 - ``t1-ct-regression-phantom``: the same network and loss as ``t1-ct-regression`` without the augmentations
   for real T1s: the hour-long time-to-quality run of the regression (16 subjects, constant learning rate 1e-3,
   23 596 iterations in 3600 s on one core; ``benchmarks/results/time_to_quality_1h_regression.md``), then
-  5000 iterations on 48 subjects from 5e-4 decaying linearly to 0. Shipped because it beat ``t1-ct-regression``
-  on the validation phantoms (cohort seed 77; 38.5 against 45.0 HU; the rule set before it ran). The most
+  5000 iterations on 48 subjects from 5e-4 decaying linearly to 0. Shipped because it beat the ``t1-ct-regression``
+  of the time on the validation phantoms (cohort seed 77; 38.5 against 45.0 HU; the rule set before it ran). The most
   accurate on phantom T1s; for real T1s ``t1-ct-regression`` is the one fine-tuned to cope.
 - ``t1-ct-reggan``: RegGAN on misaligned pairs (level 3), registration network
   at twice the generator's learning rate (``reg_lr``); the registration
@@ -127,7 +113,15 @@ AUGMENT_FOR_REAL_T1 = ["--set", "data.augment_skull_strip=0.3", "--set", "data.a
 """The source augmentations of every fine-tuning stage of the regression (``benchmarks/real_t1_augmentation.py``:
 ``all``)."""
 POOLS_FOR_REAL_T1 = ["--set", "data.augment_tissue_contrast=0.5", "--set", "data.augment_csf_pools=0.5"]
-"""What the regression's fourth fine-tuning stage adds to them (``real_t1_augmentation.py``: ``pools-contrast``)."""
+"""What the regression's second and third fine-tuning stages add to them (``real_t1_augmentation.py``:
+``pools-contrast``)."""
+REGRESSION_ARGS = ["--method", "regression", "--phantom", "paired", "--lr", "1e-3", "--set", "model.lr_decay_start=1.0",
+                   "--set", "model.ngf=16", "--set", "model.depth=4", "--set", "model.encoder_blocks=1",
+                   "--set", "data.source_intensity=median", "--set", "data.context_slices=3",
+                   "--set", "data.min_foreground=0", "--precision", "bf16"]
+"""The regression of both regression demos: 2.5-D residual U-Net, median normalisation, every slice, bf16."""
+REGRESSION_TUNING = ["--subjects", "48", "--set", "model.lr_decay_start=0", "--set", "val_every=250"]
+"""What every fine-tuning stage of a regression demo sets (with its own ``--lr``): 48 subjects, linear decay."""
 
 MODELS: dict[str, dict[str, Any]] = {
     "t1-ct-resnet": {
@@ -153,26 +147,19 @@ MODELS: dict[str, dict[str, Any]] = {
                  "--set", "model.generator_options.depth=4", "--set", "model.ndf=16", "--set", "model.n_critic=5",
                  "--set", "model.critic_warmup=20", "--precision", "bf16"],
     },
-    "t1-ct-regression": {
-        "iterations": 4000,
-        "args": ["--method", "regression", "--phantom", "paired", "--lr", "1e-3", "--subjects", "48",
-                 "--set", "model.lr_decay_start=0", "--set", "model.ngf=16", "--set", "model.depth=4",
-                 "--set", "model.encoder_blocks=1", "--set", "data.context_slices=3",
-                 "--set", "data.min_foreground=0", "--set", "data.source_intensity=median",
-                 "--set", "val_every=250", "--precision", "bf16"],
-        "finetune": [{"iterations": 14000, "args": ["--lr", "5e-4", *AUGMENT_FOR_REAL_T1]},
-                     {"iterations": 6000, "args": ["--lr", "2e-4", *AUGMENT_FOR_REAL_T1]},
-                     {"iterations": 12000, "args": ["--lr", "2e-4", *AUGMENT_FOR_REAL_T1]},
-                     {"iterations": 12000, "args": ["--lr", "2e-4", *AUGMENT_FOR_REAL_T1, *POOLS_FOR_REAL_T1]}],
-    },
     "t1-ct-regression-phantom": {
         "iterations": 23596,
-        "args": ["--method", "regression", "--phantom", "paired", "--lr", "1e-3", "--set", "model.lr_decay_start=1.0",
-                 "--set", "model.ngf=16", "--set", "model.depth=4", "--set", "model.encoder_blocks=1",
-                 "--set", "data.source_intensity=median", "--set", "data.context_slices=3",
-                 "--set", "data.min_foreground=0", "--precision", "bf16"],
-        "finetune": [{"iterations": 5000, "args": ["--subjects", "48", "--set", "model.lr_decay_start=0", "--lr", "5e-4",
-                                                   "--set", "val_every=250"]}],
+        "args": REGRESSION_ARGS,
+        "finetune": [{"iterations": 5000, "args": [*REGRESSION_TUNING, "--lr", "5e-4"]}],
+    },
+    "t1-ct-regression": {
+        "init": "t1-ct-regression-phantom",  # fine-tunes that shipped translator
+        "args": REGRESSION_ARGS,
+        "finetune": [{"iterations": 12000, "args": [*REGRESSION_TUNING, "--lr", "2e-4", *AUGMENT_FOR_REAL_T1]},
+                     {"iterations": 12000, "args": [*REGRESSION_TUNING, "--lr", "2e-4", *AUGMENT_FOR_REAL_T1,
+                                                    *POOLS_FOR_REAL_T1]},
+                     {"iterations": 12000, "args": [*REGRESSION_TUNING, "--lr", "2e-4", *AUGMENT_FOR_REAL_T1,
+                                                    *POOLS_FOR_REAL_T1]}],
     },
     "t1-ct-reggan": {
         "iterations": 2000,
@@ -202,35 +189,52 @@ latent factor leaves the noise alone, 12.0 HU; the labels alone give 29.2 HU. Re
 """What the phantom allows (measured by ``benchmarks/phantom_floor.py``; update both together)."""
 
 
-def train_model(name: str, work: Path, scale: float, threads: int) -> dict[str, Any]:
-    """Train one demo model with the project trainer; returns run info."""
+def train_model(name: str, work: Path, scale: float, threads: int, shipped: Path) -> dict[str, Any]:
+    """Train one demo model with the project trainer; returns run info.
+
+    A model with an ``init`` starts its fine-tuning stages from that shipped translator in ``shipped``; its
+    iterations, wall time and commands are then those of its own stages (see :func:`continued`).
+    """
     from training.cli import build_config, build_parser
     from training.loop import train
 
     spec = MODELS[name]
-    iterations = max(1, int(round(spec["iterations"] * scale)))
-    run_dir = work / name
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
-    argv = [*COMMON, *spec["args"], "--run-dir", str(run_dir), "--iterations", str(iterations),
-            "--name", name, "--threads", str(threads)]
-    start = time.time()
-    if train(build_config(build_parser().parse_args(argv))) != 0:
-        raise SystemExit(f"training {name} failed; see {run_dir / 'log.txt'}")
-    commands = ["python -m training " + " ".join(argv)]
+    start, iterations, commands = time.time(), 0, []
+    if "init" in spec:
+        translator = shipped / f"{spec['init']}.safetensors"
+    else:
+        iterations = max(1, int(round(spec["iterations"] * scale)))
+        run_dir = work / name
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        argv = [*COMMON, *spec["args"], "--run-dir", str(run_dir), "--iterations", str(iterations),
+                "--name", name, "--threads", str(threads)]
+        if train(build_config(build_parser().parse_args(argv))) != 0:
+            raise SystemExit(f"training {name} failed; see {run_dir / 'log.txt'}")
+        commands.append("python -m training " + " ".join(argv))
+        translator = run_dir / "translator.safetensors"
     for stage, tune in enumerate(spec.get("finetune", []), 1):  # each starts from the last one's translator
-        previous, run_dir = run_dir, work / f"{name}-finetune{stage}"
+        run_dir = work / f"{name}-finetune{stage}"
         if run_dir.exists():
             shutil.rmtree(run_dir)
         more = max(1, int(round(tune["iterations"] * scale)))
-        argv = [*COMMON, *spec["args"], *tune["args"], "--init", str(previous / "translator.safetensors"),
+        argv = [*COMMON, *spec["args"], *tune["args"], "--init", str(translator),
                 "--run-dir", str(run_dir), "--iterations", str(more), "--name", name, "--threads", str(threads)]
         if train(build_config(build_parser().parse_args(argv))) != 0:
             raise SystemExit(f"fine-tuning {name} failed; see {run_dir / 'log.txt'}")
         iterations += more
         commands.append("python -m training " + " ".join(argv))
+        translator = run_dir / "translator.safetensors"
     return {"iterations": iterations, "wall_seconds": round(time.time() - start, 1),
-            "command": " ; then ".join(commands), "run_dir": str(run_dir)}
+            "command": " ; then ".join(commands), "run_dir": str(translator.parent)}
+
+
+def continued(before: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """``entry`` (the stages of a model with an ``init``) counted on top of ``before`` (the init's entry): total
+    iterations and wall time, and the init's commands first."""
+    return {**entry, "iterations": before["iterations"] + entry["iterations"],
+            "wall_seconds": round(before["wall_seconds"] + entry["wall_seconds"], 1),
+            "command": f"{before['command']} ; then {entry['command']}"}
 
 
 def evaluate(path: Path, shape: tuple[int, int, int] = TEST_SHAPE) -> dict[str, Any]:
@@ -386,7 +390,9 @@ def main(argv: list[str] | None = None) -> int:
         target = args.out / f"{name}.safetensors"
         entry = results["models"].get(name, {})
         if not args.evaluate_only:
-            entry = train_model(name, args.work_dir, args.scale, args.threads)
+            entry = train_model(name, args.work_dir, args.scale, args.threads, args.out)
+            if "init" in MODELS[name]:
+                entry = continued(results["models"][MODELS[name]["init"]], entry)
             shutil.copyfile(Path(entry["run_dir"]) / "translator.safetensors", target)
             entry["method"] = MODELS[name]["args"][1]
             entry["machine"] = machine
