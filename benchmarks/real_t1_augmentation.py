@@ -45,7 +45,7 @@ SHIPPED = ROOT / "sample_data" / "models" / "t1-ct-regression.safetensors"
 RESULTS = Path(__file__).resolve().parent / "results" / "real_t1_augmentation.md"
 SHIPPED_AUGMENTATIONS = AUGMENT_FOR_REAL_T1[1::2]
 """The augmentations of every fine-tuning stage of the shipped regression (``make_demo_models``), without their
-``--set`` flags; its last stage adds ``POOLS_FOR_REAL_T1`` (variant ``pools-contrast``)."""
+``--set`` flags; its last two stages add ``POOLS_FOR_REAL_T1`` (variant ``pools-contrast``)."""
 VARIANTS: dict[str, list[str]] = {
     "none": [],  # the same fine-tuning without augmentation: what the extra iterations alone do
     "all": SHIPPED_AUGMENTATIONS,
@@ -55,6 +55,8 @@ VARIANTS: dict[str, list[str]] = {
     "pools": [*SHIPPED_AUGMENTATIONS, "data.augment_csf_pools=0.5"],
     "pools-contrast": [*SHIPPED_AUGMENTATIONS, *POOLS_FOR_REAL_T1[1::2]],
     "pools-contrast-often": [*SHIPPED_AUGMENTATIONS, "data.augment_tissue_contrast=0.5", "data.augment_csf_pools=0.8"],
+    "dark-pools": [*SHIPPED_AUGMENTATIONS, *POOLS_FOR_REAL_T1[1::2], "data.augment_dark_pools=0.5"],
+    "dark-pools-always": [*SHIPPED_AUGMENTATIONS, *POOLS_FOR_REAL_T1[1::2], "data.augment_dark_pools=1"],
 }
 """Variant name → ``--set`` overrides on top of the shipped regression's recipe."""
 

@@ -103,6 +103,10 @@ class DataConfig:
     """Probability that one to three ellipsoids deep in the brain become CSF in source, target and labels, like
     the enlarged ventricles and basal cisterns of a real brain (the subject's own CSF values; needs label maps
     and paired data: the phantom; see :mod:`training.augment`). 0 = off."""
+    augment_dark_pools: float = 0.0
+    """Probability that a slice's CSF pools are darker in the source than the subject's CSF (a gain of ×0.3–1 on
+    their T1 signal; the target unchanged), as a real T1's ventricles are after normalisation; needs
+    ``augment_csf_pools``. 0 = off."""
 
 
 @dataclass

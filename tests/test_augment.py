@@ -12,6 +12,7 @@ from napari_medtrans.phantom import generate_subject
 from napari_medtrans.phantom.anatomy import BONE, CSF, GM, SINUS, WM
 from training.augment import (
     BRAIN_LABELS,
+    DARK_POOL_GAIN,
     POOL_DEPTH,
     POOL_GAP,
     TISSUE_GAINS,
@@ -213,6 +214,29 @@ def test_csf_pools_turn_deep_brain_into_the_subjects_csf_in_source_target_and_la
     assert augmentation.with_pools(View(), 0, subject) is subject
 
 
+def test_dark_pools_darken_the_source_pools_alone(cohort):
+    subject = cohort.train[0]
+    labels = subject.source_labels
+    z = int(np.argmax([np.isin(labels[i], BRAIN_LABELS).sum() for i in range(SHAPE[0])]))
+    gains = [
+        _augmentation(csf_pools=1, dark_pools=1).draw(np.random.default_rng(s), subject.source, z, labels).pool_gain
+        for s in range(8)
+    ]
+    assert all(DARK_POOL_GAIN[0] <= g <= DARK_POOL_GAIN[1] for g in gains) and len(set(gains)) == len(gains)
+    view = _augmentation(csf_pools=1).draw(np.random.default_rng(3), subject.source, z, labels)
+    assert view.pool_gain == 1.0
+    plain = _augmentation(csf_pools=1).with_pools(view, 0, subject)
+    dark = _augmentation(csf_pools=1).with_pools(dataclasses.replace(view, pool_gain=0.4), 0, subject)
+    assert np.array_equal(dark.target, plain.target) and np.array_equal(dark.source_labels, plain.source_labels)
+    box, share = pool_share(view.pools, labels)
+    pool = np.zeros(labels.shape, np.float32)
+    pool[box] = share
+    np.testing.assert_allclose(dark.source[pool == 1] + 1, 0.4 * (plain.source[pool == 1] + 1), rtol=1e-5)
+    assert np.array_equal(dark.source[pool == 0], subject.source[pool == 0])
+    with pytest.raises(ConfigError, match="augment_csf_pools"):
+        _augmentation(dark_pools=0.5)
+
+
 def test_csf_pools_lie_deep_in_the_brain_alone_or_as_mirrored_pairs_and_need_paired_labels(cohort):
     from scipy import ndimage
 
@@ -266,6 +290,7 @@ def test_csf_pools_in_batches(cohort):
 
 def test_augmented_sampling_is_reproducible(cohort):
     augment = {"skull_strip": 0.5, "fov_crop": 0.5, "intensity": 0.5, "tissue_contrast": 0.5, "csf_pools": 0.5}
+    augment["dark_pools"] = 0.5
     first, second = _sampler(cohort, seed=7, **augment), _sampler(cohort, seed=7, **augment)
     a, b = first.sample(4), second.sample(4)
     assert all(np.array_equal(a[k], b[k]) for k in a)

@@ -1,7 +1,7 @@
 """Training augmentations for real T1s: skull stripping, small fields of view, intensity, tissue contrast, CSF pools.
 
 Phantom-trained translators read tissue from the whole head around it (air, scalp, skull, brain); a
-skull-stripped template or a scan of the central brain lacks that context. Five options of
+skull-stripped template or a scan of the central brain lacks that context. Six options of
 :class:`~napari_medtrans.contract.DataConfig`, each a probability per training slice (0, the default,
 leaves the batches and the sampler's random stream exactly as without them):
 
@@ -26,6 +26,10 @@ leaves the batches and the sampler's random stream exactly as without them):
   dark ones is its skull (marrow between two tables), so a real T1's third ventricle, cisterns and septum
   came out as bone and air. A pool takes the subject's own CSF value and noise (median and robust spread
   of its CSF, in source and target) and the phantom's partial-volume blur.
+- ``augment_dark_pools``: a view's pools are darker in the source than the subject's CSF (the target keeps
+  CSF HU). Normalised by a brain-only field of view, a real T1's ventricles sit below the phantom's CSF
+  (nibabel's ``anatomical.nii``: s = (x + 1) / 2 about 0.06–0.14 against 0.18–0.19), where the phantom
+  shows only cortical bone; deep in the brain the pools say that dark is CSF there.
 
 Label maps follow the target: label 0 (air) wherever the target became air. Normalising again works
 on network values: every MR intensity model maps a scanner's values affinely (then clips) to [-1, 1],
@@ -77,6 +81,9 @@ between them, as the lateral ventricles lie either side of the septum (a grey ba
 spaces is otherwise only ever the phantom's skull: marrow between two tables)."""
 POOL_GAP = (1.0, 5.0)
 """Range of the wall between the pools of a pair (voxels, uniform)."""
+DARK_POOL_GAIN = (0.3, 1.0)
+"""Range of the gain on a dark pool's source signal s = (x + 1) / 2 (log-uniform): the phantom's CSF at s 0.18–0.19
+goes down to 0.06, as dark as a real T1's ventricles after normalisation."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +135,8 @@ class View:
     """CSF pools painted into source, target and labels (:meth:`SourceAugmentation.with_pools`)."""
     pool_seed: int = 0
     """Seed of the pools' noise."""
+    pool_gain: float = 1.0
+    """Gain of the pools' source signal s = (x + 1) / 2 (below 1: darker than the subject's CSF)."""
 
     @property
     def masks(self) -> bool:
@@ -146,12 +155,13 @@ class SourceAugmentation:
     """
 
     def __init__(self, cfg: DataConfig, model: IntensityModel, *, aligned: bool, labelled: bool) -> None:
-        self.p_strip, self.p_box, self.p_intensity, self.p_tissue, self.p_pools = (
+        self.p_strip, self.p_box, self.p_intensity, self.p_tissue, self.p_pools, self.p_dark = (
             cfg.augment_skull_strip,
             cfg.augment_fov_crop,
             cfg.augment_intensity,
             cfg.augment_tissue_contrast,
             cfg.augment_csf_pools,
+            cfg.augment_dark_pools,
         )
         for name, p in description(cfg, every=True).items():
             if not 0 <= p <= 1:
@@ -164,6 +174,8 @@ class SourceAugmentation:
                 "data.augment_skull_strip, data.augment_fov_crop and data.augment_csf_pools change the target too: "
                 "they need paired (or, the first two, misaligned) data"
             )
+        if self.p_dark > 0 and self.p_pools == 0:
+            raise ConfigError("data.augment_dark_pools darkens the CSF pools: it needs data.augment_csf_pools > 0")
         self.model = model
         self._brain_mapping: dict[int, IntensityMapping] = {}
         self._csf: dict[int, tuple[tuple[float, float], tuple[float, float]]] = {}
@@ -185,10 +197,13 @@ class SourceAugmentation:
             view = replace(view, tissue_gain=tuple(float(g) for g in gains))
         if self.p_pools > 0 and rng.random() < self.p_pools:
             view = replace(view, pools=csf_pools(rng, labels, z), pool_seed=int(rng.integers(2**31)))
+            if view.pools and self.p_dark > 0 and rng.random() < self.p_dark:
+                view = replace(view, pool_gain=float(np.exp(rng.uniform(*np.log(DARK_POOL_GAIN)))))
         return view
 
     def with_pools(self, view: View, key: int, subject: Subject) -> Subject:
-        """``subject`` with ``view``'s CSF pools in its source, target and labels (itself when there are none).
+        """``subject`` with ``view``'s CSF pools in its source, target and labels (itself when there are none);
+        the source's pools scaled by ``view.pool_gain`` on s = (x + 1) / 2.
 
         ``key`` identifies the subject (its CSF statistics are cached); ``truth`` is left as it was.
         """
@@ -204,10 +219,12 @@ class SourceAugmentation:
         (slices, rows, cols), share = pool_share(view.pools, labels)
         rng = np.random.default_rng(view.pool_seed)
         images = []
-        for image, (value, spread) in zip((subject.source, subject.target), self._csf[key]):
+        for image, (value, spread), gain in zip((subject.source, subject.target), self._csf[key], (view.pool_gain, 1)):
             out = image.copy()
             part = out[slices, rows, cols]
             fill = value + spread * rng.standard_normal(part.shape).astype(np.float32)
+            if gain != 1:
+                fill = (fill + np.float32(1)) * np.float32(gain) - np.float32(1)
             out[slices, rows, cols] = part + share * (fill - part)
             images.append(out)
         pooled = labels.copy()
@@ -379,5 +396,6 @@ def description(cfg: DataConfig, *, every: bool = False) -> dict[str, float]:
         "intensity": cfg.augment_intensity,
         "tissue_contrast": cfg.augment_tissue_contrast,
         "csf_pools": cfg.augment_csf_pools,
+        "dark_pools": cfg.augment_dark_pools,
     }
     return {name: float(p) for name, p in found.items() if every or p > 0}
