@@ -45,7 +45,8 @@ SHIPPED = ROOT / "sample_data" / "models" / "t1-ct-regression.safetensors"
 RESULTS = Path(__file__).resolve().parent / "results" / "real_t1_augmentation.md"
 SHIPPED_AUGMENTATIONS = AUGMENT_FOR_REAL_T1[1::2]
 """The augmentations of every fine-tuning stage of the shipped regression (``make_demo_models``), without their
-``--set`` flags; its last two stages add ``POOLS_FOR_REAL_T1`` (variant ``pools-contrast``)."""
+``--set`` flags; its later stages add ``POOLS_FOR_REAL_T1`` (variant ``pools-contrast``; the last one also dark
+pools: ``dark-pools-always``)."""
 VARIANTS: dict[str, list[str]] = {
     "none": [],  # the same fine-tuning without augmentation: what the extra iterations alone do
     "all": SHIPPED_AUGMENTATIONS,

@@ -47,15 +47,17 @@ differ: the 48-subject recipe with ``--seed 1`` and ``--seed 2`` gave 0.72 and
   ≥ 10 % foreground, it painted bone HU into the air-only slices above the head (about 3000 hot voxels
   in each); a second stage fine-tunes it for 2000 iterations on every slice (``data.min_foreground=0``,
   learning rate 1e-4): on the validation phantoms MAE 67.4 → 66.1 HU, hot voxels in air 7450 → 742.
-- ``t1-ct-regression``: ``t1-ct-regression-phantom`` (below) fine-tuned for real T1s in three stages of
+- ``t1-ct-regression``: ``t1-ct-regression-phantom`` (below) fine-tuned for real T1s in four stages of
   12 000 iterations each (48 subjects, every slice, Adam from 2e-4 decaying linearly to 0, bf16): the source
   augmentations (skull stripping 0.3, field-of-view crops 0.3, intensity 0.5; ``training/augment.py``), then
-  twice those plus the tissue contrast (0.5) and the CSF pools (0.5). Each stage was kept by a rule set before
+  twice those plus the tissue contrast (0.5) and the CSF pools (0.5), then all of them with every slice's pools
+  darker than the subject's CSF in the T1 (``data.augment_dark_pools=1``). Each stage was kept by a rule set before
   it ran (``benchmarks/results/real_t1_augmentation.md``): gates on the validation phantoms (cohort seed 77:
   MAE, hot voxels in air) and on the MNI152 template (brain in 0–80 HU, brain-interior voxels below −100 HU),
   then the fewest MNI152 brain-interior voxels above 300 HU. The first stage alone (40.0 HU on the validation
   phantoms) painted air-like holes into the MNI152 white matter (44 657 interior voxels below −100 HU); after
-  the third, 874, with 1042 interior voxels above 300 HU and 40.2 HU. It replaced a regression trained from
+  the third, 874, with 1042 interior voxels above 300 HU and 40.2 HU; after the fourth, 422, 733 and 39.9 HU
+  (a fourth stage without dark pools: 0, 1049 and 40.0 HU, not kept). It replaced a regression trained from
   scratch on the augmented cohort (4000 iterations, then four augmented fine-tuning stages; 48 000 iterations,
   44.6 HU on the validation phantoms, 1503 interior voxels above 300 HU; in the git history up to
   commit be5f77c). It starts from a shipped file (``init``), so ``--models t1-ct-regression`` retrains its stages
@@ -113,8 +115,8 @@ AUGMENT_FOR_REAL_T1 = ["--set", "data.augment_skull_strip=0.3", "--set", "data.a
 """The source augmentations of every fine-tuning stage of the regression (``benchmarks/real_t1_augmentation.py``:
 ``all``)."""
 POOLS_FOR_REAL_T1 = ["--set", "data.augment_tissue_contrast=0.5", "--set", "data.augment_csf_pools=0.5"]
-"""What the regression's second and third fine-tuning stages add to them (``real_t1_augmentation.py``:
-``pools-contrast``)."""
+"""What the regression's later fine-tuning stages add to them (``real_t1_augmentation.py``: ``pools-contrast``;
+its last stage darkens the pools too: ``dark-pools-always``)."""
 REGRESSION_ARGS = ["--method", "regression", "--phantom", "paired", "--lr", "1e-3", "--set", "model.lr_decay_start=1.0",
                    "--set", "model.ngf=16", "--set", "model.depth=4", "--set", "model.encoder_blocks=1",
                    "--set", "data.source_intensity=median", "--set", "data.context_slices=3",
@@ -159,7 +161,9 @@ MODELS: dict[str, dict[str, Any]] = {
                      {"iterations": 12000, "args": [*REGRESSION_TUNING, "--lr", "2e-4", *AUGMENT_FOR_REAL_T1,
                                                     *POOLS_FOR_REAL_T1]},
                      {"iterations": 12000, "args": [*REGRESSION_TUNING, "--lr", "2e-4", *AUGMENT_FOR_REAL_T1,
-                                                    *POOLS_FOR_REAL_T1]}],
+                                                    *POOLS_FOR_REAL_T1]},
+                     {"iterations": 12000, "args": [*REGRESSION_TUNING, "--lr", "2e-4", *AUGMENT_FOR_REAL_T1,
+                                                    *POOLS_FOR_REAL_T1, "--set", "data.augment_dark_pools=1"]}],
     },
     "t1-ct-reggan": {
         "iterations": 2000,
