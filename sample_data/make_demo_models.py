@@ -125,6 +125,13 @@ REGRESSION_ARGS = ["--method", "regression", "--phantom", "paired", "--lr", "1e-
 REGRESSION_TUNING = ["--subjects", "48", "--set", "model.lr_decay_start=0", "--set", "val_every=250"]
 """What every fine-tuning stage of a regression demo sets (with its own ``--lr``): 48 subjects, linear decay."""
 
+
+def real_t1_stage(*extra: str) -> dict[str, Any]:
+    """A 12 000-iteration fine-tuning stage of ``t1-ct-regression`` (from 2e-4, decaying linearly to 0) with the
+    source augmentations for real T1s and ``extra`` arguments."""
+    return {"iterations": 12000, "args": [*REGRESSION_TUNING, "--lr", "2e-4", *AUGMENT_FOR_REAL_T1, *extra]}
+
+
 MODELS: dict[str, dict[str, Any]] = {
     "t1-ct-resnet": {
         "iterations": 16000,
@@ -157,13 +164,8 @@ MODELS: dict[str, dict[str, Any]] = {
     "t1-ct-regression": {
         "init": "t1-ct-regression-phantom",  # fine-tunes that shipped translator
         "args": REGRESSION_ARGS,
-        "finetune": [{"iterations": 12000, "args": [*REGRESSION_TUNING, "--lr", "2e-4", *AUGMENT_FOR_REAL_T1]},
-                     {"iterations": 12000, "args": [*REGRESSION_TUNING, "--lr", "2e-4", *AUGMENT_FOR_REAL_T1,
-                                                    *POOLS_FOR_REAL_T1]},
-                     {"iterations": 12000, "args": [*REGRESSION_TUNING, "--lr", "2e-4", *AUGMENT_FOR_REAL_T1,
-                                                    *POOLS_FOR_REAL_T1]},
-                     {"iterations": 12000, "args": [*REGRESSION_TUNING, "--lr", "2e-4", *AUGMENT_FOR_REAL_T1,
-                                                    *POOLS_FOR_REAL_T1, "--set", "data.augment_dark_pools=1"]}],
+        "finetune": [real_t1_stage(), real_t1_stage(*POOLS_FOR_REAL_T1), real_t1_stage(*POOLS_FOR_REAL_T1),
+                     real_t1_stage(*POOLS_FOR_REAL_T1, "--set", "data.augment_dark_pools=1")],
     },
     "t1-ct-reggan": {
         "iterations": 2000,

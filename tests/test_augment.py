@@ -289,8 +289,14 @@ def test_csf_pools_in_batches(cohort):
 
 
 def test_augmented_sampling_is_reproducible(cohort):
-    augment = {"skull_strip": 0.5, "fov_crop": 0.5, "intensity": 0.5, "tissue_contrast": 0.5, "csf_pools": 0.5}
-    augment["dark_pools"] = 0.5
+    augment = {
+        "skull_strip": 0.5,
+        "fov_crop": 0.5,
+        "intensity": 0.5,
+        "tissue_contrast": 0.5,
+        "csf_pools": 0.5,
+        "dark_pools": 0.5,
+    }
     first, second = _sampler(cohort, seed=7, **augment), _sampler(cohort, seed=7, **augment)
     a, b = first.sample(4), second.sample(4)
     assert all(np.array_equal(a[k], b[k]) for k in a)
