@@ -1,6 +1,7 @@
 """Source augmentations for real T1s: fine-tune the shipped regression, score validation phantoms and real T1s.
 
-    python benchmarks/real_t1_augmentation.py [--iterations 800] [--variants all] [--jobs 2] [--init FILE] [--score-only]
+    python benchmarks/real_t1_augmentation.py [--iterations 800] [--variants all] [--jobs 2] [--init FILE]
+        [--seeds 0] [--soup] [--score-only]
 
 Issue 18 item 2 / issue 17's MNI152 goal. Each variant of ``VARIANTS`` fine-tunes
 ``--init`` (default ``sample_data/models/t1-ct-regression.safetensors``) with the demo recipe of
@@ -11,7 +12,9 @@ it with ``nice -n 10``). Then every variant and the
 shipped model are scored on three VALIDATION phantom subjects (cohort seed 77, as
 ``benchmarks/regression_recipe.py``; never the test seeds 1000–1002) and on the two real T1s of
 ``benchmarks/real_t1_normalisation.py`` (MNI152 brain, grey and white matter; the ``anatomical.nii``
-crop), and so is the starting translator when it is not the shipped one. The real T1s are a plausibility check, not a test set: the number of variants tried is
+crop), and so is the starting translator when it is not the shipped one. ``--seeds 1,2`` runs each variant once
+per training seed (data order, augmentation draws, train/validation split; run ``<variant>-seed<k>``, seed 0 keeps
+the plain name); ``--soup`` also scores the uniform average of each variant's runs (:mod:`training.weight_average`). The real T1s are a plausibility check, not a test set: the number of variants tried is
 printed with the results. Writes ``--out`` (default ``benchmarks/results/real_t1_augmentation.md``, replaced:
 earlier rounds were gathered there by hand, each with its command).
 """
@@ -39,6 +42,7 @@ from sample_data.make_demo_models import (
     REGRESSION_ARGS,
     REGRESSION_TUNING,
 )
+from training.weight_average import average_translators
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "sample_data" / "models" / "t1-ct-regression.safetensors"
@@ -69,31 +73,40 @@ VARIANTS: dict[str, list[str]] = {
 """Variant name → ``--set`` overrides on top of the shipped regression's recipe."""
 
 
-def train_command(name: str, iterations: int, lr: float, work: Path, init: Path = SHIPPED) -> list[str]:
-    """``python -m training`` arguments that fine-tune ``init`` (a regression of the demo recipe) as variant ``name``."""
+def run_name(variant: str, seed: int) -> str:
+    """The run directory's name of ``variant`` trained with ``seed`` (seed 0: the variant's own name)."""
+    return variant if seed == 0 else f"{variant}-seed{seed}"
+
+
+def train_command(name: str, iterations: int, lr: float, work: Path, init: Path = SHIPPED, seed: int = 0) -> list[str]:
+    """``python -m training`` arguments that fine-tune ``init`` (a regression of the demo recipe) as variant ``name``
+    with training seed ``seed``.
+    """
     args = [*COMMON, *REGRESSION_ARGS, *REGRESSION_TUNING, "--lr", str(lr)]
     for override in VARIANTS[name]:
         args += ["--set", override]
-    args += ["--init", str(init), "--run-dir", str(work / name), "--iterations", str(iterations)]
-    return [*args, "--name", f"t1-ct-regression-{name}", "--threads", "1", "--overwrite"]
+    run = run_name(name, seed)
+    args += ["--init", str(init), "--run-dir", str(work / run), "--iterations", str(iterations)]
+    args += ["--seed", str(seed)] if seed else []
+    return [*args, "--name", f"t1-ct-regression-{run}", "--threads", "1", "--overwrite"]
 
 
 def train_all(
-    names: list[str], iterations: int, lr: float, work: Path, jobs: int, init: Path = SHIPPED
+    runs: list[tuple[str, int]], iterations: int, lr: float, work: Path, jobs: int, init: Path = SHIPPED
 ) -> dict[str, dict[str, float]]:
-    """Run the fine-tunings, ``jobs`` at a time (subprocesses); wall and CPU seconds per variant."""
+    """Run the fine-tunings (variant, seed), ``jobs`` at a time (subprocesses); wall and CPU seconds per run."""
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
 
-    def one(name: str) -> dict[str, float]:
-        command = [sys.executable, "-m", "training", *train_command(name, iterations, lr, work, init)]
-        return run_process(command, work / f"{name}.log", cwd=ROOT, env=env)
+    def one(run: tuple[str, int]) -> dict[str, float]:
+        command = [sys.executable, "-m", "training", *train_command(run[0], iterations, lr, work, init, run[1])]
+        return run_process(command, work / f"{run_name(*run)}.log", cwd=ROOT, env=env)
 
     with ThreadPoolExecutor(jobs) as pool:
-        results = dict(zip(names, pool.map(one, names)))
+        results = {run_name(*run): result for run, result in zip(runs, pool.map(one, runs))}
     for name, result in results.items():
         if result["exit"]:
-            raise SystemExit(f"variant {name} failed; see {work / f'{name}.log'}")
+            raise SystemExit(f"run {name} failed; see {work / f'{name}.log'}")
     return {name: {"wall_s": r["wall_s"], "cpu_s": r["cpu_s"]} for name, r in results.items()}
 
 
@@ -146,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--work-dir", type=Path, default=ROOT / "build" / "real_t1_augmentation")
     parser.add_argument("--init", type=Path, default=SHIPPED, help="the translator every variant starts from")
+    parser.add_argument("--seeds", default="0", help="comma-separated training seeds; each variant runs once per seed")
+    parser.add_argument("--soup", action="store_true", help="also score each variant's runs averaged (weights)")
     parser.add_argument("--score-only", action="store_true", help="score the translators already in --work-dir")
     parser.add_argument("--out", type=Path, default=RESULTS, help="the Markdown report (replaced)")
     args = parser.parse_args(argv)
@@ -154,16 +169,25 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(names) - set(VARIANTS))
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    runs = [(name, seed) for name in names for seed in seeds]
+    if args.soup and len(seeds) < 2:
+        parser.error("--soup averages the runs of several seeds: give --seeds two or more")
     load_start, start = os.getloadavg()[0], time.time()
-    cost = {} if args.score_only else train_all(names, args.iterations, args.lr, args.work_dir, args.jobs, args.init)
+    cost = {} if args.score_only else train_all(runs, args.iterations, args.lr, args.work_dir, args.jobs, args.init)
     train_load = os.getloadavg()[0]
     real = real_t1s()
     models: dict[str, Path] = {"shipped t1-ct-regression": SHIPPED}
     if args.init.resolve() != SHIPPED:
         models[f"start: {args.init}"] = args.init
-    models.update(
-        {f"{name} (+{args.iterations} it)": args.work_dir / name / "translator.safetensors" for name in names}
-    )
+    for run in runs:
+        models[f"{run_name(*run)} (+{args.iterations} it)"] = args.work_dir / run_name(*run) / "translator.safetensors"
+    for name in names if args.soup else []:
+        soup = args.work_dir / f"{name}-soup" / "translator.safetensors"
+        soup.parent.mkdir(exist_ok=True)
+        parts = [args.work_dir / run_name(name, seed) / "translator.safetensors" for seed in seeds]
+        average_translators(parts, soup, overwrite=True)
+        models[f"{name}: weights of seeds {args.seeds} averaged"] = soup
     lines = [
         "# Source augmentations for real T1s: fine-tuned regression variants",
         "",
@@ -173,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Each variant fine-tunes `{args.init}` (`--init`) for {args.iterations} iterations at "
         f"learning rate {args.lr} (linear decay), with the demo recipe plus its `data.augment_*` options: "
         + "; ".join(f"`{n}`: {', '.join(VARIANTS[n]) or 'no augmentation'}" for n in names)
-        + f". {len(VARIANTS)} variants are defined here; these {len(names)} were run. Phantom: three VALIDATION "
+        + f". {len(VARIANTS)} variants are defined here; these {len(names)} were run, with training seed(s) "
+        f"{args.seeds}. Phantom: three VALIDATION "
         "subjects (cohort seed 77), body-mask MAE, hot voxels (air above −500 HU) and bone mean. Real T1s: "
         "nilearn's MNI152 (brain, grey, white matter) and nibabel's `anatomical.nii` crop, as in "
         "`real_t1_normalisation.md`; the MNI152 brain's interior (voxels more than "

@@ -106,6 +106,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from napari_medtrans.rundir import atomic_write_bytes  # noqa: E402
+
 COMMON = ["--size", "128", "--subjects", "16", "--batch-size", "4", "--log-every", "20",
           "--checkpoint-every", "100", "--preview-every", "100", "--set", "model.lr_decay_start=0.7",
           "--set", "data.phantom_depth=32", "--set", "data.val_slices=8"]
@@ -366,7 +368,7 @@ def write_readme(results: dict[str, Any], out: Path) -> None:
     lines += ["", FLOOR_SECTION]
     lines += ["", "Machines: " + "; ".join(f"{n}: {r.get('machine', 'not recorded')}"
                                           for n, r in results["models"].items()) + ".", ""]
-    out.write_text("\n".join(lines), encoding="utf-8")
+    atomic_write_bytes(out, "\n".join(lines).encode())
 
 
 def _regime(name: str) -> str:
@@ -395,10 +397,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown model {name!r}")
         target = args.out / f"{name}.safetensors"
         entry = results["models"].get(name, {})
+        init = MODELS[name].get("init")
+        if init and not args.evaluate_only and init not in results["models"]:
+            parser.error(f"{name} fine-tunes {init}, which {results_path} has no entry for: train {init} first "
+                         f"(--models {init},{name})")
         if not args.evaluate_only:
             entry = train_model(name, args.work_dir, args.scale, args.threads, args.out)
-            if "init" in MODELS[name]:
-                entry = continued(results["models"][MODELS[name]["init"]], entry)
+            if init:
+                entry = continued(results["models"][init], entry)
             shutil.copyfile(Path(entry["run_dir"]) / "translator.safetensors", target)
             entry["method"] = MODELS[name]["args"][1]
             entry["machine"] = machine
@@ -408,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         m = entry["metrics"]["mean"]
         print(f"{name}: MAE {m['mae']:.1f} HU, PSNR {m['psnr']:.2f} dB, SSIM {m['ssim']:.3f}, "
               f"bone {m['bone_mean_hu']:.0f} HU, air {m['air_mean_hu']:.0f} HU", flush=True)
-        results_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        atomic_write_bytes(results_path, (json.dumps(results, indent=2) + "\n").encode())
         write_readme(results, args.out / "README.md")
     return 0
 

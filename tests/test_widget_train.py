@@ -16,7 +16,7 @@ import pytest
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QApplication
 
-from napari_medtrans import registry
+from napari_medtrans import cpu_features, registry
 from napari_medtrans.launcher import local_trainer_pid
 from napari_medtrans.rundir import RunDir
 
@@ -147,9 +147,14 @@ def test_form_validates_and_shows_only_the_chosen_methods_options(make_napari_vi
     form.precision.setCurrentText("bf16")
     request, problems = form.request()
     assert not problems and 'precision="bf16"' in request.command()
+    form.device.setCurrentText("mps")  # an accelerator but not CUDA: the form offers fp16, the request refuses it
     form.precision.setCurrentText("fp16")
-    form.device.setCurrentText("cpu")
     assert "fp16 needs a CUDA device" in "\n".join(form.request()[1])
+    form.device.setCurrentText("cpu")
+    if cpu_features.precision_support("fp16", "cpu").native:  # offered on this CPU too, and refused the same way
+        assert "fp16 needs a CUDA device" in "\n".join(form.request()[1])
+    else:  # this CPU only emulates fp16: the form withdraws it and falls back to fp32
+        assert form.precision.currentText() == "fp32" and not form.request()[1]
     form.precision.setCurrentText("auto")
 
     form.select_method("pix2pix")
