@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from napari_medtrans import cpu_features
+from napari_medtrans.rundir import atomic_write_bytes
 
 
 def bf16_native() -> bool:
@@ -42,3 +43,9 @@ def run_process(command: list[str], log: Path, **popen: Any) -> dict[str, float]
         "wall_s": time.time() - started,
         "cpu_s": usage.ru_utime + usage.ru_stime,
     }
+
+
+def write_result(path: Path, text: str) -> None:
+    """Write a benchmark's result file atomically (a crash or a full disk leaves the old one whole)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, text.encode())

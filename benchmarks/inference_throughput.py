@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from _machine import load_note
+from _machine import load_note, write_result
 from skimage.metrics import structural_similarity
 
 from napari_medtrans import cpu_features
@@ -474,8 +474,8 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"inference_throughput_{report['machine']['kind']}"
     command = ("python benchmarks/inference_throughput.py " + " ".join(sys.argv[1:])).strip()
-    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(report, command))
+    write_result(stem.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
+    write_result(stem.with_suffix(".md"), markdown(report, command))
     print(markdown(report, command))
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._machine import load_note
+from benchmarks._machine import load_note, write_result
 from napari_medtrans.checkpoint import read_metadata
 from napari_medtrans.input_check import check_input
 from napari_medtrans.io import Volume, read_volume
@@ -233,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.time() - start
     note = load_note(load_start, os.getloadavg()[0])
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "input_check.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    (RESULTS / "input_check.md").write_text(write_markdown(report, command.strip(), note, seconds), encoding="utf-8")
+    write_result(RESULTS / "input_check.json", json.dumps(report, indent=2) + "\n")
+    write_result(RESULTS / "input_check.md", write_markdown(report, command.strip(), note, seconds))
     print((RESULTS / "input_check.md").read_text())
     return 0
 

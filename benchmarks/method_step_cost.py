@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _machine import load_note
+from _machine import load_note, write_result
 
 from training.config import options_from_dict
 from training.methods import get_method
@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> None:
         for r in rows
     ]
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.out}.json").write_text(json.dumps(record, indent=2) + "\n")
-    (RESULTS / f"{args.out}.md").write_text("\n".join(lines) + "\n")
+    write_result(RESULTS / f"{args.out}.json", json.dumps(record, indent=2) + "\n")
+    write_result(RESULTS / f"{args.out}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -31,7 +31,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks._machine import load_note  # noqa: E402
+from benchmarks._machine import load_note, write_result  # noqa: E402
 
 SMALL = [
     "--size",
@@ -136,7 +136,7 @@ def write_report(results: dict[str, Any], out: Path, iterations: int, note: str)
         )
     lines += ["", "Arguments per method (plus `--iterations N --run-dir DIR`):", ""]
     lines += [f"- {m}: `python -m training {e['args']}`" for m, e in results.items()]
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_result(out, "\n".join(lines) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             entry[version] = {"wall_seconds": round(wall, 1), **evaluate(run_dir / "translator.safetensors")}
             print(method, version, entry[version], flush=True)
         results[method] = entry
-        out_json.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        write_result(out_json, json.dumps(results, indent=2) + "\n")
     write_report(results, args.out.with_suffix(".md"), args.iterations, load_note(load_start, os.getloadavg()[0]))
     return 0
 

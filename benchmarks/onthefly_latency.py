@@ -29,7 +29,7 @@ from pathlib import Path
 import napari
 import numpy as np
 import torch
-from _machine import load_note
+from _machine import load_note, write_result
 
 from napari_medtrans._widgets._wait import wait, wait_until
 from napari_medtrans._widgets.demo import open_demo
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    write_result(args.out, text)
     print(f"wrote {args.out}")
     return 0
 

@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._machine import load_note
+from benchmarks._machine import load_note, write_result
 from napari_medtrans.metrics import paired_metrics, through_plane_error
 from napari_medtrans.phantom import expected_ct, generate_subject
 
@@ -108,10 +108,7 @@ def main(argv: list[str] | None = None) -> None:
     note = load_note(load_start, os.getloadavg()[0])
     command = "python benchmarks/phantom_floor.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = report(results, args.seeds, shape, command.strip(), note)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, args.out)
+    write_result(args.out, text)
     print(text)
 
 

@@ -32,6 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._machine import write_result  # noqa: E402
+
 TEST_SEEDS = (2000, 2001, 2002)
 METHODS = ("pix2pix", "reggan")
 
@@ -206,8 +208,8 @@ def main() -> int:
             )
     text = write_report(results, args, time.time() - start)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2), encoding="utf-8")
+    write_result(args.out, text)
+    write_result(args.out.with_suffix(".json"), json.dumps(results, indent=2))
     print(text)
     return 0
 

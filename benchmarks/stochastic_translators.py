@@ -35,7 +35,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from benchmarks._machine import load_note  # noqa: E402
+from benchmarks._machine import load_note, write_result  # noqa: E402
 from benchmarks.methods_before_after import RESNET, RUNS, SMALL, TEST_SEEDS, TEST_SHAPE, evaluate, train  # noqa: E402
 
 RESULTS = HERE / "results"
@@ -191,7 +191,7 @@ def write(part: str, data: dict[str, Any], note: str, command: str) -> None:
     record_path = RESULTS / "stochastic_translators.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
     record[part] = {"machine": note, "command": command, "results": data}
-    record_path.write_text(json.dumps(record, indent=1) + "\n")
+    write_result(record_path, json.dumps(record, indent=1) + "\n")
     lines = ["# SynDiff and UNSB on a CPU", ""]
     if "cost" in record:
         c = record["cost"]
@@ -242,7 +242,7 @@ def write(part: str, data: dict[str, Any], note: str, command: str) -> None:
         lines += ["", "Training commands (plus `--run-dir DIR`):", ""]
         lines += [f"- {name}: `{row['command']}`" for name, row in m["results"].items()]
         lines.append("")
-    (RESULTS / "stochastic_translators.md").write_text("\n".join(lines))
+    write_result(RESULTS / "stochastic_translators.md", "\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "sample_data"))
 
 import make_demo_models as demo  # noqa: E402
-from _machine import bf16_native  # noqa: E402
+from _machine import bf16_native, write_result  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -127,8 +127,8 @@ def main() -> int:
     text = report(rows, args)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    args.out.with_suffix(".json").write_text(json.dumps({"rows": rows}, indent=1), encoding="utf-8")
+    write_result(args.out, text)
+    write_result(args.out.with_suffix(".json"), json.dumps({"rows": rows}, indent=1))
     return 0
 
 

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _machine import bf16_native, load_note
+from _machine import bf16_native, load_note, write_result
 
 from training.config import options_from_dict
 from training.losses import ImagePool
@@ -264,20 +264,9 @@ def main() -> int:
     lines.append("")
     text = "\n".join(lines)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    (args.out.with_suffix(".json")).write_text(
-        json.dumps(
-            {
-                "args": vars(args) | {"out": str(args.out)},
-                "rates": rates,
-                "median": median,
-                "sgemm_gflops": peak,
-                "roofline": roofline,
-            },
-            indent=2,
-        )
-    )
+    write_result(args.out, text)
+    record = {"args": vars(args) | {"out": str(args.out)}, "rates": rates, "median": median, "sgemm_gflops": peak}
+    write_result(args.out.with_suffix(".json"), json.dumps(record | {"roofline": roofline}, indent=2))
     return 0
 
 

@@ -195,7 +195,7 @@ FLOOR_SECTION = """## The phantom's floor
 
 No translator can remove the CT noise (15 HU), the CT-only texture field or a subject's own tissue HU values:
 an MR image carries none of them. The best prediction from the true labels and the texture field the MR images
-share reaches **16.6 HU MAE** (PSNR 45.3 dB, SSIM 0.987) in the body of the test subjects above; knowing every
+share reaches **16.6 HU MAE** (PSNR 45.3 dB, SSIM 0.996) in the body of the test subjects above; knowing every
 latent factor leaves the noise alone, 12.0 HU; the labels alone give 29.2 HU. Read every MAE above against
 16.6 HU. The floor's through-plane error (MAE of the slice-to-slice difference) is 20.4 HU (`python benchmarks/phantom_floor.py`, `benchmarks/results/phantom_floor.md`)."""
 """What the phantom allows (measured by ``benchmarks/phantom_floor.py``; update both together)."""
