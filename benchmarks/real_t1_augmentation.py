@@ -62,6 +62,12 @@ VARIANTS: dict[str, list[str]] = {
     "pools-contrast-often": [*SHIPPED_AUGMENTATIONS, "data.augment_tissue_contrast=0.5", "data.augment_csf_pools=0.8"],
     "dark-pools": [*SHIPPED_AUGMENTATIONS, *POOLS_FOR_REAL_T1[1::2], "data.augment_dark_pools=0.5"],
     "dark-pools-always": [*SHIPPED_AUGMENTATIONS, *POOLS_FOR_REAL_T1[1::2], "data.augment_dark_pools=1"],
+    "dark-pools-often": [
+        *SHIPPED_AUGMENTATIONS,
+        "data.augment_tissue_contrast=0.5",
+        "data.augment_csf_pools=1",
+        "data.augment_dark_pools=1",
+    ],
     "dark-pools-fov": [
         "data.augment_skull_strip=0.3",
         "data.augment_fov_crop=0.6",
