@@ -46,6 +46,5 @@ def run_process(command: list[str], log: Path, **popen: Any) -> dict[str, float]
 
 
 def write_result(path: Path, text: str) -> None:
-    """Write a benchmark's result file atomically (a crash or a full disk leaves the old one whole)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a benchmark's result file atomically, its folder made if missing (a crash leaves the old one whole)."""
     atomic_write_bytes(path, text.encode())

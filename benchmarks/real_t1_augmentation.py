@@ -49,8 +49,8 @@ SHIPPED = ROOT / "sample_data" / "models" / "t1-ct-regression.safetensors"
 RESULTS = Path(__file__).resolve().parent / "results" / "real_t1_augmentation.md"
 SHIPPED_AUGMENTATIONS = AUGMENT_FOR_REAL_T1[1::2]
 """The augmentations of every fine-tuning stage of the shipped regression (``make_demo_models``), without their
-``--set`` flags; its later stages add ``POOLS_FOR_REAL_T1`` (variant ``pools-contrast``; the last one also dark
-pools: ``dark-pools-always``)."""
+``--set`` flags; its later stages add ``POOLS_FOR_REAL_T1`` (variant ``pools-contrast``; the fourth also dark
+pools: ``dark-pools-always``; the fifth those with pools in every view: ``dark-pools-often``)."""
 VARIANTS: dict[str, list[str]] = {
     "none": [],  # the same fine-tuning without augmentation: what the extra iterations alone do
     "all": SHIPPED_AUGMENTATIONS,
@@ -190,7 +190,6 @@ def main(argv: list[str] | None = None) -> int:
         models[f"{run_name(*run)} (+{args.iterations} it)"] = args.work_dir / run_name(*run) / "translator.safetensors"
     for name in names if args.soup else []:
         soup = args.work_dir / f"{name}-soup" / "translator.safetensors"
-        soup.parent.mkdir(exist_ok=True)
         parts = [args.work_dir / run_name(name, seed) / "translator.safetensors" for seed in seeds]
         average_translators(parts, soup, overwrite=True)
         models[f"{name}: weights of seeds {args.seeds} averaged"] = soup

@@ -265,8 +265,14 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     write_result(args.out, text)
-    record = {"args": vars(args) | {"out": str(args.out)}, "rates": rates, "median": median, "sgemm_gflops": peak}
-    write_result(args.out.with_suffix(".json"), json.dumps(record | {"roofline": roofline}, indent=2))
+    record = {
+        "args": vars(args) | {"out": str(args.out)},
+        "rates": rates,
+        "median": median,
+        "sgemm_gflops": peak,
+        "roofline": roofline,
+    }
+    write_result(args.out.with_suffix(".json"), json.dumps(record, indent=2))
     return 0
 
 
