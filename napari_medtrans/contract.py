@@ -107,6 +107,11 @@ class DataConfig:
     """Probability that a slice's CSF pools are darker in the source than the subject's CSF (a gain of ×0.3–1 on
     their T1 signal; the target unchanged), as a real T1's ventricles are after normalisation; needs
     ``augment_csf_pools``. 0 = off."""
+    augment_pool_septum: float = 0.0
+    """Probability that a slice's mirrored pairs of CSF pools lie in white matter: a wall of white matter between
+    the two (a septum) and around them, in source, target and labels, instead of the phantom's midline (grey
+    matter either side of a CSF cleft), as a real brain's lateral ventricles lie either side of the septum
+    under the corpus callosum; needs ``augment_csf_pools``. 0 = off."""
 
 
 @dataclass

@@ -19,8 +19,8 @@ from training.augment import (
     Pool,
     SourceAugmentation,
     View,
-    csf_statistics,
     pool_share,
+    tissue_statistics,
 )
 from training.config import ConfigError
 from training.data import SliceSampler, load_cohort
@@ -207,9 +207,9 @@ def test_csf_pools_turn_deep_brain_into_the_subjects_csf_in_source_target_and_la
         changed[box] = False
         assert not changed.any()  # nothing outside the pools' box
     for image, before in ((pooled.source, subject.source), (pooled.target, subject.target)):
-        value, spread = csf_statistics(before, labels)
+        value, spread = tissue_statistics(before, labels)
         assert abs(np.median(image[new]) - value) < max(3 * spread, 0.02)
-    value, _ = csf_statistics(subject.source, labels)  # in T1 the pools were brighter brain (in CT a few HU apart)
+    value, _ = tissue_statistics(subject.source, labels)  # in T1 the pools were brighter brain (in CT a few HU apart)
     assert np.median(subject.source[new]) - value > 5 * abs(np.median(pooled.source[new]) - value)
     assert augmentation.with_pools(View(), 0, subject) is subject
 
@@ -266,6 +266,39 @@ def test_csf_pools_lie_deep_in_the_brain_alone_or_as_mirrored_pairs_and_need_pai
         augmentation.with_pools(view, 1, moved)
 
 
+def test_pool_septum_puts_the_subjects_white_matter_between_the_pools_of_a_pair(cohort):
+    subject = cohort.train[1]
+    labels, z = subject.source_labels, 6
+    drawn = [
+        (
+            _augmentation(csf_pools=1).draw(np.random.default_rng(seed), subject.source, z, labels),
+            _augmentation(csf_pools=1, pool_septum=1).draw(np.random.default_rng(seed), subject.source, z, labels),
+        )
+        for seed in range(12)
+    ]
+    assert all(plain.pools == walled.pools and not plain.septa for plain, walled in drawn)  # same pools drawn
+    plain, view = next((plain, walled) for plain, walled in drawn if len(walled.septa) == 1 and len(walled.pools) == 2)
+    septum, (left, right) = view.septa[0], sorted(view.pools, key=lambda pool: pool.centre[2])
+    assert septum.centre[2] == pytest.approx((left.centre[2] + right.centre[2]) / 2)  # on the midline
+    assert septum.semi_axes[2] == pytest.approx((right.centre[2] - left.centre[2]) / 2)  # to both centres
+    augmentation = _augmentation(csf_pools=1, pool_septum=1)
+    walled, pooled = augmentation.with_pools(view, 1, subject), augmentation.with_pools(plain, 1, subject)
+    row = int(round(septum.centre[1]))
+    wall = np.arange(int(np.ceil(left.centre[2] + left.reach[2])) + 1, int(right.centre[2] - right.reach[2]))
+    if wall.size:  # the wall's columns on the pair's centre row are white matter now, in source, target and labels
+        assert np.all(walled.source_labels[z, row, wall] == WM)
+        for image, before in ((walled.source, subject.source), (walled.target, subject.target)):
+            value, spread = tissue_statistics(before, labels, WM)
+            assert abs(np.median(image[z, row, wall]) - value) < max(4 * spread, 0.05)
+    box, share = pool_share(view.pools, labels)
+    assert np.all(walled.source_labels[box][share >= 0.5] == CSF)  # the pools painted over their septum
+    assert np.all((walled.source_labels == CSF) <= (pooled.source_labels == CSF))  # the midline's cleft is gone
+    grown = walled.source_labels != pooled.source_labels
+    assert grown.any() and np.all(walled.source_labels[grown] == WM) and np.all(np.isin(labels[grown], BRAIN_LABELS))
+    with pytest.raises(ConfigError, match="augment_csf_pools"):
+        _augmentation(pool_septum=0.5)
+
+
 def test_pool_shape_turns_and_mirrors():
     grid = np.ogrid[0:3, 0:40, 0:41]
     upright = Pool((1.0, 20.0, 14.0), (1.5, 9.3, 3.3))
@@ -296,6 +329,7 @@ def test_augmented_sampling_is_reproducible(cohort):
         "tissue_contrast": 0.5,
         "csf_pools": 0.5,
         "dark_pools": 0.5,
+        "pool_septum": 0.5,
     }
     first, second = _sampler(cohort, seed=7, **augment), _sampler(cohort, seed=7, **augment)
     a, b = first.sample(4), second.sample(4)

@@ -1,7 +1,7 @@
 """Training augmentations for real T1s: skull stripping, small fields of view, intensity, tissue contrast, CSF pools.
 
 Phantom-trained translators read tissue from the whole head around it (air, scalp, skull, brain); a
-skull-stripped template or a scan of the central brain lacks that context. Six options of
+skull-stripped template or a scan of the central brain lacks that context. Seven options of
 :class:`~napari_medtrans.contract.DataConfig`, each a probability per training slice (0, the default,
 leaves the batches and the sampler's random stream exactly as without them):
 
@@ -30,6 +30,11 @@ leaves the batches and the sampler's random stream exactly as without them):
   CSF HU). Normalised by a brain-only field of view, a real T1's ventricles sit below the phantom's CSF
   (nibabel's ``anatomical.nii``: s = (x + 1) / 2 about 0.06–0.14 against 0.18–0.19), where the phantom
   shows only cortical bone; deep in the brain the pools say that dark is CSF there.
+- ``augment_pool_septum``: a view's mirrored pairs of pools lie in white matter (source, target and labels): an
+  ellipsoid of the subject's own white matter from one pool's centre to the other's, painted before the pools,
+  so a wall of white matter stands between them. The phantom's midline is grey matter either side of a CSF
+  cleft, so without it the wall of a pair is grey and dark, never the bright band of a real septum under the
+  corpus callosum; a bright band between two dark ones was still only the skull's marrow between its tables.
 
 Label maps follow the target: label 0 (air) wherever the target became air. Normalising again works
 on network values: every MR intensity model maps a scanner's values affinely (then clips) to [-1, 1],
@@ -137,6 +142,8 @@ class View:
     """Seed of the pools' noise."""
     pool_gain: float = 1.0
     """Gain of the pools' source signal s = (x + 1) / 2 (below 1: darker than the subject's CSF)."""
+    septa: tuple[Pool, ...] = ()
+    """White-matter ellipsoids painted before the pools, one per mirrored pair (:func:`csf_pools`)."""
 
     @property
     def masks(self) -> bool:
@@ -155,13 +162,16 @@ class SourceAugmentation:
     """
 
     def __init__(self, cfg: DataConfig, model: IntensityModel, *, aligned: bool, labelled: bool) -> None:
-        self.p_strip, self.p_box, self.p_intensity, self.p_tissue, self.p_pools, self.p_dark = (
+        self.p_strip, self.p_box, self.p_intensity, self.p_tissue = (
             cfg.augment_skull_strip,
             cfg.augment_fov_crop,
             cfg.augment_intensity,
             cfg.augment_tissue_contrast,
+        )
+        self.p_pools, self.p_dark, self.p_septum = (
             cfg.augment_csf_pools,
             cfg.augment_dark_pools,
+            cfg.augment_pool_septum,
         )
         for name, p in description(cfg, every=True).items():
             if not 0 <= p <= 1:
@@ -174,11 +184,12 @@ class SourceAugmentation:
                 "data.augment_skull_strip, data.augment_fov_crop and data.augment_csf_pools change the target too: "
                 "they need paired (or, the first two, misaligned) data"
             )
-        if self.p_dark > 0 and self.p_pools == 0:
-            raise ConfigError("data.augment_dark_pools darkens the CSF pools: it needs data.augment_csf_pools > 0")
+        for name, p, does in (("dark_pools", self.p_dark, "darkens"), ("pool_septum", self.p_septum, "walls")):
+            if p > 0 and self.p_pools == 0:
+                raise ConfigError(f"data.augment_{name} {does} the CSF pools: it needs data.augment_csf_pools > 0")
         self.model = model
         self._brain_mapping: dict[int, IntensityMapping] = {}
-        self._csf: dict[int, tuple[tuple[float, float], tuple[float, float]]] = {}
+        self._tissue: dict[tuple[int, int], tuple[tuple[float, float], tuple[float, float]]] = {}
 
     def draw(self, rng: np.random.Generator, source: np.ndarray, z: int, labels: np.ndarray | None = None) -> View:
         """The view of slice ``z`` of ``source`` (normalised, slice axis first; ``labels``: its label map, needed
@@ -196,40 +207,52 @@ class SourceAugmentation:
             gains = np.exp(rng.uniform(low, high))
             view = replace(view, tissue_gain=tuple(float(g) for g in gains))
         if self.p_pools > 0 and rng.random() < self.p_pools:
-            view = replace(view, pools=csf_pools(rng, labels, z), pool_seed=int(rng.integers(2**31)))
+            pools, septa = csf_pools(rng, labels, z)
+            view = replace(view, pools=pools, pool_seed=int(rng.integers(2**31)))
             if view.pools and self.p_dark > 0 and rng.random() < self.p_dark:
                 view = replace(view, pool_gain=float(np.exp(rng.uniform(*np.log(DARK_POOL_GAIN)))))
+            if septa and self.p_septum > 0 and rng.random() < self.p_septum:
+                view = replace(view, septa=septa)
         return view
 
     def with_pools(self, view: View, key: int, subject: Subject) -> Subject:
-        """``subject`` with ``view``'s CSF pools in its source, target and labels (itself when there are none);
-        the source's pools scaled by ``view.pool_gain`` on s = (x + 1) / 2.
+        """``subject`` with ``view``'s CSF pools in its source, target and labels (itself when there are none),
+        painted over its white-matter septa when it has them; the source's pools scaled by ``view.pool_gain`` on
+        s = (x + 1) / 2.
 
-        ``key`` identifies the subject (its CSF statistics are cached); ``truth`` is left as it was.
+        ``key`` identifies the subject (its tissue statistics are cached); ``truth`` is left as it was.
         """
         if not view.pools:
             return subject
         labels = subject.source_labels
         if labels is None or subject.source is None or subject.target is None:
             raise ConfigError("CSF pools need a subject with source, target and label maps")
-        if key not in self._csf:
-            if subject.target_labels is None or not np.array_equal(labels, subject.target_labels):
-                raise ConfigError(f"data.augment_csf_pools needs paired data; {subject.name}'s target is moved")
-            self._csf[key] = (csf_statistics(subject.source, labels), csf_statistics(subject.target, labels))
-        (slices, rows, cols), share = pool_share(view.pools, labels)
+        if subject.target_labels is None or not np.array_equal(labels, subject.target_labels):
+            raise ConfigError(f"data.augment_csf_pools needs paired data; {subject.name}'s target is moved")
         rng = np.random.default_rng(view.pool_seed)
-        images = []
-        for image, (value, spread), gain in zip((subject.source, subject.target), self._csf[key], (view.pool_gain, 1)):
-            out = image.copy()
-            part = out[slices, rows, cols]
-            fill = value + spread * rng.standard_normal(part.shape).astype(np.float32)
-            if gain != 1:
-                fill = (fill + np.float32(1)) * np.float32(gain) - np.float32(1)
-            out[slices, rows, cols] = part + share * (fill - part)
-            images.append(out)
-        pooled = labels.copy()
-        pooled[slices, rows, cols] = np.where(share >= 0.5, CSF, pooled[slices, rows, cols])
+        images, pooled = [subject.source.copy(), subject.target.copy()], labels.copy()
+        for shapes, tissue, source_gain in ((view.septa, WM, 1.0), (view.pools, CSF, view.pool_gain)):
+            if not shapes:
+                continue
+            box, share = pool_share(shapes, labels)
+            for image, (value, spread), gain in zip(images, self._statistics(key, subject, tissue), (source_gain, 1)):
+                part = image[box]
+                fill = value + spread * rng.standard_normal(part.shape).astype(np.float32)
+                if gain != 1:
+                    fill = (fill + np.float32(1)) * np.float32(gain) - np.float32(1)
+                image[box] = part + share * (fill - part)
+            pooled[box] = np.where(share >= 0.5, tissue, pooled[box])
         return replace(subject, source=images[0], target=images[1], source_labels=pooled, target_labels=pooled)
+
+    def _statistics(self, key: int, subject: Subject, tissue: int) -> tuple[tuple[float, float], tuple[float, float]]:
+        """:func:`tissue_statistics` of ``tissue`` in ``subject``'s source and target (cached by ``key``)."""
+        if (key, tissue) not in self._tissue:
+            labels = subject.source_labels
+            assert labels is not None and subject.source is not None and subject.target is not None
+            self._tissue[key, tissue] = tuple(  # type: ignore[assignment]
+                tissue_statistics(image, labels, tissue) for image in (subject.source, subject.target)
+            )
+        return self._tissue[key, tissue]
 
     def source(self, view: View, key: int, volume: np.ndarray, labels: np.ndarray | None, z: int, k: int) -> np.ndarray:
         """The (k, H, W) context stack of slice ``z`` as ``view`` shows it, normalised again where it masks.
@@ -308,19 +331,22 @@ def brain(labels: np.ndarray | None) -> np.ndarray:
     return np.isin(labels, BRAIN_LABELS)
 
 
-def csf_pools(rng: np.random.Generator, labels: np.ndarray | None, z: int) -> tuple[Pool, ...]:
+def csf_pools(rng: np.random.Generator, labels: np.ndarray | None, z: int) -> tuple[tuple[Pool, ...], tuple[Pool, ...]]:
     """:data:`POOLS` random pools centred on slice ``z`` at least :data:`POOL_DEPTH` inside the brain of
     ``labels`` (none when the slice shows too little brain), semi-axes drawn from :data:`POOL_SEMI_AXES`,
     turned by up to :data:`POOL_ANGLE`; each, with probability :data:`POOL_PAIRED`, moved beside the brain's
     midline (the middle of the columns of its deep part on slice ``z``) with its mirror image on the other side.
+    Also the septum of each pair (drawing nothing more): an upright ellipsoid on the midline that reaches the
+    centres of both pools, as deep through the slices and as tall in the rows as they are.
     """
     inside = brain(None if labels is None else labels[z])
     rows, cols = np.nonzero(ndimage.distance_transform_edt(inside) >= POOL_DEPTH)
     if rows.size == 0:
-        return ()
+        return (), ()
     midline = (cols.min() + cols.max()) / 2
     low, high = np.log(np.array(POOL_SEMI_AXES)).T
     pools: list[Pool] = []
+    septa: list[Pool] = []
     for pick in rng.integers(rows.size, size=int(rng.integers(POOLS[0], POOLS[1] + 1))):
         axes = np.exp(rng.uniform(low, high))
         pool = Pool(
@@ -333,8 +359,10 @@ def csf_pools(rng: np.random.Generator, labels: np.ndarray | None, z: int) -> tu
             offset = pool.reach[2] + rng.uniform(*POOL_GAP) / 2
             pool = Pool((pool.centre[0], pool.centre[1], float(midline + side * offset)), pool.semi_axes, pool.angle)
             pools.append(pool.mirrored(midline))
+            depth, height, _ = pool.reach
+            septa.append(Pool((pool.centre[0], pool.centre[1], float(midline)), (depth, height, float(offset))))
         pools.append(pool)
-    return tuple(pools)
+    return tuple(pools), tuple(septa)
 
 
 def pool_share(pools: tuple[Pool, ...], labels: np.ndarray) -> tuple[tuple[slice, slice, slice], np.ndarray]:
@@ -352,15 +380,15 @@ def pool_share(pools: tuple[Pool, ...], labels: np.ndarray) -> tuple[tuple[slice
     return box, blur((inside & brain(labels[box])).astype(np.float32))  # type: ignore[return-value]
 
 
-def csf_statistics(image: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Median and robust spread (1.4826 × the median absolute deviation) of ``image`` in the CSF of ``labels``
-    away from other tissues (the CSF label eroded in-plane by one voxel, or all of it when that leaves none).
+def tissue_statistics(image: np.ndarray, labels: np.ndarray, tissue: int = CSF) -> tuple[float, float]:
+    """Median and robust spread (1.4826 × the median absolute deviation) of ``image`` in label ``tissue`` of
+    ``labels`` away from other tissues (the label eroded in-plane by one voxel, or all of it when that leaves none).
     """
-    csf = labels == CSF
-    core = ndimage.binary_erosion(csf, structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool))
-    values = image[core if core.any() else csf]
+    mask = labels == tissue
+    core = ndimage.binary_erosion(mask, structure=np.array([[[0, 1, 0], [1, 1, 1], [0, 1, 0]]], bool))
+    values = image[core if core.any() else mask]
     if values.size == 0:
-        raise ConfigError("CSF pools need a label map with CSF")
+        raise ConfigError(f"CSF pools need a label map with label {tissue}")
     median = float(np.median(values))
     return median, float(1.4826 * np.median(np.abs(values - median)))
 
@@ -397,5 +425,6 @@ def description(cfg: DataConfig, *, every: bool = False) -> dict[str, float]:
         "tissue_contrast": cfg.augment_tissue_contrast,
         "csf_pools": cfg.augment_csf_pools,
         "dark_pools": cfg.augment_dark_pools,
+        "pool_septum": cfg.augment_pool_septum,
     }
     return {name: float(p) for name, p in found.items() if every or p > 0}
