@@ -75,6 +75,14 @@ VARIANTS: dict[str, list[str]] = {
         "data.augment_dark_pools=1",
         "data.augment_pool_septum=1",
     ],
+    "grey-septum": [
+        *SHIPPED_AUGMENTATIONS,
+        "data.augment_tissue_contrast=0.5",
+        "data.augment_csf_pools=1",
+        "data.augment_dark_pools=1",
+        "data.augment_pool_septum=1",
+        "data.augment_grey_septum=0.5",
+    ],
     "dark-pools-fov": [
         "data.augment_skull_strip=0.3",
         "data.augment_fov_crop=0.6",

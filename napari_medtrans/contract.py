@@ -112,6 +112,10 @@ class DataConfig:
     the two (a septum) and around them, in source, target and labels, instead of the phantom's midline (grey
     matter either side of a CSF cleft), as a real brain's lateral ventricles lie either side of the septum
     under the corpus callosum; needs ``augment_csf_pools``. 0 = off."""
+    augment_grey_septum: float = 0.0
+    """Probability that a slice's septa (``augment_pool_septum``) are grey matter instead of white: a thin septum
+    reads between grey and white matter in a real T1 (the MNI152's: about 0.7 of the white matter around it,
+    the phantom's grey/white ratio 0.68); needs ``augment_pool_septum``. 0 = off."""
 
 
 @dataclass

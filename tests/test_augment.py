@@ -297,6 +297,19 @@ def test_pool_septum_puts_the_subjects_white_matter_between_the_pools_of_a_pair(
     assert grown.any() and np.all(walled.source_labels[grown] == WM) and np.all(np.isin(labels[grown], BRAIN_LABELS))
     with pytest.raises(ConfigError, match="augment_csf_pools"):
         _augmentation(pool_septum=0.5)
+    grey = augmentation.with_pools(dataclasses.replace(view, septum_tissue=GM), 1, subject)
+    assert np.all(grey.source_labels[grown] == GM) and np.array_equal(
+        grey.target_labels == CSF, walled.target_labels == CSF
+    )
+    tissues = {
+        _augmentation(csf_pools=1, pool_septum=1, grey_septum=0.5)
+        .draw(np.random.default_rng(seed), subject.source, z, labels)
+        .septum_tissue
+        for seed in range(12)
+    }
+    assert tissues == {GM, WM}
+    with pytest.raises(ConfigError, match="augment_pool_septum"):
+        _augmentation(csf_pools=1, grey_septum=0.5)
 
 
 def test_pool_shape_turns_and_mirrors():
@@ -330,6 +343,7 @@ def test_augmented_sampling_is_reproducible(cohort):
         "csf_pools": 0.5,
         "dark_pools": 0.5,
         "pool_septum": 0.5,
+        "grey_septum": 0.5,
     }
     first, second = _sampler(cohort, seed=7, **augment), _sampler(cohort, seed=7, **augment)
     a, b = first.sample(4), second.sample(4)

@@ -1,7 +1,7 @@
 """Training augmentations for real T1s: skull stripping, small fields of view, intensity, tissue contrast, CSF pools.
 
 Phantom-trained translators read tissue from the whole head around it (air, scalp, skull, brain); a
-skull-stripped template or a scan of the central brain lacks that context. Seven options of
+skull-stripped template or a scan of the central brain lacks that context. Eight options of
 :class:`~napari_medtrans.contract.DataConfig`, each a probability per training slice (0, the default,
 leaves the batches and the sampler's random stream exactly as without them):
 
@@ -35,6 +35,8 @@ leaves the batches and the sampler's random stream exactly as without them):
   so a wall of white matter stands between them. The phantom's midline is grey matter either side of a CSF
   cleft, so without it the wall of a pair is grey and dark, never the bright band of a real septum under the
   corpus callosum; a bright band between two dark ones was still only the skull's marrow between its tables.
+- ``augment_grey_septum``: a view's septa are grey matter instead of white, as thin as a real septum reads (the
+  MNI152's about 0.7 of the white matter around it, much like the phantom's grey/white ratio 0.68).
 
 Label maps follow the target: label 0 (air) wherever the target became air. Normalising again works
 on network values: every MR intensity model maps a scanner's values affinely (then clips) to [-1, 1],
@@ -143,7 +145,9 @@ class View:
     pool_gain: float = 1.0
     """Gain of the pools' source signal s = (x + 1) / 2 (below 1: darker than the subject's CSF)."""
     septa: tuple[Pool, ...] = ()
-    """White-matter ellipsoids painted before the pools, one per mirrored pair (:func:`csf_pools`)."""
+    """Ellipsoids of ``septum_tissue`` painted before the pools, one per mirrored pair (:func:`csf_pools`)."""
+    septum_tissue: int = WM
+    """The septa's label: white (or grey) matter."""
 
     @property
     def masks(self) -> bool:
@@ -168,10 +172,11 @@ class SourceAugmentation:
             cfg.augment_intensity,
             cfg.augment_tissue_contrast,
         )
-        self.p_pools, self.p_dark, self.p_septum = (
+        self.p_pools, self.p_dark, self.p_septum, self.p_grey = (
             cfg.augment_csf_pools,
             cfg.augment_dark_pools,
             cfg.augment_pool_septum,
+            cfg.augment_grey_septum,
         )
         for name, p in description(cfg, every=True).items():
             if not 0 <= p <= 1:
@@ -187,6 +192,8 @@ class SourceAugmentation:
         for name, p, does in (("dark_pools", self.p_dark, "darkens"), ("pool_septum", self.p_septum, "walls")):
             if p > 0 and self.p_pools == 0:
                 raise ConfigError(f"data.augment_{name} {does} the CSF pools: it needs data.augment_csf_pools > 0")
+        if self.p_grey > 0 and self.p_septum == 0:
+            raise ConfigError("data.augment_grey_septum greys the septa: it needs data.augment_pool_septum > 0")
         self.model = model
         self._brain_mapping: dict[int, IntensityMapping] = {}
         self._tissue: dict[tuple[int, int], tuple[tuple[float, float], tuple[float, float]]] = {}
@@ -213,6 +220,8 @@ class SourceAugmentation:
                 view = replace(view, pool_gain=float(np.exp(rng.uniform(*np.log(DARK_POOL_GAIN)))))
             if septa and self.p_septum > 0 and rng.random() < self.p_septum:
                 view = replace(view, septa=septa)
+                if self.p_grey > 0 and rng.random() < self.p_grey:
+                    view = replace(view, septum_tissue=GM)
         return view
 
     def with_pools(self, view: View, key: int, subject: Subject) -> Subject:
@@ -231,7 +240,7 @@ class SourceAugmentation:
             raise ConfigError(f"data.augment_csf_pools needs paired data; {subject.name}'s target is moved")
         rng = np.random.default_rng(view.pool_seed)
         images, pooled = [subject.source.copy(), subject.target.copy()], labels.copy()
-        for shapes, tissue, source_gain in ((view.septa, WM, 1.0), (view.pools, CSF, view.pool_gain)):
+        for shapes, tissue, source_gain in ((view.septa, view.septum_tissue, 1.0), (view.pools, CSF, view.pool_gain)):
             if not shapes:
                 continue
             box, share = pool_share(shapes, labels)
@@ -426,5 +435,6 @@ def description(cfg: DataConfig, *, every: bool = False) -> dict[str, float]:
         "csf_pools": cfg.augment_csf_pools,
         "dark_pools": cfg.augment_dark_pools,
         "pool_septum": cfg.augment_pool_septum,
+        "grey_septum": cfg.augment_grey_septum,
     }
     return {name: float(p) for name, p in found.items() if every or p > 0}
