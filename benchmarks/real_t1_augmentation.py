@@ -50,7 +50,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "real_t1_augmentation.md
 SHIPPED_AUGMENTATIONS = AUGMENT_FOR_REAL_T1[1::2]
 """The augmentations of every fine-tuning stage of the shipped regression (``make_demo_models``), without their
 ``--set`` flags; its later stages add ``POOLS_FOR_REAL_T1`` (variant ``pools-contrast``; the fourth also dark
-pools: ``dark-pools-always``; the fifth those with pools in every view: ``dark-pools-often``)."""
+pools: ``dark-pools-always``; the fifth those with pools in every view and white-matter septa: ``septum``)."""
 VARIANTS: dict[str, list[str]] = {
     "none": [],  # the same fine-tuning without augmentation: what the extra iterations alone do
     "all": SHIPPED_AUGMENTATIONS,

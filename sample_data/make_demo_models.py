@@ -52,15 +52,16 @@ differ: the 48-subject recipe with ``--seed 1`` and ``--seed 2`` gave 0.72 and
   augmentations (skull stripping 0.3, field-of-view crops 0.3, intensity 0.5; ``training/augment.py``), then
   twice those plus the tissue contrast (0.5) and the CSF pools (0.5), then twice all of them with every slice's
   pools darker than the subject's CSF in the T1 (``data.augment_dark_pools=1``; the fifth stage with pools in
-  every view, ``data.augment_csf_pools=1``, and training seed 2). Each stage was kept by a rule set before
+  every view, ``data.augment_csf_pools=1``, their mirrored pairs in white matter, ``data.augment_pool_septum=1``,
+  and training seed 2). Each stage was kept by a rule set before
   it ran (``benchmarks/results/real_t1_augmentation.md``): gates on the validation phantoms (cohort seed 77:
   MAE, hot voxels in air) and on the MNI152 template (brain in 0–80 HU, brain-interior voxels below −100 HU),
   then the fewest MNI152 brain-interior voxels above 300 HU. The first stage alone (40.0 HU on the validation
   phantoms) painted air-like holes into the MNI152 white matter (44 657 interior voxels below −100 HU); after
   the third, 874, with 1042 interior voxels above 300 HU and 40.2 HU; after the fourth, 422, 733 and 39.9 HU
-  (a fourth stage without dark pools: 0, 1049 and 40.0 HU, not kept); after the fifth, 0, 456 and 38.9 HU
-  (its seed 1: 468; with pools in half the views, seeds 0, 1 and 2 gave 864, 506 and 552, and the mean of the
-  weights of seeds 1 and 2 533; not kept). It replaced a regression trained from
+  (a fourth stage without dark pools: 0, 1049 and 40.0 HU, not kept); after the fifth, 0, 358 and 38.9 HU
+  (its seed 1: 365; without the white-matter septa, seeds 1 and 2 gave 468 and 456; with pools in half the
+  views, seeds 0, 1 and 2 gave 864, 506 and 552, and the mean of the weights of seeds 1 and 2 533; not kept). It replaced a regression trained from
   scratch on the augmented cohort (4000 iterations, then four augmented fine-tuning stages; 48 000 iterations,
   44.6 HU on the validation phantoms, 1503 interior voxels above 300 HU; in the git history up to
   commit be5f77c). It starts from a shipped file (``init``), so ``--models t1-ct-regression`` retrains its stages
@@ -172,7 +173,8 @@ MODELS: dict[str, dict[str, Any]] = {
         "finetune": [real_t1_stage(), real_t1_stage(*POOLS_FOR_REAL_T1), real_t1_stage(*POOLS_FOR_REAL_T1),
                      real_t1_stage(*POOLS_FOR_REAL_T1, "--set", "data.augment_dark_pools=1"),
                      real_t1_stage(*POOLS_FOR_REAL_T1, "--set", "data.augment_csf_pools=1",
-                                   "--set", "data.augment_dark_pools=1", "--seed", "2")],
+                                   "--set", "data.augment_dark_pools=1", "--set", "data.augment_pool_septum=1",
+                                   "--seed", "2")],
     },
     "t1-ct-reggan": {
         "iterations": 2000,

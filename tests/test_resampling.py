@@ -65,7 +65,7 @@ def test_engine_translates_at_the_training_spacing():
     own_grid = translator.translate_volume(coarse, batch_size=8, resample=False).image
     assert resampled.shape == own_grid.shape == coarse.array.shape
     mae, mae_own = (float(np.abs(out - ct)[body].mean()) for out in (resampled, own_grid))
-    assert mae < mae_own - 5, (mae, mae_own)  # measured: 135 vs 175 HU
+    assert mae < mae_own - 5, (mae, mae_own)  # measured: 137 vs 173 HU
     prepared = translator.prepare(coarse.array, spacing=coarse.spacing)  # the viewer's on-the-fly path
     assert prepared.resampling is not None and prepared.array.shape == (16, 128, 128)
     one = translator.translate_slice(prepared, 8).image
