@@ -226,7 +226,7 @@ class SourceAugmentation:
 
     def with_pools(self, view: View, key: int, subject: Subject) -> Subject:
         """``subject`` with ``view``'s CSF pools in its source, target and labels (itself when there are none),
-        painted over its white-matter septa when it has them; the source's pools scaled by ``view.pool_gain`` on
+        painted over its septa (white or grey matter) when it has them; the source's pools scaled by ``view.pool_gain`` on
         s = (x + 1) / 2.
 
         ``key`` identifies the subject (its tissue statistics are cached); ``truth`` is left as it was.
@@ -236,15 +236,21 @@ class SourceAugmentation:
         labels = subject.source_labels
         if labels is None or subject.source is None or subject.target is None:
             raise ConfigError("CSF pools need a subject with source, target and label maps")
-        if subject.target_labels is None or not np.array_equal(labels, subject.target_labels):
-            raise ConfigError(f"data.augment_csf_pools needs paired data; {subject.name}'s target is moved")
         rng = np.random.default_rng(view.pool_seed)
         images, pooled = [subject.source.copy(), subject.target.copy()], labels.copy()
         for shapes, tissue, source_gain in ((view.septa, view.septum_tissue, 1.0), (view.pools, CSF, view.pool_gain)):
             if not shapes:
                 continue
             box, share = pool_share(shapes, labels)
-            for image, (value, spread), gain in zip(images, self._statistics(key, subject, tissue), (source_gain, 1)):
+            if (key, tissue) not in self._tissue:  # the subject's own values of the tissue, in source and target
+                if subject.target_labels is None or not np.array_equal(labels, subject.target_labels):
+                    raise ConfigError(f"data.augment_csf_pools needs paired data; {subject.name}'s target is moved")
+                statistics = (
+                    tissue_statistics(subject.source, labels, tissue),
+                    tissue_statistics(subject.target, labels, tissue),
+                )
+                self._tissue[key, tissue] = statistics
+            for image, (value, spread), gain in zip(images, self._tissue[key, tissue], (source_gain, 1)):
                 part = image[box]
                 fill = value + spread * rng.standard_normal(part.shape).astype(np.float32)
                 if gain != 1:
@@ -252,16 +258,6 @@ class SourceAugmentation:
                 image[box] = part + share * (fill - part)
             pooled[box] = np.where(share >= 0.5, tissue, pooled[box])
         return replace(subject, source=images[0], target=images[1], source_labels=pooled, target_labels=pooled)
-
-    def _statistics(self, key: int, subject: Subject, tissue: int) -> tuple[tuple[float, float], tuple[float, float]]:
-        """:func:`tissue_statistics` of ``tissue`` in ``subject``'s source and target (cached by ``key``)."""
-        if (key, tissue) not in self._tissue:
-            labels = subject.source_labels
-            assert labels is not None and subject.source is not None and subject.target is not None
-            self._tissue[key, tissue] = tuple(  # type: ignore[assignment]
-                tissue_statistics(image, labels, tissue) for image in (subject.source, subject.target)
-            )
-        return self._tissue[key, tissue]
 
     def source(self, view: View, key: int, volume: np.ndarray, labels: np.ndarray | None, z: int, k: int) -> np.ndarray:
         """The (k, H, W) context stack of slice ``z`` as ``view`` shows it, normalised again where it masks.
