@@ -471,7 +471,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         os.environ["MEDTRANS_CACHE_DIR"] = cache  # measure batch sizes afresh, leave the user's cache alone
         report = run(args)
-    RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"inference_throughput_{report['machine']['kind']}"
     command = ("python benchmarks/inference_throughput.py " + " ".join(sys.argv[1:])).strip()
     write_result(stem.with_suffix(".json"), json.dumps(report, indent=2) + "\n")

@@ -232,7 +232,6 @@ def main(argv: list[str] | None = None) -> int:
     report = run(args.in_dist, args.per_kind)
     seconds = time.time() - start
     note = load_note(load_start, os.getloadavg()[0])
-    RESULTS.mkdir(exist_ok=True)
     write_result(RESULTS / "input_check.json", json.dumps(report, indent=2) + "\n")
     write_result(RESULTS / "input_check.md", write_markdown(report, command.strip(), note, seconds))
     print((RESULTS / "input_check.md").read_text())

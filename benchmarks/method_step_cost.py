@@ -117,7 +117,6 @@ def main(argv: list[str] | None = None) -> None:
         f"| {float(r['wall_s_per_it']):.1f} | {float(r['cpu_s_per_it']):.1f} |"
         for r in rows
     ]
-    RESULTS.mkdir(exist_ok=True)
     write_result(RESULTS / f"{args.out}.json", json.dumps(record, indent=2) + "\n")
     write_result(RESULTS / f"{args.out}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -139,7 +139,6 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_result(args.out, text)
     print(f"wrote {args.out}")
     return 0

@@ -51,6 +51,14 @@ SHIPPED_AUGMENTATIONS = AUGMENT_FOR_REAL_T1[1::2]
 """The augmentations of every fine-tuning stage of the shipped regression (``make_demo_models``), without their
 ``--set`` flags; its later stages add ``POOLS_FOR_REAL_T1`` (variant ``pools-contrast``; the fourth also dark
 pools: ``dark-pools-always``; the fifth those with pools in every view and white-matter septa: ``septum``)."""
+POOLS_EVERY_VIEW = [
+    *SHIPPED_AUGMENTATIONS,
+    "data.augment_tissue_contrast=0.5",
+    "data.augment_csf_pools=1",
+    "data.augment_dark_pools=1",
+]
+"""The shipped augmentations with dark CSF pools in every view (variant ``dark-pools-often``, and the base of the
+septum variants)."""
 VARIANTS: dict[str, list[str]] = {
     "none": [],  # the same fine-tuning without augmentation: what the extra iterations alone do
     "all": SHIPPED_AUGMENTATIONS,
@@ -62,27 +70,9 @@ VARIANTS: dict[str, list[str]] = {
     "pools-contrast-often": [*SHIPPED_AUGMENTATIONS, "data.augment_tissue_contrast=0.5", "data.augment_csf_pools=0.8"],
     "dark-pools": [*SHIPPED_AUGMENTATIONS, *POOLS_FOR_REAL_T1[1::2], "data.augment_dark_pools=0.5"],
     "dark-pools-always": [*SHIPPED_AUGMENTATIONS, *POOLS_FOR_REAL_T1[1::2], "data.augment_dark_pools=1"],
-    "dark-pools-often": [
-        *SHIPPED_AUGMENTATIONS,
-        "data.augment_tissue_contrast=0.5",
-        "data.augment_csf_pools=1",
-        "data.augment_dark_pools=1",
-    ],
-    "septum": [
-        *SHIPPED_AUGMENTATIONS,
-        "data.augment_tissue_contrast=0.5",
-        "data.augment_csf_pools=1",
-        "data.augment_dark_pools=1",
-        "data.augment_pool_septum=1",
-    ],
-    "grey-septum": [
-        *SHIPPED_AUGMENTATIONS,
-        "data.augment_tissue_contrast=0.5",
-        "data.augment_csf_pools=1",
-        "data.augment_dark_pools=1",
-        "data.augment_pool_septum=1",
-        "data.augment_grey_septum=0.5",
-    ],
+    "dark-pools-often": POOLS_EVERY_VIEW,
+    "septum": [*POOLS_EVERY_VIEW, "data.augment_pool_septum=1"],
+    "grey-septum": [*POOLS_EVERY_VIEW, "data.augment_pool_septum=1", "data.augment_grey_septum=0.5"],
     "dark-pools-fov": [
         "data.augment_skull_strip=0.3",
         "data.augment_fov_crop=0.6",

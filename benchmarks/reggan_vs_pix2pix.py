@@ -207,7 +207,6 @@ def main() -> int:
                 flush=True,
             )
     text = write_report(results, args, time.time() - start)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_result(args.out, text)
     write_result(args.out.with_suffix(".json"), json.dumps(results, indent=2))
     print(text)

@@ -187,7 +187,6 @@ def _machine(load_start: float) -> str:
 
 def write(part: str, data: dict[str, Any], note: str, command: str) -> None:
     """Update ``part`` in the JSON record and rewrite the markdown report from it."""
-    RESULTS.mkdir(exist_ok=True)
     record_path = RESULTS / "stochastic_translators.json"
     record = json.loads(record_path.read_text()) if record_path.exists() else {}
     record[part] = {"machine": note, "command": command, "results": data}

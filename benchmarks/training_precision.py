@@ -126,7 +126,6 @@ def main() -> int:
     ]
     text = report(rows, args)
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     write_result(args.out, text)
     write_result(args.out.with_suffix(".json"), json.dumps({"rows": rows}, indent=1))
     return 0

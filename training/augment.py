@@ -189,11 +189,15 @@ class SourceAugmentation:
                 "data.augment_skull_strip, data.augment_fov_crop and data.augment_csf_pools change the target too: "
                 "they need paired (or, the first two, misaligned) data"
             )
-        for name, p, does in (("dark_pools", self.p_dark, "darkens"), ("pool_septum", self.p_septum, "walls")):
-            if p > 0 and self.p_pools == 0:
-                raise ConfigError(f"data.augment_{name} {does} the CSF pools: it needs data.augment_csf_pools > 0")
-        if self.p_grey > 0 and self.p_septum == 0:
-            raise ConfigError("data.augment_grey_septum greys the septa: it needs data.augment_pool_septum > 0")
+        for name, p, needed, p_needed in (
+            ("dark_pools", self.p_dark, "csf_pools", self.p_pools),  # darkens the pools
+            ("pool_septum", self.p_septum, "csf_pools", self.p_pools),  # walls the pools' pairs
+            ("grey_septum", self.p_grey, "pool_septum", self.p_septum),  # greys the septa
+        ):
+            if p > 0 and p_needed == 0:
+                raise ConfigError(
+                    f"data.augment_{name} changes what data.augment_{needed} paints: it needs data.augment_{needed} > 0"
+                )
         self.model = model
         self._brain_mapping: dict[int, IntensityMapping] = {}
         self._tissue: dict[tuple[int, int], tuple[tuple[float, float], tuple[float, float]]] = {}
@@ -226,8 +230,8 @@ class SourceAugmentation:
 
     def with_pools(self, view: View, key: int, subject: Subject) -> Subject:
         """``subject`` with ``view``'s CSF pools in its source, target and labels (itself when there are none),
-        painted over its septa (white or grey matter) when it has them; the source's pools scaled by ``view.pool_gain`` on
-        s = (x + 1) / 2.
+        painted over its septa (white or grey matter) when it has them; the source's pools scaled by
+        ``view.pool_gain`` on s = (x + 1) / 2.
 
         ``key`` identifies the subject (its tissue statistics are cached); ``truth`` is left as it was.
         """
