@@ -53,6 +53,10 @@ FEATURE_STRIDE = 4
 """Resolution of the decoder features compared in section 3 (the decoder stage at 1/4 of the input)."""
 PHANTOMS = 6
 """Validation phantoms searched in section 3."""
+NEIGHBOUR_STEPS = (1, 4)
+"""Distances (mm) between the template's context slices at which section 3 looks: its own and the phantom's."""
+SIGNAL = -0.99
+"""Network input above which a voxel shows signal (background and the stripped skull are −1)."""
 NEAREST = 100
 """Most similar phantom cells whose labels section 3 sums."""
 
@@ -181,7 +185,7 @@ def hot_cells(translator: Translator, hook: DecoderFeatures, real: RealT1, step:
     inputs, features, images = hook.take()
     centre = inputs[:, inputs.shape[1] // 2]
     hu = translator.output_mapping.from_network(images)
-    brain = ndimage.binary_erosion(centre > -0.99, iterations=RIM_VOXELS, structure=np.ones((1, 3, 3), bool))
+    brain = ndimage.binary_erosion(centre > SIGNAL, iterations=RIM_VOXELS, structure=np.ones((1, 3, 3), bool))
     hot = (hu > HOT_HU) & brain
     s = FEATURE_STRIDE
     cells = hot.reshape(hot.shape[0], hot.shape[1] // s, s, hot.shape[2] // s, s).any(axis=(2, 4))
@@ -195,7 +199,7 @@ def neighbour_lines(translator: Translator, real: RealT1) -> list[str]:
     from napari_medtrans.phantom.cohort import subject_seed
 
     hook = DecoderFeatures(translator)
-    queries = {step: hot_cells(translator, hook, real, step) for step in (1, 4)}
+    queries = {step: hot_cells(translator, hook, real, step) for step in NEIGHBOUR_STEPS}
     best: dict[int, list[tuple[float, np.ndarray, float]]] = {step: [] for step in queries}
     s = FEATURE_STRIDE
     for index in range(PHANTOMS):
