@@ -28,11 +28,12 @@ import argparse
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+from torch.utils.hooks import RemovableHandle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -80,24 +81,41 @@ def largest_cluster(hot: np.ndarray) -> np.ndarray:
     return labels == 1 + int(np.argmax(sizes))
 
 
-def spacing_lines(translator: Translator, real: RealT1) -> tuple[list[str], np.ndarray]:
-    """Section 1's table, and the cluster of the template's own spacing."""
+@dataclass
+class SpacingResult:
+    """Section 1: its table, what the template's own spacing gave, and the hot cells section 3 looks up."""
+
+    lines: list[str]
+    own: np.ndarray
+    """The template translated with its own 1 mm slices (HU)."""
+    cluster: np.ndarray
+    """The largest cluster of ``own``'s hot brain-interior voxels."""
+    queries: dict[int, np.ndarray]
+    """Context-slice distance of :data:`NEIGHBOUR_STEPS` → :func:`hot_cells` of that translation."""
+
+
+def spacing_lines(translator: Translator, real: RealT1) -> SpacingResult:
+    """Section 1: the template translated at each of :data:`STEPS`, the hot cells' features caught on the way."""
     lines = [
         "## 1. Slice spacing",
         "",
         f"| context slices apart | interior voxels > {HOT_HU:.0f} HU | largest cluster | its peak (HU) |",
         "|---|---|---|---|",
     ]
-    cluster = np.zeros(real.mni.array.shape, bool)
-    for step in STEPS:
-        out = translated(translator, real.mni, step)
-        hot = (out > HOT_HU) & real.brain_interior
-        biggest = largest_cluster(hot)
-        peak = f"{out[biggest].max():.0f}" if biggest.any() else "–"
-        lines.append(f"| {step} mm | {hot.sum()} | {biggest.sum()} | {peak} |")
-        if step == 1:
-            cluster = biggest
-    return [*lines, ""], cluster
+    own, cluster, queries = np.empty(0), np.empty(0, bool), {}
+    with DecoderFeatures(translator) as hook:
+        for step in STEPS:
+            out = translated(translator, real.mni, step)
+            caught = hook.take()
+            if step in NEIGHBOUR_STEPS:
+                queries[step] = hot_cells(translator, *caught)
+            hot = (out > HOT_HU) & real.brain_interior
+            biggest = largest_cluster(hot)
+            peak = f"{out[biggest].max():.0f}" if biggest.any() else "–"
+            lines.append(f"| {step} mm | {hot.sum()} | {biggest.sum()} | {peak} |")
+            if step == 1:
+                own, cluster = out, biggest
+    return SpacingResult([*lines, ""], own, cluster, queries)
 
 
 def cluster_box(cluster: np.ndarray) -> tuple[slice, ...]:
@@ -106,9 +124,8 @@ def cluster_box(cluster: np.ndarray) -> tuple[slice, ...]:
     return tuple(slice(max(s.start - BOX_PAD, 0), s.stop + BOX_PAD) for s in found)
 
 
-def interventions(real: RealT1, cluster: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
-    """Named changes of the template near ``cluster``: the voxels changed and the value they take."""
-    image = real.mni.array.astype(np.float32)
+def interventions(image: np.ndarray, real: RealT1, cluster: np.ndarray) -> dict[str, tuple[np.ndarray, float]]:
+    """Named changes of the template (``image``, float32) near ``cluster``: the voxels changed and their value."""
     low, high = np.percentile(image[real.brain], [1, 99])
     box = np.zeros(image.shape, bool)
     box[cluster_box(cluster)] = True
@@ -124,9 +141,9 @@ def interventions(real: RealT1, cluster: np.ndarray) -> dict[str, tuple[np.ndarr
     }
 
 
-def intervention_lines(translator: Translator, real: RealT1, cluster: np.ndarray) -> list[str]:
-    """Section 2's table."""
-    box = cluster_box(cluster)
+def intervention_lines(translator: Translator, real: RealT1, spacing: SpacingResult) -> list[str]:
+    """Section 2's table (its first row: section 1's translation at the template's own spacing)."""
+    box = cluster_box(spacing.cluster)
     lines = [
         "## 2. Interventions (1 mm slices)",
         "",
@@ -134,27 +151,44 @@ def intervention_lines(translator: Translator, real: RealT1, cluster: np.ndarray
         "|---|---|---|---|",
     ]
     image = real.mni.array.astype(np.float32)
-    changes = {"unchanged": (np.zeros(image.shape, bool), 0.0), **interventions(real, cluster)}
-    for name, (voxels, value) in changes.items():
-        out = translated(translator, replace(real.mni, array=np.where(voxels, np.float32(value), image)))
+    outputs = {"unchanged": spacing.own}
+    for name, (voxels, value) in interventions(image, real, spacing.cluster).items():
+        outputs[name] = translated(translator, replace(real.mni, array=np.where(voxels, np.float32(value), image)))
+    for name, out in outputs.items():
         hot = (out > HOT_HU) & real.brain_interior
         lines.append(f"| {name} | {hot.sum()} | {hot[box].sum()} | {out[box].max():.0f} |")
     return [*lines, ""]
 
 
 class DecoderFeatures:
-    """For every batch a translator translates: the U-Net's input, one decoder stage's output and the image it
-    gives (forward hooks).
+    """While entered: for every batch a translator translates, the U-Net's input, one decoder stage's output and
+    the image it gives (forward hooks, removed on exit).
     """
 
     def __init__(self, translator: Translator) -> None:
         decoders = getattr(translator.generator, "decoders", None)
         if decoders is None:
             raise SystemExit(f"{translator.metadata.name}: the generator has no U-Net decoders to look into")
-        level = int(np.log2(FEATURE_STRIDE))
+        self._modules = (translator.generator, decoders[int(np.log2(FEATURE_STRIDE))])
+        self._handles: list[RemovableHandle] = []
         self.caught: dict[str, list[np.ndarray]] = {"inputs": [], "features": [], "images": []}
-        translator.generator.register_forward_hook(self._catch_generator)
-        decoders[level].register_forward_hook(lambda _m, _a, out: self.caught["features"].append(out.float().numpy()))
+
+    def __enter__(self) -> DecoderFeatures:
+        generator, decoder = self._modules
+        self._handles = [
+            generator.register_forward_hook(self._catch_generator),
+            decoder.register_forward_hook(lambda _m, _a, out: self.caught["features"].append(out.float().numpy())),
+        ]
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._clear()
+
+    def _clear(self) -> None:
+        for caught in self.caught.values():
+            caught.clear()
 
     def _catch_generator(self, _module: object, args: tuple, out: object) -> None:
         self.caught["inputs"].append(args[0].float().numpy())
@@ -165,8 +199,7 @@ class DecoderFeatures:
         and (slices, H, W) images (network units).
         """
         taken = tuple(np.concatenate(self.caught[key]) for key in ("inputs", "features", "images"))
-        for caught in self.caught.values():
-            caught.clear()
+        self._clear()
         return taken  # type: ignore[return-value]
 
 
@@ -176,13 +209,11 @@ def unit_rows(features: np.ndarray) -> np.ndarray:
     return rows / (np.linalg.norm(rows, axis=1, keepdims=True) + 1e-8)
 
 
-def hot_cells(translator: Translator, hook: DecoderFeatures, real: RealT1, step: int) -> np.ndarray:
-    """Unit feature rows of the cells that hold a hot brain-interior voxel, the template translated with context
-    slices ``step`` apart; the brain is where the centre input slice has signal, eroded by the rim, on the
+def hot_cells(translator: Translator, inputs: np.ndarray, features: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """Unit feature rows of the cells that hold a hot brain-interior voxel (what :meth:`DecoderFeatures.take`
+    gave for one translation); the brain is where the centre input slice has signal, eroded by the rim, on the
     network's own (resampled, padded) grid.
     """
-    translated(translator, real.mni, step)
-    inputs, features, images = hook.take()
     centre = inputs[:, inputs.shape[1] // 2]
     hu = translator.output_mapping.from_network(images)
     brain = ndimage.binary_erosion(centre > SIGNAL, iterations=RIM_VOXELS, structure=np.ones((1, 3, 3), bool))
@@ -192,20 +223,19 @@ def hot_cells(translator: Translator, hook: DecoderFeatures, real: RealT1, step:
     return unit_rows(features)[cells.reshape(-1)]
 
 
-def neighbour_lines(translator: Translator, real: RealT1) -> list[str]:
-    """Section 3: the phantom tissue nearest to the hot cells, at the template's spacing and at 4 mm."""
+def neighbour_lines(translator: Translator, queries: dict[int, np.ndarray]) -> list[str]:
+    """Section 3: the phantom tissue nearest to the hot cells of section 1 (``queries``)."""
     from napari_medtrans.phantom import generate_subject
     from napari_medtrans.phantom.anatomy import TISSUES
     from napari_medtrans.phantom.cohort import subject_seed
 
-    hook = DecoderFeatures(translator)
-    queries = {step: hot_cells(translator, hook, real, step) for step in NEIGHBOUR_STEPS}
     best: dict[int, list[tuple[float, np.ndarray, float]]] = {step: [] for step in queries}
     s = FEATURE_STRIDE
     for index in range(PHANTOMS):
         subject = generate_subject(subject_seed(VALIDATION_COHORT_SEED, index), shape=(32, 128, 128))
-        translator.translate_volume(subject.t1, batch_size=8)  # its own grid: the training spacing
-        _, features, _ = hook.take()
+        with DecoderFeatures(translator) as hook:
+            translator.translate_volume(subject.t1, batch_size=8)  # its own grid: the training spacing
+            _, features, _ = hook.take()
         shape = (features.shape[0], features.shape[2], s, features.shape[3], s)
         labels = subject.labels.reshape(shape).transpose(0, 1, 3, 2, 4).reshape(-1, s * s)
         ct = subject.ct.reshape(shape).mean(axis=(2, 4)).reshape(-1)
@@ -261,11 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         "measured: the docstring of the script.",
         "",
     ]
-    spacing, cluster = spacing_lines(translator, real)
-    lines += spacing
-    if cluster.any():
-        lines += intervention_lines(translator, real, cluster)
-        lines += neighbour_lines(translator, real)
+    spacing = spacing_lines(translator, real)
+    lines += spacing.lines
+    if spacing.cluster.any():
+        lines += intervention_lines(translator, real, spacing)
+        lines += neighbour_lines(translator, spacing.queries)
     else:
         lines += ["No brain-interior voxel above the threshold: nothing to diagnose.", ""]
     lines += [f"{time.time() - start:.0f} s. " + load_note(load_start, os.getloadavg()[0]), ""]
