@@ -74,6 +74,7 @@ VARIANTS: dict[str, list[str]] = {
     "septum": [*POOLS_EVERY_VIEW, "data.augment_pool_septum=1"],
     "grey-septum": [*POOLS_EVERY_VIEW, "data.augment_pool_septum=1", "data.augment_grey_septum=0.5"],
     "septum-contrast-always": [*POOLS_EVERY_VIEW, "data.augment_pool_septum=1", "data.augment_tissue_contrast=1"],
+    "septum-1mm": [*POOLS_EVERY_VIEW, "data.augment_pool_septum=1", "data.phantom_depth=128"],  # MNI152 slice spacing
     "dark-pools-fov": [
         "data.augment_skull_strip=0.3",
         "data.augment_fov_crop=0.6",
