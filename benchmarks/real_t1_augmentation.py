@@ -75,6 +75,12 @@ VARIANTS: dict[str, list[str]] = {
     "grey-septum": [*POOLS_EVERY_VIEW, "data.augment_pool_septum=1", "data.augment_grey_septum=0.5"],
     "septum-contrast-always": [*POOLS_EVERY_VIEW, "data.augment_pool_septum=1", "data.augment_tissue_contrast=1"],
     "septum-1mm": [*POOLS_EVERY_VIEW, "data.augment_pool_septum=1", "data.phantom_depth=128"],  # MNI152 slice spacing
+    "septum-1mm-mixed": [  # context slices 1 mm apart (the MNI152's) or 4 mm apart (the test phantoms')
+        *POOLS_EVERY_VIEW,
+        "data.augment_pool_septum=1",
+        "data.phantom_depth=128",
+        "data.context_strides=[1,4]",
+    ],
     "dark-pools-fov": [
         "data.augment_skull_strip=0.3",
         "data.augment_fov_crop=0.6",

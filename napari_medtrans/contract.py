@@ -68,6 +68,11 @@ class DataConfig:
     """Array axis along which 2-D training slices are taken."""
     context_slices: int = 1
     """Neighbouring source slices stacked as input channels (2.5-D input; 1 = plain 2-D)."""
+    context_strides: tuple[int, ...] = (1,)
+    """Slices between neighbouring context slices of a training window, drawn per window from this tuple (needs
+    ``context_slices`` > 1; training only: inference stacks a volume's own neighbouring slices). With a phantom
+    rendered at 1 mm (``phantom_depth=128``), ``[1, 4]`` trains for slices 1 mm apart, as a 1 mm T1 is translated,
+    and 4 mm apart, as the default phantom's are."""
     size: int = 128
     """Side of the square training crops, in pixels."""
     crop_scale: float = 1.0

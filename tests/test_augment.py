@@ -77,6 +77,25 @@ def test_zero_probabilities_leave_the_batches_of_a_plain_sampler(cohort):
     assert not np.array_equal(plain["source"], augmented["source"])
 
 
+def test_context_strides_space_the_context_slices_of_each_window():
+    subject = generate_subject(3, shape=SHAPE)
+    volume = mr_median().fit(subject.t1).to_network(subject.t1)
+    spaced = SourceAugmentation(
+        dataclasses.replace(_config(), context_strides=(1, 4)), mr_median(), aligned=True, labelled=True
+    )
+    rng = np.random.default_rng(0)
+    strides = [spaced.draw(rng, volume, 6).stride for _ in range(200)]
+    assert set(strides) == {1, 4} and 70 < strides.count(4) < 130
+    stack = spaced.source(View(stride=4), 0, volume, subject.labels, 6, 3)
+    assert np.array_equal(stack, volume[[2, 6, 10]])
+    clamped = spaced.source(View(strip=True, stride=4), 0, volume, subject.labels, 1, 3)
+    assert np.array_equal(clamped[0] == -1, ~np.isin(subject.labels[0], BRAIN_LABELS))  # slice 1 - 4 → slice 0
+    for strides_, slices, message in (((0, 1), 3, "at least one slice"), ((1, 4), 1, "context_slices > 1")):
+        with pytest.raises(ConfigError, match=message):
+            config = dataclasses.replace(_config(), context_strides=strides_, context_slices=slices)
+            SourceAugmentation(config, mr_median(), aligned=True, labelled=True)
+
+
 def test_skull_strip_is_what_inference_sees_of_a_skull_stripped_t1():
     subject = generate_subject(3, shape=SHAPE)
     model = mr_median()

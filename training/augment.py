@@ -38,6 +38,9 @@ leaves the batches and the sampler's random stream exactly as without them):
 - ``augment_grey_septum``: a view's septa are grey matter instead of white, as thin as a real septum reads (the
   MNI152's about 0.7 of the white matter around it, much like the phantom's grey/white ratio 0.68).
 
+A view also carries the step between its context slices, drawn from ``data.context_strides`` (not a
+probability: a tuple of steps, ``(1,)`` by default, which draws nothing).
+
 Label maps follow the target: label 0 (air) wherever the target became air. Normalising again works
 on network values: every MR intensity model maps a scanner's values affinely (then clips) to [-1, 1],
 so fitting the source's model to ``x + 1`` finds the mapping inference would fit to the stripped or
@@ -148,6 +151,8 @@ class View:
     """Ellipsoids of ``septum_tissue`` painted before the pools, one per mirrored pair (:func:`csf_pools`)."""
     septum_tissue: int = WM
     """The septa's label: white (or grey) matter."""
+    stride: int = 1
+    """Slices between the context slices of the source (``data.context_strides``)."""
 
     @property
     def masks(self) -> bool:
@@ -198,6 +203,11 @@ class SourceAugmentation:
                 raise ConfigError(
                     f"data.augment_{name} changes what data.augment_{needed} paints: it needs data.augment_{needed} > 0"
                 )
+        self.strides = tuple(cfg.context_strides)
+        if not self.strides or min(self.strides) < 1:
+            raise ConfigError(f"data.context_strides are steps of at least one slice, got {list(self.strides)}")
+        if self.strides != (1,) and cfg.context_slices == 1:
+            raise ConfigError("data.context_strides spaces the context slices: it needs data.context_slices > 1")
         self.model = model
         self._brain_mapping: dict[int, IntensityMapping] = {}
         self._tissue: dict[tuple[int, int], tuple[tuple[float, float], tuple[float, float]]] = {}
@@ -208,7 +218,8 @@ class SourceAugmentation:
         """
         strip = self.p_strip > 0 and rng.random() < self.p_strip
         box = fov_box(rng, source, z) if self.p_box > 0 and rng.random() < self.p_box else None
-        view = View(strip, box)
+        stride = int(rng.choice(self.strides)) if len(self.strides) > 1 else self.strides[0]
+        view = View(strip, box, stride=stride)
         if self.p_intensity > 0 and rng.random() < self.p_intensity:
             gamma, contrast = np.exp(rng.uniform(*np.log(GAMMA))), np.exp(rng.uniform(*np.log(CONTRAST)))
             a, b, c = rng.uniform(-BIAS, BIAS, 3)
@@ -269,10 +280,10 @@ class SourceAugmentation:
         ``key`` identifies the subject (its brain-only mapping is cached); intensity changes come later
         (:meth:`change_intensity`, on the window); tissue gains are applied here, where the labels are.
         """
-        stack = context_stack(volume, z, k)
+        stack = context_stack(volume, z, k, view.stride)
         if not (view.masks or view.tissue_gain):
             return stack
-        ids = context_stack(np.arange(volume.shape[0]), z, k)
+        ids = context_stack(np.arange(volume.shape[0]), z, k, view.stride)
         stack_labels = None if labels is None else labels[ids]
         if view.masks:
             keep = self.keep(view, stack_labels, ids, volume.shape)

@@ -224,10 +224,10 @@ def foreground_slices(volume: np.ndarray, min_fraction: float) -> np.ndarray:
     return keep if keep.size else np.arange(volume.shape[0])
 
 
-def context_stack(volume: np.ndarray, index: int, k: int) -> np.ndarray:
-    """The ``k`` slices centred on ``index`` (clamped at the ends), shape (k, H, W)."""
+def context_stack(volume: np.ndarray, index: int, k: int, stride: int = 1) -> np.ndarray:
+    """The ``k`` slices centred on ``index``, ``stride`` slices apart (clamped at the ends), shape (k, H, W)."""
     half = k // 2
-    ids = np.clip(np.arange(index - half, index + half + 1), 0, volume.shape[0] - 1)
+    ids = np.clip(index + stride * np.arange(-half, half + 1), 0, volume.shape[0] - 1)
     return volume[ids]
 
 
