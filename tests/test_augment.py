@@ -23,7 +23,7 @@ from training.augment import (
     tissue_statistics,
 )
 from training.config import ConfigError
-from training.data import SliceSampler, load_cohort
+from training.data import SliceSampler, check_context, load_cohort
 
 SHAPE = (12, 64, 64)
 
@@ -92,8 +92,7 @@ def test_context_strides_space_the_context_slices_of_each_window():
     assert np.array_equal(clamped[0] == -1, ~np.isin(subject.labels[0], BRAIN_LABELS))  # slice 1 - 4 → slice 0
     for strides_, slices, message in (((0, 1), 3, "at least one slice"), ((1, 4), 1, "context_slices > 1")):
         with pytest.raises(ConfigError, match=message):
-            config = dataclasses.replace(_config(), context_strides=strides_, context_slices=slices)
-            SourceAugmentation(config, mr_median(), aligned=True, labelled=True)
+            check_context(dataclasses.replace(_config(), context_strides=strides_, context_slices=slices))
 
 
 def test_skull_strip_is_what_inference_sees_of_a_skull_stripped_t1():

@@ -203,11 +203,7 @@ class SourceAugmentation:
                 raise ConfigError(
                     f"data.augment_{name} changes what data.augment_{needed} paints: it needs data.augment_{needed} > 0"
                 )
-        self.strides = tuple(cfg.context_strides)
-        if not self.strides or min(self.strides) < 1:
-            raise ConfigError(f"data.context_strides are steps of at least one slice, got {list(self.strides)}")
-        if self.strides != (1,) and cfg.context_slices == 1:
-            raise ConfigError("data.context_strides spaces the context slices: it needs data.context_slices > 1")
+        self.strides = tuple(cfg.context_strides)  # checked with the other context options (data.check_context)
         self.model = model
         self._brain_mapping: dict[int, IntensityMapping] = {}
         self._tissue: dict[tuple[int, int], tuple[tuple[float, float], tuple[float, float]]] = {}

@@ -224,6 +224,19 @@ def foreground_slices(volume: np.ndarray, min_fraction: float) -> np.ndarray:
     return keep if keep.size else np.arange(volume.shape[0])
 
 
+def check_context(cfg: DataConfig) -> None:
+    """Refuse context options that no sampler honours: an even or zero ``context_slices``, a step between context
+    slices below one slice, or steps other than ``(1,)`` without 2.5-D input (a 3-D network takes none).
+    """
+    if cfg.context_slices < 1 or cfg.context_slices % 2 == 0:
+        raise ConfigError(f"data.context_slices must be odd and ≥ 1, got {cfg.context_slices}")
+    strides = tuple(cfg.context_strides)
+    if not strides or min(strides) < 1:
+        raise ConfigError(f"data.context_strides are steps of at least one slice, got {list(strides)}")
+    if strides != (1,) and cfg.context_slices == 1:
+        raise ConfigError("data.context_strides spaces the context slices: it needs data.context_slices > 1")
+
+
 def context_stack(volume: np.ndarray, index: int, k: int, stride: int = 1) -> np.ndarray:
     """The ``k`` slices centred on ``index``, ``stride`` slices apart (clamped at the ends), shape (k, H, W)."""
     half = k // 2

@@ -42,7 +42,15 @@ from training.checkpointing import (
     save_checkpoint,
 )
 from training.config import ConfigError, TrainConfig, options_from_dict
-from training.data import FOREGROUND_LEVEL, SliceSampler, ValidationSet, load_cohort, to_device, validation_set
+from training.data import (
+    FOREGROUND_LEVEL,
+    SliceSampler,
+    ValidationSet,
+    check_context,
+    load_cohort,
+    to_device,
+    validation_set,
+)
 from training.methods import Method, StepContext, get_method
 from training.patches import PatchSampler, check_patch, patch_crop
 
@@ -252,8 +260,7 @@ class Trainer:
         torch.manual_seed(int(torch_seed))
         cls, options = resolve_method(cfg)
         data = cfg.data
-        if data.context_slices < 1 or data.context_slices % 2 == 0:
-            raise ConfigError(f"data.context_slices must be odd and ≥ 1, got {data.context_slices}")
+        check_context(data)
         if data.context_slices > 1 and not cls.supports_context:
             raise ConfigError(f"method {cfg.method!r} maps both ways and needs data.context_slices 1")
         t0 = time.time()
